@@ -1,0 +1,38 @@
+# paytest: every target works on a fresh machine of this project's kind.
+GO        ?= go
+BIN       := bin/paytest
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(shell git rev-parse --short HEAD 2>/dev/null || echo none)
+STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
+
+.PHONY: build test demo bench lint fuzz clean
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/paytest
+
+## test: the whole suite against real Postgres, NATS, Redis and Prometheus.
+test:
+	$(GO) test -count=1 -timeout 9m ./...
+
+## demo: the main job on embedded defaults.
+demo: build
+	./$(BIN) attack --out runs/demo
+
+## bench: the speed targets, each side by side with its yardstick.
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./...
+
+$(STATICCHECK):
+	$(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+lint: $(STATICCHECK)
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+## fuzz: run each decoder's fuzz target for a while (FUZZTIME, default 30s).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecodeAttempts -fuzztime $(FUZZTIME) ./attack/history
+
+clean:
+	rm -rf bin runs

@@ -1,0 +1,71 @@
+// Command paytest proves that a payment API moves money exactly once: it
+// boots (or points at) a charge endpoint, attacks it with duplicates, races,
+// lost responses and crashed components, and verifies from metrics, the
+// ledger and the client's history that every logical operation was applied
+// exactly once. See README.md and `paytest --help`.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/paytest/paytest/internal/apperr"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		var quiet *quietError
+		if !errors.As(err, &quiet) {
+			fmt.Fprintln(os.Stderr, "paytest:", err)
+		}
+	}
+	os.Exit(exitCode(err))
+}
+
+// run executes the command line args and returns what went wrong, if anything.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	root := newRootCmd(stdout, stderr)
+	root.SetArgs(args)
+	return root.ExecuteContext(ctx)
+}
+
+// Exit codes of the contract.
+const (
+	exitHeld         = 0
+	exitViolated     = 1
+	exitUsage        = 2
+	exitInconclusive = 3
+)
+
+// exitCode maps an error's code to the contract's exit code. This is the one
+// place where errors become exit codes.
+func exitCode(err error) int {
+	if err == nil {
+		return exitHeld
+	}
+	switch apperr.Code(err) {
+	case apperr.EVIOLATED:
+		return exitViolated
+	case apperr.EUSAGE, apperr.EINVALID:
+		return exitUsage
+	default:
+		// Unavailable infrastructure, internal failures: no verdict could be
+		// reached, and paytest never claims "held" without one.
+		return exitInconclusive
+	}
+}
+
+// quietError carries a code for the exit status after the command has already
+// told the user everything (a printed verdict), so main prints nothing more.
+type quietError struct{ err error }
+
+func (q *quietError) Error() string { return q.err.Error() }
+func (q *quietError) Unwrap() error { return q.err }

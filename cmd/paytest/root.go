@@ -1,0 +1,130 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+
+	"github.com/paytest/paytest/internal/apperr"
+)
+
+// Set by the linker: -ldflags "-X main.version=... -X main.commit=...".
+var (
+	version = "dev"
+	commit  = "none"
+)
+
+func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "paytest",
+		Short: "Prove that a payment API moves money exactly once",
+		Long: `paytest turns "effectively-once" from a belief into evidence.
+
+It boots a bundled reference payment system (POST /charge with an idempotency
+key state machine in Postgres, a transactional outbox, a relay to NATS
+JetStream and a ledger consumer with an inbox), or points at your own endpoint,
+attacks it with duplicates, same-key races, lost responses, a cut broker and a
+crashed relay, and verifies from metrics, the ledger and the client's history
+that every logical operation moved money exactly once.
+
+Exit codes: 0 held, 1 violated, 2 usage error, 3 inconclusive.`,
+		Example: `  paytest attack                          # the default scenario on embedded infrastructure
+  paytest attack --profile race --ops 200 # one scenario, smaller
+  paytest attack --target https://api.example.test/charge --metrics-url http://.../metrics
+  paytest verify --run runs/2026-11-28T12-00-00
+  paytest profiles                        # what each scenario injects`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.PersistentFlags().String("config", "", "config file (YAML, JSON or TOML) with flag names as keys")
+	root.PersistentFlags().String("log-level", "info", "log level: debug, info, warn, error")
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return apperr.Wrap(apperr.EUSAGE, err, "%s", cmd.CommandPath())
+	})
+	root.AddCommand(
+		newVersionCmd(),
+		newAttackCmd(),
+		newVerifyCmd(),
+		newServeCmd(),
+		newRunbookCmd(),
+		newProfilesCmd(),
+	)
+	return root
+}
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print paytest's version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, err := fmt.Fprintf(cmd.OutOrStdout(), "paytest %s (commit %s)\n", version, commit)
+			return err
+		},
+	}
+}
+
+// settings resolves a command's configuration with the contract's
+// precedence: flag > PAYTEST_* environment > --config file > profile >
+// built-in default. Profile values, when a command has them, are laid in
+// with SetDefault before anything is read, so everything above overrides
+// them.
+func settings(cmd *cobra.Command, profile map[string]any) (*viper.Viper, error) {
+	v := viper.New()
+	v.SetEnvPrefix("PAYTEST")
+	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
+	v.AutomaticEnv()
+	for k, val := range profile {
+		v.SetDefault(k, val)
+	}
+	var bindErr error
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		if f.Name == "config" || f.Name == "help" {
+			return
+		}
+		if err := v.BindPFlag(f.Name, f); err != nil && bindErr == nil {
+			bindErr = err
+		}
+	})
+	if bindErr != nil {
+		return nil, bindErr
+	}
+	if path, _ := cmd.Flags().GetString("config"); path != "" {
+		v.SetConfigFile(path)
+		if err := v.ReadInConfig(); err != nil {
+			return nil, apperr.Wrap(apperr.EUSAGE, err, "reading config file %s", path)
+		}
+	}
+	return v, nil
+}
+
+// newLogger returns the structured logger every command logs with, to stderr.
+func newLogger(cmd *cobra.Command, v *viper.Viper) (*slog.Logger, error) {
+	var level slog.Level
+	name := "info"
+	if v != nil && v.IsSet("log-level") {
+		name = v.GetString("log-level")
+	} else if f := cmd.Flags().Lookup("log-level"); f != nil {
+		name = f.Value.String()
+	}
+	if err := level.UnmarshalText([]byte(name)); err != nil {
+		return nil, apperr.Errorf(apperr.EUSAGE, "--log-level %q: want debug, info, warn or error", name)
+	}
+	w := cmd.ErrOrStderr()
+	if w == nil {
+		w = os.Stderr
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), nil
+}
+
+// errNotYet marks a command whose implementation has not landed.
+var errNotYet = errors.New("not implemented yet")

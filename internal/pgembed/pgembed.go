@@ -1,0 +1,298 @@
+// Package pgembed starts a throwaway PostgreSQL cluster from the machine's own
+// binaries: initdb into a temporary directory, postgres on a free loopback
+// port, and on Stop a fast shutdown and the directory removed. It is paytest's
+// embedded default when no --database-url is given.
+package pgembed
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/paytest/paytest/internal/apperr"
+)
+
+// ErrNoBinaries is returned when no initdb/postgres pair can be found.
+var ErrNoBinaries = &apperr.Error{
+	Code: apperr.EINCONCLUSIVE,
+	Message: "no PostgreSQL server binaries found (looked in PATH and /usr/lib/postgresql/*/bin): " +
+		"install them (Debian: apt-get install postgresql) or pass --database-url postgres://...",
+}
+
+// Options configures a cluster. The zero value is ready to use.
+type Options struct {
+	// BinDir holds initdb and postgres; empty means search PATH, then
+	// /usr/lib/postgresql/*/bin (newest first).
+	BinDir string
+	// Port to listen on; 0 picks a free loopback port.
+	Port int
+	// StartTimeout bounds how long Start waits for connections; default 30s.
+	StartTimeout time.Duration
+	// Settings are extra postgres -c name=value settings.
+	Settings map[string]string
+}
+
+// Cluster is a running throwaway PostgreSQL cluster.
+type Cluster struct {
+	dir     string
+	port    int
+	cmd     *exec.Cmd
+	done    chan struct{}
+	waitErr error
+	log     *bytes.Buffer
+	once    sync.Once
+	stopErr error
+}
+
+// Start runs initdb into a new temporary directory and starts postgres on a
+// loopback port, returning once it accepts connections. As root, both run as
+// the "postgres" system user, because initdb refuses to run as root.
+func Start(ctx context.Context, opts Options) (*Cluster, error) {
+	bin, err := findBinDir(opts.BinDir)
+	if err != nil {
+		return nil, err
+	}
+	if opts.StartTimeout == 0 {
+		opts.StartTimeout = 30 * time.Second
+	}
+	cred, uid, gid, err := runAs()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "paytest-pg-")
+	if err != nil {
+		return nil, fmt.Errorf("pgembed: temp dir: %w", err)
+	}
+	c := &Cluster{dir: dir, done: make(chan struct{}), log: &bytes.Buffer{}}
+	fail := func(err error) (*Cluster, error) {
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+	if cred != nil {
+		if err := os.Chown(dir, uid, gid); err != nil {
+			return fail(fmt.Errorf("pgembed: chown %s: %w", dir, err))
+		}
+	}
+	data := filepath.Join(dir, "data")
+	initdb := exec.CommandContext(ctx, filepath.Join(bin, "initdb"),
+		"-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync", "--locale=C")
+	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	initdb.Dir = dir
+	if out, err := initdb.CombinedOutput(); err != nil {
+		return fail(fmt.Errorf("pgembed: initdb: %w: %s", err, lastLines(out, 5)))
+	}
+	for attempt := 0; ; attempt++ {
+		port := opts.Port
+		if port == 0 {
+			if port, err = freePort(); err != nil {
+				return fail(err)
+			}
+		}
+		c.port = port
+		err = c.startServer(ctx, bin, data, cred, opts)
+		if err == nil {
+			return c, nil
+		}
+		if opts.Port != 0 || attempt >= 3 || ctx.Err() != nil {
+			return fail(err)
+		}
+		// Most likely another process took the free port first: try another.
+		c.done = make(chan struct{})
+		c.log.Reset()
+	}
+}
+
+func (c *Cluster) startServer(ctx context.Context, bin, data string, cred *syscall.Credential, opts Options) error {
+	args := []string{"-D", data, "-p", strconv.Itoa(c.port), "-h", "127.0.0.1", "-k", c.dir,
+		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+		"-c", "max_connections=300", "-c", "shared_buffers=128MB", "-c", "log_min_messages=warning"}
+	keys := make([]string, 0, len(opts.Settings))
+	for k := range opts.Settings {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		args = append(args, "-c", k+"="+opts.Settings[k])
+	}
+	cmd := exec.Command(filepath.Join(bin, "postgres"), args...)
+	cmd.Dir = c.dir
+	cmd.Stdout = c.log
+	cmd.Stderr = c.log
+	// Pdeathsig: if paytest dies, postgres goes down with it (SIGQUIT is an
+	// immediate shutdown). Setpgid keeps a terminal's Ctrl-C for paytest to
+	// handle, so shutdown happens in order.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGQUIT, Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("pgembed: start postgres: %w", err)
+	}
+	c.cmd = cmd
+	go func() {
+		c.waitErr = cmd.Wait()
+		close(c.done)
+	}()
+	deadline := time.Now().Add(opts.StartTimeout)
+	for {
+		select {
+		case <-c.done:
+			return fmt.Errorf("pgembed: postgres exited: %v: %s", c.waitErr, lastLines(c.log.Bytes(), 5))
+		default:
+		}
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		conn, err := pgx.Connect(pctx, c.URL("postgres"))
+		cancel()
+		if err == nil {
+			_ = conn.Close(ctx)
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			c.kill()
+			return fmt.Errorf("pgembed: postgres not ready after %s: %w", opts.StartTimeout, err)
+		}
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+		}
+	}
+}
+
+// URL returns a connection URL for the named database on this cluster.
+func (c *Cluster) URL(database string) string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", c.port, database)
+}
+
+// Port returns the port the cluster listens on.
+func (c *Cluster) Port() int { return c.port }
+
+// Dir returns the cluster's temporary directory.
+func (c *Cluster) Dir() string { return c.dir }
+
+// Stop shuts the cluster down (fast shutdown, then a kill after 10 s) and
+// removes its directory. It is safe to call more than once.
+func (c *Cluster) Stop() error {
+	c.once.Do(func() {
+		if c.cmd != nil && c.cmd.Process != nil {
+			_ = c.cmd.Process.Signal(syscall.SIGINT)
+			select {
+			case <-c.done:
+			case <-time.After(10 * time.Second):
+				c.kill()
+			}
+		}
+		c.stopErr = os.RemoveAll(c.dir)
+	})
+	return c.stopErr
+}
+
+func (c *Cluster) kill() {
+	if c.cmd != nil && c.cmd.Process != nil {
+		_ = c.cmd.Process.Kill()
+		<-c.done
+	}
+}
+
+// CreateDatabase creates a database named name on the server at adminURL.
+func CreateDatabase(ctx context.Context, adminURL, name string) error {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return fmt.Errorf("pgembed: connect: %w", err)
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize())
+	return err
+}
+
+// DropDatabase drops the database named name, closing its connections.
+func DropDatabase(ctx context.Context, adminURL, name string) error {
+	conn, err := pgx.Connect(ctx, adminURL)
+	if err != nil {
+		return fmt.Errorf("pgembed: connect: %w", err)
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+	return err
+}
+
+func findBinDir(dir string) (string, error) {
+	has := func(d string) bool {
+		for _, b := range []string{"initdb", "postgres"} {
+			if st, err := os.Stat(filepath.Join(d, b)); err != nil || st.IsDir() {
+				return false
+			}
+		}
+		return true
+	}
+	if dir != "" {
+		if has(dir) {
+			return dir, nil
+		}
+		return "", ErrNoBinaries
+	}
+	if p, err := exec.LookPath("initdb"); err == nil {
+		if real, err := filepath.EvalSymlinks(p); err == nil && has(filepath.Dir(real)) {
+			return filepath.Dir(real), nil
+		}
+		if has(filepath.Dir(p)) {
+			return filepath.Dir(p), nil
+		}
+	}
+	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	sort.Slice(matches, func(i, j int) bool { return versionOf(matches[i]) > versionOf(matches[j]) })
+	for _, m := range matches {
+		if has(m) {
+			return m, nil
+		}
+	}
+	return "", ErrNoBinaries
+}
+
+func versionOf(binDir string) float64 {
+	v, _ := strconv.ParseFloat(filepath.Base(filepath.Dir(binDir)), 64)
+	return v
+}
+
+// runAs returns the credential to run PostgreSQL under: nil when not root,
+// the "postgres" system user when root.
+func runAs() (*syscall.Credential, int, int, error) {
+	if os.Geteuid() != 0 {
+		return nil, -1, -1, nil
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil, 0, 0, &apperr.Error{Code: apperr.EINCONCLUSIVE,
+			Message: "running as root, and PostgreSQL refuses root: create a 'postgres' system user (Debian's postgresql package does) or pass --database-url",
+			Err:     err}
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, uid, gid, nil
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("pgembed: free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func lastLines(b []byte, n int) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}

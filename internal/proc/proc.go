@@ -1,0 +1,219 @@
+// Package proc supervises paytest's child processes: it starts a command,
+// tees its log, learns the address the child bound from its "listening" log
+// line, waits for readiness, and stops it (SIGTERM, then SIGKILL) or kills it
+// outright to simulate a crash. The attack orchestrator and the tests that
+// crash real processes both use it.
+package proc
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// listenRE matches the line every paytest server logs once bound:
+// level=INFO msg=listening component=charge addr=127.0.0.1:40211
+var listenRE = regexp.MustCompile(`msg=listening .*addr=(\S+)`)
+
+// Spec describes a child process.
+type Spec struct {
+	// Name labels the process in errors and logs ("charge", "relay").
+	Name string
+	// Path and Args are the command; Args excludes the program name.
+	Path string
+	Args []string
+	// Env is added to the parent's environment.
+	Env []string
+	// Log receives the child's stdout and stderr, line by line; nil discards.
+	Log io.Writer
+	// Ready, if set, is polled (GET, 2xx) after the address is known: a
+	// path such as "/readyz" on the bound address.
+	Ready string
+	// StartTimeout bounds waiting for the address and readiness; default 30s.
+	StartTimeout time.Duration
+}
+
+// Process is a running child.
+type Process struct {
+	spec Spec
+	cmd  *exec.Cmd
+	addr string
+	done chan struct{}
+	err  error
+	once sync.Once
+	wg   sync.WaitGroup
+}
+
+// Start starts the child and waits until it has logged its bound address and,
+// if Spec.Ready is set, until that endpoint answers 2xx.
+func Start(ctx context.Context, spec Spec) (*Process, error) {
+	if spec.StartTimeout == 0 {
+		spec.StartTimeout = 30 * time.Second
+	}
+	cmd := exec.Command(spec.Path, spec.Args...)
+	cmd.Env = append(os.Environ(), spec.Env...)
+	// Own process group, so a terminal's Ctrl-C reaches paytest alone and it
+	// can stop children in order; Pdeathsig so none outlives a killed paytest.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("proc: start %s: %w", spec.Name, err)
+	}
+	p := &Process{spec: spec, cmd: cmd, done: make(chan struct{})}
+	addrCh := make(chan string, 1)
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 64*1024), 1<<20)
+		sent := false
+		for sc.Scan() {
+			line := sc.Text()
+			if spec.Log != nil {
+				fmt.Fprintf(spec.Log, "[%s] %s\n", spec.Name, line)
+			}
+			if !sent {
+				if m := listenRE.FindStringSubmatch(line); m != nil {
+					addrCh <- m[1]
+					sent = true
+				}
+			}
+		}
+	}()
+	go func() {
+		p.wg.Wait()
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	timer := time.NewTimer(spec.StartTimeout)
+	defer timer.Stop()
+	select {
+	case p.addr = <-addrCh:
+	case <-p.done:
+		return nil, fmt.Errorf("proc: %s exited before listening: %v", spec.Name, p.err)
+	case <-timer.C:
+		p.Kill()
+		return nil, fmt.Errorf("proc: %s did not log its address within %s", spec.Name, spec.StartTimeout)
+	case <-ctx.Done():
+		p.Kill()
+		return nil, ctx.Err()
+	}
+	if spec.Ready != "" {
+		if err := p.waitReady(ctx, timer.C); err != nil {
+			p.Kill()
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+func (p *Process) waitReady(ctx context.Context, timeout <-chan time.Time) error {
+	url := "http://" + p.addr + p.spec.Ready
+	client := &http.Client{Timeout: time.Second}
+	for {
+		resp, err := client.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode/100 == 2 {
+				return nil
+			}
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("proc: %s exited before ready: %v", p.spec.Name, p.err)
+		case <-timeout:
+			return fmt.Errorf("proc: %s not ready at %s", p.spec.Name, url)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// Addr returns the address the child logged as bound.
+func (p *Process) Addr() string { return p.addr }
+
+// Pid returns the child's process id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Done is closed when the child has exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Exited reports whether the child has exited, and how.
+func (p *Process) Exited() (bool, error) {
+	select {
+	case <-p.done:
+		return true, p.err
+	default:
+		return false, nil
+	}
+}
+
+// Wait waits for the child to exit and returns how it did.
+func (p *Process) Wait(ctx context.Context) error {
+	select {
+	case <-p.done:
+		return p.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// KilledBySignal reports whether err (from Wait) says the child died of sig.
+func KilledBySignal(err error, sig syscall.Signal) bool {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		return false
+	}
+	ws, ok := ee.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == sig
+}
+
+// Kill sends SIGKILL and waits for the child to be gone: a crash.
+func (p *Process) Kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// Stop sends SIGTERM, waits up to grace for a clean exit, then SIGKILL. It is
+// safe to call more than once and after the child has exited.
+func (p *Process) Stop(grace time.Duration) error {
+	var err error
+	p.once.Do(func() {
+		select {
+		case <-p.done:
+			return
+		default:
+		}
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+			if p.err != nil && !KilledBySignal(p.err, syscall.SIGTERM) {
+				err = p.err
+			}
+		case <-time.After(grace):
+			p.Kill()
+			err = fmt.Errorf("proc: %s ignored SIGTERM for %s and was killed", p.spec.Name, grace)
+		}
+	})
+	return err
+}
+
+// String names the process for logs.
+func (p *Process) String() string {
+	return fmt.Sprintf("%s(pid %d, %s %s)", p.spec.Name, p.Pid(), p.addr, strings.Join(p.spec.Args, " "))
+}
