@@ -16,8 +16,12 @@ import (
 	"github.com/paytest/paytest/internal/pgmigrate"
 )
 
-// Subject is the NATS subject charge.created events are published on.
-const Subject = "paytest.charges.created"
+// DefaultSubject is the NATS subject charge.created events are published on
+// unless the relay is told another (tests use unique subjects and streams).
+const DefaultSubject = "paytest.charges.created"
+
+// DefaultStream is the JetStream stream that holds charge.created events.
+const DefaultStream = "PAYTEST_CHARGES"
 
 // EventType names the one event the reference system emits.
 const EventType = "charge.created"
@@ -30,7 +34,6 @@ CREATE TABLE IF NOT EXISTS outbox (
 	event_id     uuid NOT NULL UNIQUE,
 	event_type   text NOT NULL,
 	aggregate_id text NOT NULL,
-	subject      text NOT NULL,
 	payload      bytea NOT NULL,
 	created_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
 	published_at timestamptz,
@@ -67,8 +70,8 @@ func Insert(ctx context.Context, tx pgx.Tx, ev ChargeCreated) error {
 	if err != nil {
 		return fmt.Errorf("outbox: encode: %w", err)
 	}
-	_, err = tx.Exec(ctx, `INSERT INTO outbox (event_id, event_type, aggregate_id, subject, payload)
-		VALUES ($1, $2, $3, $4, $5)`, ev.EventID, EventType, ev.ChargeID, Subject, payload)
+	_, err = tx.Exec(ctx, `INSERT INTO outbox (event_id, event_type, aggregate_id, payload)
+		VALUES ($1, $2, $3, $4)`, ev.EventID, EventType, ev.ChargeID, payload)
 	if err != nil {
 		return fmt.Errorf("outbox: insert: %w", err)
 	}
