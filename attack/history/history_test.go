@@ -99,3 +99,19 @@ func FuzzDecodeAttempts(f *testing.F) {
 		}
 	})
 }
+
+func TestRunRoundTrip(t *testing.T) {
+	path := filepath.Join(t.TempDir(), RunFile)
+	in := Run{Seed: 42, Profile: "default", Ops: 1000, Concurrency: 32, Started: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC),
+		Config: map[string]any{"ops": 1000}}
+	if err := WriteRun(path, in); err != nil {
+		t.Fatal(err)
+	}
+	out, err := ReadRun(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Seed != 42 || out.Profile != "default" || !out.Started.Equal(in.Started) || out.Config["ops"] != 1000 {
+		t.Fatalf("round trip changed run.yaml: %+v", out)
+	}
+}

@@ -1,0 +1,50 @@
+package history
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// RunFile is the run directory's resolved configuration.
+const RunFile = "run.yaml"
+
+// Run is run.yaml: what was asked for and when it ran. attack writes it at
+// the start (Ended zero) and again at the end; verify reads it.
+type Run struct {
+	Seed        int64     `yaml:"seed" json:"seed"`
+	Profile     string    `yaml:"profile" json:"profile"`
+	Target      string    `yaml:"target" json:"target"`
+	Ops         int       `yaml:"ops" json:"ops"`
+	Concurrency int       `yaml:"concurrency" json:"concurrency"`
+	NoJitter    bool      `yaml:"no_jitter,omitempty" json:"no_jitter,omitempty"`
+	Unsafe      []string  `yaml:"unsafe,omitempty" json:"unsafe,omitempty"`
+	Started     time.Time `yaml:"started" json:"started"`
+	Ended       time.Time `yaml:"ended,omitempty" json:"ended,omitempty"`
+	// Config is the whole resolved configuration, flag names as keys.
+	Config map[string]any `yaml:"config,omitempty" json:"config,omitempty"`
+}
+
+// WriteRun writes r to path as YAML.
+func WriteRun(path string, r Run) error {
+	b, err := yaml.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("history: encode run: %w", err)
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
+// ReadRun reads a run.yaml.
+func ReadRun(path string) (Run, error) {
+	var r Run
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return r, err
+	}
+	if err := yaml.Unmarshal(b, &r); err != nil {
+		return r, fmt.Errorf("%s: %w", path, err)
+	}
+	return r, nil
+}
