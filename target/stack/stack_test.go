@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/paytest/paytest/internal/testinfra"
 )
@@ -50,7 +51,8 @@ func scrape(url, metric string) (float64, error) {
 		return 0, err
 	}
 	defer resp.Body.Close()
-	fams, err := new(expfmt.TextParser).TextToMetricFamilies(resp.Body)
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
 	if err != nil {
 		return 0, err
 	}
