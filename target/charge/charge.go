@@ -1,0 +1,332 @@
+// Package charge is paytest's reference charge API: POST /charge behind an
+// idempotency-key state machine in PostgreSQL, in the style of Stripe's
+// idempotent requests and brandur's rocket-rides-atomic.
+//
+// A key is claimed atomically (INSERT ... ON CONFLICT DO NOTHING on
+// UNIQUE(merchant, key) decides every race), bound to a SHA-256 fingerprint
+// of the canonical request, and locked with a lease. The charge row, its
+// outbox row and the key's stored response are written in one transaction,
+// so a finished key always has exactly one charge and one event. Every
+// (merchant, key) gets exactly one of: new (200), replay (the stored answer
+// byte for byte with Idempotent-Replayed: true), 409 while in flight, 422 for
+// a different request. A request whose process died keeps its key locked
+// only until the lease ends; then a retry takes it over and completes it once.
+//
+// The unsafe modes (Unsafe) break these properties on purpose, so that tests
+// can show paytest's checks catch the breakage.
+package charge
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/paytest/paytest/internal/apperr"
+	"github.com/paytest/paytest/internal/crashpoint"
+	"github.com/paytest/paytest/internal/pgmigrate"
+	"github.com/paytest/paytest/target/outbox"
+)
+
+// Crash points this service arms with --crash-at.
+const (
+	// CrashAfterClaim fires once a key is claimed (committed as started)
+	// and before the charge transaction commits.
+	CrashAfterClaim = "after-claim"
+	// CrashAfterCommit fires once the charge transaction has committed and
+	// before the response is written (and, with dual-write, before the
+	// event is published).
+	CrashAfterCommit = "after-commit-before-response"
+)
+
+// CrashPoints lists the crash points for crashpoint.Parse.
+var CrashPoints = []string{CrashAfterClaim, CrashAfterCommit}
+
+// Unsafe modes, each refused unless asked for by name.
+const (
+	// ModeNoIdempotency ignores the key: every request makes a new charge.
+	ModeNoIdempotency = "no-idempotency"
+	// ModeNonAtomicCreate reads the key and, if absent, does the work and
+	// then upserts the key: concurrent same-key requests double-charge.
+	ModeNonAtomicCreate = "non-atomic-create"
+	// ModeDualWrite writes no outbox row and publishes the event to NATS
+	// after the commit: a crash in between loses the event.
+	ModeDualWrite = "dual-write"
+)
+
+// UnsafeModes lists the unsafe modes by name.
+var UnsafeModes = []string{ModeNoIdempotency, ModeNonAtomicCreate, ModeDualWrite}
+
+// Unsafe is the set of unsafe modes enabled. The zero value is the safe
+// service.
+type Unsafe struct {
+	NoIdempotency   bool
+	NonAtomicCreate bool
+	DualWrite       bool
+}
+
+// ParseUnsafe turns mode names into an Unsafe set, refusing unknown names
+// and the contradictory pair no-idempotency + non-atomic-create.
+func ParseUnsafe(modes []string) (Unsafe, error) {
+	var u Unsafe
+	for _, m := range modes {
+		switch strings.TrimSpace(m) {
+		case "":
+		case ModeNoIdempotency:
+			u.NoIdempotency = true
+		case ModeNonAtomicCreate:
+			u.NonAtomicCreate = true
+		case ModeDualWrite:
+			u.DualWrite = true
+		default:
+			return Unsafe{}, apperr.Errorf(apperr.EUSAGE, "unknown unsafe mode %q (the charge service has: %s)", m, strings.Join(UnsafeModes, ", "))
+		}
+	}
+	if u.NoIdempotency && u.NonAtomicCreate {
+		return Unsafe{}, apperr.Errorf(apperr.EUSAGE, "unsafe modes %s and %s exclude each other", ModeNoIdempotency, ModeNonAtomicCreate)
+	}
+	return u, nil
+}
+
+// Modes returns the enabled modes' names, sorted.
+func (u Unsafe) Modes() []string {
+	var m []string
+	if u.DualWrite {
+		m = append(m, ModeDualWrite)
+	}
+	if u.NoIdempotency {
+		m = append(m, ModeNoIdempotency)
+	}
+	if u.NonAtomicCreate {
+		m = append(m, ModeNonAtomicCreate)
+	}
+	sort.Strings(m)
+	return m
+}
+
+// Defaults for Config's zero fields.
+const (
+	DefaultLease     = 30 * time.Second
+	DefaultRetention = 24 * time.Hour
+	DefaultMaxConns  = 16
+	// DefaultAPIKey is the documented demo credential: merchant "demo".
+	DefaultAPIKey   = "sk_test_demo"
+	DefaultMerchant = "demo"
+)
+
+// Config configures a Service. Pool or DatabaseURL is required.
+type Config struct {
+	// Pool is used as is when set (and not closed by Close); otherwise a
+	// pool is opened on DatabaseURL with MaxConns connections.
+	Pool        *pgxpool.Pool
+	DatabaseURL string
+	MaxConns    int32
+	// APIKeys maps a bearer secret to the merchant it names. Empty means
+	// {DefaultAPIKey: DefaultMerchant}.
+	APIKeys map[string]string
+	// Lease is how long a claimed key stays locked to the request working
+	// on it; after that a retry may take it over. Default 30s.
+	Lease time.Duration
+	// Retention is how long keys are kept before the reaper deletes them.
+	// Default 24h.
+	Retention time.Duration
+	// ReapInterval is how often Run reaps; default min(Retention/2, 1m).
+	ReapInterval time.Duration
+	// RequestTimeout bounds the database work of one request; default 10s.
+	RequestTimeout time.Duration
+	// Crash holds the armed crash points (CrashPoints); nil arms none.
+	Crash *crashpoint.Set
+	// Unsafe enables unsafe modes; the zero value is safe.
+	Unsafe Unsafe
+	// Logger logs; nil discards.
+	Logger *slog.Logger
+	// Registry receives the service's metrics; nil makes a new one.
+	Registry *prometheus.Registry
+	// NATSURL and Subject are used by the dual-write mode only.
+	NATSURL string
+	Subject string
+}
+
+// Service is a running charge API.
+type Service struct {
+	cfg     Config
+	pool    *pgxpool.Pool
+	ownPool bool
+	keys    map[string]string
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	m       *metrics
+	nc      *nats.Conn
+	js      jetstream.JetStream
+
+	closeOnce sync.Once
+}
+
+// New validates cfg, connects, applies the migrations (charge and outbox)
+// and returns a Service ready to serve.
+func New(ctx context.Context, cfg Config) (*Service, error) {
+	if cfg.Lease == 0 {
+		cfg.Lease = DefaultLease
+	}
+	if cfg.Retention == 0 {
+		cfg.Retention = DefaultRetention
+	}
+	if cfg.ReapInterval == 0 {
+		cfg.ReapInterval = min(cfg.Retention/2, time.Minute)
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = 10 * time.Second
+	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = DefaultMaxConns
+	}
+	if cfg.Subject == "" {
+		cfg.Subject = outbox.DefaultSubject
+	}
+	switch {
+	case cfg.Lease < 0 || cfg.Retention < 0 || cfg.ReapInterval < 0 || cfg.RequestTimeout < 0:
+		return nil, apperr.Errorf(apperr.EUSAGE, "lease, retention and intervals must be positive")
+	case cfg.Retention < cfg.Lease:
+		return nil, apperr.Errorf(apperr.EUSAGE, "retention (%s) must not be shorter than the lease (%s)", cfg.Retention, cfg.Lease)
+	case cfg.Unsafe.NoIdempotency && cfg.Unsafe.NonAtomicCreate:
+		return nil, apperr.Errorf(apperr.EUSAGE, "unsafe modes %s and %s exclude each other", ModeNoIdempotency, ModeNonAtomicCreate)
+	case cfg.Unsafe.DualWrite && cfg.NATSURL == "":
+		return nil, apperr.Errorf(apperr.EUSAGE, "unsafe mode %s publishes straight to NATS: it needs a NATS URL (--nats-url)", ModeDualWrite)
+	case cfg.Pool == nil && cfg.DatabaseURL == "":
+		return nil, apperr.Errorf(apperr.EUSAGE, "charge: a database pool or URL is required")
+	}
+	s := &Service{cfg: cfg, log: cfg.Logger, reg: cfg.Registry}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	s.keys = map[string]string{}
+	for secret, merchant := range cfg.APIKeys {
+		if secret == "" || merchant == "" {
+			return nil, apperr.Errorf(apperr.EUSAGE, "an API key needs both a merchant and a secret")
+		}
+		s.keys[secret] = merchant
+	}
+	if len(s.keys) == 0 {
+		s.keys[DefaultAPIKey] = DefaultMerchant
+	}
+	if s.reg == nil {
+		s.reg = prometheus.NewRegistry()
+	}
+	if cfg.Pool != nil {
+		s.pool = cfg.Pool
+	} else {
+		pc, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+		if err != nil {
+			return nil, apperr.Wrap(apperr.EUSAGE, err, "database URL")
+		}
+		pc.MaxConns = cfg.MaxConns
+		pool, err := pgxpool.NewWithConfig(ctx, pc)
+		if err != nil {
+			return nil, apperr.Wrap(apperr.EUSAGE, err, "database URL")
+		}
+		s.pool, s.ownPool = pool, true
+	}
+	fail := func(err error) (*Service, error) {
+		s.Close()
+		return nil, err
+	}
+	if err := pgmigrate.Apply(ctx, s.pool, "charge", Migrations); err != nil {
+		return fail(apperr.Wrap(apperr.EUNAVAILABLE, err, "charge: migrations"))
+	}
+	if err := outbox.Migrate(ctx, s.pool); err != nil {
+		return fail(apperr.Wrap(apperr.EUNAVAILABLE, err, "charge: outbox migrations"))
+	}
+	m, err := newMetrics(s.reg, s.pool)
+	if err != nil {
+		return fail(fmt.Errorf("charge: metrics: %w", err))
+	}
+	s.m = m
+	if cfg.Unsafe.DualWrite {
+		nc, err := nats.Connect(cfg.NATSURL, nats.Name("paytest-charge"), nats.MaxReconnects(-1))
+		if err != nil {
+			return fail(apperr.Wrap(apperr.EUNAVAILABLE, err, "charge: connect to NATS at %s", cfg.NATSURL))
+		}
+		s.nc = nc
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return fail(fmt.Errorf("charge: jetstream: %w", err))
+		}
+		s.js = js
+	}
+	for _, mode := range cfg.Unsafe.Modes() {
+		s.log.Warn("UNSAFE MODE ENABLED: this charge service is deliberately broken", "unsafe", mode, "breaks", unsafeBreaks[mode])
+	}
+	return s, nil
+}
+
+var unsafeBreaks = map[string]string{
+	ModeNoIdempotency:   "every request is a new charge: retries double-charge",
+	ModeNonAtomicCreate: "keys are read then written: concurrent same-key requests double-charge",
+	ModeDualWrite:       "no outbox: the event is published after commit and a crash in between loses it",
+}
+
+// Pool returns the database pool the service uses.
+func (s *Service) Pool() *pgxpool.Pool { return s.pool }
+
+// Registry returns the registry holding the service's metrics.
+func (s *Service) Registry() *prometheus.Registry { return s.reg }
+
+// Run reaps expired idempotency keys every ReapInterval until ctx ends.
+func (s *Service) Run(ctx context.Context) error {
+	t := time.NewTicker(s.cfg.ReapInterval)
+	defer t.Stop()
+	for {
+		if n, err := s.Reap(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("reaper: could not delete expired keys", "err", err)
+		} else if n > 0 {
+			s.log.Info("reaper: deleted expired idempotency keys", "keys", n, "retention", s.cfg.Retention)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Reap deletes the keys older than Retention that nobody holds, in batches,
+// and returns how many it deleted. A key reused after it was reaped starts a
+// new operation, as at Stripe.
+func (s *Service) Reap(ctx context.Context) (int64, error) {
+	var total int64
+	for {
+		tag, err := s.pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE id IN (
+			SELECT id FROM idempotency_keys
+			WHERE created_at < now() - $1 * interval '1 millisecond'
+			  AND (state = 'finished' OR locked_until < now())
+			LIMIT 1000)`, s.cfg.Retention.Milliseconds())
+		if err != nil {
+			return total, dbError(err, "reap keys")
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < 1000 {
+			return total, nil
+		}
+	}
+}
+
+// Close releases the database pool (if New opened it) and the NATS
+// connection. It is safe to call more than once.
+func (s *Service) Close() {
+	s.closeOnce.Do(func() {
+		if s.nc != nil {
+			s.nc.Close()
+		}
+		if s.ownPool && s.pool != nil {
+			s.pool.Close()
+		}
+	})
+}

@@ -1,0 +1,346 @@
+package charge
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/paytest/paytest/internal/apperr"
+	"github.com/paytest/paytest/target/outbox"
+)
+
+// Outcomes, the label values of paytest_charge_requests_total.
+const (
+	OutcomeNew          = "new"
+	OutcomeReplay       = "replay"
+	OutcomeConflict     = "conflict"
+	OutcomeMismatch     = "mismatch"
+	OutcomeInvalid      = "invalid"
+	OutcomeUnauthorized = "unauthorized"
+	OutcomeError        = "error"
+)
+
+// Charge is the JSON body of a successful POST /charge.
+type Charge struct {
+	ID             string    `json:"id"`
+	Object         string    `json:"object"`
+	Merchant       string    `json:"merchant"`
+	IdempotencyKey string    `json:"idempotency_key"`
+	Amount         int64     `json:"amount"`
+	Currency       string    `json:"currency"`
+	Customer       string    `json:"customer"`
+	SKU            string    `json:"sku"`
+	Quantity       int       `json:"quantity"`
+	Status         string    `json:"status"`
+	CreatedAt      time.Time `json:"created_at"`
+}
+
+// answer is what the state machine tells the HTTP layer to send.
+type answer struct {
+	status      int
+	contentType string
+	body        []byte
+	replayed    bool
+}
+
+// retryAfter is what 409 and 503 answers tell clients to wait.
+const retryAfter = time.Second
+
+const (
+	claimSQL = `INSERT INTO idempotency_keys (merchant, key, fingerprint, request, lock_token, locked_until)
+		VALUES ($1, $2, $3, $4, $5, now() + $6 * interval '1 millisecond')
+		ON CONFLICT (merchant, key) DO NOTHING RETURNING id`
+	lookupSQL = `SELECT id, fingerprint, state, coalesce(locked_until > now(), false),
+		coalesce(response_status, 0), coalesce(response_headers ->> 'Content-Type', ''), response_body
+		FROM idempotency_keys WHERE merchant = $1 AND key = $2`
+	takeoverSQL = `UPDATE idempotency_keys
+		SET lock_token = $2, locked_until = now() + $3 * interval '1 millisecond', attempts = attempts + 1, updated_at = now()
+		WHERE id = $1 AND state = 'started' AND locked_until < now() RETURNING attempts`
+	finishSQL = `UPDATE idempotency_keys
+		SET state = 'finished', lock_token = NULL, locked_until = NULL, charge_id = $3,
+		    response_status = $4, response_headers = $5, response_body = $6, updated_at = now(), finished_at = now()
+		WHERE id = $1 AND lock_token = $2 AND state = 'started'`
+	releaseSQL = `UPDATE idempotency_keys SET locked_until = now(), updated_at = now()
+		WHERE id = $1 AND lock_token = $2 AND state = 'started'`
+	insertChargeSQL = `INSERT INTO charges (id, merchant, idempotency_key, amount, currency, customer, sku, quantity, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
+	upsertFinishedSQL = `INSERT INTO idempotency_keys (merchant, key, fingerprint, request, state, charge_id,
+		    response_status, response_headers, response_body, finished_at)
+		VALUES ($1, $2, $3, $4, 'finished', $5, $6, $7, $8, now())
+		ON CONFLICT (merchant, key) DO UPDATE SET state = 'finished', charge_id = excluded.charge_id,
+		    response_status = excluded.response_status, response_headers = excluded.response_headers,
+		    response_body = excluded.response_body, finished_at = now(), updated_at = now()`
+)
+
+// charge runs one validated request for merchant under key through the
+// state machine the service is configured with.
+func (s *Service) charge(ctx context.Context, merchant, key string, req Request) (answer, error) {
+	switch {
+	case s.cfg.Unsafe.NoIdempotency:
+		return s.chargeUnkeyed(ctx, merchant, key, req)
+	case s.cfg.Unsafe.NonAtomicCreate:
+		return s.chargeNonAtomic(ctx, merchant, key, req)
+	default:
+		return s.chargeSafe(ctx, merchant, key, req)
+	}
+}
+
+// chargeSafe is the reference state machine.
+func (s *Service) chargeSafe(ctx context.Context, merchant, key string, req Request) (answer, error) {
+	fp := req.Fingerprint()
+	canon := req.Canonical()
+	token := uuid.New()
+	lease := s.cfg.Lease.Milliseconds()
+	for range 3 {
+		var id int64
+		err := s.pool.QueryRow(ctx, claimSQL, merchant, key, fp[:], canon, token, lease).Scan(&id)
+		if err == nil {
+			return s.execute(ctx, id, token, merchant, key, req)
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return answer{}, dbError(err, "claim idempotency key")
+		}
+		// The key exists: decide from its row.
+		var (
+			state    string
+			locked   bool
+			stored   []byte
+			status   int
+			ctype    string
+			storedFP []byte
+		)
+		err = s.pool.QueryRow(ctx, lookupSQL, merchant, key).Scan(&id, &storedFP, &state, &locked, &status, &ctype, &stored)
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue // reaped between the two statements: claim again
+		}
+		if err != nil {
+			return answer{}, dbError(err, "look up idempotency key")
+		}
+		switch {
+		case !bytes.Equal(storedFP, fp[:]):
+			return answer{}, apperr.Errorf(apperr.EMISMATCH,
+				"Idempotency-Key %q was already used with a different request; use a new key for a new charge", key)
+		case state == "finished":
+			return answer{status: status, contentType: ctype, body: stored, replayed: true}, nil
+		case locked:
+			return answer{}, inFlight(key)
+		}
+		// Started, and its lease has run out: the request that claimed it
+		// died or stalled. Take it over; the UPDATE decides between rivals.
+		var attempts int
+		err = s.pool.QueryRow(ctx, takeoverSQL, id, token, lease).Scan(&attempts)
+		if err == nil {
+			s.log.Info("took over an abandoned idempotency key", "merchant", merchant, "key", key, "attempt", attempts)
+			return s.execute(ctx, id, token, merchant, key, req)
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return answer{}, dbError(err, "take over idempotency key")
+		}
+		// Someone else took it over or finished it: look again.
+	}
+	return answer{}, inFlight(key)
+}
+
+func inFlight(key string) error {
+	return &apperr.Error{Code: apperr.ECONFLICT, RetryAfter: retryAfter,
+		Message: "a request with Idempotency-Key " + quote(key) + " is still in flight; retry after it finishes"}
+}
+
+func quote(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b)
+}
+
+// newCharge builds the charge and its response body.
+func newCharge(merchant, key string, req Request) (Charge, []byte) {
+	ch := Charge{
+		ID: "ch_" + strings.ReplaceAll(uuid.NewString(), "-", ""), Object: "charge",
+		Merchant: merchant, IdempotencyKey: key,
+		Amount: req.Amount, Currency: req.Currency, Customer: req.Customer, SKU: req.SKU, Quantity: req.Quantity,
+		Status: "succeeded", CreatedAt: time.Now().UTC().Truncate(time.Microsecond),
+	}
+	body, _ := json.Marshal(ch)
+	return ch, body
+}
+
+func eventOf(ch Charge) outbox.ChargeCreated {
+	return outbox.ChargeCreated{
+		EventID: uuid.NewString(), ChargeID: ch.ID, Merchant: ch.Merchant, IdempotencyKey: ch.IdempotencyKey,
+		Amount: ch.Amount, Currency: ch.Currency, Customer: ch.Customer, SKU: ch.SKU, Quantity: ch.Quantity,
+		CreatedAt: ch.CreatedAt,
+	}
+}
+
+var jsonHeaders = map[string]string{"Content-Type": "application/json"}
+
+// execute does the work for a key this request holds (id, token): in one
+// transaction it finishes the key with the response, inserts the charge and
+// the outbox row. If the lease was lost meanwhile (another request took the
+// key over), the transaction rolls back and the answer is 409.
+func (s *Service) execute(ctx context.Context, id int64, token uuid.UUID, merchant, key string, req Request) (ans answer, err error) {
+	s.cfg.Crash.Hit(CrashAfterClaim)
+	defer func() {
+		if err != nil {
+			// Nothing was committed: unlock the key so a retry can run it
+			// at once instead of waiting out the lease. Best effort; if the
+			// database is gone the lease does the same later.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			defer cancel()
+			_, _ = s.pool.Exec(rctx, releaseSQL, id, token)
+		}
+	}()
+	ch, body := newCharge(merchant, key, req)
+	b := &pgx.Batch{}
+	b.BeginTx(pgx.TxOptions{})
+	b.Queue(finishSQL, id, token, ch.ID, 200, jsonHeaders, body)
+	b.Queue(insertChargeSQL, ch.ID, merchant, key, ch.Amount, ch.Currency, ch.Customer, ch.SKU, ch.Quantity, ch.CreatedAt)
+	br := s.pool.SendBatch(ctx, b)
+	tx := br.Tx()
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	_, err = br.Exec()
+	var finished pgconn.CommandTag
+	if err == nil {
+		finished, err = br.Exec()
+	}
+	if err == nil {
+		_, err = br.Exec()
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return answer{}, dbError(err, "charge transaction")
+	}
+	if finished.RowsAffected() != 1 {
+		// Our lease ran out and another request holds the key now.
+		return answer{}, inFlight(key)
+	}
+	if err := s.writeEvent(ctx, tx, ch); err != nil {
+		return answer{}, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return answer{}, dbError(err, "commit charge")
+	}
+	s.committed(ctx, ch)
+	return answer{status: 200, contentType: "application/json", body: body}, nil
+}
+
+// writeEvent adds the outbox row to tx, except in dual-write mode.
+func (s *Service) writeEvent(ctx context.Context, tx pgx.Tx, ch Charge) error {
+	if s.cfg.Unsafe.DualWrite {
+		return nil
+	}
+	if err := outbox.Insert(ctx, tx, eventOf(ch)); err != nil {
+		return dbError(err, "insert outbox row")
+	}
+	return nil
+}
+
+// committed runs after a charge commits: the crash point, the metric and,
+// in dual-write mode, the publish that a crash here loses.
+func (s *Service) committed(ctx context.Context, ch Charge) {
+	s.m.created.Inc()
+	s.cfg.Crash.Hit(CrashAfterCommit)
+	if !s.cfg.Unsafe.DualWrite {
+		return
+	}
+	ev := eventOf(ch)
+	payload, _ := json.Marshal(ev)
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := s.js.Publish(pctx, s.cfg.Subject, payload); err != nil {
+		s.log.Error("dual-write: publish failed after commit: the event is lost", "charge_id", ch.ID, "event_id", ev.EventID, "err", err)
+	}
+}
+
+// chargeUnkeyed is the no-idempotency mode: a new charge every time.
+func (s *Service) chargeUnkeyed(ctx context.Context, merchant, key string, req Request) (answer, error) {
+	ch, body := newCharge(merchant, key, req)
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, insertChargeSQL, ch.ID, merchant, key, ch.Amount, ch.Currency, ch.Customer, ch.SKU, ch.Quantity, ch.CreatedAt); err != nil {
+			return dbError(err, "insert charge")
+		}
+		return s.writeEvent(ctx, tx, ch)
+	})
+	if err != nil {
+		return answer{}, dbError(err, "charge transaction")
+	}
+	s.committed(ctx, ch)
+	return answer{status: 200, contentType: "application/json", body: body}, nil
+}
+
+// chargeNonAtomic is the non-atomic-create mode: read the key, and if it is
+// absent do the work and upsert the key afterwards. Two concurrent requests
+// both read "absent" and both charge.
+func (s *Service) chargeNonAtomic(ctx context.Context, merchant, key string, req Request) (answer, error) {
+	fp := req.Fingerprint()
+	var (
+		id       int64
+		state    string
+		locked   bool
+		stored   []byte
+		status   int
+		ctype    string
+		storedFP []byte
+	)
+	err := s.pool.QueryRow(ctx, lookupSQL, merchant, key).Scan(&id, &storedFP, &state, &locked, &status, &ctype, &stored)
+	switch {
+	case err == nil && !bytes.Equal(storedFP, fp[:]):
+		return answer{}, apperr.Errorf(apperr.EMISMATCH, "Idempotency-Key %q was already used with a different request", key)
+	case err == nil && state == "finished":
+		return answer{status: status, contentType: ctype, body: stored, replayed: true}, nil
+	case err == nil:
+		return answer{}, inFlight(key)
+	case !errors.Is(err, pgx.ErrNoRows):
+		return answer{}, dbError(err, "look up idempotency key")
+	}
+	ch, body := newCharge(merchant, key, req)
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, insertChargeSQL, ch.ID, merchant, key, ch.Amount, ch.Currency, ch.Customer, ch.SKU, ch.Quantity, ch.CreatedAt); err != nil {
+			return dbError(err, "insert charge")
+		}
+		if err := s.writeEvent(ctx, tx, ch); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, upsertFinishedSQL, merchant, key, fp[:], req.Canonical(), ch.ID, 200, jsonHeaders, body)
+		return dbError(err, "upsert idempotency key")
+	})
+	if err != nil {
+		return answer{}, dbError(err, "charge transaction")
+	}
+	s.committed(ctx, ch)
+	return answer{status: 200, contentType: "application/json", body: body}, nil
+}
+
+// dbError classifies a database error: the server or the network being
+// unavailable is EUNAVAILABLE with a Retry-After; an SQL error is a bug.
+// Errors that already carry a code keep it.
+func dbError(err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	var ae *apperr.Error
+	if errors.As(err, &ae) {
+		return err
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case strings.HasPrefix(pgErr.Code, "08"), // connection exception
+			strings.HasPrefix(pgErr.Code, "53"), // insufficient resources
+			strings.HasPrefix(pgErr.Code, "57P"), // shutdown, cannot connect now
+			pgErr.Code == "40001", pgErr.Code == "40P01": // serialization, deadlock
+		default:
+			return apperr.Wrap(apperr.EINTERNAL, err, "%s", what)
+		}
+	}
+	return &apperr.Error{Code: apperr.EUNAVAILABLE, RetryAfter: retryAfter, Err: err,
+		Message: "the database is unavailable (" + what + "); retry later"}
+}
