@@ -194,4 +194,3 @@ func splitList(vals []string) []string {
 	}
 	return out
 }
-

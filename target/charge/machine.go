@@ -334,8 +334,8 @@ func dbError(err error, what string) error {
 	if errors.As(err, &pgErr) {
 		switch {
 		case strings.HasPrefix(pgErr.Code, "08"), // connection exception
-			strings.HasPrefix(pgErr.Code, "53"), // insufficient resources
-			strings.HasPrefix(pgErr.Code, "57P"), // shutdown, cannot connect now
+			strings.HasPrefix(pgErr.Code, "53"),          // insufficient resources
+			strings.HasPrefix(pgErr.Code, "57P"),         // shutdown, cannot connect now
 			pgErr.Code == "40001", pgErr.Code == "40P01": // serialization, deadlock
 		default:
 			return apperr.Wrap(apperr.EINTERNAL, err, "%s", what)
