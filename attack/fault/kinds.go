@@ -1,0 +1,318 @@
+package fault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	toxiclient "github.com/Shopify/toxiproxy/v2/client"
+
+	"github.com/paytest/paytest/attack/history"
+)
+
+func init() {
+	Register(EatResponse, func() Fault { return &toxic{kind: EatResponse} })
+	Register(Latency, func() Fault { return &toxic{kind: Latency} })
+	Register(BrokerCut, func() Fault { return &cut{kind: BrokerCut, proxy: ProxyNATS} })
+	Register(Outage, func() Fault { return &cut{kind: Outage, proxy: ProxyPostgres} })
+	Register(Kill, func() Fault { return &kill{} })
+	Register(RedisLoss, func() Fault { return &redisLoss{} })
+	Register(Poison, func() Fault { return &poison{} })
+}
+
+// toxic adds a toxiproxy toxic for its window: eat-response is a downstream
+// limit_data of 0 bytes on the client->charge proxy (the request reaches the
+// service and commits; the connection closes at the first response byte),
+// latency a latency toxic on the named proxy.
+type toxic struct {
+	kind    string
+	proxy   string
+	name    string
+	fresh   bool
+	started bool
+	mu      sync.Mutex
+	spec    Spec
+}
+
+func (t *toxic) Start(_ context.Context, env *Env, s Spec) error {
+	if err := need(env.Proxies != nil, t.kind, "a toxiproxy"); err != nil {
+		return err
+	}
+	toxicity := float32(s.Toxicity)
+	if toxicity == 0 {
+		toxicity = 1
+	}
+	var typ string
+	var attrs map[string]any
+	t.proxy = ProxyCharge
+	switch t.kind {
+	case EatResponse:
+		typ, attrs = "limit_data", map[string]any{"bytes": 0}
+	case Latency:
+		if s.Target != "" {
+			t.proxy = s.Target
+		}
+		typ, attrs = "latency", map[string]any{"latency": s.Latency.Milliseconds(), "jitter": s.Jitter.Milliseconds()}
+	}
+	t.name = t.kind
+	if t.kind == EatResponse && env.Connections != nil && toxicity < 1 {
+		env.Connections.FreshConnections(true)
+		t.fresh = true
+	}
+	if err := env.Proxies.AddToxic(t.proxy, t.name, typ, "downstream", toxicity, attrs); err != nil {
+		t.unfresh(env)
+		return fmt.Errorf("fault %s: %w", t.kind, err)
+	}
+	t.mu.Lock()
+	t.started, t.spec = true, s
+	t.mu.Unlock()
+	env.record(history.Fault{Fault: t.kind, Action: "start", Target: t.proxy,
+		Detail: fmt.Sprintf("%s toxic %v, toxicity %.2f: %s", typ, attrs, toxicity, s.Describe())})
+	return nil
+}
+
+func (t *toxic) unfresh(env *Env) {
+	if t.fresh {
+		env.Connections.FreshConnections(false)
+		t.fresh = false
+	}
+}
+
+func (t *toxic) Stop(_ context.Context, env *Env) error {
+	t.mu.Lock()
+	started := t.started
+	t.started = false
+	t.mu.Unlock()
+	if !started {
+		return nil
+	}
+	err := env.Proxies.RemoveToxic(t.proxy, t.name)
+	t.unfresh(env)
+	env.record(history.Fault{Fault: t.kind, Action: "stop", Target: t.proxy, Detail: "toxic removed"})
+	return err
+}
+
+// cut disables a proxy for its window: broker-cut the one between the
+// relay/consumer and NATS (every connection through it drops), outage the
+// one between the charge service and its database.
+type cut struct {
+	kind, proxy string
+	mu          sync.Mutex
+	started     bool
+}
+
+func (c *cut) Start(_ context.Context, env *Env, s Spec) error {
+	if err := need(env.Proxies != nil, c.kind, "a toxiproxy"); err != nil {
+		return err
+	}
+	if s.Target != "" {
+		c.proxy = s.Target
+	}
+	if err := env.Proxies.SetEnabled(c.proxy, false); err != nil {
+		return fmt.Errorf("fault %s: %w", c.kind, err)
+	}
+	c.mu.Lock()
+	c.started = true
+	c.mu.Unlock()
+	env.record(history.Fault{Fault: c.kind, Action: "start", Target: c.proxy, Detail: "proxy disabled: " + s.Describe()})
+	return nil
+}
+
+func (c *cut) Stop(_ context.Context, env *Env) error {
+	c.mu.Lock()
+	started := c.started
+	c.started = false
+	c.mu.Unlock()
+	if !started {
+		return nil
+	}
+	err := env.Proxies.SetEnabled(c.proxy, true)
+	env.record(history.Fault{Fault: c.kind, Action: "stop", Target: c.proxy, Detail: "proxy enabled"})
+	return err
+}
+
+// kill crashes a component and restarts it. With Spec.Crash the component
+// was started armed with its own crash point (see CrashArgs) and dies by
+// itself; Start then only watches, and when the process exits records the
+// kill and restarts it with Spec.Restart. Without Crash, Start kills it
+// (SIGKILL, or the team's --kill-cmd) and Stop restarts it.
+type kill struct {
+	mu      sync.Mutex
+	spec    Spec
+	killed  bool
+	watcher chan struct{}
+}
+
+func (k *kill) Start(ctx context.Context, env *Env, s Spec) error {
+	if err := need(env.Components != nil, Kill, "components to kill"); err != nil {
+		return err
+	}
+	if s.Target == "" {
+		return need(false, Kill, "a target component")
+	}
+	k.spec = s
+	if s.Crash != "" {
+		exited := env.Components.Exited(s.Target)
+		if exited == nil {
+			return need(false, Kill, "a component whose exit can be watched")
+		}
+		env.record(history.Fault{Fault: Kill, Action: "arm", Target: s.Target, Detail: s.Describe()})
+		k.watcher = make(chan struct{})
+		go func() {
+			defer close(k.watcher)
+			select {
+			case <-ctx.Done():
+				return
+			case <-exited:
+			}
+			env.record(history.Fault{Fault: Kill, Action: "inject", Target: s.Target, Count: 1,
+				Detail: fmt.Sprintf("%s died at its %s crash point", s.Target, s.Crash)})
+			began := time.Now()
+			if err := env.Components.Restart(ctx, s.Target, s.Restart...); err != nil {
+				env.record(history.Fault{Fault: Kill, Action: "error", Target: s.Target, Detail: "restart: " + err.Error()})
+				return
+			}
+			env.record(history.Fault{Fault: Kill, Action: "restart", Target: s.Target,
+				Detail: fmt.Sprintf("restarted without its crash point in %s", time.Since(began).Round(time.Millisecond))})
+		}()
+		return nil
+	}
+	if err := env.Components.Kill(s.Target); err != nil {
+		return fmt.Errorf("fault kill %s: %w", s.Target, err)
+	}
+	k.mu.Lock()
+	k.killed = true
+	k.mu.Unlock()
+	env.record(history.Fault{Fault: Kill, Action: "inject", Target: s.Target, Count: 1, Detail: "killed: " + s.Describe()})
+	return nil
+}
+
+// Wait returns a channel closed when a crash-point watcher has finished
+// (the component died and was restarted, or the run ended); nil otherwise.
+func (k *kill) Wait() <-chan struct{} { return k.watcher }
+
+func (k *kill) Stop(ctx context.Context, env *Env) error {
+	k.mu.Lock()
+	killed := k.killed
+	k.killed = false
+	k.mu.Unlock()
+	if !killed {
+		return nil
+	}
+	began := time.Now()
+	if err := env.Components.Restart(ctx, k.spec.Target, k.spec.Restart...); err != nil {
+		env.record(history.Fault{Fault: Kill, Action: "error", Target: k.spec.Target, Detail: "restart: " + err.Error()})
+		return fmt.Errorf("fault kill: restart %s: %w", k.spec.Target, err)
+	}
+	env.record(history.Fault{Fault: Kill, Action: "restart", Target: k.spec.Target,
+		Detail: fmt.Sprintf("restarted in %s", time.Since(began).Round(time.Millisecond))})
+	return nil
+}
+
+// Waiter is a fault that keeps working after Start (a crash-point watcher);
+// Wait's channel closes when it is done.
+type Waiter interface {
+	Wait() <-chan struct{}
+}
+
+var _ Waiter = (*kill)(nil)
+
+// redisLoss empties the idempotency cache: Phase "restart" restarts Redis
+// empty, anything else deletes every key (FLUSHDB). A one-off.
+type redisLoss struct{}
+
+func (redisLoss) Start(ctx context.Context, env *Env, s Spec) error {
+	if err := need(env.Redis != nil, RedisLoss, "a Redis"); err != nil {
+		return err
+	}
+	var err error
+	detail := "every cached key deleted"
+	if s.Phase == "restart" {
+		err, detail = env.Redis.Restart(ctx), "redis restarted empty"
+	} else {
+		err = env.Redis.Flush(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("fault redis-loss: %w", err)
+	}
+	env.record(history.Fault{Fault: RedisLoss, Action: "inject", Target: "redis", Count: 1, Detail: detail})
+	return nil
+}
+
+func (redisLoss) Stop(context.Context, *Env) error { return nil }
+
+// poison publishes Count malformed events straight onto the broker: the
+// consumer must dead-letter them and carry on. A one-off.
+type poison struct{}
+
+func (poison) Start(ctx context.Context, env *Env, s Spec) error {
+	if err := need(env.Publisher != nil, Poison, "a broker to publish to"); err != nil {
+		return err
+	}
+	n := s.Count
+	if n == 0 {
+		n = 1
+	}
+	for i := 0; i < n; i++ {
+		body := fmt.Sprintf(`{"poison":true,"n":%d,"amount":"not a number"}`, i)
+		if err := env.Publisher.Publish(ctx, []byte(body)); err != nil {
+			return fmt.Errorf("fault poison: publish %d: %w", i, err)
+		}
+	}
+	env.record(history.Fault{Fault: Poison, Action: "inject", Target: "broker", Count: n,
+		Detail: fmt.Sprintf("%d malformed events published", n)})
+	return nil
+}
+
+func (poison) Stop(context.Context, *Env) error { return nil }
+
+// Toxiproxy adapts a toxiproxy API client to Proxies.
+type Toxiproxy struct {
+	Client *toxiclient.Client
+}
+
+var _ Proxies = Toxiproxy{}
+
+// AddToxic adds a toxic to the named proxy.
+func (t Toxiproxy) AddToxic(proxy, name, typ, stream string, toxicity float32, attrs map[string]any) error {
+	p, err := t.Client.Proxy(proxy)
+	if err != nil {
+		return fmt.Errorf("proxy %s: %w", proxy, err)
+	}
+	_, err = p.AddToxic(name, typ, stream, toxicity, toxiclient.Attributes(attrs))
+	return err
+}
+
+// RemoveToxic removes the named toxic from the named proxy.
+func (t Toxiproxy) RemoveToxic(proxy, name string) error {
+	p, err := t.Client.Proxy(proxy)
+	if err != nil {
+		return fmt.Errorf("proxy %s: %w", proxy, err)
+	}
+	return p.RemoveToxic(name)
+}
+
+// SetEnabled enables or disables the named proxy.
+func (t Toxiproxy) SetEnabled(proxy string, enabled bool) error {
+	p, err := t.Client.Proxy(proxy)
+	if err != nil {
+		return fmt.Errorf("proxy %s: %w", proxy, err)
+	}
+	if p.Enabled == enabled {
+		return nil
+	}
+	if enabled {
+		return p.Enable()
+	}
+	return p.Disable()
+}
+
+// Heal removes every toxic and enables every proxy.
+func (t Toxiproxy) Heal() error {
+	if err := t.Client.ResetState(); err != nil {
+		return errors.Join(errors.New("toxiproxy reset"), err)
+	}
+	return nil
+}
