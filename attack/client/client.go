@@ -1,0 +1,545 @@
+// Package client is paytest's retrying HTTP client: a per-attempt timeout,
+// full-jitter exponential backoff, Retry-After honoured and spread above,
+// retries with the same idempotency key and body, and a per-call-site retry
+// budget that fails fast when the server is struggling. Every attempt, and
+// every retry the budget refused, is handed to a record callback as a
+// history.Attempt, so a run's history shows exactly what the client did.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/paytest/paytest/attack/history"
+)
+
+// Unlimited as Options.MaxAttempts retries until the context ends.
+const Unlimited = -1
+
+// DefaultKeyHeader is the header that carries the idempotency key.
+const DefaultKeyHeader = "Idempotency-Key"
+
+// ErrBudgetExhausted is Result.Err when the retry budget refused a retry.
+var ErrBudgetExhausted = errors.New("client: retry budget exhausted")
+
+// Options configure a Client. Zero fields take the defaults named.
+type Options struct {
+	// CallSite names the caller in metrics and history (default "charge").
+	CallSite string
+	// Timeout bounds each attempt (default 2s).
+	Timeout time.Duration
+	// MaxAttempts bounds the attempts per Do, first try included (default
+	// 3; Unlimited retries until the context ends).
+	MaxAttempts int
+	// Base is the backoff's base delay (default 50ms).
+	Base time.Duration
+	// Cap is the largest backoff window (default 2s). Retry-After is
+	// honoured even above it.
+	Cap time.Duration
+	// RetryAfterSpread spreads the wait after a Retry-After R over
+	// [R, R+spread*max(R, Base)] (default 0.5): never sooner than R, and
+	// clients told the same R do not come back together.
+	RetryAfterSpread float64
+	// NoJitter is UNSAFE and exists to prove the jitter check fails: every
+	// backoff sleeps exactly min(Cap, Base*2^attempt) and a Retry-After R
+	// exactly R.
+	NoJitter bool
+	// Budget, when set, is the retry budget of the call site, shared by
+	// all its clients. nil means retries are never refused.
+	Budget *Budget
+	// HTTPClient sends the requests (default: keep-alive transport with
+	// MaxIdleConnsPerHost = MaxIdleConnsPerHost, no redirects followed).
+	HTTPClient *http.Client
+	// MaxIdleConnsPerHost sizes the default transport's keep-alive pool
+	// (default 1024); set it to the concurrency.
+	MaxIdleConnsPerHost int
+	// Registerer gets paytest_client_attempts_total and
+	// paytest_retry_budget_exhausted_total (nil: metrics are kept but not
+	// registered). Clients sharing a Registerer share the metrics.
+	Registerer prometheus.Registerer
+	// Rand draws the jitter. It is used under the client's lock. nil means
+	// a PCG seeded from Seed.
+	Rand *rand.Rand
+	// Seed seeds the jitter when Rand is nil.
+	Seed int64
+	// MaxBody bounds how much of a response body is read (default 1 MiB).
+	MaxBody int64
+	// Sleep waits d or until ctx ends (default: a real timer). Tests
+	// inject one to avoid sleeping.
+	Sleep func(ctx context.Context, d time.Duration) error
+	// Now is the clock for the attempts' start and end times (default
+	// time.Now).
+	Now func() time.Time
+}
+
+// Request is one logical operation's request, sent again unchanged on every
+// retry: same key, same body.
+type Request struct {
+	Op       int
+	Kind     string
+	Sender   int
+	Merchant string
+	// Method defaults to POST.
+	Method string
+	URL    string
+	Header http.Header
+	// KeyHeader defaults to Idempotency-Key.
+	KeyHeader string
+	Key       string
+	Body      []byte
+	// FirstDelay is waited before the first attempt and recorded with
+	// FirstReason (default history.ReasonFirst).
+	FirstDelay  time.Duration
+	FirstReason string
+}
+
+// Result is what Do learnt about one request.
+type Result struct {
+	// Status is the last attempt's HTTP status (0 when none arrived).
+	Status int
+	// Outcome is the last attempt's history.Outcome*.
+	Outcome  string
+	Attempts int
+	// Body is the last response's body.
+	Body []byte
+	// ChargeID is the "id" of the last 2xx JSON body, if any.
+	ChargeID string
+	// Definite is true when the op's fate is known: a 2xx, or a definite
+	// rejection (a 4xx other than 408, 409, 425 and 429).
+	Definite bool
+	// Succeeded is true when any attempt got a 2xx.
+	Succeeded bool
+	// Err says why Do gave up without a definite answer (nil when Definite).
+	Err error
+}
+
+// Client sends Requests with retries. It is safe for concurrent use.
+type Client struct {
+	o         Options
+	hc        *http.Client
+	keyHeader string
+	attempts  [maxAttemptLabel]prometheus.Counter
+	exhausted prometheus.Counter
+
+	mu  sync.Mutex
+	rng *rand.Rand
+}
+
+const maxAttemptLabel = 10
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// New returns a Client for o.
+func New(o Options) (*Client, error) {
+	if o.CallSite == "" {
+		o.CallSite = "charge"
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 2 * time.Second
+	}
+	if o.MaxAttempts == 0 {
+		o.MaxAttempts = 3
+	}
+	if o.Base <= 0 {
+		o.Base = 50 * time.Millisecond
+	}
+	if o.Cap <= 0 {
+		o.Cap = 2 * time.Second
+	}
+	if o.Cap < o.Base {
+		return nil, fmt.Errorf("client: cap %v is below base %v", o.Cap, o.Base)
+	}
+	if o.RetryAfterSpread == 0 {
+		o.RetryAfterSpread = 0.5
+	}
+	if o.RetryAfterSpread < 0 {
+		return nil, fmt.Errorf("client: negative Retry-After spread %v", o.RetryAfterSpread)
+	}
+	if o.MaxIdleConnsPerHost <= 0 {
+		o.MaxIdleConnsPerHost = 1024
+	}
+	if o.MaxBody <= 0 {
+		o.MaxBody = 1 << 20
+	}
+	if o.Sleep == nil {
+		o.Sleep = sleep
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	c := &Client{o: o, hc: o.HTTPClient, rng: o.Rand}
+	if c.hc == nil {
+		c.hc = NewHTTPClient(o.MaxIdleConnsPerHost)
+	}
+	if c.rng == nil {
+		s := uint64(o.Seed)
+		c.rng = rand.New(rand.NewPCG(s, s^0x9e3779b97f4a7c15))
+	}
+	attempts := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "paytest_client_attempts_total",
+		Help: "Attempts the retrying client made, by call site and attempt number (1 is the first try).",
+	}, []string{"call_site", "attempt"})
+	exhausted := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "paytest_retry_budget_exhausted_total",
+		Help: "Retries the retry budget refused, by call site.",
+	}, []string{"call_site"})
+	if o.Registerer != nil {
+		var err error
+		if attempts, err = register(o.Registerer, attempts); err != nil {
+			return nil, err
+		}
+		if exhausted, err = register(o.Registerer, exhausted); err != nil {
+			return nil, err
+		}
+	}
+	for i := range c.attempts {
+		c.attempts[i] = attempts.WithLabelValues(o.CallSite, attemptLabel(i+1))
+	}
+	c.exhausted = exhausted.WithLabelValues(o.CallSite)
+	return c, nil
+}
+
+// NewHTTPClient returns the default HTTP client: keep-alive with
+// maxIdlePerHost idle connections per host, no compression, no redirects.
+func NewHTTPClient(maxIdlePerHost int) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 0
+	t.MaxIdleConnsPerHost = maxIdlePerHost
+	t.DisableCompression = true
+	t.ForceAttemptHTTP2 = false
+	t.IdleConnTimeout = 90 * time.Second
+	return &http.Client{
+		Transport:     t,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+func register(reg prometheus.Registerer, v *prometheus.CounterVec) (*prometheus.CounterVec, error) {
+	if err := reg.Register(v); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+				return existing, nil
+			}
+		}
+		return nil, fmt.Errorf("client: register metrics: %w", err)
+	}
+	return v, nil
+}
+
+func attemptLabel(n int) string {
+	if n >= maxAttemptLabel {
+		return strconv.Itoa(maxAttemptLabel) + "+"
+	}
+	return strconv.Itoa(n)
+}
+
+// Options returns the client's options with defaults filled in.
+func (c *Client) Options() Options { return c.o }
+
+// CloseIdleConnections closes the keep-alive connections of the client's
+// HTTP client.
+func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
+
+// Do sends req until it gets a definite answer, the attempts or the budget
+// run out, or ctx ends. record, when not nil, gets every attempt, including
+// a retry the budget refused (history.OutcomeBudget, not sent), in order.
+func (c *Client) Do(ctx context.Context, req Request, record func(history.Attempt)) Result {
+	var res Result
+	delay, reason, capMS := req.FirstDelay, req.FirstReason, 0.0
+	if reason == "" {
+		reason = history.ReasonFirst
+	}
+	var retryCost float64
+	lastTimeout := false
+	for attempt := 1; ; attempt++ {
+		if attempt > 1 && c.o.Budget != nil {
+			cost, ok := c.o.Budget.take(lastTimeout)
+			if !ok {
+				c.exhausted.Inc()
+				now := c.o.Now()
+				a := c.base(req, attempt)
+				a.Outcome = history.OutcomeBudget
+				a.Error = ErrBudgetExhausted.Error()
+				a.Start, a.End = now, now
+				if record != nil {
+					record(a)
+				}
+				res.Outcome = history.OutcomeBudget
+				res.Err = ErrBudgetExhausted
+				return res
+			}
+			retryCost = cost
+		}
+		if delay > 0 {
+			if err := c.o.Sleep(ctx, delay); err != nil {
+				res.Err = err
+				return res
+			}
+		}
+		a := c.base(req, attempt)
+		a.DelayMS = ms(delay)
+		a.DelayReason = reason
+		a.CapMS = capMS
+		c.attempts[min(attempt, maxAttemptLabel)-1].Inc()
+		retryAfter, hasRA, body, err := c.send(ctx, req, &a)
+		if record != nil {
+			record(a)
+		}
+		res.Attempts = attempt
+		res.Status = a.Status
+		res.Outcome = a.Outcome
+		res.Body = body
+		switch {
+		case a.Status >= 200 && a.Status < 300 && err == nil:
+			res.Definite, res.Succeeded, res.ChargeID, res.Err = true, true, a.ChargeID, nil
+			if c.o.Budget != nil {
+				c.o.Budget.Success(retryCost)
+			}
+			return res
+		case a.Outcome == history.OutcomeRejected || a.Outcome == history.OutcomeMismatch:
+			// err is non-nil only when the request could not even be built.
+			res.Definite, res.Err = true, err
+			if c.o.Budget != nil {
+				c.o.Budget.Success(retryCost)
+			}
+			return res
+		}
+		if err == nil {
+			err = fmt.Errorf("status %d", a.Status)
+		}
+		res.Err = err
+		if ctx.Err() != nil {
+			res.Err = ctx.Err()
+			return res
+		}
+		if c.o.MaxAttempts > 0 && attempt >= c.o.MaxAttempts {
+			res.Err = fmt.Errorf("client: gave up after %d attempts: %w", attempt, err)
+			return res
+		}
+		lastTimeout = a.Outcome == history.OutcomeTimeout
+		if hasRA {
+			delay, capMS = c.retryAfterDelay(retryAfter)
+			reason = history.ReasonRetryAfter
+		} else {
+			delay, capMS = c.backoff(attempt)
+			reason = history.ReasonBackoff
+		}
+	}
+}
+
+func (c *Client) base(req Request, attempt int) history.Attempt {
+	return history.Attempt{
+		Op: req.Op, Kind: req.Kind, Sender: req.Sender, CallSite: c.o.CallSite,
+		Merchant: req.Merchant, Key: req.Key, Attempt: attempt,
+	}
+}
+
+// Backoff returns the full-jitter window before the retry that follows
+// failed attempt n: min(Cap, Base*2^n).
+func (c *Client) Backoff(n int) time.Duration {
+	w := c.o.Base
+	for i := 0; i < n && w < c.o.Cap; i++ {
+		w *= 2
+	}
+	return min(w, c.o.Cap)
+}
+
+// backoff draws the sleep after failed attempt n and returns it with the
+// window it was drawn from, in milliseconds.
+func (c *Client) backoff(n int) (time.Duration, float64) {
+	w := c.Backoff(n)
+	if c.o.NoJitter {
+		return w, ms(w)
+	}
+	return time.Duration(c.float64() * float64(w)), ms(w)
+}
+
+// retryAfterDelay draws the sleep after a Retry-After ra: ra plus up to
+// spread*max(ra, Base) above it. It returns the width of that window too.
+func (c *Client) retryAfterDelay(ra time.Duration) (time.Duration, float64) {
+	if c.o.NoJitter {
+		return ra, 0
+	}
+	width := time.Duration(c.o.RetryAfterSpread * float64(max(ra, c.o.Base)))
+	return ra + time.Duration(c.float64()*float64(width)), ms(width)
+}
+
+func (c *Client) float64() float64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rng.Float64()
+}
+
+// send makes one attempt and fills a's status, outcome and times. err is
+// non-nil when no complete response arrived.
+func (c *Client) send(ctx context.Context, req Request, a *history.Attempt) (ra time.Duration, hasRA bool, body []byte, err error) {
+	actx, cancel := context.WithTimeout(ctx, c.o.Timeout)
+	defer cancel()
+	method := req.Method
+	if method == "" {
+		method = http.MethodPost
+	}
+	a.Start = c.o.Now()
+	defer func() { a.End = c.o.Now() }()
+	hreq, err := http.NewRequestWithContext(actx, method, req.URL, bytes.NewReader(req.Body))
+	if err != nil {
+		a.Outcome, a.Error = history.OutcomeRejected, err.Error()
+		return 0, false, nil, err
+	}
+	h := make(http.Header, len(req.Header)+2)
+	for k, v := range req.Header {
+		h[k] = v
+	}
+	kh := req.KeyHeader
+	if kh == "" {
+		kh = DefaultKeyHeader
+	}
+	if req.Key != "" {
+		h[http.CanonicalHeaderKey(kh)] = []string{req.Key}
+	}
+	if _, ok := h["Content-Type"]; !ok && len(req.Body) > 0 {
+		h["Content-Type"] = jsonContentType
+	}
+	hreq.Header = h
+	resp, err := c.hc.Do(hreq)
+	if err != nil {
+		a.Outcome, a.Error = failure(ctx, actx, err)
+		return 0, false, nil, err
+	}
+	defer resp.Body.Close()
+	a.Status = resp.StatusCode
+	if v := resp.Header.Get("Retry-After"); v != "" {
+		if d, ok := ParseRetryAfter(v, c.o.Now()); ok {
+			ra, hasRA = d, true
+			a.RetryAfterMS = ms(d)
+		}
+	}
+	buf := bufPool.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer bufPool.Put(buf)
+	if _, err = buf.ReadFrom(io.LimitReader(resp.Body, c.o.MaxBody)); err != nil {
+		// The status line came but the body did not: the answer is lost.
+		a.Outcome, a.Error = failure(ctx, actx, err)
+		return ra, hasRA, nil, err
+	}
+	body = bytes.Clone(buf.Bytes())
+	a.Outcome = outcome(resp.StatusCode)
+	if a.Status >= 200 && a.Status < 300 {
+		if resp.Header.Get("Idempotent-Replayed") == "true" {
+			a.Replayed = true
+			a.Outcome = history.OutcomeReplay
+		}
+		a.ChargeID = chargeID(body)
+	}
+	return ra, hasRA, body, nil
+}
+
+var jsonContentType = []string{"application/json"}
+
+// failure classifies an attempt that got no complete response.
+func failure(ctx, actx context.Context, err error) (string, string) {
+	var ne net.Error
+	switch {
+	case ctx.Err() == nil && errors.Is(actx.Err(), context.DeadlineExceeded):
+		return history.OutcomeTimeout, err.Error()
+	case errors.As(err, &ne) && ne.Timeout():
+		return history.OutcomeTimeout, err.Error()
+	default:
+		return history.OutcomeNetwork, err.Error()
+	}
+}
+
+// outcome maps a status to a history.Outcome*.
+func outcome(status int) string {
+	switch {
+	case status >= 200 && status < 300:
+		return history.OutcomeNew
+	case status == http.StatusConflict:
+		return history.OutcomeConflict
+	case status == http.StatusUnprocessableEntity:
+		return history.OutcomeMismatch
+	case status == http.StatusTooManyRequests, status == http.StatusServiceUnavailable,
+		status == http.StatusRequestTimeout, status == http.StatusTooEarly:
+		return history.OutcomeUnavailable
+	case status >= 400 && status < 500:
+		return history.OutcomeRejected
+	default:
+		return history.OutcomeServerError
+	}
+}
+
+// Retryable reports whether an attempt with this outcome is retried.
+func Retryable(outcome string) bool {
+	switch outcome {
+	case history.OutcomeConflict, history.OutcomeUnavailable, history.OutcomeServerError,
+		history.OutcomeTimeout, history.OutcomeNetwork:
+		return true
+	}
+	return false
+}
+
+// chargeID returns the top-level "id" string of a JSON object body.
+func chargeID(body []byte) string {
+	b := bytes.TrimLeft(body, " \t\r\n")
+	if len(b) == 0 || b[0] != '{' || !bytes.Contains(b, []byte(`"id"`)) {
+		return ""
+	}
+	var v struct {
+		ID json.RawMessage `json:"id"`
+	}
+	if json.Unmarshal(b, &v) != nil || len(v.ID) == 0 {
+		return ""
+	}
+	var s string
+	if json.Unmarshal(v.ID, &s) == nil {
+		return s
+	}
+	return strings.Trim(string(v.ID), `"`)
+}
+
+// ParseRetryAfter parses a Retry-After value, delay-seconds (fractions
+// accepted) or an HTTP-date, relative to now. A date in the past is 0.
+func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if s, err := strconv.ParseFloat(v, 64); err == nil {
+		if s < 0 || s > 1e9 {
+			return 0, false
+		}
+		return time.Duration(s * float64(time.Second)), true
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0, false
+	}
+	return max(0, t.Sub(now)), true
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,43 @@
+package client_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"time"
+
+	"github.com/paytest/paytest/attack/client"
+	"github.com/paytest/paytest/attack/history"
+)
+
+// A charge endpoint that is busy once, then answers: the client waits out
+// the Retry-After (and a little more) and retries with the same key.
+func Example() {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			w.Header().Set("Retry-After", "0.01")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintf(w, `{"id":"ch_1","key":%q}`, r.Header.Get("Idempotency-Key"))
+	}))
+	defer srv.Close()
+
+	c, err := client.New(client.Options{CallSite: "example", Budget: client.NewBudget(client.BudgetOptions{})})
+	if err != nil {
+		panic(err)
+	}
+	res := c.Do(context.Background(), client.Request{Op: 1, URL: srv.URL, Key: "order-42", Body: []byte(`{"amount":1299}`)},
+		func(a history.Attempt) {
+			fmt.Printf("attempt %d: %s after %s (waited >= 10ms: %v)\n", a.Attempt, a.Outcome, a.DelayReason,
+				time.Duration(a.DelayMS*float64(time.Millisecond)) >= 10*time.Millisecond)
+		})
+	fmt.Println(res.Status, res.ChargeID, res.Succeeded)
+	// Output:
+	// attempt 1: unavailable after first (waited >= 10ms: false)
+	// attempt 2: new after retry-after (waited >= 10ms: true)
+	// 200 ch_1 true
+}
