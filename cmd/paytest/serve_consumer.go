@@ -1,11 +1,112 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"slices"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/paytest/paytest/internal/apperr"
+	"github.com/paytest/paytest/target/consumer"
+	"github.com/paytest/paytest/target/outbox"
+)
 
 func newServeConsumerCmd() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "consumer",
 		Short: "Run the ledger consumer (NATS JetStream -> ledger, with an inbox)",
-		RunE:  func(*cobra.Command, []string) error { return errNotYet },
+		Long: `Run the ledger consumer: a durable JetStream pull consumer (explicit acks,
+at most --max-inflight unacked) that applies each charge.created event in one
+Postgres transaction: the event id goes into ledger_inbox (ON CONFLICT DO
+NOTHING); only if it is new, a ledger entry with two postings (the customer
+debited, the merchant credited, summing to zero) and a stock decrement for the
+sku; commit; then ack. A redelivered event is deduped by the inbox.
+
+An event that cannot be applied (undecodable, unknown sku, an unbalanced
+posting) is retried with a growing delay up to --max-deliver deliveries, then
+published to the dead-letter stream (--dlq-stream, subject "<subject>.dlq")
+with headers reason and deliveries, and terminated. Healthy events keep
+flowing meanwhile. Outages of Postgres or NATS are ridden out.
+
+Tables: ledger_inbox, ledger_entries, ledger_postings, ledger_inventory
+(seeded with sku-1 .. sku-<catalog>). Metrics:
+paytest_side_effects_applied_total, paytest_inbox_duplicates_total,
+paytest_dlq_messages_total, paytest_consumer_inflight(_max),
+paytest_consumer_redeliveries_total.
+
+--unsafe no-inbox-dedup skips the inbox, so a redelivered event is applied
+twice: it exists to show that paytest verify catches it.`,
+		Example: `  paytest serve consumer --database-url postgres://postgres@127.0.0.1:5432/paytest \
+    --nats-url nats://127.0.0.1:4222
+
+  # die after the 3rd event's transaction committed, before its ack
+  paytest serve consumer --crash-at after-apply-before-ack:3 --ack-wait 2s ...`,
+		Args: cobra.NoArgs,
 	}
+	f := cmd.Flags()
+	f.String("listen", "127.0.0.1:0", "address for /metrics, /healthz, /readyz, HOST:PORT (port 0 picks a free one; the bound address is logged)")
+	f.String("database-url", "", "PostgreSQL URL for the ledger tables (default: a throwaway embedded cluster)")
+	f.String("nats-url", "", "NATS URL with JetStream (default: an embedded server)")
+	f.String("stream", outbox.DefaultStream, "JetStream stream to create or update and consume")
+	f.String("subject", outbox.DefaultSubject, "subject events are published on")
+	f.String("durable", consumer.DefaultDurable, "durable consumer name")
+	f.Int("max-inflight", consumer.DefaultMaxInflight, "most events delivered and not yet acked (MaxAckPending)")
+	f.Int("max-deliver", consumer.DefaultMaxDeliver, "deliveries before a failing event is dead-lettered (-1 = retry forever)")
+	f.Duration("ack-wait", consumer.DefaultAckWait, "how long the broker waits for an ack before redelivering")
+	f.Duration("nak-delay", consumer.DefaultNakDelay, "first retry delay of a failing event; doubles per delivery, capped at --ack-wait")
+	f.String("dlq-stream", consumer.DefaultDLQStream, "dead-letter stream")
+	f.Int("catalog", consumer.DefaultCatalog, "skus in the inventory: sku-1 .. sku-N")
+	f.Int("db-conns", consumer.DefaultDBConns, "database connection pool size")
+	f.StringArray("crash-at", nil, "SIGKILL this process at a point: "+consumer.CrashAfterApplyBeforeAck+", optionally :N for the N-th pass")
+	f.StringArray("unsafe", nil, "break a guarantee on purpose: "+consumer.UnsafeNoInboxDedup)
+	f.Duration("grace", 10*time.Second, "how long to finish in-flight events and drain HTTP on SIGTERM")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		v, err := settings(cmd, nil)
+		if err != nil {
+			return err
+		}
+		log, err := newLogger(cmd, v)
+		if err != nil {
+			return err
+		}
+		unsafe := splitList(v.GetStringSlice("unsafe"))
+		for _, mode := range unsafe {
+			if mode != consumer.UnsafeNoInboxDedup {
+				return apperr.Errorf(apperr.EUSAGE, "--unsafe %q: the consumer knows only %s", mode, consumer.UnsafeNoInboxDedup)
+			}
+		}
+		ctx := cmd.Context()
+		dbURL, stopDB, err := embeddedPGForServe(ctx, log, v.GetString("database-url"))
+		if err != nil {
+			return err
+		}
+		defer stopDB()
+		natsURL, stopNATS, err := embeddedNATSForServe(log, v.GetString("nats-url"))
+		if err != nil {
+			return err
+		}
+		defer stopNATS()
+		c, err := consumer.New(consumer.Config{
+			DatabaseURL:  dbURL,
+			NATSURL:      natsURL,
+			Stream:       v.GetString("stream"),
+			Subject:      v.GetString("subject"),
+			Durable:      v.GetString("durable"),
+			MaxInflight:  v.GetInt("max-inflight"),
+			MaxDeliver:   v.GetInt("max-deliver"),
+			AckWait:      v.GetDuration("ack-wait"),
+			NakDelay:     v.GetDuration("nak-delay"),
+			DLQStream:    v.GetString("dlq-stream"),
+			Catalog:      v.GetInt("catalog"),
+			DBConns:      v.GetInt("db-conns"),
+			NoInboxDedup: slices.Contains(unsafe, consumer.UnsafeNoInboxDedup),
+			CrashAt:      splitList(v.GetStringSlice("crash-at")),
+			Logger:       log,
+		})
+		if err != nil {
+			return err
+		}
+		return runWithHTTP(ctx, log, "consumer", v.GetString("listen"), c.Handler(), v.GetDuration("grace"), c.Run)
+	}
+	return cmd
 }

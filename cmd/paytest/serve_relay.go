@@ -1,11 +1,173 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/paytest/paytest/internal/natsembed"
+	"github.com/paytest/paytest/internal/pgembed"
+	"github.com/paytest/paytest/target/outbox"
+	"github.com/paytest/paytest/target/relay"
+)
 
 func newServeRelayCmd() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "relay",
 		Short: "Run the outbox relay (Postgres outbox -> NATS JetStream)",
-		RunE:  func(*cobra.Command, []string) error { return errNotYet },
+		Long: `Run the outbox relay: it claims unpublished outbox rows in batches
+(SELECT ... WHERE published_at IS NULL ORDER BY id LIMIT n FOR UPDATE SKIP
+LOCKED), publishes each to JetStream, waits for the broker's acks, and marks
+the acked rows published in the same transaction. Rows that commit out of id
+order are never skipped, and two relays never publish one row twice in the
+normal path. A crash between the ack and the mark republishes the batch: the
+relay is at-least-once, and the consumer's inbox dedups.
+
+--publish-rate paces publishing with a token bucket (events per second, 0 =
+unlimited; --burst tokens, default a tenth of a second's worth), so a backlog
+drains at a set pace. Failed publishes back off with full jitter and bump the
+row's attempts and last_error. Outages of Postgres or NATS are ridden out.
+
+Metrics: paytest_relay_published_total, paytest_outbox_pending,
+paytest_outbox_lag_seconds (age of the oldest unpublished row). With no
+--database-url a throwaway Postgres is started, with no --nats-url an embedded
+NATS server (its URL is logged); both are removed on exit.`,
+		Example: `  paytest serve relay --database-url postgres://postgres@127.0.0.1:5432/paytest \
+    --nats-url nats://127.0.0.1:4222 --publish-rate 500
+
+  # die right after the broker acked the 5th publish, before marking it
+  paytest serve relay --crash-at after-publish:5 --publish-dedup=false ...`,
+		Args: cobra.NoArgs,
 	}
+	f := cmd.Flags()
+	f.String("listen", "127.0.0.1:0", "address for /metrics, /healthz, /readyz, HOST:PORT (port 0 picks a free one; the bound address is logged)")
+	f.String("database-url", "", "PostgreSQL URL holding the outbox (default: a throwaway embedded cluster)")
+	f.String("nats-url", "", "NATS URL with JetStream (default: an embedded server)")
+	f.String("stream", outbox.DefaultStream, "JetStream stream to create or update")
+	f.String("subject", outbox.DefaultSubject, "subject to publish events on")
+	f.Int("batch", relay.DefaultBatch, "rows claimed per transaction")
+	f.Float64("publish-rate", 0, "publish at most this many events per second (0 = unlimited)")
+	f.Int("burst", 0, "token bucket size for --publish-rate (0 = a tenth of a second's worth)")
+	f.Bool("publish-dedup", true, "set Nats-Msg-Id to the event id so JetStream drops republished events within its window")
+	f.StringArray("crash-at", nil, "SIGKILL this process at a point: "+relay.CrashAfterPublish+", optionally :N for the N-th pass")
+	f.Duration("poll-interval", relay.DefaultPollInterval, "how often to look for new rows when the outbox is drained")
+	f.Duration("grace", 10*time.Second, "how long to finish the current batch and drain HTTP on SIGTERM")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		v, err := settings(cmd, nil)
+		if err != nil {
+			return err
+		}
+		log, err := newLogger(cmd, v)
+		if err != nil {
+			return err
+		}
+		ctx := cmd.Context()
+		dbURL, stopDB, err := embeddedPGForServe(ctx, log, v.GetString("database-url"))
+		if err != nil {
+			return err
+		}
+		defer stopDB()
+		natsURL, stopNATS, err := embeddedNATSForServe(log, v.GetString("nats-url"))
+		if err != nil {
+			return err
+		}
+		defer stopNATS()
+		r, err := relay.New(relay.Config{
+			DatabaseURL:  dbURL,
+			NATSURL:      natsURL,
+			Stream:       v.GetString("stream"),
+			Subject:      v.GetString("subject"),
+			Batch:        v.GetInt("batch"),
+			PublishRate:  v.GetFloat64("publish-rate"),
+			Burst:        v.GetInt("burst"),
+			PublishDedup: v.GetBool("publish-dedup"),
+			PollInterval: v.GetDuration("poll-interval"),
+			CrashAt:      splitList(v.GetStringSlice("crash-at")),
+			Logger:       log,
+		})
+		if err != nil {
+			return err
+		}
+		return runWithHTTP(ctx, log, "relay", v.GetString("listen"), r.Handler(), v.GetDuration("grace"), r.Run)
+	}
+	return cmd
+}
+
+// embeddedPGForServe returns url, or with none the URL of a throwaway
+// Postgres cluster it starts, with the function that stops it.
+func embeddedPGForServe(ctx context.Context, log *slog.Logger, url string) (string, func(), error) {
+	if url != "" {
+		return url, func() {}, nil
+	}
+	start := time.Now()
+	cluster, err := pgembed.Start(ctx, pgembed.Options{})
+	if err != nil {
+		return "", nil, err
+	}
+	url = cluster.URL("postgres")
+	log.Info("embedded postgres up", "took", time.Since(start).Round(time.Millisecond), "url", url, "dir", cluster.Dir())
+	return url, func() {
+		err := cluster.Stop()
+		log.Info("embedded postgres stopped", "err", err)
+	}, nil
+}
+
+// embeddedNATSForServe returns url, or with none the URL of an embedded
+// NATS JetStream server it starts, with the function that stops it.
+func embeddedNATSForServe(log *slog.Logger, url string) (string, func(), error) {
+	if url != "" {
+		return url, func() {}, nil
+	}
+	ns, err := natsembed.Start(natsembed.Options{})
+	if err != nil {
+		return "", nil, err
+	}
+	log.Info("embedded nats up", "url", ns.URL())
+	return ns.URL(), func() {
+		ns.Shutdown()
+		log.Info("embedded nats stopped")
+	}, nil
+}
+
+// runWithHTTP runs a component's work loop beside its HTTP endpoints until
+// ctx ends or either fails, then stops both and returns the first error.
+func runWithHTTP(ctx context.Context, log *slog.Logger, component, listen string, h http.Handler, grace time.Duration,
+	run func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		errs   []string
+		first  error
+		record = func(err error) {
+			if err == nil {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if first == nil {
+				first = err
+			}
+			errs = append(errs, err.Error())
+		}
+	)
+	wg.Go(func() {
+		defer cancel()
+		record(run(ctx))
+	})
+	wg.Go(func() {
+		defer cancel()
+		record(serveHTTP(ctx, log, component, listen, h, grace))
+	})
+	wg.Wait()
+	if len(errs) > 1 {
+		log.Error(component+" stopped with errors", "errors", strings.Join(errs, "; "))
+	}
+	return first
 }

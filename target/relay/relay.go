@@ -1,0 +1,502 @@
+// Package relay moves outbox rows to NATS JetStream at least once.
+//
+// It claims unpublished rows in batches by state, never by position:
+//
+//	SELECT ... FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT n FOR UPDATE SKIP LOCKED
+//
+// inside a transaction, publishes each row and waits for the broker's ack,
+// then marks the acked rows published in the same transaction and commits.
+// A row whose id was allocated early but committed late is therefore never
+// skipped (an `id > last` poller would skip it for good), and two relays
+// never publish the same row twice in the normal path, because a claimed row
+// is locked. A crash between the ack and the commit republishes the batch:
+// the relay is at-least-once and the consumer's inbox absorbs the repeats.
+//
+// Publishing goes through a token bucket (Config.PublishRate, Config.Burst)
+// so that a backlog drains at a set pace; failed publishes back off with full
+// jitter and bump the row's attempts and last_error.
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
+
+	"github.com/paytest/paytest/internal/apperr"
+	"github.com/paytest/paytest/internal/crashpoint"
+	"github.com/paytest/paytest/target/outbox"
+)
+
+// CrashAfterPublish is the relay's crash point: armed with
+// "after-publish:N" it SIGKILLs the process right after the broker acked the
+// N-th publish and before that row is marked published.
+const CrashAfterPublish = "after-publish"
+
+// Defaults for the zero fields of Config.
+const (
+	DefaultBatch         = 100
+	DefaultPollInterval  = 50 * time.Millisecond
+	DefaultAckTimeout    = 10 * time.Second
+	DefaultBackoffBase   = 100 * time.Millisecond
+	DefaultBackoffMax    = 5 * time.Second
+	DefaultStatsInterval = 500 * time.Millisecond
+)
+
+// Config configures a Relay. Zero fields take the defaults above, the
+// outbox package's stream and subject, and unlimited publishing.
+type Config struct {
+	// DatabaseURL is the Postgres database holding the outbox table.
+	DatabaseURL string
+	// NATSURL is the NATS server with JetStream.
+	NATSURL string
+	// Stream and Subject name the JetStream stream and the subject events
+	// are published on (outbox.DefaultStream, outbox.DefaultSubject).
+	Stream  string
+	Subject string
+	// Batch is how many rows one transaction claims.
+	Batch int
+	// PublishRate caps publishing in events per second; 0 is unlimited.
+	PublishRate float64
+	// Burst is the token bucket's size; 0 means a tenth of a second's worth
+	// of PublishRate, at least 1.
+	Burst int
+	// PublishDedup sets Nats-Msg-Id to the event id, so JetStream drops a
+	// republished event within its duplicates window. Crash tests turn it
+	// off to show that the consumer's inbox does the work.
+	PublishDedup bool
+	// PollInterval is how long the relay sleeps when the outbox is drained.
+	PollInterval time.Duration
+	// AckTimeout bounds the wait for a batch's publish acks.
+	AckTimeout time.Duration
+	// BackoffBase and BackoffMax shape the full-jitter backoff after a
+	// failed batch: sleep a random time in [0, min(max, base*2^failures)).
+	BackoffBase time.Duration
+	BackoffMax  time.Duration
+	// StatsInterval is how often paytest_outbox_pending and
+	// paytest_outbox_lag_seconds are refreshed.
+	StatsInterval time.Duration
+	// CrashAt arms crash points ("after-publish" or "after-publish:N").
+	CrashAt []string
+	// Logger receives the relay's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Relay publishes outbox rows to JetStream. Create it with New, run it with
+// Run, and serve Handler for /metrics, /healthz and /readyz.
+type Relay struct {
+	cfg     Config
+	log     *slog.Logger
+	crash   *crashpoint.Set
+	limiter *rate.Limiter
+	reg     *prometheus.Registry
+
+	published     prometheus.Counter
+	publishErrors prometheus.Counter
+	pending       prometheus.Gauge
+	lag           prometheus.Gauge
+
+	running atomic.Bool
+	ready   atomic.Bool
+	pool    atomic.Pointer[pgxpool.Pool]
+	nc      atomic.Pointer[nats.Conn]
+}
+
+// New validates cfg and returns a Relay. It opens no connection: Run does.
+func New(cfg Config) (*Relay, error) {
+	if cfg.DatabaseURL == "" {
+		return nil, apperr.Errorf(apperr.EUSAGE, "relay: a database URL is required")
+	}
+	if cfg.NATSURL == "" {
+		return nil, apperr.Errorf(apperr.EUSAGE, "relay: a NATS URL is required")
+	}
+	if cfg.Stream == "" {
+		cfg.Stream = outbox.DefaultStream
+	}
+	if cfg.Subject == "" {
+		cfg.Subject = outbox.DefaultSubject
+	}
+	if cfg.Batch < 0 || cfg.PublishRate < 0 || cfg.Burst < 0 {
+		return nil, apperr.Errorf(apperr.EUSAGE, "relay: --batch, --publish-rate and --burst must not be negative")
+	}
+	if cfg.Batch == 0 {
+		cfg.Batch = DefaultBatch
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	if cfg.AckTimeout <= 0 {
+		cfg.AckTimeout = DefaultAckTimeout
+	}
+	if cfg.BackoffBase <= 0 {
+		cfg.BackoffBase = DefaultBackoffBase
+	}
+	if cfg.BackoffMax <= 0 {
+		cfg.BackoffMax = DefaultBackoffMax
+	}
+	if cfg.StatsInterval <= 0 {
+		cfg.StatsInterval = DefaultStatsInterval
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	crash, err := crashpoint.Parse(cfg.CrashAt, CrashAfterPublish)
+	if err != nil {
+		return nil, err
+	}
+	if crash != nil {
+		crash.Notes = func(msg string) { log.Warn(msg) }
+		log.Warn("crash point armed", "crash_at", cfg.CrashAt)
+	}
+	limiter := rate.NewLimiter(rate.Inf, 0)
+	if cfg.PublishRate > 0 {
+		if cfg.Burst == 0 {
+			cfg.Burst = max(1, int(math.Ceil(cfg.PublishRate/10)))
+		}
+		limiter = rate.NewLimiter(rate.Limit(cfg.PublishRate), cfg.Burst)
+	}
+	r := &Relay{cfg: cfg, log: log, crash: crash, limiter: limiter, reg: prometheus.NewRegistry()}
+	r.published = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "paytest_relay_published_total",
+		Help: "Outbox events the broker acknowledged (a republished event counts again).",
+	})
+	r.publishErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "paytest_relay_publish_errors_total",
+		Help: "Publishes that failed or were not acknowledged in time.",
+	})
+	r.pending = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "paytest_outbox_pending",
+		Help: "Outbox rows not yet published.",
+	})
+	r.lag = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "paytest_outbox_lag_seconds",
+		Help: "Age of the oldest unpublished outbox row (0 when none).",
+	})
+	r.reg.MustRegister(r.published, r.publishErrors, r.pending, r.lag,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return r, nil
+}
+
+// Handler serves /metrics, /healthz (the process is alive) and /readyz (200
+// once the stream exists and both Postgres and NATS answer).
+func (r *Relay) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, req *http.Request) {
+		if err := r.checkReady(req.Context()); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	return mux
+}
+
+func (r *Relay) checkReady(ctx context.Context) error {
+	pool, nc := r.pool.Load(), r.nc.Load()
+	if !r.ready.Load() || pool == nil || nc == nil {
+		return errors.New("relay: starting")
+	}
+	if !nc.IsConnected() {
+		return fmt.Errorf("relay: NATS %s", nc.Status())
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := pool.Ping(ctx); err != nil {
+		return fmt.Errorf("relay: database: %w", err)
+	}
+	return nil
+}
+
+// Run connects to Postgres and NATS, ensures the outbox table and the
+// stream, and relays rows until ctx ends. It rides out database and broker
+// outages on its own (retrying with backoff) and returns nil on a clean stop
+// or an error only for what retrying cannot fix (a bad URL). Run may be
+// called once.
+func (r *Relay) Run(ctx context.Context) error {
+	if !r.running.CompareAndSwap(false, true) {
+		return apperr.Errorf(apperr.EINTERNAL, "relay: Run called twice")
+	}
+	pcfg, err := pgxpool.ParseConfig(r.cfg.DatabaseURL)
+	if err != nil {
+		return apperr.Wrap(apperr.EUSAGE, err, "relay: database URL")
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return apperr.Wrap(apperr.EUNAVAILABLE, err, "relay: database")
+	}
+	defer pool.Close()
+	nc, err := nats.Connect(r.cfg.NATSURL,
+		nats.Name("paytest-relay"),
+		nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		// No reconnect buffer: while the broker is away a publish fails at
+		// once and the row stays unpublished, instead of hiding in memory.
+		nats.ReconnectBufSize(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { r.log.Warn("nats disconnected", "err", err) }),
+		nats.ReconnectHandler(func(c *nats.Conn) { r.log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
+	)
+	if err != nil {
+		return apperr.Wrap(apperr.EUSAGE, err, "relay: NATS URL")
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(max(256, 2*r.cfg.Batch)))
+	if err != nil {
+		return apperr.Wrap(apperr.EINTERNAL, err, "relay: jetstream")
+	}
+	r.pool.Store(pool)
+	r.nc.Store(nc)
+
+	if err := r.setup(ctx, pool, js); err != nil {
+		return nil // ctx ended while waiting for the dependencies
+	}
+	r.ready.Store(true)
+	r.log.Info("relay running", "stream", r.cfg.Stream, "subject", r.cfg.Subject, "batch", r.cfg.Batch,
+		"publish_rate", r.cfg.PublishRate, "burst", r.cfg.Burst, "publish_dedup", r.cfg.PublishDedup)
+
+	var wg sync.WaitGroup
+	wg.Go(func() { r.statsLoop(ctx, pool) })
+	defer wg.Wait()
+
+	failures := 0
+	for ctx.Err() == nil {
+		if !nc.IsConnected() {
+			failures++
+			sleep(ctx, r.backoff(failures))
+			continue
+		}
+		n, err := r.relayBatch(ctx, pool, js)
+		if err != nil {
+			failures++
+			d := r.backoff(failures)
+			r.log.Warn("relay batch failed", "err", err, "failures", failures, "backoff", d)
+			sleep(ctx, d)
+			continue
+		}
+		failures = 0
+		if n < r.cfg.Batch {
+			sleep(ctx, r.cfg.PollInterval)
+		}
+	}
+	r.log.Info("relay stopped")
+	return nil
+}
+
+// setup creates the outbox table and the stream, retrying until both exist
+// or ctx ends.
+func (r *Relay) setup(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream) error {
+	for failures := 1; ; failures++ {
+		err := func() error {
+			ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			if err := outbox.Migrate(ctx, pool); err != nil {
+				return err
+			}
+			_, err := js.CreateOrUpdateStream(ctx, outbox.StreamConfig(r.cfg.Stream, r.cfg.Subject))
+			if err != nil {
+				return fmt.Errorf("stream %s: %w", r.cfg.Stream, err)
+			}
+			return nil
+		}()
+		if err == nil {
+			return nil
+		}
+		d := r.backoff(failures)
+		r.log.Warn("relay setup failed; retrying", "err", err, "backoff", d)
+		if !sleep(ctx, d) {
+			return ctx.Err()
+		}
+	}
+}
+
+// row is one claimed outbox row.
+type row struct {
+	id      int64
+	eventID string
+	payload []byte
+}
+
+// relayBatch claims up to Batch rows, publishes them, marks the acked ones
+// and records the failures, all in one transaction. It returns how many rows
+// it claimed, and an error if any publish failed or the database did.
+//
+// Once rows are claimed the batch finishes even if ctx ends (only the rate
+// limiter's wait stops early), so a graceful stop marks what it published.
+func (r *Relay) relayBatch(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream) (int, error) {
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.AckTimeout+30*time.Second)
+	defer cancel()
+	tx, err := pool.Begin(bctx)
+	if err != nil {
+		return 0, fmt.Errorf("begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(bctx)) }()
+
+	rows, err := tx.Query(bctx, `SELECT id, event_id::text, payload FROM outbox
+		WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, r.cfg.Batch)
+	if err != nil {
+		return 0, fmt.Errorf("claim: %w", err)
+	}
+	batch, err := pgx.CollectRows(rows, func(rs pgx.CollectableRow) (row, error) {
+		var x row
+		err := rs.Scan(&x.id, &x.eventID, &x.payload)
+		return x, err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("claim: %w", err)
+	}
+	if len(batch) == 0 {
+		return 0, tx.Commit(bctx)
+	}
+
+	// Publish asynchronously, paced by the token bucket, then wait for
+	// every ack: one round trip's latency per batch instead of per row.
+	futures := make([]jetstream.PubAckFuture, len(batch))
+	errs := make([]error, len(batch))
+	sent := 0
+	for i, x := range batch {
+		if err := r.limiter.Wait(ctx); err != nil {
+			break // stopping: publish no more, mark what was acked
+		}
+		msg := &nats.Msg{Subject: r.cfg.Subject, Data: x.payload, Header: nats.Header{}}
+		if r.cfg.PublishDedup {
+			msg.Header.Set(jetstream.MsgIDHeader, x.eventID)
+		}
+		futures[i], errs[i] = js.PublishMsgAsync(msg)
+		sent = i + 1
+	}
+	errNoAck := errors.New("no publish ack within " + r.cfg.AckTimeout.String())
+	timeout := time.NewTimer(r.cfg.AckTimeout)
+	defer timeout.Stop()
+	timedOut := false
+	for i := range sent {
+		if errs[i] != nil {
+			continue
+		}
+		if timedOut { // take what has resolved, fail the rest
+			select {
+			case <-futures[i].Ok():
+			case err := <-futures[i].Err():
+				errs[i] = err
+			default:
+				errs[i] = errNoAck
+			}
+			continue
+		}
+		select {
+		case <-futures[i].Ok():
+		case err := <-futures[i].Err():
+			errs[i] = err
+		case <-timeout.C:
+			timedOut, errs[i] = true, errNoAck
+		}
+	}
+
+	var okIDs, failIDs []int64
+	var failMsgs []string
+	for i := range sent {
+		if errs[i] != nil {
+			failIDs = append(failIDs, batch[i].id)
+			failMsgs = append(failMsgs, errs[i].Error())
+			continue
+		}
+		r.published.Inc()
+		r.crash.Hit(CrashAfterPublish)
+		okIDs = append(okIDs, batch[i].id)
+	}
+	if len(okIDs) > 0 {
+		if _, err := tx.Exec(bctx, `UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY($1)`, okIDs); err != nil {
+			return len(batch), fmt.Errorf("mark published: %w", err)
+		}
+	}
+	if len(failIDs) > 0 {
+		r.publishErrors.Add(float64(len(failIDs)))
+		if _, err := tx.Exec(bctx, `UPDATE outbox o SET attempts = o.attempts + 1, last_error = f.msg
+			FROM unnest($1::bigint[], $2::text[]) AS f(id, msg) WHERE o.id = f.id`, failIDs, failMsgs); err != nil {
+			return len(batch), fmt.Errorf("record failures: %w", err)
+		}
+	}
+	if err := tx.Commit(bctx); err != nil {
+		return len(batch), fmt.Errorf("commit: %w", err)
+	}
+	if len(failIDs) > 0 {
+		return len(batch), fmt.Errorf("%d of %d publishes failed: %s", len(failIDs), sent, failMsgs[0])
+	}
+	return len(batch), nil
+}
+
+// statsLoop refreshes the pending and lag gauges until ctx ends.
+func (r *Relay) statsLoop(ctx context.Context, pool *pgxpool.Pool) {
+	t := time.NewTicker(r.cfg.StatsInterval)
+	defer t.Stop()
+	for {
+		r.refreshStats(ctx, pool)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (r *Relay) refreshStats(ctx context.Context, pool *pgxpool.Pool) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var n int64
+	var lag float64
+	err := pool.QueryRow(ctx, `SELECT count(*),
+		COALESCE(EXTRACT(EPOCH FROM clock_timestamp() - min(created_at)), 0)::float8
+		FROM outbox WHERE published_at IS NULL`).Scan(&n, &lag)
+	if err != nil {
+		return // keep the last values; the main loop reports the outage
+	}
+	r.pending.Set(float64(n))
+	r.lag.Set(max(0, lag))
+}
+
+// backoff is full jitter: a uniform random duration in [0, min(max, base*2^n)).
+func (r *Relay) backoff(failures int) time.Duration {
+	return fullJitter(r.cfg.BackoffBase, r.cfg.BackoffMax, failures)
+}
+
+func fullJitter(base, ceiling time.Duration, failures int) time.Duration {
+	d := ceiling
+	if failures < 30 {
+		d = min(ceiling, base<<max(0, failures-1))
+	}
+	if d <= 0 {
+		return 0
+	}
+	return time.Duration(rand.Int64N(int64(d)))
+}
+
+// sleep waits d or until ctx ends, reporting whether the full d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
