@@ -1,0 +1,209 @@
+package plan
+
+import (
+	"math"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"text/template"
+
+	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/internal/apperr"
+)
+
+func mustNew(t *testing.T, cfg Config) *Plan {
+	t.Helper()
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestSameSeedSamePlan(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Seed = 42
+	a, b := mustNew(t, cfg), mustNew(t, cfg)
+	if a.Fingerprint() != b.Fingerprint() {
+		t.Fatal("same seed, different fingerprints")
+	}
+	for i := range a.Ops {
+		if a.Ops[i].Op != b.Ops[i].Op || string(a.Ops[i].Body) != string(b.Ops[i].Body) {
+			t.Fatalf("op %d differs: %+v vs %+v", i+1, a.Ops[i], b.Ops[i])
+		}
+	}
+	cfg.Seed = 43
+	c := mustNew(t, cfg)
+	if c.Fingerprint() == a.Fingerprint() || c.Ops[0].Key == a.Ops[0].Key {
+		t.Fatal("different seeds gave the same plan")
+	}
+	// The written plan.jsonl is identical too.
+	dir := t.TempDir()
+	var files [2][]history.Op
+	for i, p := range []*Plan{a, b} {
+		path := filepath.Join(dir, "plan"+string(rune('a'+i))+".jsonl")
+		if err := p.Write(path); err != nil {
+			t.Fatal(err)
+		}
+		if err := history.ReadFile(path, func(o history.Op) error { files[i] = append(files[i], o); return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(files[0]) != len(a.Ops) || len(files[1]) != len(a.Ops) {
+		t.Fatalf("plan.jsonl has %d and %d lines, want %d", len(files[0]), len(files[1]), len(a.Ops))
+	}
+	for i := range files[0] {
+		if files[0][i] != files[1][i] || files[0][i] != a.Ops[i].Op {
+			t.Fatalf("plan.jsonl line %d differs", i+1)
+		}
+	}
+}
+
+func TestRatesAreRespected(t *testing.T) {
+	cases := []struct {
+		name              string
+		ops               int
+		dup, race, reuse  float64
+		wantDup, wantRace float64
+		wantReuse         int
+	}{
+		{"default", 10000, 0.2, 0.05, 0.02, 0.2, 0.05, 200},
+		{"none", 2000, 0, 0, 0, 0, 0, 0},
+		{"race profile", 5000, 0.5, 0.5, 0, 0.5, 0.5, 0},
+		{"all duplicates", 1000, 1, 0, 0.1, 1, 0, 100},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := mustNew(t, Config{Ops: tc.ops, DuplicateRate: tc.dup, RaceRate: tc.race, ReuseRate: tc.reuse, Seed: 7})
+			var charges, dups, races, reuses int
+			for _, op := range p.Ops {
+				switch {
+				case op.Kind == history.KindReuse:
+					reuses++
+				case op.Race:
+					races++
+					if op.Senders < 2 || op.Senders > 3 {
+						t.Fatalf("race op %d has %d senders", op.Op.Op, op.Senders)
+					}
+				case op.Senders == 2:
+					dups++
+				case op.Senders != 1:
+					t.Fatalf("op %d: %d senders", op.Op.Op, op.Senders)
+				}
+				if op.Kind == history.KindCharge {
+					charges++
+				}
+			}
+			if charges != tc.ops || p.Charges() != tc.ops || reuses != tc.wantReuse || len(p.Ops) != tc.ops+tc.wantReuse {
+				t.Fatalf("%d charges, %d reuses, %d ops; want %d, %d", charges, reuses, len(p.Ops), tc.ops, tc.wantReuse)
+			}
+			// Within 4 standard deviations of a binomial.
+			for _, r := range []struct {
+				name string
+				got  int
+				want float64
+			}{{"duplicates", dups, tc.wantDup}, {"races", races, tc.wantRace}} {
+				sd := math.Sqrt(float64(tc.ops) * r.want * (1 - r.want))
+				if math.Abs(float64(r.got)-r.want*float64(tc.ops)) > 4*sd+0.5 {
+					t.Errorf("%s: %d of %d, want about %.0f", r.name, r.got, tc.ops, r.want*float64(tc.ops))
+				}
+			}
+		})
+	}
+}
+
+func TestReuseOpsReuseAnEarlierKeyWithAnotherBody(t *testing.T) {
+	p := mustNew(t, Config{Ops: 2000, ReuseRate: 0.05, Seed: 1, Merchants: []Merchant{{"a", "ka"}, {"b", "kb"}}})
+	n := 0
+	for i, op := range p.Ops {
+		if op.Op.Op != i+1 {
+			t.Fatalf("op at %d has id %d: ids must be 1..n in order", i, op.Op.Op)
+		}
+		if op.Kind != history.KindReuse {
+			continue
+		}
+		n++
+		orig, ok := p.Op(op.ReuseOf)
+		if !ok || orig.Kind != history.KindCharge || orig.Op.Op >= op.Op.Op {
+			t.Fatalf("reuse op %d reuses %d, which is not an earlier charge", op.Op.Op, op.ReuseOf)
+		}
+		if op.Key != orig.Key || op.Merchant != orig.Merchant {
+			t.Fatalf("reuse op %d: key %s/%s, original %s/%s", op.Op.Op, op.Merchant, op.Key, orig.Merchant, orig.Key)
+		}
+		if string(op.Body) == string(orig.Body) || op.BodySHA256 == orig.BodySHA256 || op.Amount == orig.Amount {
+			t.Fatalf("reuse op %d has the same body as op %d", op.Op.Op, orig.Op.Op)
+		}
+	}
+	if n != 100 {
+		t.Fatalf("%d reuse ops, want 100", n)
+	}
+}
+
+func TestKeysAreUniqueAndUUIDShaped(t *testing.T) {
+	p := mustNew(t, Config{Ops: 20000, Seed: 9})
+	re := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+	seen := map[string]bool{}
+	for _, op := range p.Ops {
+		if !re.MatchString(op.Key) {
+			t.Fatalf("key %q is not UUID-shaped", op.Key)
+		}
+		if seen[op.Key] {
+			t.Fatalf("key %q used twice by charges", op.Key)
+		}
+		seen[op.Key] = true
+		if !strings.HasPrefix(op.SKU, "sku-") || op.Quantity < 1 || op.Amount < 100 {
+			t.Fatalf("op %+v", op)
+		}
+	}
+}
+
+func TestBodyTemplate(t *testing.T) {
+	tmpl := template.Must(template.New("b").Parse(`{"op":{{.Op}},"cents":{{.Amount}},"ref":"{{.Key}}","m":"{{.Merchant}}"}`))
+	p := mustNew(t, Config{Ops: 3, Seed: 5, BodyTemplate: tmpl})
+	op := p.Ops[1]
+	want := `{"op":2,"cents":` + strconv.FormatInt(op.Amount, 10) + `,"ref":"` + op.Key + `","m":"demo"}`
+	if string(op.Body) != want {
+		t.Fatalf("body %s, want %s", op.Body, want)
+	}
+	bad := template.Must(template.New("b").Parse(`{{.Nope}}`))
+	if _, err := New(Config{Ops: 1, BodyTemplate: bad}); apperr.Code(err) != apperr.EUSAGE {
+		t.Fatalf("a failing template: %v", err)
+	}
+}
+
+func TestDefaultBodyIsTheReferenceAPI(t *testing.T) {
+	p := mustNew(t, Config{Ops: 1, Seed: 1})
+	op := p.Ops[0]
+	re := regexp.MustCompile(`^\{"amount":\d+,"currency":"(EUR|USD|GBP)","customer":"cus_\d+","sku":"sku-\d+","quantity":[1-3]\}$`)
+	if !re.Match(op.Body) {
+		t.Fatalf("body %s", op.Body)
+	}
+	if k, ok := p.APIKey("demo"); !ok || k != "sk_test_demo" {
+		t.Fatalf("default merchant key %q", k)
+	}
+}
+
+func TestInvalidConfigIsAUsageError(t *testing.T) {
+	cases := []struct {
+		name string
+		cfg  Config
+		msg  string
+	}{
+		{"negative ops", Config{Ops: -1}, "ops must be at least 1"},
+		{"duplicate rate above 1", Config{DuplicateRate: 1.5}, "duplicate-rate must be between 0 and 1"},
+		{"negative race rate", Config{RaceRate: -0.1}, "race-rate must be between 0 and 1"},
+		{"NaN reuse rate", Config{ReuseRate: math.NaN()}, "reuse-rate must be between 0 and 1"},
+		{"races plus duplicates above 1", Config{DuplicateRate: 0.7, RaceRate: 0.5}, "at most 1"},
+		{"nameless merchant", Config{Merchants: []Merchant{{APIKey: "k"}}}, "merchant needs a name"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := New(tc.cfg)
+			if apperr.Code(err) != apperr.EUSAGE || !strings.Contains(err.Error(), tc.msg) {
+				t.Fatalf("err = %v (%s), want EUSAGE %q", err, apperr.Code(err), tc.msg)
+			}
+		})
+	}
+}
