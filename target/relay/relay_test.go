@@ -1,0 +1,416 @@
+package relay_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/paytest/paytest/internal/natsembed"
+	"github.com/paytest/paytest/internal/proc"
+	"github.com/paytest/paytest/internal/testinfra"
+	"github.com/paytest/paytest/target/consumer"
+	"github.com/paytest/paytest/target/consumer/consumertest"
+	"github.com/paytest/paytest/target/outbox"
+	"github.com/paytest/paytest/target/relay"
+)
+
+func TestMain(m *testing.M) { testinfra.Main(m) }
+
+func relayConfig(env *consumertest.Env) relay.Config {
+	return relay.Config{
+		DatabaseURL: env.DatabaseURL,
+		NATSURL:     env.NATSURL,
+		Stream:      env.Stream,
+		Subject:     env.Subject,
+		Logger:      env.Logger(),
+	}
+}
+
+// startRelay runs a relay in-process and returns its base URL and a stop.
+func startRelay(t testing.TB, cfg relay.Config) (string, func()) {
+	t.Helper()
+	r, err := relay.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return consumertest.Serve(t, r)
+}
+
+func startConsumer(t testing.TB, cfg consumer.Config) (*consumer.Consumer, string, func()) {
+	t.Helper()
+	c, err := consumer.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, stop := consumertest.Serve(t, c)
+	return c, url, stop
+}
+
+// waitStream waits until the event stream holds want messages.
+func waitStream(t testing.TB, env *consumertest.Env, timeout time.Duration, want int) {
+	t.Helper()
+	testinfra.WaitFor(t, timeout, func() error {
+		n, err := env.StreamLen(env.Stream)
+		if err != nil {
+			return err
+		}
+		if n != want {
+			return fmt.Errorf("stream has %d messages, want %d", n, want)
+		}
+		return nil
+	})
+}
+
+// The relay process dies right after the broker acked its K-th publish and
+// before marking it; restarted, it publishes event K again (JetStream dedup
+// off), and the consumer's inbox turns the repeat into a no-op: the ledger
+// holds exactly one entry per event.
+func TestRelayCrashAfterPublish(t *testing.T) {
+	env := consumertest.New(t, "")
+	const m, k = 30, 7
+	cons := consumertest.StartProcess(t, "consumer", true, env.ConsumerArgs()...)
+	relayArgs := env.RelayArgs("--publish-dedup=false", "--batch", "10")
+	first := consumertest.StartProcess(t, "relay", true,
+		append(relayArgs, "--crash-at", relay.CrashAfterPublish+":"+strconv.Itoa(k))...)
+	evs := env.Insert(t, m)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := first.Wait(ctx); !proc.KilledBySignal(err, syscall.SIGKILL) {
+		t.Fatalf("relay did not crash with SIGKILL: %v\n%s", err, first.Log())
+	}
+	if n := env.Unpublished(t); n != m {
+		t.Fatalf("%d rows unpublished after the crash, want all %d (nothing marked)", n, m)
+	}
+	consumertest.StartProcess(t, "relay-restarted", true, relayArgs...)
+	testinfra.WaitFor(t, 30*time.Second, func() error {
+		if n := env.Unpublished(t); n != 0 {
+			return fmt.Errorf("%d rows unpublished", n)
+		}
+		return nil
+	})
+	env.WaitLedger(t, 30*time.Second, m)
+	testinfra.WaitFor(t, 30*time.Second, func() error {
+		got, err := consumertest.ScrapeErr(cons.BaseURL() + "/metrics")
+		if err != nil {
+			return err
+		}
+		if got["paytest_inbox_duplicates_total"] < 1 {
+			return fmt.Errorf("paytest_inbox_duplicates_total = %v", got["paytest_inbox_duplicates_total"])
+		}
+		return nil
+	})
+	inStream := env.StreamCounts(t)
+	if inStream[evs[k-1].EventID] != 2 {
+		t.Errorf("event %d is in the stream %d times, want 2 (published before the crash and again after)", k, inStream[evs[k-1].EventID])
+	}
+	ledger := env.LedgerCounts(t)
+	for i, ev := range evs {
+		if inStream[ev.EventID] < 1 {
+			t.Errorf("event %d never reached the stream", i+1)
+		}
+		if ledger[ev.EventID] != 1 {
+			t.Errorf("event %d has %d ledger entries, want 1", i+1, ledger[ev.EventID])
+		}
+	}
+	if len(ledger) != m {
+		t.Errorf("ledger holds %d events, want %d", len(ledger), m)
+	}
+	var dups int
+	for _, n := range inStream {
+		dups += n - 1
+	}
+	t.Logf("%d events, %d republished after the crash, each applied once", m, dups)
+}
+
+// Rows whose ids were allocated early but that commit late (a transaction
+// held open while later ids commit) are published all the same: the relay
+// claims by state, not by id > last.
+func TestRelayOutOfOrderCommits(t *testing.T) {
+	env := consumertest.New(t, "")
+	cfg := relayConfig(env)
+	cfg.Batch = 5
+	startRelay(t, cfg)
+	ctx := context.Background()
+	var evs []outbox.ChargeCreated
+	var held []pgx.Tx
+	hold := func() {
+		tx, err := env.Pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = tx.Rollback(ctx) })
+		ev := consumertest.Event(len(evs))
+		if err := outbox.Insert(ctx, tx, ev); err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, ev)
+		held = append(held, tx)
+	}
+	commitSome := func(n int) {
+		for range n {
+			err := pgx.BeginFunc(ctx, env.Pool, func(tx pgx.Tx) error {
+				ev := consumertest.Event(len(evs))
+				evs = append(evs, ev)
+				return outbox.Insert(ctx, tx, ev)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	hold()         // id 1, committed last
+	commitSome(10) // ids 2..11
+	hold()         // id 12
+	commitSome(10) // ids 13..22
+	waitStream(t, env, 30*time.Second, 20)
+	// The relay has published ids up to 22: an id > last poller would
+	// never look at 1 or 12 again.
+	for i := len(held) - 1; i >= 0; i-- {
+		if err := held[i].Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitStream(t, env, 30*time.Second, len(evs))
+	counts := env.StreamCounts(t)
+	for i, ev := range evs {
+		if counts[ev.EventID] != 1 {
+			t.Errorf("event %d published %d times, want 1", i+1, counts[ev.EventID])
+		}
+	}
+	if n := env.Unpublished(t); n != 0 {
+		t.Errorf("%d rows left unpublished", n)
+	}
+}
+
+// Two relays on one outbox never publish a row twice in the normal path.
+func TestRelayTwoRelaysPublishEachRowOnce(t *testing.T) {
+	env := consumertest.New(t, "")
+	cfg := relayConfig(env)
+	cfg.Batch = 20
+	startRelay(t, cfg)
+	startRelay(t, cfg)
+	const m = 600
+	evs := env.Insert(t, m)
+	waitStream(t, env, 30*time.Second, m)
+	testinfra.WaitFor(t, 10*time.Second, func() error {
+		if n := env.Unpublished(t); n != 0 {
+			return fmt.Errorf("%d unpublished", n)
+		}
+		return nil
+	})
+	counts := env.StreamCounts(t)
+	for i, ev := range evs {
+		if counts[ev.EventID] != 1 {
+			t.Errorf("event %d published %d times, want 1", i+1, counts[ev.EventID])
+		}
+	}
+	if len(counts) != m {
+		t.Errorf("stream holds %d distinct events, want %d", len(counts), m)
+	}
+}
+
+// Nats-Msg-Id is the event id exactly when publish dedup is on.
+func TestRelayPublishDedupHeader(t *testing.T) {
+	for _, dedup := range []bool{true, false} {
+		t.Run(fmt.Sprintf("dedup=%v", dedup), func(t *testing.T) {
+			env := consumertest.New(t, "")
+			cfg := relayConfig(env)
+			cfg.PublishDedup = dedup
+			startRelay(t, cfg)
+			evs := env.Insert(t, 3)
+			waitStream(t, env, 30*time.Second, 3)
+			for i, msg := range env.Messages(t, env.Stream) {
+				got := msg.Header.Get(jetstream.MsgIDHeader)
+				want := ""
+				if dedup {
+					want = evs[i].EventID
+				}
+				if got != want {
+					t.Errorf("message %d: Nats-Msg-Id %q, want %q", i+1, got, want)
+				}
+			}
+		})
+	}
+}
+
+// paytest_outbox_pending and paytest_outbox_lag_seconds show a backlog
+// while it exists and fall to 0 once it has drained.
+func TestRelayPendingAndLagMetrics(t *testing.T) {
+	env := consumertest.New(t, "")
+	cfg := relayConfig(env)
+	cfg.PublishRate, cfg.Burst = 20, 1
+	cfg.StatsInterval = 50 * time.Millisecond
+	url, _ := startRelay(t, cfg)
+	const m = 15
+	env.Insert(t, m)
+	testinfra.WaitFor(t, 10*time.Second, func() error {
+		got, err := consumertest.ScrapeErr(url + "/metrics")
+		if err != nil {
+			return err
+		}
+		if got["paytest_outbox_pending"] < 1 || got["paytest_outbox_lag_seconds"] <= 0.1 {
+			return fmt.Errorf("pending %v lag %v", got["paytest_outbox_pending"], got["paytest_outbox_lag_seconds"])
+		}
+		return nil
+	})
+	testinfra.WaitFor(t, 20*time.Second, func() error {
+		got, err := consumertest.ScrapeErr(url + "/metrics")
+		if err != nil {
+			return err
+		}
+		if got["paytest_outbox_pending"] != 0 || got["paytest_outbox_lag_seconds"] != 0 || got["paytest_relay_published_total"] != m {
+			return fmt.Errorf("pending %v lag %v published %v", got["paytest_outbox_pending"],
+				got["paytest_outbox_lag_seconds"], got["paytest_relay_published_total"])
+		}
+		return nil
+	})
+}
+
+// drain is one measured backlog drain.
+type drain struct {
+	events       int
+	took         time.Duration // first publish to last, from the stream's timestamps
+	rate         float64       // events/s over took
+	inflightMax  int
+	redeliveries float64
+}
+
+// drainBacklog seeds n outbox rows, starts a consumer and then a relay with
+// publishRate, and waits for all n to be applied.
+func drainBacklog(t testing.TB, n int, publishRate float64, maxInflight int) drain {
+	t.Helper()
+	env := consumertest.New(t, "")
+	env.Insert(t, n)
+	ccfg := env.ConsumerConfig()
+	ccfg.MaxInflight = maxInflight
+	ccfg.AckWait = 30 * time.Second
+	c, curl, _ := startConsumer(t, ccfg)
+	rcfg := relayConfig(env)
+	rcfg.PublishRate = publishRate
+	startRelay(t, rcfg)
+	env.WaitLedger(t, 5*time.Minute, n)
+	msgs := env.Messages(t, env.Stream)
+	if len(msgs) != n {
+		t.Fatalf("stream holds %d messages, want %d", len(msgs), n)
+	}
+	took := msgs[len(msgs)-1].Time.Sub(msgs[0].Time)
+	got := consumertest.Scrape(t, curl+"/metrics")
+	return drain{
+		events:       n,
+		took:         took,
+		rate:         float64(n-1) / took.Seconds(),
+		inflightMax:  c.InflightMax(),
+		redeliveries: got["paytest_consumer_redeliveries_total"],
+	}
+}
+
+// A backlog drained with --publish-rate R is published at R (within 10%),
+// the consumer never has more than its bound in flight, and nothing is
+// redelivered. The unlimited drain of the same backlog is logged.
+func TestRelayBacklogDrainsAtPublishRate(t *testing.T) {
+	const n, r, bound = 3000, 1000.0, 64
+	limited := drainBacklog(t, n, r, bound)
+	t.Logf("rate-limited drain: %d events in %s = %.0f events/s (limit %.0f), peak in-flight %d, redeliveries %v",
+		limited.events, limited.took.Round(time.Millisecond), limited.rate, r, limited.inflightMax, limited.redeliveries)
+	if limited.rate < 0.9*r || limited.rate > 1.1*r {
+		t.Errorf("measured %.0f events/s, want %.0f +- 10%%", limited.rate, r)
+	}
+	if limited.inflightMax > bound || limited.inflightMax < 1 {
+		t.Errorf("consumer in-flight peaked at %d, bound %d", limited.inflightMax, bound)
+	}
+	if limited.redeliveries != 0 {
+		t.Errorf("%v redeliveries during the drain", limited.redeliveries)
+	}
+	unlimited := drainBacklog(t, n, 0, bound)
+	t.Logf("unlimited drain: %d events in %s = %.0f events/s, peak in-flight %d, redeliveries %v (%.1fx the limited rate)",
+		unlimited.events, unlimited.took.Round(time.Millisecond), unlimited.rate, unlimited.inflightMax,
+		unlimited.redeliveries, unlimited.rate/limited.rate)
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// The broker goes away while charges keep being written and comes back on
+// the same port with the same store: the relay and the consumer reconnect
+// on their own, nothing is lost and nothing is applied twice.
+func TestRelayAndConsumerRideOutBrokerOutage(t *testing.T) {
+	port, dir := freePort(t), t.TempDir()
+	ns, err := natsembed.Start(natsembed.Options{Port: port, StoreDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	current := ns
+	t.Cleanup(func() { mu.Lock(); current.Shutdown(); mu.Unlock() })
+	env := consumertest.New(t, ns.URL())
+	ccfg := env.ConsumerConfig()
+	_, curl, _ := startConsumer(t, ccfg)
+	rcfg := relayConfig(env)
+	rcfg.PublishDedup = false // the inbox, not the broker, must absorb repeats
+	rcfg.AckTimeout = 2 * time.Second
+	rurl, _ := startRelay(t, rcfg)
+
+	evs := env.Insert(t, 100)
+	env.WaitLedger(t, 30*time.Second, 100)
+
+	ns.Shutdown()
+	testinfra.WaitFor(t, 10*time.Second, func() error {
+		if consumertest.Ready(rurl) == nil {
+			return fmt.Errorf("relay still ready with the broker down")
+		}
+		return nil
+	})
+	evs = append(evs, env.Insert(t, 100)...) // written while the broker is down
+	// The relay keeps running and sees the backlog age while it cannot publish.
+	testinfra.WaitFor(t, 10*time.Second, func() error {
+		got, err := consumertest.ScrapeErr(rurl + "/metrics")
+		if err != nil {
+			return err
+		}
+		if got["paytest_outbox_pending"] != 100 || got["paytest_outbox_lag_seconds"] < 0.5 {
+			return fmt.Errorf("pending %v lag %v", got["paytest_outbox_pending"], got["paytest_outbox_lag_seconds"])
+		}
+		return nil
+	})
+
+	ns2, err := natsembed.Start(natsembed.Options{Port: port, StoreDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	current = ns2
+	mu.Unlock()
+	consumertest.WaitReady(t, rurl, 30*time.Second)
+	consumertest.WaitReady(t, curl, 30*time.Second)
+	evs = append(evs, env.Insert(t, 50)...)
+	env.WaitLedger(t, 60*time.Second, len(evs))
+	counts := env.LedgerCounts(t)
+	for i, ev := range evs {
+		if counts[ev.EventID] != 1 {
+			t.Errorf("event %d applied %d times, want 1", i+1, counts[ev.EventID])
+		}
+	}
+	if n := env.Unpublished(t); n != 0 {
+		t.Errorf("%d rows unpublished after the outage", n)
+	}
+	got := consumertest.Scrape(t, curl+"/metrics")
+	if got["paytest_side_effects_applied_total"] != float64(len(evs)) {
+		t.Errorf("applied %v, want %d", got["paytest_side_effects_applied_total"], len(evs))
+	}
+}
