@@ -1,0 +1,536 @@
+// Package load executes a plan through the retrying client: a pool of
+// workers sends every op, duplicates go out later from another worker as
+// independent senders, a race's senders are released together by a barrier
+// so they truly overlap, and a reuse op is sent only once the op whose key
+// it reuses has completed. Every attempt streams to the history as it
+// happens, so a run of any size holds only per-op flags in memory.
+// Reconcile re-drives the ops whose fate is still unknown with their same
+// key and body.
+package load
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/paytest/paytest/attack/client"
+	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/attack/plan"
+)
+
+// Config says where and how to send a plan.
+type Config struct {
+	// URL is the charge endpoint.
+	URL string
+	// Header is sent with every request. Unless it sets Authorization,
+	// each op carries "Authorization: Bearer <its merchant's API key>".
+	Header http.Header
+	// KeyHeader carries the idempotency key (default Idempotency-Key).
+	KeyHeader string
+	// Concurrency is the number of workers (default 32). A race op's
+	// senders run beside the worker that releases them.
+	Concurrency int
+	// Client sends the requests (required).
+	Client *client.Client
+	// History, when set, gets every attempt.
+	History *history.Writer[history.Attempt]
+	// OnAttempt, when set, is called after every attempt (progress).
+	OnAttempt func(history.Attempt)
+	// OnOpDone, when set, is called once per op when all its senders are
+	// done, with the most telling of their results (a 2xx first).
+	OnOpDone func(op int, r client.Result)
+	// DuplicateDelay bounds the seeded delay after which a duplicate
+	// sender sends an op again (default 50ms).
+	DuplicateDelay time.Duration
+}
+
+// Summary is what a Run or Reconcile achieved. Every op is counted in
+// exactly one of Succeeded (a 2xx), Rejected (a definite 4xx, including
+// the 422 a reuse op expects) and Indeterminate (no definite answer, or
+// never sent). Confirmed counts the charges that got a 2xx and the reuse
+// ops that got a 422.
+type Summary struct {
+	Ops           int
+	Confirmed     int
+	Succeeded     int
+	Rejected      int
+	Indeterminate int
+	// Attempts is the number of attempts recorded (lines of history).
+	Attempts int
+	// Unconfirmed lists, in order, the ids of the ops whose fate is
+	// unknown (the Indeterminate ones): the ones to reconcile.
+	Unconfirmed []int
+	Duration    time.Duration
+}
+
+// Op state flags.
+const (
+	fSucceeded uint32 = 1 << iota // a sender got a 2xx
+	fMismatch                     // a sender got a 422
+	fRejected                     // a sender got another definite 4xx
+	fDone                         // every sender finished
+)
+
+type opState struct {
+	flags     atomic.Uint32
+	remaining atomic.Int32
+}
+
+// runner is one Run or Reconcile in progress.
+type runner struct {
+	p       *plan.Plan
+	cfg     Config
+	headers map[string]http.Header
+	state   []opState
+
+	attempts atomic.Int64
+	errOnce  sync.Once
+	err      error
+	cancel   context.CancelFunc
+
+	mu   sync.Mutex
+	best map[int]client.Result // multi-sender ops' best result so far, for OnOpDone
+}
+
+func newRunner(p *plan.Plan, cfg Config) (*runner, error) {
+	if cfg.Client == nil {
+		return nil, errors.New("load: no client")
+	}
+	if cfg.URL == "" {
+		return nil, errors.New("load: no URL")
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 32
+	}
+	if cfg.DuplicateDelay <= 0 {
+		cfg.DuplicateDelay = 50 * time.Millisecond
+	}
+	r := &runner{p: p, cfg: cfg, state: make([]opState, len(p.Ops)), headers: map[string]http.Header{}}
+	for i := range p.Ops {
+		m := p.Ops[i].Merchant
+		if _, ok := r.headers[m]; ok {
+			continue
+		}
+		h := cfg.Header.Clone()
+		if h == nil {
+			h = http.Header{}
+		}
+		if k, ok := p.APIKey(m); ok && k != "" && h.Get("Authorization") == "" {
+			h.Set("Authorization", "Bearer "+k)
+		}
+		r.headers[m] = h
+	}
+	if cfg.OnOpDone != nil {
+		r.best = map[int]client.Result{}
+	}
+	return r, nil
+}
+
+func (r *runner) fail(err error) {
+	r.errOnce.Do(func() {
+		r.err = err
+		r.cancel()
+	})
+}
+
+// record is the client's record callback.
+func (r *runner) record(a history.Attempt) {
+	r.attempts.Add(1)
+	if r.cfg.History != nil {
+		if err := r.cfg.History.Write(a); err != nil {
+			r.fail(fmt.Errorf("load: write history: %w", err))
+		}
+	}
+	if r.cfg.OnAttempt != nil {
+		r.cfg.OnAttempt(a)
+	}
+}
+
+// send sends op idx as the given sender.
+func (r *runner) send(ctx context.Context, idx, sender int, delay time.Duration, reason string) client.Result {
+	op := &r.p.Ops[idx]
+	return r.cfg.Client.Do(ctx, client.Request{
+		Op: op.Op.Op, Kind: op.Kind, Sender: sender, Merchant: op.Merchant,
+		URL: r.cfg.URL, Header: r.headers[op.Merchant], KeyHeader: r.cfg.KeyHeader,
+		Key: op.Key, Body: op.Body, FirstDelay: delay, FirstReason: reason,
+	}, r.record)
+}
+
+func flagsOf(res client.Result) uint32 {
+	switch {
+	case res.Succeeded:
+		return fSucceeded
+	case res.Definite && res.Status == http.StatusUnprocessableEntity:
+		return fMismatch
+	case res.Definite:
+		return fRejected
+	}
+	return 0
+}
+
+func better(a, b client.Result) bool {
+	rank := func(r client.Result) int {
+		switch {
+		case r.Succeeded:
+			return 2
+		case r.Definite:
+			return 1
+		}
+		return 0
+	}
+	return rank(a) > rank(b)
+}
+
+// finish records one sender's result; the last sender of an op completes
+// it and reports whether it did.
+func (r *runner) finish(idx int, res client.Result) bool {
+	st := &r.state[idx]
+	st.flags.Or(flagsOf(res))
+	last := st.remaining.Add(-1) == 0
+	if r.cfg.OnOpDone != nil {
+		r.mu.Lock()
+		if b, ok := r.best[idx]; ok && !better(res, b) {
+			res = b
+		}
+		if last {
+			delete(r.best, idx)
+		} else {
+			r.best[idx] = res
+		}
+		r.mu.Unlock()
+	}
+	if !last {
+		return false
+	}
+	st.flags.Or(fDone)
+	if r.cfg.OnOpDone != nil {
+		r.cfg.OnOpDone(r.p.Ops[idx].Op.Op, res)
+	}
+	return true
+}
+
+// confirmed reports whether op idx reached the answer it expects.
+func (r *runner) confirmed(idx int) bool {
+	f := r.state[idx].flags.Load()
+	if r.p.Ops[idx].Kind == history.KindReuse {
+		return f&fMismatch != 0
+	}
+	return f&fSucceeded != 0
+}
+
+// summarize counts the ops idxs.
+func (r *runner) summarize(idxs func(yield func(int) bool), start time.Time) *Summary {
+	s := &Summary{Attempts: int(r.attempts.Load()), Duration: time.Since(start)}
+	for i := range idxs {
+		s.Ops++
+		f := r.state[i].flags.Load()
+		switch {
+		case f&fSucceeded != 0:
+			s.Succeeded++
+		case f&(fMismatch|fRejected) != 0:
+			s.Rejected++
+		default:
+			s.Indeterminate++
+			s.Unconfirmed = append(s.Unconfirmed, r.p.Ops[i].Op.Op)
+		}
+		if r.confirmed(i) {
+			s.Confirmed++
+		}
+	}
+	return s
+}
+
+// job is one sender of one op, or all the senders of a race.
+type job struct {
+	idx    int
+	sender int
+	race   bool
+}
+
+type delayed struct {
+	due time.Time
+	job job
+}
+
+type delayHeap []delayed
+
+func (h delayHeap) Len() int           { return len(h) }
+func (h delayHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
+func (h delayHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *delayHeap) Push(x any)        { *h = append(*h, x.(delayed)) }
+func (h *delayHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// dupDelay is the seeded delay before duplicate sender s of op id.
+func dupDelay(seed int64, id, s int, max time.Duration) time.Duration {
+	x := uint64(seed) ^ uint64(id)*0x9e3779b97f4a7c15 ^ uint64(s)*0xbf58476d1ce4e5b9
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return time.Duration(x % uint64(max))
+}
+
+// Run sends every op of p and returns when all are done or ctx ends. A
+// charge is confirmed when any of its senders got a 2xx; a reuse op, sent
+// only after the op it reuses succeeded, is confirmed by a 422 (a reuse op
+// whose original did not succeed is not sent and stays unconfirmed). The
+// error is ctx's when it ended the run early, or a history write failure.
+func Run(ctx context.Context, p *plan.Plan, cfg Config) (*Summary, error) {
+	start := time.Now()
+	r, err := newRunner(p, cfg)
+	if err != nil {
+		return nil, err
+	}
+	ctx, r.cancel = context.WithCancel(ctx)
+	defer r.cancel()
+	for i := range p.Ops {
+		r.state[i].remaining.Store(int32(p.Ops[i].Senders))
+	}
+	dependents := make([]bool, len(p.Ops))
+	nDep := 0
+	for i := range p.Ops {
+		if p.Ops[i].Kind == history.KindReuse && !dependents[p.Ops[i].ReuseOf-1] {
+			dependents[p.Ops[i].ReuseOf-1] = true
+			nDep++
+		}
+	}
+	done := make(chan int, nDep)
+	jobs := make(chan job)
+	var wg sync.WaitGroup
+	for range r.cfg.Concurrency {
+		wg.Go(func() {
+			for j := range jobs {
+				var last bool
+				if j.race {
+					r.race(ctx, j.idx)
+					last = true
+				} else {
+					last = r.finish(j.idx, r.send(ctx, j.idx, j.sender, 0, ""))
+				}
+				if last && dependents[j.idx] {
+					done <- j.idx
+				}
+			}
+		})
+	}
+	r.dispatch(ctx, jobs, done)
+	close(jobs)
+	wg.Wait()
+	s := r.summarize(func(yield func(int) bool) {
+		for i := range p.Ops {
+			if !yield(i) {
+				return
+			}
+		}
+	}, start)
+	if r.err != nil {
+		return s, r.err
+	}
+	return s, context.Cause(ctx)
+}
+
+// race releases all of op idx's senders together and waits for them.
+func (r *runner) race(ctx context.Context, idx int) {
+	n := r.p.Ops[idx].Senders
+	gate := make(chan struct{})
+	var wg sync.WaitGroup
+	for s := range n {
+		wg.Go(func() {
+			<-gate
+			r.finish(idx, r.send(ctx, idx, s, 0, ""))
+		})
+	}
+	close(gate)
+	wg.Wait()
+}
+
+// dispatch feeds jobs in plan order, duplicates when their delay is up and
+// reuse ops when their original is done, until everything is sent or ctx
+// ends.
+func (r *runner) dispatch(ctx context.Context, jobs chan<- job, done <-chan int) {
+	var (
+		cursor int
+		ready  []job
+		later  delayHeap
+		parked = map[int][]int{} // original idx -> reuse idxs waiting for it
+		nPark  int
+		timer  = time.NewTimer(time.Hour)
+	)
+	defer timer.Stop()
+	ops := r.p.Ops
+	// reuse handles a reuse op whose original is done: send it if the
+	// original succeeded, otherwise leave it unsent and unconfirmed.
+	reuse := func(ri int) {
+		if r.state[ops[ri].ReuseOf-1].flags.Load()&fSucceeded != 0 {
+			ready = append(ready, job{idx: ri})
+			return
+		}
+		r.state[ri].remaining.Store(1)
+		r.finish(ri, client.Result{Outcome: "not-sent", Err: errors.New("load: the op it reuses did not succeed")})
+	}
+	for {
+		now := time.Now()
+		for later.Len() > 0 && !later[0].due.After(now) {
+			ready = append(ready, heap.Pop(&later).(delayed).job)
+		}
+		var (
+			next     job
+			out      chan<- job
+			fromPlan bool
+		)
+		switch {
+		case len(ready) > 0:
+			next, out = ready[0], jobs
+		case cursor < len(ops):
+			op := &ops[cursor]
+			if op.Kind == history.KindReuse {
+				orig := op.ReuseOf - 1
+				if r.state[orig].flags.Load()&fDone != 0 {
+					reuse(cursor)
+				} else {
+					parked[orig] = append(parked[orig], cursor)
+					nPark++
+				}
+				cursor++
+				continue
+			}
+			next, out, fromPlan = job{idx: cursor, race: op.Race}, jobs, true
+		case later.Len() == 0 && nPark == 0:
+			return
+		}
+		var tc <-chan time.Time
+		if later.Len() > 0 {
+			timer.Reset(later[0].due.Sub(now))
+			tc = timer.C
+		}
+		select {
+		case out <- next:
+			if !fromPlan {
+				ready = ready[1:]
+				break
+			}
+			cursor++
+			op := &ops[next.idx]
+			for s := 1; s < op.Senders && !op.Race; s++ {
+				heap.Push(&later, delayed{now.Add(dupDelay(r.p.Seed, op.Op.Op, s, r.cfg.DuplicateDelay)), job{idx: next.idx, sender: s}})
+			}
+		case i := <-done:
+			for _, ri := range parked[i] {
+				reuse(ri)
+				nPark--
+			}
+			delete(parked, i)
+		case <-tc:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// Reconcile re-drives the ops with the given ids, each with its same key
+// and body (the first attempt of each round recorded with
+// history.ReasonReconcile), until it is confirmed, definitely answered, or
+// the deadline passes. Charges go first; a reuse op is re-driven only once
+// the op it reuses is known to have succeeded (in this call, or before it
+// when that op is not in ids).
+func Reconcile(ctx context.Context, p *plan.Plan, ops []int, cfg Config, deadline time.Time) (*Summary, error) {
+	start := time.Now()
+	r, err := newRunner(p, cfg)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	ctx, r.cancel = context.WithCancel(ctx)
+	defer r.cancel()
+	var charges, reuses []int
+	inSet := map[int]bool{}
+	for _, id := range ops {
+		op, ok := p.Op(id)
+		if !ok {
+			return nil, fmt.Errorf("load: reconcile: no op %d in the plan", id)
+		}
+		inSet[id-1] = true
+		if op.Kind == history.KindReuse {
+			reuses = append(reuses, id-1)
+		} else {
+			charges = append(charges, id-1)
+		}
+	}
+	r.reconcile(ctx, charges)
+	var ready []int
+	for _, i := range reuses {
+		orig := p.Ops[i].ReuseOf - 1
+		if !inSet[orig] || r.state[orig].flags.Load()&fSucceeded != 0 {
+			ready = append(ready, i)
+		}
+	}
+	r.reconcile(ctx, ready)
+	idxs := slices.Concat(charges, reuses)
+	slices.Sort(idxs)
+	s := r.summarize(slices.Values(idxs), start)
+	if r.err != nil {
+		return s, r.err
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) && len(s.Unconfirmed) > 0 {
+		return s, fmt.Errorf("load: reconcile: %d ops still unconfirmed at the deadline: %w", len(s.Unconfirmed), ctx.Err())
+	}
+	return s, nil
+}
+
+// reconcile re-drives idxs with the configured concurrency.
+func (r *runner) reconcile(ctx context.Context, idxs []int) {
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range min(r.cfg.Concurrency, max(1, len(idxs))) {
+		wg.Go(func() {
+			for idx := range work {
+				r.redrive(ctx, idx)
+			}
+		})
+	}
+	for _, i := range idxs {
+		select {
+		case work <- i:
+		case <-ctx.Done():
+		}
+	}
+	close(work)
+	wg.Wait()
+}
+
+// redrive sends op idx in rounds, each a fresh sender numbered after the
+// plan's senders, until it has a definite answer or ctx ends.
+func (r *runner) redrive(ctx context.Context, idx int) {
+	op := &r.p.Ops[idx]
+	r.state[idx].remaining.Store(1)
+	var res client.Result
+	var flags uint32
+	for round := 0; ctx.Err() == nil; round++ {
+		var delay time.Duration
+		if round > 0 {
+			// Full jitter between rounds, seeded per op and round.
+			w := r.cfg.Client.Backoff(min(round, 10))
+			delay = dupDelay(r.p.Seed, op.Op.Op, -round, w+1)
+		}
+		res = r.send(ctx, idx, op.Senders+round, delay, history.ReasonReconcile)
+		flags |= flagsOf(res)
+		if res.Definite {
+			break
+		}
+	}
+	r.state[idx].flags.Or(flags)
+	r.finish(idx, res)
+}
