@@ -166,7 +166,9 @@ type Connections interface {
 	FreshConnections(on bool)
 }
 
-// Recorder receives every fault record as it happens.
+// Recorder receives every fault record as it happens. Actions inject,
+// start and stop are the faults.jsonl vocabulary (history.Fault); any other
+// action (arm, error) is a note for the transcript.
 type Recorder interface {
 	Record(history.Fault)
 }

@@ -174,7 +174,7 @@ func (k *kill) Start(ctx context.Context, env *Env, s Spec) error {
 				env.record(history.Fault{Fault: Kill, Action: "error", Target: s.Target, Detail: "restart: " + err.Error()})
 				return
 			}
-			env.record(history.Fault{Fault: Kill, Action: "restart", Target: s.Target,
+			env.record(history.Fault{Fault: Kill, Action: "stop", Target: s.Target,
 				Detail: fmt.Sprintf("restarted without its crash point in %s", time.Since(began).Round(time.Millisecond))})
 		}()
 		return nil
@@ -206,7 +206,7 @@ func (k *kill) Stop(ctx context.Context, env *Env) error {
 		env.record(history.Fault{Fault: Kill, Action: "error", Target: k.spec.Target, Detail: "restart: " + err.Error()})
 		return fmt.Errorf("fault kill: restart %s: %w", k.spec.Target, err)
 	}
-	env.record(history.Fault{Fault: Kill, Action: "restart", Target: k.spec.Target,
+	env.record(history.Fault{Fault: Kill, Action: "stop", Target: k.spec.Target,
 		Detail: fmt.Sprintf("restarted in %s", time.Since(began).Round(time.Millisecond))})
 	return nil
 }

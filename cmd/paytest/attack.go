@@ -1,11 +1,224 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/paytest/paytest/attack"
+	"github.com/paytest/paytest/internal/apperr"
+	"github.com/paytest/paytest/profiles"
+	"github.com/paytest/paytest/target/stack"
+	"github.com/paytest/paytest/verify"
+)
 
 func newAttackCmd() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "attack",
 		Short: "Run a scenario against the reference system or your endpoint, then verify it",
-		RunE:  func(*cobra.Command, []string) error { return errNotYet },
+		Long: `Run a scenario (a profile) and verify it.
+
+Without --target, paytest boots the bundled reference payment system on
+embedded defaults (Postgres, NATS JetStream, the charge service, relay and
+consumer as child processes, an embedded toxiproxy in front of the charge
+service and of the broker), drives a seeded plan of charges with duplicate
+senders, same-key races and key reuse, eats responses, cuts the broker and
+kills the relay between publish and mark, reconciles every unconfirmed
+operation with its same key, waits for the outbox to drain and the consumer
+to catch up, and prints the verdict.
+
+With --target URL it attacks your endpoint through the embedded toxiproxy
+(which can still eat responses) and verifies from the evidence you point it
+at: --metrics-url with --side-effect-metric, --prometheus-url with
+--side-effect-query, and/or --database-url with --ledger-query.
+
+Everything lands in the run directory (--out): run.yaml, plan.jsonl,
+history.jsonl, faults.jsonl, transcript.txt, metrics/, report.json and
+report.html. Configuration precedence: flag, PAYTEST_* environment, --config
+file, the profile, built-in default.
+
+Exit codes: 0 held, 1 violated, 2 usage error, 3 inconclusive.`,
+		Example: `  paytest attack                                   # the default profile on embedded infrastructure
+  paytest attack --profile race --ops 200 --seed 42
+  paytest attack --unsafe no-idempotency           # watch the checker catch double charges
+  paytest attack --output json --no-progress > report.json
+  paytest attack --target https://api.example.test/v1/charges \
+      --header 'Authorization: Bearer sk_test_x' --body-template body.tmpl \
+      --metrics-url https://api.example.test/metrics --side-effect-metric payments_captured_total
+  paytest attack --target http://localhost:8080/pay --database-url postgres://... \
+      --ledger-query 'SELECT merchant, idem_key, count(*) FROM ledger GROUP BY 1, 2' \
+      --kill-cmd 'systemctl kill payments' --restart-cmd 'systemctl start payments'`,
+		Args: cobra.NoArgs,
 	}
+	f := cmd.Flags()
+	f.String("profile", profiles.Default, "scenario: a built-in name ("+strings.Join(profiles.Names(), ", ")+") or a YAML file")
+	f.Int("ops", 1000, "logical operations (charges) to drive")
+	f.Int("concurrency", 32, "concurrent senders")
+	f.Float64("duplicate-rate", 0.2, "share of operations sent again by an independent sender")
+	f.Float64("race-rate", 0.05, "share of operations released to several senders at once")
+	f.Float64("reuse-rate", 0.02, "share of operations whose key is reused with a changed body (must get 422)")
+	f.Int64("seed", 0, "seed of the plan and the fault schedule (0: random; always recorded)")
+	f.String("out", "", "run directory (default runs/<timestamp>)")
+	f.String("output", "text", "verdict format on stdout: text or json")
+	f.Bool("no-progress", false, "no progress bars, one summary line per phase instead")
+	f.String("database-url", "", "PostgreSQL URL: the reference system's database (default: embedded), or your ledger with --target")
+	f.String("nats-url", "", "NATS URL with JetStream for the reference system (default: embedded)")
+	f.String("redis-url", "", "Redis URL for the charge service's cache (default: embedded when the profile needs one)")
+	f.String("prometheus-url", "", "Prometheus to query for side effects (with --side-effect-query)")
+	f.StringArray("unsafe", nil, "break a guarantee of the reference system on purpose: "+strings.Join(stack.UnsafeModes(), ", "))
+	f.String("target", "", "attack your own endpoint (http:// or https:// URL) instead of the reference system")
+	f.StringArray("header", nil, "header K:V added to every request (repeatable)")
+	f.String("body-template", "", "file with a text/template of the request body, filled per operation")
+	f.String("key-header", attack.DefaultKeyHeader, "header that carries the idempotency key")
+	f.String("metrics-url", "", "your /metrics page (with --side-effect-metric)")
+	f.String("side-effect-metric", "", "counter of applied side effects on --metrics-url (default "+verify.DefaultSideEffectMetric+")")
+	f.String("side-effect-query", "", "PromQL giving the number of applied side effects (with --prometheus-url)")
+	f.String("ledger-query", "", "SQL returning (merchant, key, count) per idempotency key (with --database-url)")
+	f.String("kill-cmd", "", "shell command run at the profile's kill points (with --target)")
+	f.String("restart-cmd", "", "shell command run to restart after a kill (with --target)")
+	f.Bool("no-jitter", false, "UNSAFE: retry without jitter (to prove the jitter check fails)")
+	f.Duration("timeout", attack.DefaultTimeout, "per-attempt timeout of the client")
+	f.Int("max-attempts", attack.DefaultMaxAttempts, "attempts per sender, first included")
+	f.Bool("budget", true, "per-call-site retry budget (token bucket)")
+	f.Bool("no-budget", false, "disable the retry budget (same as --budget=false)")
+	f.Duration("reconcile-timeout", attack.DefaultReconcileTimeout, "deadline for re-driving unconfirmed operations")
+	f.Duration("drain-timeout", attack.DefaultDrainTimeout, "deadline for the outbox to drain and the consumer to catch up")
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		cfg, output, err := attackConfig(cmd)
+		if err != nil {
+			return err
+		}
+		stdout := cmd.OutOrStdout()
+		began := time.Now()
+		res, err := attack.Run(cmd.Context(), cfg)
+		if err != nil {
+			return err
+		}
+		rep := res.Report
+		if output == "json" {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(rep); err != nil {
+				return err
+			}
+		} else {
+			if err := rep.WriteText(stdout); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "run directory: %s (seed %d, %s)\n", res.Dir, res.Seed, time.Since(began).Round(time.Millisecond))
+		}
+		if err := rep.Err(); err != nil {
+			return &quietError{err}
+		}
+		return nil
+	}
+	return cmd
+}
+
+// attackConfig resolves the attack command's configuration: flag >
+// PAYTEST_* environment > --config file > profile > built-in default.
+func attackConfig(cmd *cobra.Command) (attack.Config, string, error) {
+	fail := func(err error) (attack.Config, string, error) { return attack.Config{}, "", err }
+	// The profile's name may itself come from the environment or the
+	// config file; its values then sit under all of them.
+	v0, err := settings(cmd, nil)
+	if err != nil {
+		return fail(err)
+	}
+	prof, err := profiles.Load(v0.GetString("profile"))
+	if err != nil {
+		return fail(err)
+	}
+	v, err := settings(cmd, prof.Values())
+	if err != nil {
+		return fail(err)
+	}
+	log, err := newLogger(cmd, v)
+	if err != nil {
+		return fail(err)
+	}
+	output := v.GetString("output")
+	if output != "text" && output != "json" {
+		return fail(apperr.Errorf(apperr.EUSAGE, "--output %q: want text or json", output))
+	}
+	header := http.Header{}
+	for _, h := range v.GetStringSlice("header") {
+		k, val, ok := strings.Cut(h, ":")
+		if !ok || strings.TrimSpace(k) == "" {
+			return fail(apperr.Errorf(apperr.EUSAGE, "--header %q: want Name: value", h))
+		}
+		header.Add(strings.TrimSpace(k), strings.TrimSpace(val))
+	}
+	var tmpl *template.Template
+	if path := v.GetString("body-template"); path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return fail(apperr.Wrap(apperr.EUSAGE, err, "--body-template"))
+		}
+		if tmpl, err = template.New(path).Option("missingkey=error").Parse(string(b)); err != nil {
+			return fail(apperr.Wrap(apperr.EUSAGE, err, "--body-template %s", path))
+		}
+	}
+	for _, mode := range v.GetStringSlice("unsafe") {
+		if !containsMode(stack.UnsafeModes(), mode) {
+			return fail(apperr.Errorf(apperr.EUSAGE, "--unsafe %q: known modes are %s", mode, strings.Join(stack.UnsafeModes(), ", ")))
+		}
+	}
+	if v.GetString("target") == "" {
+		for _, n := range []string{"metrics-url", "side-effect-query", "ledger-query", "kill-cmd", "restart-cmd", "body-template"} {
+			if v.GetString(n) != "" {
+				return fail(apperr.Errorf(apperr.EUSAGE, "--%s applies only with --target", n))
+			}
+		}
+	}
+	stdout := cmd.OutOrStdout()
+	bars := false
+	if fd, ok := stdout.(*os.File); ok && isatty.IsTerminal(fd.Fd()) && !v.GetBool("no-progress") {
+		bars = true
+	}
+	recorded := map[string]any{}
+	cmd.Flags().VisitAll(func(fl *pflag.Flag) {
+		if fl.Name != "help" && fl.Name != "config" {
+			recorded[fl.Name] = v.Get(fl.Name)
+		}
+	})
+	cfg := attack.Config{
+		Profile: prof, Ops: v.GetInt("ops"), Concurrency: v.GetInt("concurrency"),
+		DuplicateRate: v.GetFloat64("duplicate-rate"), RaceRate: v.GetFloat64("race-rate"), ReuseRate: v.GetFloat64("reuse-rate"),
+		Seed: v.GetInt64("seed"), Out: v.GetString("out"),
+		DatabaseURL: v.GetString("database-url"), NATSURL: v.GetString("nats-url"), RedisURL: v.GetString("redis-url"),
+		Unsafe: v.GetStringSlice("unsafe"), Target: v.GetString("target"), Header: header, BodyTemplate: tmpl,
+		KeyHeader: v.GetString("key-header"), MetricsURL: v.GetString("metrics-url"),
+		SideEffectMetric: v.GetString("side-effect-metric"), PrometheusURL: v.GetString("prometheus-url"),
+		SideEffectQuery: v.GetString("side-effect-query"), LedgerQuery: v.GetString("ledger-query"),
+		KillCmd: v.GetString("kill-cmd"), RestartCmd: v.GetString("restart-cmd"),
+		Timeout: v.GetDuration("timeout"), MaxAttempts: v.GetInt("max-attempts"), NoJitter: v.GetBool("no-jitter"),
+		NoBudget:         v.GetBool("no-budget") || !v.GetBool("budget"),
+		ReconcileTimeout: v.GetDuration("reconcile-timeout"), DrainTimeout: v.GetDuration("drain-timeout"),
+		Progress: cmd.ErrOrStderr(), Bars: bars, Log: log, Settings: recorded,
+	}
+	if cfg.Ops <= 0 || cfg.Concurrency <= 0 {
+		return fail(apperr.Errorf(apperr.EUSAGE, "--ops and --concurrency must be positive"))
+	}
+	if cfg.Timeout <= 0 {
+		return fail(apperr.Errorf(apperr.EUSAGE, "--timeout must be positive"))
+	}
+	return cfg, output, nil
+}
+
+func containsMode(modes []string, m string) bool {
+	for _, x := range modes {
+		if x == m {
+			return true
+		}
+	}
+	return false
 }

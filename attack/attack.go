@@ -1,0 +1,489 @@
+// Package attack is paytest's chaos driver. Run boots the bundled reference
+// payment system (or points at a team's own endpoint through an embedded
+// toxiproxy), drives a seeded plan of charges with duplicates, races and key
+// reuse through a retrying client, fires a profile's faults at their points
+// (responses eaten, the broker cut, the relay killed between publish and
+// mark), reconciles every unconfirmed operation with its same key, waits
+// for the outbox to drain and the consumer to catch up, and hands the
+// evidence to verify for a verdict. Everything it writes lands in one run
+// directory; everything it starts is stopped when it returns, fails or is
+// cancelled.
+package attack
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/template"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/paytest/paytest/attack/client"
+	"github.com/paytest/paytest/attack/fault"
+	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/attack/load"
+	"github.com/paytest/paytest/attack/plan"
+	"github.com/paytest/paytest/internal/apperr"
+	"github.com/paytest/paytest/internal/toxiembed"
+	"github.com/paytest/paytest/profiles"
+	"github.com/paytest/paytest/verify"
+)
+
+// Defaults for the zero fields of Config.
+const (
+	DefaultKeyHeader        = "Idempotency-Key"
+	DefaultReconcileTimeout = 60 * time.Second
+	DefaultDrainTimeout     = 60 * time.Second
+	DefaultTimeout          = 2 * time.Second
+	DefaultMaxAttempts      = 6
+	callSite                = "charge"
+)
+
+// Config is one attack, fully resolved (cmd/paytest fills it from flags,
+// environment, config file and profile).
+type Config struct {
+	// Profile supplies the fault schedule and the components' extra
+	// arguments; its counts and rates are already folded into the fields
+	// below by the caller.
+	Profile profiles.Profile
+	// Ops, Concurrency and the rates shape the plan.
+	Ops           int
+	Concurrency   int
+	DuplicateRate float64
+	RaceRate      float64
+	ReuseRate     float64
+	// Seed makes the plan and the fault schedule reproducible; 0 draws a
+	// random one (always recorded in run.yaml and report.json).
+	Seed int64
+	// Out is the run directory; empty means runs/<timestamp>.
+	Out string
+
+	// The bundled reference system (no Target). Empty URLs start embedded
+	// servers.
+	Binary      string
+	DatabaseURL string
+	NATSURL     string
+	RedisURL    string
+	Unsafe      []string
+	// Stream, Subject and DLQStream name the broker's streams; empty means
+	// the defaults, or unique per-run names when NATSURL is given.
+	Stream, Subject, DLQStream string
+
+	// Target is a team's own endpoint; empty means the bundled system.
+	Target string
+	// Header is added to every request (--header K:V).
+	Header http.Header
+	// BodyTemplate is a text/template filled per operation for Target.
+	BodyTemplate *template.Template
+	// KeyHeader carries the idempotency key (default Idempotency-Key).
+	KeyHeader string
+	// Evidence for a Target: a /metrics page and its side-effect counter, a
+	// Prometheus and its PromQL, a database and its per-key ledger query.
+	MetricsURL       string
+	SideEffectMetric string
+	PrometheusURL    string
+	SideEffectQuery  string
+	LedgerQuery      string
+	// KillCmd and RestartCmd run (via /bin/sh -c) at the profile's kill
+	// points against a Target.
+	KillCmd, RestartCmd string
+
+	// The retrying client.
+	Timeout     time.Duration
+	MaxAttempts int
+	NoJitter    bool
+	NoBudget    bool
+
+	// ReconcileTimeout bounds re-driving unconfirmed operations;
+	// DrainTimeout bounds waiting for the outbox and the consumer.
+	ReconcileTimeout time.Duration
+	DrainTimeout     time.Duration
+
+	// Progress receives the bars (Bars) or summary lines; nil: silent.
+	Progress io.Writer
+	Bars     bool
+	// Log receives attack's own structured log; nil discards.
+	Log *slog.Logger
+	// Settings is the resolved configuration to record in run.yaml.
+	Settings map[string]any
+}
+
+// Result is what a run produced.
+type Result struct {
+	// Dir is the run directory.
+	Dir  string
+	Seed int64
+	// Report is verify's verdict (nil when the run failed before it).
+	Report *verify.Report
+	// Load is the chaos phase's summary; Reconciled the re-drive's.
+	Load       *load.Summary
+	Reconciled *load.Summary
+	// Faults counts the injected faults by name.
+	Faults map[string]int
+	// Drained says whether the outbox emptied and the effects settled.
+	Drained  bool
+	Duration time.Duration
+	// Fingerprint identifies the plan.
+	Fingerprint string
+}
+
+func (c *Config) defaults() error {
+	if c.Ops <= 0 {
+		c.Ops = 1000
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 32
+	}
+	if c.KeyHeader == "" {
+		c.KeyHeader = DefaultKeyHeader
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = DefaultMaxAttempts
+	}
+	if c.ReconcileTimeout <= 0 {
+		c.ReconcileTimeout = DefaultReconcileTimeout
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = DefaultDrainTimeout
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.Seed == 0 {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return err
+		}
+		c.Seed = int64(binary.BigEndian.Uint64(b[:])>>1) | 1
+	}
+	if c.Out == "" {
+		c.Out = filepath.Join("runs", time.Now().UTC().Format("2006-01-02T15-04-05"))
+	}
+	for _, r := range []float64{c.DuplicateRate, c.RaceRate, c.ReuseRate} {
+		if r < 0 || r > 1 {
+			return apperr.Errorf(apperr.EUSAGE, "rates must be within 0..1")
+		}
+	}
+	if c.Target != "" && len(c.Unsafe) > 0 {
+		return apperr.Errorf(apperr.EUSAGE, "--unsafe applies to the bundled reference system, not to --target")
+	}
+	if c.Target != "" && c.MetricsURL == "" && c.PrometheusURL == "" && c.DatabaseURL == "" {
+		return apperr.Errorf(apperr.EUSAGE, "--target needs evidence to verify: --metrics-url, --prometheus-url or --database-url with --ledger-query")
+	}
+	return nil
+}
+
+// system is what a run attacks: the bundled stack or a team's endpoint.
+type system struct {
+	url         string // where the client sends (through the proxy)
+	env         *fault.Env
+	sources     verify.Sources
+	drain       drainSpec
+	merchants   []plan.Merchant
+	httpClient  *http.Client
+	description string
+	teardown    []func()
+	cleanupOnce sync.Once
+}
+
+func (s *system) stop() {
+	s.cleanupOnce.Do(func() {
+		for i := len(s.teardown) - 1; i >= 0; i-- {
+			s.teardown[i]()
+		}
+	})
+}
+
+// Run performs one attack and its verification. The error carries an
+// apperr code: EUSAGE for bad configuration, EINCONCLUSIVE when the system
+// could not be brought up or the evidence not collected. A violated verdict
+// is not an error: it is in Result.Report.
+func Run(ctx context.Context, cfg Config) (res *Result, err error) {
+	began := time.Now()
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	for _, f := range cfg.Profile.Faults {
+		if err := f.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.Out, verify.MetricsDir), 0o755); err != nil {
+		return nil, apperr.Wrap(apperr.EUSAGE, err, "run directory %s", cfg.Out)
+	}
+	res = &Result{Dir: cfg.Out, Seed: cfg.Seed}
+	runRec := history.Run{
+		Seed: cfg.Seed, Profile: cfg.Profile.Name, Target: cfg.Target, Ops: cfg.Ops,
+		Concurrency: cfg.Concurrency, NoJitter: cfg.NoJitter, Unsafe: cfg.Unsafe,
+		Started: began.UTC(), Config: cfg.Settings,
+	}
+	if runRec.Target == "" {
+		runRec.Target = "bundled"
+	}
+	if err := history.WriteRun(filepath.Join(cfg.Out, history.RunFile), runRec); err != nil {
+		return nil, apperr.Wrap(apperr.EUSAGE, err, "writing run.yaml")
+	}
+	j, err := openJournal(filepath.Join(cfg.Out, history.FaultsFile), filepath.Join(cfg.Out, verify.TranscriptFile), began)
+	if err != nil {
+		return nil, apperr.Wrap(apperr.EUSAGE, err, "run directory %s", cfg.Out)
+	}
+	defer j.Close()
+	j.printf(began, "paytest attack: profile %s, seed %d, %d ops, concurrency %d, target %s",
+		cfg.Profile.Name, cfg.Seed, cfg.Ops, cfg.Concurrency, runRec.Target)
+
+	// Bring the system up: the toxiproxy first, then what it fronts.
+	tp, err := toxiembed.Start(ctx)
+	if err != nil {
+		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "starting toxiproxy")
+	}
+	var sys *system
+	if cfg.Target == "" {
+		sys, err = startBundled(ctx, &cfg, tp)
+	} else {
+		sys, err = startTarget(ctx, &cfg, tp)
+	}
+	if sys != nil {
+		defer sys.stop()
+	}
+	defer tp.Shutdown()
+	if err != nil {
+		return nil, err
+	}
+	j.printf(time.Now(), "system up in %s: %s", time.Since(began).Round(time.Millisecond), sys.description)
+	if cfg.Progress != nil {
+		fmt.Fprintf(cfg.Progress, "paytest: %s up in %s; run directory %s\n", sys.description, time.Since(began).Round(time.Millisecond), cfg.Out)
+	}
+
+	// The plan.
+	pl, err := plan.New(plan.Config{
+		Ops: cfg.Ops, DuplicateRate: cfg.DuplicateRate, RaceRate: cfg.RaceRate, ReuseRate: cfg.ReuseRate,
+		Seed: cfg.Seed, Merchants: sys.merchants, BodyTemplate: cfg.BodyTemplate,
+	})
+	if err != nil {
+		return nil, apperr.Wrap(apperr.EUSAGE, err, "building the plan")
+	}
+	if err := pl.Write(filepath.Join(cfg.Out, history.PlanFile)); err != nil {
+		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing the plan")
+	}
+	res.Fingerprint = pl.Fingerprint()
+	j.printf(time.Now(), "plan: %d operations, fingerprint %s", len(pl.Ops), res.Fingerprint)
+	pr := newProgress(ctx, cfg.Progress, cfg.Bars, len(pl.Ops), pl.Charges())
+	defer pr.done()
+
+	// The client and its history.
+	reg := prometheus.NewRegistry()
+	var budget *client.Budget
+	if !cfg.NoBudget {
+		budget = client.NewBudget(client.BudgetOptions{})
+	}
+	cl, err := client.New(client.Options{
+		CallSite: callSite, Timeout: cfg.Timeout, MaxAttempts: cfg.MaxAttempts, NoJitter: cfg.NoJitter,
+		Budget: budget, HTTPClient: sys.httpClient, Registerer: reg, Seed: cfg.Seed,
+	})
+	if err != nil {
+		return nil, apperr.Wrap(apperr.EUSAGE, err, "client")
+	}
+	hw, err := history.Create[history.Attempt](filepath.Join(cfg.Out, history.HistoryFile))
+	if err != nil {
+		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing history")
+	}
+	defer hw.Close()
+
+	// The faults.
+	sys.env.Log = j
+	sys.env.Ops = cfg.Ops
+	sched, err := newSchedule(applicable(cfg.Profile.Faults, cfg.Target != "", sys.env, j), len(pl.Ops), sys.env, j)
+	if err != nil {
+		return nil, err
+	}
+	for _, line := range sched.describe() {
+		j.printf(time.Now(), "schedule: %s", line)
+	}
+	runCtx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
+	sched.arm(runCtx)
+
+	var attempts, confirmed atomic.Int64
+	lcfg := load.Config{
+		URL: sys.url, Header: cfg.Header, KeyHeader: cfg.KeyHeader, Concurrency: cfg.Concurrency,
+		Client: cl, History: hw,
+		OnAttempt: func(a history.Attempt) {
+			pr.attempts(attempts.Add(1))
+			j.attempt(a)
+		},
+		OnOpDone: func(_ int, r client.Result) {
+			if r.Definite {
+				pr.set(barOps, confirmed.Add(1))
+			}
+			sched.opDone()
+		},
+	}
+
+	// Chaos phase.
+	loadDone := make(chan struct{})
+	schedDone := make(chan struct{})
+	go func() {
+		defer close(schedDone)
+		sched.run(runCtx, loadDone)
+	}()
+	sampleCtx, stopSampling := context.WithCancel(runCtx)
+	var sampling sync.WaitGroup
+	if len(sys.sources.MetricsURLs) > 0 {
+		sampling.Add(1)
+		go func() {
+			defer sampling.Done()
+			sampleTimeline(sampleCtx, cfg.Out, sys.sources.MetricsURLs, 250*time.Millisecond)
+		}()
+	}
+	defer func() { stopSampling(); sampling.Wait() }()
+	chaosBegan := time.Now()
+	sum, loadErr := load.Run(runCtx, pl, lcfg)
+	close(loadDone)
+	<-schedDone
+	if loadErr != nil {
+		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, loadErr, "load")
+	}
+	res.Load = sum
+	if err := (fault.Toxiproxy{Client: tp.Client()}).Heal(); err != nil {
+		j.printf(time.Now(), "healing the proxies: %v", err)
+	}
+	j.printf(time.Now(), "chaos phase done in %s: %d ops, %d confirmed, %d attempts, %d unconfirmed",
+		time.Since(chaosBegan).Round(time.Millisecond), sum.Ops, sum.Confirmed, sum.Attempts, len(sum.Unconfirmed))
+	pr.line("paytest: chaos phase %s: %d ops, %d confirmed, %d attempts, %d to reconcile",
+		time.Since(chaosBegan).Round(time.Millisecond), sum.Ops, sum.Confirmed, sum.Attempts, len(sum.Unconfirmed))
+
+	// Reconciliation.
+	if len(sum.Unconfirmed) > 0 {
+		rb := time.Now()
+		rs, err := load.Reconcile(runCtx, pl, sum.Unconfirmed, lcfg, time.Now().Add(cfg.ReconcileTimeout))
+		if err != nil {
+			return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "reconcile")
+		}
+		res.Reconciled = rs
+		j.printf(time.Now(), "reconciled %d ops in %s: %d confirmed, %d still unconfirmed",
+			len(sum.Unconfirmed), time.Since(rb).Round(time.Millisecond), rs.Confirmed, len(rs.Unconfirmed))
+		pr.line("paytest: reconciled %d ops in %s, %d still unconfirmed", len(sum.Unconfirmed), time.Since(rb).Round(time.Millisecond), len(rs.Unconfirmed))
+	}
+
+	// Drain.
+	sched.waitCrashes(runCtx, 30*time.Second)
+	if sys.drain.EffectsURL != "" || sys.drain.PendingURL != "" {
+		sys.drain.Deadline = cfg.DrainTimeout
+		if sys.drain.Expected == 0 {
+			sys.drain.Expected = pl.Charges()
+		}
+		dr := waitDrained(runCtx, sys.drain, pr)
+		res.Drained = dr.Settled
+		j.printf(time.Now(), "drain: settled=%v in %s, outbox pending %.0f, side effects %.0f (expected %d)%s",
+			dr.Settled, dr.Took.Round(time.Millisecond), dr.Pending, dr.Effects, sys.drain.Expected, errSuffix(dr.LastErr))
+		pr.line("paytest: drained=%v in %s: outbox %.0f, side effects %.0f", dr.Settled, dr.Took.Round(time.Millisecond), dr.Pending, dr.Effects)
+	}
+	for _, e := range sched.errors() {
+		j.printf(time.Now(), "fault error: %v", e)
+	}
+	res.Faults = j.Counts()
+
+	// Evidence and verdict.
+	stopSampling()
+	sampling.Wait()
+	if err := saveRegistry(reg, filepath.Join(cfg.Out, verify.MetricsDir, "client.prom")); err != nil {
+		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "saving client metrics")
+	}
+	if err := hw.Close(); err != nil {
+		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing history")
+	}
+	cancelRun()
+	runRec.Ended = time.Now().UTC()
+	if err := history.WriteRun(filepath.Join(cfg.Out, history.RunFile), runRec); err != nil {
+		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing run.yaml")
+	}
+	if err := verify.Collect(ctx, sys.sources, cfg.Out); err != nil {
+		return nil, err
+	}
+	sys.stop()
+	tp.Shutdown()
+	if err := j.Close(); err != nil {
+		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing the transcript")
+	}
+	pr.done()
+	rep, err := verify.Verify(ctx, cfg.Out, verify.Options{SideEffectMetric: cfg.SideEffectMetric})
+	if err != nil {
+		return nil, err
+	}
+	res.Report = rep
+	res.Duration = time.Since(began)
+	return res, nil
+}
+
+func errSuffix(err error) string {
+	if err == nil {
+		return ""
+	}
+	return "; last error: " + err.Error()
+}
+
+var errCanceled = errors.New("attack: cancelled")
+
+// cancelled turns a context's end into the run's error.
+func cancelled(ctx context.Context) error {
+	if ctx.Err() != nil {
+		return apperr.Wrap(apperr.EINCONCLUSIVE, fmt.Errorf("%w: %v", errCanceled, ctx.Err()), "attack interrupted")
+	}
+	return nil
+}
+
+// trimURL drops the path of a URL for display.
+func trimURL(u string) string {
+	if i := strings.Index(u, "://"); i >= 0 {
+		if j := strings.IndexByte(u[i+3:], '/'); j >= 0 {
+			return u[:i+3+j]
+		}
+	}
+	return u
+}
+
+// applicable adapts the profile's schedule to what the run can do: against
+// a team's endpoint a crash-point kill becomes a kill by --kill-cmd (and is
+// skipped without one), and the faults that need the bundled system's
+// broker, database or cache are skipped, each with a line in the
+// transcript.
+func applicable(specs []fault.Spec, target bool, env *fault.Env, j *journal) []fault.Spec {
+	var out []fault.Spec
+	for _, s := range specs {
+		if s.Fault == fault.Kill && s.Duration == 0 && s.Until == 0 {
+			s.Duration = 500 * time.Millisecond
+		}
+		if !target {
+			out = append(out, s)
+			continue
+		}
+		switch s.Fault {
+		case fault.EatResponse, fault.Latency:
+			out = append(out, s)
+		case fault.Kill:
+			if env.Components == nil {
+				j.printf(time.Now(), "schedule: skipping %s: no --kill-cmd", s.Describe())
+				continue
+			}
+			s.Crash = ""
+			out = append(out, s)
+		default:
+			j.printf(time.Now(), "schedule: skipping %s: it needs the bundled reference system", s.Describe())
+		}
+	}
+	return out
+}

@@ -1,0 +1,298 @@
+package attack
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/paytest/paytest/attack/client"
+	"github.com/paytest/paytest/attack/fault"
+	"github.com/paytest/paytest/attack/plan"
+	"github.com/paytest/paytest/internal/apperr"
+	"github.com/paytest/paytest/internal/toxiembed"
+	"github.com/paytest/paytest/target/outbox"
+	"github.com/paytest/paytest/target/stack"
+	"github.com/paytest/paytest/verify"
+)
+
+// The merchants of the bundled system: two, so keys are scoped per merchant.
+var bundledMerchants = []plan.Merchant{
+	{Name: "demo", APIKey: "sk_test_demo"},
+	{Name: "acme", APIKey: "sk_test_acme"},
+}
+
+// startBundled brings up the reference system: infrastructure, a proxy in
+// front of NATS that the relay and consumer connect through, the three
+// components, and a proxy in front of the charge service for the client.
+func startBundled(ctx context.Context, cfg *Config, tp *toxiembed.Server) (_ *system, err error) {
+	sys := &system{}
+	defer func() {
+		if err != nil {
+			sys.stop()
+		}
+	}()
+	needRedis := cfg.Profile.Redis
+	for _, f := range cfg.Profile.Faults {
+		if f.Fault == fault.RedisLoss {
+			needRedis = true
+		}
+	}
+	infra, err := stack.StartInfra(ctx, stack.InfraConfig{
+		DatabaseURL: cfg.DatabaseURL, NATSURL: cfg.NATSURL, RedisURL: cfg.RedisURL,
+		NeedRedis: needRedis, Log: cfg.Log,
+	})
+	if err != nil {
+		return sys, apperr.Wrap(apperr.EINCONCLUSIVE, err, "starting the infrastructure")
+	}
+	sys.teardown = append(sys.teardown, infra.Stop)
+	if err := cancelled(ctx); err != nil {
+		return sys, err
+	}
+
+	stream, subject, dlq := cfg.Stream, cfg.Subject, cfg.DLQStream
+	if cfg.NATSURL != "" && stream == "" {
+		// A shared broker: streams of our own, deleted at the end.
+		suffix := strings.ToUpper(fmt.Sprintf("%x", cfg.Seed&0xffffff)) + fmt.Sprintf("_%d", time.Now().UnixNano()%1e6)
+		stream, dlq = outbox.DefaultStream+"_"+suffix, "PAYTEST_DLQ_"+suffix
+		subject = outbox.DefaultSubject + "." + strings.ToLower(suffix)
+		natsURL := infra.NATSURL
+		sys.teardown = append(sys.teardown, func() { deleteStreams(natsURL, stream, dlq) })
+	}
+	if subject == "" {
+		subject = outbox.DefaultSubject
+	}
+
+	natsAddr, err := hostPort(infra.NATSURL, "4222")
+	if err != nil {
+		return sys, apperr.Wrap(apperr.EUSAGE, err, "--nats-url")
+	}
+	np, err := tp.CreateProxy(fault.ProxyNATS, natsAddr)
+	if err != nil {
+		return sys, apperr.Wrap(apperr.EINCONCLUSIVE, err, "nats proxy")
+	}
+
+	extra := map[string][]string{
+		stack.Charge:   append([]string(nil), cfg.Profile.Charge...),
+		stack.Relay:    append([]string(nil), cfg.Profile.Relay...),
+		stack.Consumer: append([]string(nil), cfg.Profile.Consumer...),
+	}
+	for _, f := range cfg.Profile.Faults {
+		if comp, args := fault.CrashArgs(f, cfg.Ops); comp != "" {
+			extra[comp] = append(extra[comp], args...)
+		}
+		if f.Fault == fault.Outage {
+			// The charge service reaches its database through a proxy the
+			// outage disables.
+			u, perr := url.Parse(infra.DatabaseURL)
+			if perr != nil || u.Host == "" {
+				return sys, apperr.Errorf(apperr.EUSAGE, "the outage fault needs a URL-form database URL")
+			}
+			pp, perr := tp.CreateProxy(fault.ProxyPostgres, u.Host)
+			if perr != nil {
+				return sys, apperr.Wrap(apperr.EINCONCLUSIVE, perr, "postgres proxy")
+			}
+			u.Host = pp.Listen
+			extra[stack.Charge] = append(extra[stack.Charge], "--database-url", u.String())
+		}
+	}
+	logf, err := os.Create(filepath.Join(cfg.Out, "components.log"))
+	if err != nil {
+		return sys, apperr.Wrap(apperr.EUSAGE, err, "run directory")
+	}
+	keys := make([]string, 0, len(bundledMerchants))
+	for _, m := range bundledMerchants {
+		keys = append(keys, m.Name+"="+m.APIKey)
+	}
+	st, err := stack.Start(ctx, stack.Config{
+		Binary: cfg.Binary, DatabaseURL: infra.DatabaseURL, NATSURL: "nats://" + np.Listen, RedisURL: infra.RedisURL,
+		Stream: stream, Subject: subject, DLQStream: dlq, APIKeys: keys, Unsafe: cfg.Unsafe,
+		Charge: extra[stack.Charge], Relay: extra[stack.Relay], Consumer: extra[stack.Consumer], Log: logf,
+	})
+	if err != nil {
+		logf.Close()
+		return sys, apperr.Wrap(apperr.EINCONCLUSIVE, err, "starting the reference system (see %s)", logf.Name())
+	}
+	sys.teardown = append(sys.teardown, func() { _ = st.Stop(); _ = logf.Close() })
+
+	cp, err := tp.CreateProxy(fault.ProxyCharge, st.Addr(stack.Charge))
+	if err != nil {
+		return sys, apperr.Wrap(apperr.EINCONCLUSIVE, err, "charge proxy")
+	}
+	conns := &freshConns{}
+	sys.url = "http://" + cp.Listen + "/charge"
+	sys.httpClient = conns.wrap(client.NewHTTPClient(cfg.Concurrency*2), "")
+	sys.merchants = bundledMerchants
+	sys.env = &fault.Env{
+		Proxies: fault.Toxiproxy{Client: tp.Client()}, Components: st, Connections: conns,
+	}
+	if infra.RedisURL != "" {
+		sys.env.Redis = &redisCache{url: infra.RedisURL, infra: infra}
+	}
+	sys.env.Publisher = &natsPublisher{url: infra.NATSURL, subject: subject}
+	metrics := st.MetricsURLs()
+	sys.sources = verify.Sources{MetricsURLs: metrics, DatabaseURL: infra.DatabaseURL}
+	sys.drain = drainSpec{
+		PendingURL: metrics[stack.Relay], EffectsURL: metrics[stack.Consumer],
+		EffectsMetric: verify.DefaultSideEffectMetric, Stable: 500 * time.Millisecond,
+	}
+	if containsString(cfg.Unsafe, "no-idempotency") || containsString(cfg.Unsafe, "non-atomic-create") || containsString(cfg.Unsafe, "no-inbox-dedup") {
+		// A broken system overshoots: do not wait for an exact count.
+		sys.drain.Expected = -1
+	}
+	sys.description = fmt.Sprintf("reference system (charge %s via proxy %s, nats %s via proxy %s)",
+		st.Addr(stack.Charge), cp.Listen, natsAddr, np.Listen)
+	return sys, nil
+}
+
+func containsString(xs []string, s string) bool {
+	for _, x := range xs {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// hostPort extracts host:port from a URL (the first of a comma-separated
+// list), adding defPort when it has none.
+func hostPort(raw, defPort string) (string, error) {
+	raw = strings.TrimSpace(strings.Split(raw, ",")[0])
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", err
+	}
+	if u.Host == "" {
+		return "", fmt.Errorf("%q has no host", raw)
+	}
+	if u.Port() == "" {
+		return net.JoinHostPort(u.Hostname(), defPort), nil
+	}
+	return u.Host, nil
+}
+
+func deleteStreams(natsURL string, names ...string) {
+	nc, err := nats.Connect(natsURL, nats.Timeout(2*time.Second))
+	if err != nil {
+		return
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, n := range names {
+		if n != "" {
+			_ = js.DeleteStream(ctx, n)
+		}
+	}
+}
+
+// freshConns is the client's transport switch for eat-response: while on,
+// every request asks for its own connection (Connection: close), so the
+// proxy's per-connection toxicity applies per request.
+type freshConns struct {
+	n  atomic.Int64
+	rt http.RoundTripper
+	// host, when set, is the Host header to send (a --target behind the
+	// proxy keeps its own name).
+	host string
+}
+
+var _ fault.Connections = (*freshConns)(nil)
+
+// FreshConnections turns the switch on or off (calls nest).
+func (f *freshConns) FreshConnections(on bool) {
+	if on {
+		f.n.Add(1)
+	} else {
+		f.n.Add(-1)
+	}
+}
+
+func (f *freshConns) wrap(hc *http.Client, host string) *http.Client {
+	f.rt = hc.Transport
+	if f.rt == nil {
+		f.rt = http.DefaultTransport
+	}
+	f.host = host
+	c := *hc
+	c.Transport = f
+	return &c
+}
+
+// RoundTrip implements http.RoundTripper.
+func (f *freshConns) RoundTrip(req *http.Request) (*http.Response, error) {
+	if f.n.Load() > 0 || f.host != "" {
+		r := req.Clone(req.Context())
+		if f.n.Load() > 0 {
+			r.Close = true
+		}
+		if f.host != "" {
+			r.Host = f.host
+		}
+		req = r
+	}
+	return f.rt.RoundTrip(req)
+}
+
+// CloseIdleConnections passes through to the wrapped transport.
+func (f *freshConns) CloseIdleConnections() {
+	if c, ok := f.rt.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
+// redisCache is the redis-loss fault's handle on the charge service's cache.
+type redisCache struct {
+	url   string
+	infra *stack.Infra
+}
+
+// Flush deletes every key of the cache's database.
+func (r *redisCache) Flush(ctx context.Context) error {
+	opt, err := redis.ParseURL(r.url)
+	if err != nil {
+		return err
+	}
+	c := redis.NewClient(opt)
+	defer c.Close()
+	return c.FlushDB(ctx).Err()
+}
+
+// Restart restarts the embedded Redis empty.
+func (r *redisCache) Restart(ctx context.Context) error { return r.infra.RestartRedis(ctx) }
+
+// natsPublisher publishes raw events straight to the broker (not through
+// the proxy), for the poison fault.
+type natsPublisher struct {
+	url, subject string
+}
+
+// Publish publishes one message on the charges subject and waits for the
+// stream's ack.
+func (n *natsPublisher) Publish(ctx context.Context, data []byte) error {
+	nc, err := nats.Connect(n.url, nats.Timeout(2*time.Second))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	_, err = js.Publish(ctx, n.subject, data)
+	return err
+}

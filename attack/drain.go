@@ -1,0 +1,192 @@
+package attack
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/paytest/paytest/verify"
+)
+
+// scrape reads one metric's sum (over its label sets) from a /metrics page.
+// A page without the metric reads as found=false.
+func scrape(ctx context.Context, hc *http.Client, url, metric string) (v float64, found bool, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, false, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, false, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, false, fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return 0, false, fmt.Errorf("%s: %w", url, err)
+	}
+	f, ok := fams[metric]
+	if !ok {
+		return 0, false, nil
+	}
+	for _, m := range f.GetMetric() {
+		switch {
+		case m.Counter != nil:
+			v += m.Counter.GetValue()
+		case m.Gauge != nil:
+			v += m.Gauge.GetValue()
+		case m.Untyped != nil:
+			v += m.Untyped.GetValue()
+		}
+	}
+	return v, true, nil
+}
+
+// drainSpec says what "drained" means for a run.
+type drainSpec struct {
+	// PendingURL is the page with paytest_outbox_pending (empty: no outbox).
+	PendingURL string
+	// EffectsURL and EffectsMetric give the side-effect counter.
+	EffectsURL    string
+	EffectsMetric string
+	// Expected is the count effects should reach (0: unknown, stability only).
+	Expected int
+	// Stable is how long effects must not move to count as settled.
+	Stable   time.Duration
+	Deadline time.Duration
+}
+
+// drainResult is what the wait saw last.
+type drainResult struct {
+	Pending float64
+	Effects float64
+	Took    time.Duration
+	Settled bool
+	LastErr error
+}
+
+// waitDrained polls until the outbox is empty and the side effects have
+// stopped growing (and reached Expected when known), or the deadline.
+func waitDrained(ctx context.Context, d drainSpec, pr *progress) drainResult {
+	hc := &http.Client{Timeout: 2 * time.Second}
+	began := time.Now()
+	deadline := began.Add(d.Deadline)
+	var res drainResult
+	lastEffects, lastChange := -1.0, time.Now()
+	for {
+		now := time.Now()
+		pendingOK := true
+		if d.PendingURL != "" {
+			v, found, err := scrape(ctx, hc, d.PendingURL, "paytest_outbox_pending")
+			switch {
+			case err != nil:
+				res.LastErr, pendingOK = err, false
+			case found:
+				res.Pending = v
+				pendingOK = v == 0
+				pr.pending(int64(v))
+			}
+		}
+		effectsOK := true
+		if d.EffectsURL != "" {
+			v, _, err := scrape(ctx, hc, d.EffectsURL, d.EffectsMetric)
+			if err != nil {
+				res.LastErr, effectsOK = err, false
+			} else {
+				res.Effects = v
+				pr.set(barEffects, int64(v))
+				if v != lastEffects {
+					lastEffects, lastChange = v, now
+				}
+				effectsOK = now.Sub(lastChange) >= d.Stable
+				if d.Expected > 0 && int(v) < d.Expected {
+					effectsOK = false
+				}
+			}
+		}
+		if pendingOK && effectsOK {
+			res.Settled, res.Took = true, time.Since(began)
+			return res
+		}
+		if now.After(deadline) {
+			res.Took = time.Since(began)
+			return res
+		}
+		select {
+		case <-ctx.Done():
+			res.LastErr, res.Took = ctx.Err(), time.Since(began)
+			return res
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// saveRegistry writes a registry's metrics in the text format.
+func saveRegistry(reg *prometheus.Registry, path string) error {
+	fams, err := reg.Gather()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	enc := expfmt.NewEncoder(f, expfmt.NewFormat(expfmt.TypeTextPlain))
+	for _, mf := range fams {
+		if err := enc.Encode(mf); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	return f.Close()
+}
+
+// sampleTimeline saves every page's /metrics every interval under
+// metrics/timeline/<name>/ until ctx ends, so report.html can plot the run
+// over time. It returns when ctx is done.
+func sampleTimeline(ctx context.Context, runDir string, pages map[string]string, interval time.Duration) {
+	hc := &http.Client{Timeout: time.Second}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		for name, url := range pages {
+			now := time.Now()
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+			if err != nil {
+				continue
+			}
+			resp, err := hc.Do(req)
+			if err != nil {
+				continue
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != http.StatusOK {
+				continue
+			}
+			path := verify.TimelinePath(runDir, name, now)
+			if os.MkdirAll(filepath.Dir(path), 0o755) == nil {
+				_ = os.WriteFile(path, b, 0o644)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

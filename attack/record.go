@@ -1,0 +1,138 @@
+package attack
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/paytest/paytest/attack/fault"
+	"github.com/paytest/paytest/attack/history"
+)
+
+// journal is the run's record of faults (faults.jsonl) and its human story
+// (transcript.txt). Both are written as things happen.
+type journal struct {
+	mu     sync.Mutex
+	start  time.Time
+	faults *history.Writer[history.Fault]
+	tf     *os.File
+	tw     *bufio.Writer
+	counts map[string]int
+	closed bool
+	echo   func(string)
+	// eating is true while an eat-response window is open.
+	eating atomic.Bool
+}
+
+var _ fault.Recorder = (*journal)(nil)
+
+func openJournal(faultsPath, transcriptPath string, start time.Time) (*journal, error) {
+	fw, err := history.Create[history.Fault](faultsPath)
+	if err != nil {
+		return nil, err
+	}
+	tf, err := os.Create(transcriptPath)
+	if err != nil {
+		_ = fw.Close()
+		return nil, err
+	}
+	return &journal{start: start, faults: fw, tf: tf, tw: bufio.NewWriterSize(tf, 64<<10), counts: map[string]int{}}, nil
+}
+
+// Record writes a fault record. Injections and window starts and stops go
+// to faults.jsonl and the transcript; other actions (arm, error) are notes
+// for the transcript only. An eat-response window is a note too: what
+// faults.jsonl counts for it is each response actually eaten (see attempt).
+func (j *journal) Record(f history.Fault) {
+	if f.Time.IsZero() {
+		f.Time = time.Now()
+	}
+	counted := f.Action == "inject" || f.Action == "start" || f.Action == "stop"
+	if f.Fault == fault.EatResponse && (f.Action == "start" || f.Action == "stop") {
+		j.eating.Store(f.Action == "start")
+		counted = false
+	}
+	if counted && f.Action != "stop" {
+		j.mu.Lock()
+		j.counts[f.Fault] += max(1, f.Count)
+		j.mu.Unlock()
+	}
+	if counted {
+		_ = j.faults.Write(f)
+		_ = j.faults.Flush()
+	}
+	line := fmt.Sprintf("FAULT %-12s %-7s %s %s", f.Fault, f.Action, f.Target, f.Detail)
+	j.printf(f.Time, "%s", line)
+	if j.echo != nil {
+		j.echo(line)
+	}
+}
+
+// printf appends a line to the transcript, stamped with the time since the
+// run began.
+func (j *journal) printf(at time.Time, format string, args ...any) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closed {
+		return
+	}
+	fmt.Fprintf(j.tw, "%9.3fs  ", at.Sub(j.start).Seconds())
+	fmt.Fprintf(j.tw, format, args...)
+	j.tw.WriteByte('\n')
+}
+
+// attempt writes a retry to the transcript: which attempt, how long the
+// client waited and why, and what came back.
+func (j *journal) attempt(a history.Attempt) {
+	if j.eating.Load() && (a.Outcome == history.OutcomeNetwork || a.Outcome == history.OutcomeTimeout) {
+		// The request went through the proxy and the toxic closed the
+		// connection at the response's first byte: a response eaten.
+		j.Record(history.Fault{Time: a.End, Fault: fault.EatResponse, Action: "inject", Target: fault.ProxyCharge, Count: 1,
+			Detail: fmt.Sprintf("op %d sender %d key %s attempt %d: response lost (%s)", a.Op, a.Sender, a.Key, a.Attempt, a.Outcome)})
+	}
+	if a.Attempt <= 1 && a.DelayReason != history.ReasonReconcile {
+		return
+	}
+	extra := ""
+	if a.RetryAfterMS > 0 {
+		extra = fmt.Sprintf(" retry-after %.0fms", a.RetryAfterMS)
+	}
+	if a.Error != "" {
+		extra += " (" + a.Error + ")"
+	}
+	j.printf(a.Start, "op %d sender %d key %s attempt %d after %.1fms %s (window %.0fms): %d %s%s",
+		a.Op, a.Sender, a.Key, a.Attempt, a.DelayMS, a.DelayReason, a.CapMS, a.Status, a.Outcome, extra)
+}
+
+// Counts returns how many of each fault were injected.
+func (j *journal) Counts() map[string]int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	out := make(map[string]int, len(j.counts))
+	for k, v := range j.counts {
+		out[k] = v
+	}
+	return out
+}
+
+// Close flushes and closes both files; safe to call more than once.
+func (j *journal) Close() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closed {
+		return nil
+	}
+	j.closed = true
+	err1 := j.faults.Close()
+	err2 := j.tw.Flush()
+	err3 := j.tf.Close()
+	for _, e := range []error{err1, err2, err3} {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}

@@ -1,0 +1,127 @@
+package attack
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/paytest/paytest/attack/client"
+	"github.com/paytest/paytest/attack/fault"
+	"github.com/paytest/paytest/attack/plan"
+	"github.com/paytest/paytest/internal/apperr"
+	"github.com/paytest/paytest/internal/toxiembed"
+	"github.com/paytest/paytest/verify"
+)
+
+// startTarget puts the toxiproxy in front of a team's endpoint: the client
+// sends to the proxy, which forwards TCP to the target (TLS stays end to
+// end, with the target's own server name).
+func startTarget(ctx context.Context, cfg *Config, tp *toxiembed.Server) (*system, error) {
+	u, err := url.Parse(cfg.Target)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, apperr.Errorf(apperr.EUSAGE, "--target %q: want an http:// or https:// URL", cfg.Target)
+	}
+	def := "80"
+	if u.Scheme == "https" {
+		def = "443"
+	}
+	addr := u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), def)
+	}
+	// Reachable at all? An unreachable target is inconclusive, not a verdict.
+	d := net.Dialer{Timeout: 5 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "--target %s is unreachable", cfg.Target)
+	}
+	conn.Close()
+	p, err := tp.CreateProxy(fault.ProxyCharge, addr)
+	if err != nil {
+		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "target proxy")
+	}
+	proxied := *u
+	proxied.Host = p.Listen
+	hc := client.NewHTTPClient(cfg.Concurrency * 2)
+	host := ""
+	if u.Scheme == "https" {
+		t := hc.Transport.(*http.Transport).Clone()
+		t.TLSClientConfig = &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
+		hc.Transport = t
+	}
+	if u.Port() == "" {
+		host = u.Hostname()
+	} else {
+		host = u.Host
+	}
+	conns := &freshConns{}
+	sys := &system{
+		url:        proxied.String(),
+		httpClient: conns.wrap(hc, host),
+		merchants:  []plan.Merchant{{Name: "target"}},
+		env: &fault.Env{
+			Proxies: fault.Toxiproxy{Client: tp.Client()}, Connections: conns,
+		},
+		description: fmt.Sprintf("target %s via proxy %s", cfg.Target, p.Listen),
+	}
+	if cfg.KillCmd != "" || cfg.RestartCmd != "" {
+		sys.env.Components = &commands{kill: cfg.KillCmd, restart: cfg.RestartCmd}
+	}
+	sys.sources = verify.Sources{
+		PrometheusURL: cfg.PrometheusURL, SideEffectMetric: cfg.SideEffectMetric, SideEffectQuery: cfg.SideEffectQuery,
+		DatabaseURL: cfg.DatabaseURL, LedgerQuery: cfg.LedgerQuery,
+	}
+	metric := cfg.SideEffectMetric
+	if metric == "" {
+		metric = verify.DefaultSideEffectMetric
+	}
+	if cfg.MetricsURL != "" {
+		sys.sources.MetricsURLs = map[string]string{"target": cfg.MetricsURL}
+		sys.drain = drainSpec{EffectsURL: cfg.MetricsURL, EffectsMetric: metric, Stable: time.Second, Expected: -1}
+	}
+	return sys, nil
+}
+
+// commands kills and restarts a team's system with its own shell commands.
+type commands struct {
+	kill, restart string
+}
+
+var _ fault.Components = (*commands)(nil)
+
+// Kill runs --kill-cmd with PAYTEST_COMPONENT set to name.
+func (c *commands) Kill(name string) error {
+	if c.kill == "" {
+		return apperr.Errorf(apperr.EUSAGE, "the profile kills %s but no --kill-cmd was given", name)
+	}
+	return c.run(context.Background(), c.kill, name)
+}
+
+// Restart runs --restart-cmd with PAYTEST_COMPONENT set to name.
+func (c *commands) Restart(ctx context.Context, name string, _ ...string) error {
+	if c.restart == "" {
+		return nil
+	}
+	return c.run(ctx, c.restart, name)
+}
+
+// Exited cannot be known for a team's process.
+func (c *commands) Exited(string) <-chan struct{} { return nil }
+
+func (c *commands) run(ctx context.Context, script, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", script)
+	cmd.Env = append(cmd.Environ(), "PAYTEST_COMPONENT="+name)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %w: %s", script, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
