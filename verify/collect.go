@@ -1,0 +1,380 @@
+package verify
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/internal/apperr"
+)
+
+// DefaultLedgerQuery counts the reference consumer's ledger entries per
+// (merchant, key). A ledger query returns rows of (merchant, key, effects)
+// or (key, effects): text-like key columns and an integer count of the side
+// effects applied under that key.
+const DefaultLedgerQuery = "SELECT merchant, idempotency_key, count(*) FROM ledger_entries GROUP BY 1, 2"
+
+// Sources says where Collect finds a system's evidence. Every field is
+// optional, but Collect needs at least one of MetricsURLs, PrometheusURL
+// and DatabaseURL.
+type Sources struct {
+	// MetricsURLs maps a component name ("charge", "relay", "consumer",
+	// "target"...) to the URL of its Prometheus text exposition page.
+	MetricsURLs map[string]string
+	// PrometheusURL is a Prometheus server whose HTTP API answers PromQL
+	// instant queries (/api/v1/query).
+	PrometheusURL string
+	// SideEffectMetric is the counter of applied side effects on the pages,
+	// summed over series and pages (default DefaultSideEffectMetric).
+	SideEffectMetric string
+	// SideEffectQuery is the PromQL for the side effects at PrometheusURL
+	// (default DefaultSideEffectQuery).
+	SideEffectQuery string
+	// DatabaseURL is the ledger's Postgres, LedgerQuery the per-key effects
+	// query (default DefaultLedgerQuery).
+	DatabaseURL string
+	LedgerQuery string
+	// HTTPClient scrapes the pages and queries Prometheus (default: a
+	// client with a 10 s timeout).
+	HTTPClient *http.Client
+}
+
+// maxPage bounds a scraped page.
+const maxPage = 64 << 20
+
+var kvPassword = regexp.MustCompile(`(password\s*=\s*)('[^']*'|\S+)`)
+
+var pageName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+
+// Collect gathers a live system's evidence into runDir: each metrics page,
+// validated with expfmt and saved verbatim as metrics/<name>.prom; the
+// PromQL answers as metrics/prometheus.json; the ledger as ledger.jsonl; and
+// what was asked for as metrics/sources.json. Anything unreachable, invalid
+// or missing (the side-effect metric on no page) is an EINCONCLUSIVE error
+// naming what and where, after everything reachable was saved.
+func Collect(ctx context.Context, src Sources, runDir string) error {
+	if len(src.MetricsURLs) == 0 && src.PrometheusURL == "" && src.DatabaseURL == "" {
+		return apperr.Errorf(apperr.EINCONCLUSIVE, "no evidence to collect: give metrics URLs, a Prometheus URL or a database URL")
+	}
+	if src.SideEffectMetric == "" {
+		src.SideEffectMetric = DefaultSideEffectMetric
+	}
+	if src.SideEffectQuery == "" {
+		src.SideEffectQuery = DefaultSideEffectQuery
+	}
+	if src.LedgerQuery == "" {
+		src.LedgerQuery = DefaultLedgerQuery
+	}
+	hc := src.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: 10 * time.Second}
+	}
+	mdir := filepath.Join(runDir, MetricsDir)
+	if err := os.MkdirAll(mdir, 0o755); err != nil {
+		return apperr.Wrap(apperr.EINCONCLUSIVE, err, "creating %s", mdir)
+	}
+	rec := Collected{Time: time.Now().UTC(), SideEffectMetric: src.SideEffectMetric}
+	var errs []error
+
+	if len(src.MetricsURLs) > 0 {
+		rec.Pages = map[string]string{}
+		found := false
+		names := sortedKeys(src.MetricsURLs)
+		for _, name := range names {
+			u := src.MetricsURLs[name]
+			rec.Pages[name] = redact(u)
+			if !pageName.MatchString(name) {
+				errs = append(errs, fmt.Errorf("metrics page name %q: want letters, digits, '.', '_' or '-'", name))
+				continue
+			}
+			has, err := scrape(ctx, hc, u, filepath.Join(mdir, name+".prom"), src.SideEffectMetric)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("metrics %s at %s: %w", name, redact(u), err))
+				continue
+			}
+			found = found || has
+		}
+		if !found && len(errs) == 0 {
+			errs = append(errs, fmt.Errorf("side-effect metric %s is on none of the pages (%s)", src.SideEffectMetric, strings.Join(names, ", ")))
+		}
+	}
+	if src.PrometheusURL != "" {
+		rec.PrometheusURL, rec.SideEffectQuery = redact(src.PrometheusURL), src.SideEffectQuery
+		if err := queryPrometheus(ctx, hc, src, filepath.Join(mdir, PrometheusFile)); err != nil {
+			errs = append(errs, fmt.Errorf("prometheus at %s: %w", redact(src.PrometheusURL), err))
+		}
+	}
+	if src.DatabaseURL != "" {
+		rec.Database, rec.LedgerQuery = redact(src.DatabaseURL), src.LedgerQuery
+		if err := queryLedger(ctx, src.DatabaseURL, src.LedgerQuery, filepath.Join(runDir, LedgerFile)); err != nil {
+			errs = append(errs, fmt.Errorf("ledger at %s: %w", redact(src.DatabaseURL), err))
+		}
+	}
+	if err := writeJSON(filepath.Join(mdir, SourcesFile), rec); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return apperr.Wrap(apperr.EINCONCLUSIVE, errors.Join(errs...), "collecting evidence")
+	}
+	return nil
+}
+
+// scrape fetches one page, checks it parses as the Prometheus text format
+// and saves it verbatim. It reports whether the page has metric.
+func scrape(ctx context.Context, hc *http.Client, u, path, metric string) (bool, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return false, err
+	}
+	req.Header.Set("Accept", "text/plain;version=0.0.4;q=1,*/*;q=0.1")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return false, fmt.Errorf("HTTP %s", resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxPage+1))
+	if err != nil {
+		return false, err
+	}
+	if len(body) > maxPage {
+		return false, fmt.Errorf("page over %d MiB", maxPage>>20)
+	}
+	fams, err := parsePage(body)
+	if err != nil {
+		return false, fmt.Errorf("not a Prometheus text page: %w", err)
+	}
+	if err := writeFileAtomic(path, body); err != nil {
+		return false, err
+	}
+	_, has := fams[metric]
+	return has, nil
+}
+
+// queryPrometheus runs the side-effect query and the contract's other
+// metrics as instant queries and saves the answers. An empty answer to the
+// side-effect query is an error: the metric is not there.
+func queryPrometheus(ctx context.Context, hc *http.Client, src Sources, path string) error {
+	base, err := url.Parse(strings.TrimRight(src.PrometheusURL, "/"))
+	if err != nil {
+		return err
+	}
+	out := PromAnswers{URL: redact(src.PrometheusURL), Time: time.Now().UTC(), Answers: map[string]PromAnswer{}}
+	queries := map[string]string{promSideEffects: src.SideEffectQuery}
+	for k, q := range promQueries {
+		queries[k] = q
+	}
+	var errs []error
+	for _, name := range sortedKeys(queries) {
+		q := queries[name]
+		ans, err := instantQuery(ctx, hc, base, q)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("query %q: %w", q, err))
+			continue
+		}
+		out.Answers[name] = ans
+	}
+	if a, ok := out.Answers[promSideEffects]; ok && a.Value == nil {
+		errs = append(errs, fmt.Errorf("query %q returned no series: the side-effect metric is not in Prometheus", src.SideEffectQuery))
+	}
+	if err := writeJSON(path, out); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// instantQuery runs one PromQL instant query (/api/v1/query) and sums the
+// samples of its vector (or takes its scalar).
+func instantQuery(ctx context.Context, hc *http.Client, base *url.URL, q string) (PromAnswer, error) {
+	ans := PromAnswer{Query: q}
+	u := *base
+	u.Path = strings.TrimRight(u.Path, "/") + "/api/v1/query"
+	u.RawQuery = url.Values{"query": {q}}.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return ans, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return ans, err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			ResultType string          `json:"resultType"`
+			Result     json.RawMessage `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxPage)).Decode(&body); err != nil {
+		return ans, fmt.Errorf("HTTP %s: %w", resp.Status, err)
+	}
+	if body.Status != "success" {
+		return ans, fmt.Errorf("HTTP %s: %s", resp.Status, body.Error)
+	}
+	var samples [][2]any
+	switch body.Data.ResultType {
+	case "vector":
+		var vec []struct {
+			Value [2]any `json:"value"`
+		}
+		if err := json.Unmarshal(body.Data.Result, &vec); err != nil {
+			return ans, err
+		}
+		for _, s := range vec {
+			samples = append(samples, s.Value)
+		}
+	case "scalar":
+		var s [2]any
+		if err := json.Unmarshal(body.Data.Result, &s); err != nil {
+			return ans, err
+		}
+		samples = append(samples, s)
+	default:
+		return ans, fmt.Errorf("result type %q: want an instant vector or a scalar", body.Data.ResultType)
+	}
+	if len(samples) == 0 {
+		return ans, nil
+	}
+	sum := 0.0
+	for _, s := range samples {
+		str, ok := s[1].(string)
+		if !ok {
+			return ans, fmt.Errorf("sample value %v is not a string", s[1])
+		}
+		v, err := strconv.ParseFloat(str, 64)
+		if err != nil {
+			return ans, err
+		}
+		sum += v
+	}
+	ans.Value, ans.Series = &sum, len(samples)
+	return ans, nil
+}
+
+// queryLedger runs the ledger query and writes one LedgerRow per row.
+func queryLedger(ctx context.Context, dbURL, query, path string) error {
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	rows, err := conn.Query(ctx, query)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	cols := len(rows.FieldDescriptions())
+	if cols != 2 && cols != 3 {
+		return fmt.Errorf("the ledger query returns %d columns: want (merchant, key, effects) or (key, effects)", cols)
+	}
+	tmp := path + ".tmp"
+	w, err := history.Create[LedgerRow](tmp)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp)
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			w.Close()
+			return err
+		}
+		var row LedgerRow
+		if cols == 3 {
+			row.Merchant = asText(vals[0])
+		}
+		row.Key = asText(vals[cols-2])
+		if row.Effects, err = asInt(vals[cols-1]); err != nil {
+			w.Close()
+			return fmt.Errorf("effects column: %w", err)
+		}
+		if err := w.Write(row); err != nil {
+			w.Close()
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		w.Close()
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func asText(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return x
+	case []byte:
+		return string(x)
+	case [16]byte:
+		return pgtype.UUID{Bytes: x, Valid: true}.String()
+	default:
+		return fmt.Sprint(x)
+	}
+}
+
+func asInt(v any) (int64, error) {
+	switch x := v.(type) {
+	case int64:
+		return x, nil
+	case int32:
+		return int64(x), nil
+	case int16:
+		return int64(x), nil
+	case int8:
+		return int64(x), nil
+	case int:
+		return int64(x), nil
+	case float64:
+		if x != math.Trunc(x) {
+			return 0, fmt.Errorf("%v is not a whole number", x)
+		}
+		return int64(x), nil
+	case pgtype.Numeric:
+		f, err := x.Float64Value()
+		if err != nil || !f.Valid {
+			return 0, fmt.Errorf("numeric %v", x)
+		}
+		return int64(f.Float64), nil
+	case nil:
+		return 0, errors.New("NULL")
+	default:
+		return 0, fmt.Errorf("%T is not an integer", v)
+	}
+}
+
+// redact drops credentials from a URL for the record.
+func redact(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return kvPassword.ReplaceAllString(s, "${1}xxxxx")
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}

@@ -1,0 +1,337 @@
+package verify
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/paytest/paytest/attack/history"
+)
+
+// LedgerRow is one line of ledger.jsonl: the effects the ledger holds for
+// one (merchant, key). Merchant is empty for a two-column ledger query.
+type LedgerRow struct {
+	Merchant string `json:"merchant,omitempty"`
+	Key      string `json:"key"`
+	Effects  int64  `json:"effects"`
+}
+
+// Collected is metrics/sources.json: what Collect was asked to gather, so an
+// offline Verify knows which evidence the run is expected to have. URLs are
+// stored without credentials.
+type Collected struct {
+	Time             time.Time         `json:"time"`
+	Pages            map[string]string `json:"pages,omitempty"`
+	PrometheusURL    string            `json:"prometheus_url,omitempty"`
+	SideEffectMetric string            `json:"side_effect_metric"`
+	SideEffectQuery  string            `json:"side_effect_query,omitempty"`
+	Database         string            `json:"database,omitempty"`
+	LedgerQuery      string            `json:"ledger_query,omitempty"`
+}
+
+// PromAnswers is metrics/prometheus.json: the PromQL instant queries Collect
+// ran and their answers.
+type PromAnswers struct {
+	URL     string                `json:"url"`
+	Time    time.Time             `json:"time"`
+	Answers map[string]PromAnswer `json:"answers"`
+}
+
+// PromAnswer is one query's answer: Value is the sum of the vector's
+// samples, nil when the vector was empty (the metric does not exist).
+type PromAnswer struct {
+	Query  string   `json:"query"`
+	Value  *float64 `json:"value"`
+	Series int      `json:"series"`
+}
+
+// Names of the PromQL answers in prometheus.json.
+const (
+	promSideEffects     = "side_effects"
+	promInboxDuplicates = "inbox_duplicates"
+	promDLQ             = "dlq_messages"
+	promOutboxPending   = "outbox_pending"
+	promOutboxLag       = "outbox_lag_seconds"
+	promChargesCreated  = "charges_created"
+	promRelayPublished  = "relay_published"
+)
+
+// promQueries are the contract's other metrics Collect asks Prometheus for.
+var promQueries = map[string]string{
+	promInboxDuplicates: "sum(" + MetricInboxDuplicates + ")",
+	promDLQ:             "sum(" + MetricDLQMessages + ")",
+	promOutboxPending:   "max(" + MetricOutboxPending + ")",
+	promOutboxLag:       "max(" + MetricOutboxLag + ")",
+	promChargesCreated:  "sum(" + MetricChargesCreated + ")",
+	promRelayPublished:  "sum(" + MetricRelayPublished + ")",
+}
+
+// evidence is everything in a run directory except plan and history, which
+// are streamed.
+type evidence struct {
+	run        history.Run
+	hasRun     bool
+	sources    *Collected
+	sideMetric string
+
+	pageNames []string                      // sorted
+	pages     map[string]map[string]float64 // page -> metric -> sum over series
+	prom      *PromAnswers
+
+	hasLedger       bool
+	ledger          map[string]int // mkey(merchant, key) -> effects
+	ledgerMerchants bool           // some row names a merchant
+	ledgerTotal     int
+
+	faults []history.Fault
+
+	timeline map[string][]timelineFile // page -> snapshots in time order
+}
+
+type timelineFile struct {
+	t    time.Time
+	path string
+}
+
+func mkey(merchant, key string) string { return merchant + "\x00" + key }
+
+func readEvidence(runDir string, opts Options) (*evidence, error) {
+	ev := &evidence{pages: map[string]map[string]float64{}, timeline: map[string][]timelineFile{}}
+	if r, err := history.ReadRun(filepath.Join(runDir, history.RunFile)); err == nil {
+		ev.run, ev.hasRun = r, true
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	mdir := filepath.Join(runDir, MetricsDir)
+	if b, err := os.ReadFile(filepath.Join(mdir, SourcesFile)); err == nil {
+		var c Collected
+		if err := json.Unmarshal(b, &c); err != nil {
+			return nil, fmt.Errorf("%s: %w", SourcesFile, err)
+		}
+		ev.sources = &c
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	ev.sideMetric = opts.SideEffectMetric
+	if ev.sideMetric == "" && ev.sources != nil {
+		ev.sideMetric = ev.sources.SideEffectMetric
+	}
+	if ev.sideMetric == "" {
+		ev.sideMetric = DefaultSideEffectMetric
+	}
+	pages, err := filepath.Glob(filepath.Join(mdir, "*.prom"))
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range pages {
+		name := strings.TrimSuffix(filepath.Base(p), ".prom")
+		m, err := readPage(p)
+		if err != nil {
+			return nil, err
+		}
+		ev.pages[name] = m
+		ev.pageNames = append(ev.pageNames, name)
+	}
+	sort.Strings(ev.pageNames)
+	if b, err := os.ReadFile(filepath.Join(mdir, PrometheusFile)); err == nil {
+		var pa PromAnswers
+		if err := json.Unmarshal(b, &pa); err != nil {
+			return nil, fmt.Errorf("%s: %w", PrometheusFile, err)
+		}
+		ev.prom = &pa
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	if err := readTimeline(filepath.Join(mdir, TimelineDir), ev); err != nil {
+		return nil, err
+	}
+	ev.ledger = map[string]int{}
+	err = history.ReadFile(filepath.Join(runDir, LedgerFile), func(r LedgerRow) error {
+		if r.Merchant != "" {
+			ev.ledgerMerchants = true
+		}
+		ev.ledger[mkey(r.Merchant, r.Key)] += int(r.Effects)
+		ev.ledgerTotal += int(r.Effects)
+		return nil
+	})
+	switch {
+	case err == nil:
+		ev.hasLedger = true
+	case errors.Is(err, fs.ErrNotExist):
+	default:
+		return nil, err
+	}
+	err = history.ReadFile(filepath.Join(runDir, history.FaultsFile), func(f history.Fault) error {
+		ev.faults = append(ev.faults, f)
+		return nil
+	})
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	return ev, nil
+}
+
+// readPage parses a Prometheus text page and sums each metric's counter,
+// gauge and untyped samples over its series.
+func readPage(path string) (map[string]float64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	fams, err := parsePage(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	out := make(map[string]float64, len(fams))
+	for name, f := range fams {
+		var sum float64
+		for _, m := range f.GetMetric() {
+			switch {
+			case m.Counter != nil:
+				sum += m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				sum += m.GetGauge().GetValue()
+			case m.Untyped != nil:
+				sum += m.GetUntyped().GetValue()
+			}
+		}
+		out[name] = sum
+	}
+	return out, nil
+}
+
+// parsePage parses the Prometheus text exposition format.
+func parsePage(b []byte) (map[string]*dto.MetricFamily, error) {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	return p.TextToMetricFamilies(bytes.NewReader(b))
+}
+
+// readTimeline finds metrics/timeline/<page>/<unix-millis>.prom snapshots.
+func readTimeline(dir string, ev *evidence) error {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		files, err := filepath.Glob(filepath.Join(dir, e.Name(), "*.prom"))
+		if err != nil {
+			return err
+		}
+		for _, f := range files {
+			ms, err := strconv.ParseInt(strings.TrimSuffix(filepath.Base(f), ".prom"), 10, 64)
+			if err != nil {
+				continue
+			}
+			ev.timeline[e.Name()] = append(ev.timeline[e.Name()], timelineFile{t: time.UnixMilli(ms).UTC(), path: f})
+		}
+		sort.Slice(ev.timeline[e.Name()], func(i, j int) bool {
+			return ev.timeline[e.Name()][i].t.Before(ev.timeline[e.Name()][j].t)
+		})
+	}
+	return nil
+}
+
+// TimelinePath is where attack may save a snapshot of page name taken at t,
+// so report.html can plot effects and outbox lag over time:
+// metrics/timeline/<name>/<unix-millis>.prom.
+func TimelinePath(runDir, name string, t time.Time) string {
+	return filepath.Join(runDir, MetricsDir, TimelineDir, name, strconv.FormatInt(t.UnixMilli(), 10)+".prom")
+}
+
+// metricSum sums metric over every page that has it; with no page having
+// it, the Prometheus answer named promName is used. ok is false when the
+// evidence has neither.
+func (ev *evidence) metricSum(metric, promName string) (v float64, source string, ok bool) {
+	var srcs []string
+	for _, n := range ev.pageNames {
+		if x, has := ev.pages[n][metric]; has {
+			v += x
+			srcs = append(srcs, filepath.Join(MetricsDir, n+".prom"))
+			ok = true
+		}
+	}
+	if ok {
+		return v, strings.Join(srcs, "+"), true
+	}
+	return ev.promValue(promName)
+}
+
+// metricMax is the largest value of metric over the pages that have it,
+// preferring the page named prefer (the relay's, for the outbox).
+func (ev *evidence) metricMax(metric, prefer, promName string) (v float64, source string, ok bool) {
+	if x, has := ev.pages[prefer][metric]; has {
+		return x, filepath.Join(MetricsDir, prefer+".prom"), true
+	}
+	v = math.Inf(-1)
+	var srcs []string
+	for _, n := range ev.pageNames {
+		if x, has := ev.pages[n][metric]; has {
+			v = math.Max(v, x)
+			srcs = append(srcs, filepath.Join(MetricsDir, n+".prom"))
+			ok = true
+		}
+	}
+	if ok {
+		return v, strings.Join(srcs, "+"), true
+	}
+	return ev.promValue(promName)
+}
+
+func (ev *evidence) promValue(name string) (float64, string, bool) {
+	if ev.prom == nil {
+		return 0, "", false
+	}
+	a, has := ev.prom.Answers[name]
+	if !has || a.Value == nil {
+		return 0, "", false
+	}
+	return *a.Value, "prometheus", true
+}
+
+// expectsMetrics and expectsLedger say whether the run was meant to have
+// each kind of evidence: what Collect was asked for, or, for a run
+// directory without sources.json, both.
+func (ev *evidence) expectsMetrics() bool {
+	return ev.sources == nil || len(ev.sources.Pages) > 0 || ev.sources.PrometheusURL != ""
+}
+
+func (ev *evidence) expectsLedger() bool {
+	return ev.sources == nil || ev.sources.Database != ""
+}
+
+// expectsPage says whether Collect scraped a page of that name.
+func (ev *evidence) expectsPage(name string) bool {
+	if ev.sources == nil {
+		return false
+	}
+	_, ok := ev.sources.Pages[name]
+	return ok
+}
+
+// ledgerEffects returns the ledger's effects for one op's key. A ledger
+// without merchants (a two-column query) is looked up by key alone.
+func (ev *evidence) ledgerEffects(merchant, key string) int {
+	if !ev.ledgerMerchants {
+		merchant = ""
+	}
+	return ev.ledger[mkey(merchant, key)]
+}

@@ -1,0 +1,378 @@
+// Package verify turns a run's evidence into a verdict a user can defend in
+// a postmortem: every check has a name, a figure and the operations that
+// break it.
+//
+// verify reads a system — the bundled reference or a team's own — only
+// through its evidence: Prometheus text pages (or a Prometheus server's HTTP
+// API), a ledger query over SQL, and the run directory's files written by
+// attack (run.yaml, plan.jsonl, history.jsonl, faults.jsonl). Collect gathers
+// the live evidence into the run directory (metrics/*.prom,
+// metrics/prometheus.json, metrics/sources.json, ledger.jsonl); Verify is
+// offline and reads only the run directory, so `paytest verify --run DIR`
+// recomputes a verdict long after the system is gone.
+//
+// Verdicts follow the contract: held (exit 0), violated (exit 1) and
+// inconclusive (exit 3, evidence missing: never a false "held").
+package verify
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/paytest/paytest/internal/apperr"
+)
+
+// Verdicts.
+const (
+	VerdictHeld         = "held"
+	VerdictViolated     = "violated"
+	VerdictInconclusive = "inconclusive"
+)
+
+// Exit codes of the contract for each verdict.
+const (
+	ExitHeld         = 0
+	ExitViolated     = 1
+	ExitInconclusive = 3
+)
+
+// Check statuses. Held is true for StatusHeld and StatusNothing.
+const (
+	// StatusHeld: the property was checked and held.
+	StatusHeld = "held"
+	// StatusFailed: the property was violated; counterexamples say where.
+	StatusFailed = "failed"
+	// StatusInconclusive: the evidence the check needs is missing.
+	StatusInconclusive = "inconclusive"
+	// StatusNothing: the run gave the check nothing to look at (no races
+	// in the plan, no relay killed...). It holds, and says so.
+	StatusNothing = "nothing-to-check"
+)
+
+// Check names: part of the product (tests and users refer to them).
+const (
+	CheckEffectsEqualOps    = "effects-equal-ops"
+	CheckExactlyOncePerOp   = "exactly-once-per-op"
+	CheckRaceSingleWinner   = "race-single-winner"
+	CheckKeyReuse422        = "key-reuse-422"
+	CheckRetryAfterHonoured = "retry-after-honoured"
+	CheckFullJitter         = "full-jitter"
+	CheckRelayCrashDeduped  = "relay-crash-deduped"
+	CheckOutboxDrained      = "outbox-drained"
+	CheckDLQExact           = "dlq-exact"
+)
+
+// File names inside a run directory that verify reads or writes (attack's
+// own files are named in package history).
+const (
+	MetricsDir     = "metrics"
+	SourcesFile    = "sources.json"    // in MetricsDir: what Collect gathered
+	PrometheusFile = "prometheus.json" // in MetricsDir: PromQL answers
+	TimelineDir    = "timeline"        // in MetricsDir: snapshots over time
+	LedgerFile     = "ledger.jsonl"
+	ReportFile     = "report.json"
+	HTMLFile       = "report.html"
+	TranscriptFile = "transcript.txt"
+)
+
+// Metric names of the contract that verify reads.
+const (
+	DefaultSideEffectMetric = "paytest_side_effects_applied_total"
+	DefaultSideEffectQuery  = "sum(paytest_side_effects_applied_total)"
+	MetricInboxDuplicates   = "paytest_inbox_duplicates_total"
+	MetricDLQMessages       = "paytest_dlq_messages_total"
+	MetricOutboxPending     = "paytest_outbox_pending"
+	MetricOutboxLag         = "paytest_outbox_lag_seconds"
+	MetricChargesCreated    = "paytest_charges_created_total"
+	MetricRelayPublished    = "paytest_relay_published_total"
+)
+
+// Options are expectations and tunables for Verify; the zero value is the
+// default everywhere.
+type Options struct {
+	// SideEffectMetric names the counter of applied side effects in the
+	// metrics pages. Default: what Collect recorded in metrics/sources.json,
+	// else DefaultSideEffectMetric.
+	SideEffectMetric string
+	// ExpectedOps, when positive, is the number of logical charges for a
+	// run without a plan (live verify of a system attack did not drive).
+	// Without a plan and without it, every key in the ledger is one op.
+	ExpectedOps int
+	// MaxCounterexamples caps each check's list (default 20); the total is
+	// always reported.
+	MaxCounterexamples int
+	// KSAlpha is the significance level of the full-jitter tests (default
+	// 0.001): a check fails only when chance explains the delays with
+	// probability below it.
+	KSAlpha float64
+	// MinJitterSamples is the fewest retries of one attempt number that
+	// the jitter tests judge (default 30).
+	MinJitterSamples int
+	// SlotMS is the width of the synchronisation slots (default 10 ms).
+	SlotMS float64
+	// NoHTML skips report.html and its plots.
+	NoHTML bool
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxCounterexamples <= 0 {
+		o.MaxCounterexamples = 20
+	}
+	if o.KSAlpha <= 0 || o.KSAlpha >= 1 {
+		o.KSAlpha = 0.001
+	}
+	if o.MinJitterSamples <= 0 {
+		o.MinJitterSamples = 30
+	}
+	if o.SlotMS <= 0 {
+		o.SlotMS = 10
+	}
+	return o
+}
+
+// Report is the verdict and everything it was computed from; its JSON is
+// the contract's report.json.
+type Report struct {
+	Verdict         string         `json:"verdict"`
+	ExitCode        int            `json:"exit_code"`
+	Seed            int64          `json:"seed"`
+	Profile         string         `json:"profile,omitempty"`
+	Target          string         `json:"target,omitempty"`
+	Unsafe          []string       `json:"unsafe,omitempty"`
+	NoJitter        bool           `json:"no_jitter,omitempty"`
+	DurationSeconds float64        `json:"duration_seconds"`
+	Ops             int            `json:"ops"`
+	SideEffects     int            `json:"side_effects"`
+	LedgerEffects   int            `json:"ledger_effects"`
+	Faults          map[string]int `json:"faults"`
+	Checks          []Check        `json:"checks"`
+
+	// OpsSource says where Ops came from: "plan", "expected" or "ledger keys".
+	OpsSource string `json:"ops_source"`
+	// SideEffectsSource is the evidence SideEffects was read from
+	// ("metrics/consumer.prom", "prometheus"), empty when missing.
+	SideEffectsSource string `json:"side_effects_source"`
+	// LedgerSource is ledger.jsonl when the ledger was read, else empty.
+	LedgerSource string `json:"ledger_source"`
+	// Reuses counts the key-reuse operations of the plan, Races the race ops.
+	Reuses int `json:"reuses"`
+	Races  int `json:"races"`
+	// Attempts counts client attempts in history.jsonl, by outcome in Outcomes.
+	Attempts int            `json:"attempts"`
+	Outcomes map[string]int `json:"outcomes"`
+	// AttemptsPerOp is a histogram: attempts (all senders) -> ops.
+	AttemptsPerOp map[int]int `json:"attempts_per_op"`
+	// LedgerKeys is the number of distinct keys in the ledger;
+	// UnplannedLedgerEffects the effects under keys no op of the plan used.
+	LedgerKeys             int `json:"ledger_keys"`
+	UnplannedLedgerEffects int `json:"unplanned_ledger_effects"`
+	// Metric figures, nil when absent from the evidence.
+	InboxDuplicates  *float64 `json:"inbox_duplicates"`
+	DLQMessages      *float64 `json:"dlq_messages"`
+	OutboxPending    *float64 `json:"outbox_pending"`
+	OutboxLagSeconds *float64 `json:"outbox_lag_seconds"`
+	// Jitter holds the full-jitter statistics per group of retries.
+	Jitter []JitterGroup `json:"jitter"`
+	// Plots names the plots of report.html.
+	Plots []string `json:"plots,omitempty"`
+}
+
+// Check is one named property with its figure.
+type Check struct {
+	Name   string `json:"name"`
+	Held   bool   `json:"held"`
+	Status string `json:"status"`
+	Figure string `json:"figure"`
+	Detail string `json:"detail"`
+	// Counterexamples lists (at most Options.MaxCounterexamples of) the
+	// operations that break the check; CounterexamplesTotal counts all.
+	Counterexamples      []Counterexample `json:"counterexamples,omitempty"`
+	CounterexamplesTotal int              `json:"counterexamples_total,omitempty"`
+}
+
+// Counterexample is one operation that breaks a check.
+type Counterexample struct {
+	// Op is the plan's op id, -1 for a ledger key no op of the plan used.
+	Op       int    `json:"op"`
+	Key      string `json:"key"`
+	Merchant string `json:"merchant,omitempty"`
+	// Sender and Attempt locate one attempt, for the retry checks.
+	Sender  int `json:"sender,omitempty"`
+	Attempt int `json:"attempt,omitempty"`
+	// Attempts is how many attempts all senders made for the op.
+	Attempts int `json:"attempts"`
+	// LedgerEffects is the ledger's count for the op's key, nil without a ledger.
+	LedgerEffects *int   `json:"ledger_effects,omitempty"`
+	Why           string `json:"why"`
+}
+
+// JitterGroup is the full-jitter test of one group of retries: the backoff
+// retries of one attempt number, or all retries after a Retry-After.
+type JitterGroup struct {
+	Reason  string  `json:"reason"`
+	Attempt int     `json:"attempt,omitempty"`
+	N       int     `json:"n"`
+	CapMS   float64 `json:"cap_ms"`
+	// KS is the Kolmogorov-Smirnov statistic of delay/cap against
+	// Uniform(0,1); KSCritical its critical value at Options.KSAlpha.
+	KS         float64 `json:"ks"`
+	KSCritical float64 `json:"ks_critical"`
+	// Slots is the number of SlotMS-wide slots in the window; MaxSlot the
+	// most retries landing in one; MaxSlotExpected the typical (median)
+	// maximum under Uniform and MaxSlotCritical the count chance reaches
+	// with probability below Options.KSAlpha. 0 when the window has fewer
+	// than two slots.
+	Slots           int  `json:"slots"`
+	MaxSlot         int  `json:"max_slot"`
+	MaxSlotExpected int  `json:"max_slot_expected"`
+	MaxSlotCritical int  `json:"max_slot_critical"`
+	Insufficient    bool `json:"insufficient,omitempty"`
+	Held            bool `json:"held"`
+	// Hist is a 10-bin histogram of delay/cap over [0, 1].
+	Hist []int `json:"hist"`
+}
+
+// Err returns nil for a held verdict and an apperr error coded EVIOLATED or
+// EINCONCLUSIVE otherwise, naming the failed (or unjudged) checks.
+func (r *Report) Err() error {
+	switch r.Verdict {
+	case VerdictHeld:
+		return nil
+	case VerdictViolated:
+		return apperr.Errorf(apperr.EVIOLATED, "verdict violated: %s failed", strings.Join(r.names(StatusFailed), ", "))
+	default:
+		return apperr.Errorf(apperr.EINCONCLUSIVE, "verdict inconclusive: %s", strings.Join(r.names(StatusInconclusive), ", "))
+	}
+}
+
+// Check returns the named check, or nil.
+func (r *Report) Check(name string) *Check {
+	for i := range r.Checks {
+		if r.Checks[i].Name == name {
+			return &r.Checks[i]
+		}
+	}
+	return nil
+}
+
+func (r *Report) names(status string) []string {
+	var out []string
+	for _, c := range r.Checks {
+		if c.Status == status {
+			out = append(out, c.Name)
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, "evidence missing")
+	}
+	return out
+}
+
+// decide sets the verdict from the checks: violated when any failed;
+// inconclusive when effects-equal-ops could not be judged; else held.
+// Other inconclusive checks (a per-op judgement without a ledger) are
+// reported as such without withholding the verdict the brief defines.
+func (r *Report) decide() {
+	r.Verdict, r.ExitCode = VerdictHeld, ExitHeld
+	for _, c := range r.Checks {
+		if c.Status == StatusFailed {
+			r.Verdict, r.ExitCode = VerdictViolated, ExitViolated
+			return
+		}
+	}
+	if c := r.Check(CheckEffectsEqualOps); c == nil || c.Status == StatusInconclusive {
+		r.Verdict, r.ExitCode = VerdictInconclusive, ExitInconclusive
+	}
+}
+
+// Verify reads the evidence in runDir, computes the checks and writes
+// report.json, report.html (unless opts.NoHTML) and the verify section of
+// transcript.txt. A violated or inconclusive verdict is not an error: it is
+// in the report (see Report.Err). The error is for evidence that cannot be
+// read or reports that cannot be written, and is coded EINCONCLUSIVE.
+func Verify(ctx context.Context, runDir string, opts Options) (*Report, error) {
+	opts = opts.withDefaults()
+	if st, err := os.Stat(runDir); err != nil || !st.IsDir() {
+		if err == nil {
+			err = fmt.Errorf("not a directory")
+		}
+		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "run directory %s", runDir)
+	}
+	ev, err := readEvidence(runDir, opts)
+	if err != nil {
+		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "reading evidence in %s", runDir)
+	}
+	a, err := analyse(ctx, runDir, ev, opts)
+	if err != nil {
+		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "reading history in %s", runDir)
+	}
+	rep := a.report(ev, opts)
+	rep.decide()
+	if !opts.NoHTML {
+		plots, err := a.plots(ev)
+		if err != nil {
+			return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "plotting")
+		}
+		for _, p := range plots {
+			rep.Plots = append(rep.Plots, p.ID)
+		}
+		if err := writeHTML(filepath.Join(runDir, HTMLFile), rep, plots); err != nil {
+			return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing %s", HTMLFile)
+		}
+	}
+	if err := writeJSON(filepath.Join(runDir, ReportFile), rep); err != nil {
+		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing %s", ReportFile)
+	}
+	if err := appendTranscript(filepath.Join(runDir, TranscriptFile), rep); err != nil {
+		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing %s", TranscriptFile)
+	}
+	return rep, nil
+}
+
+// ReadReport reads a report.json written by Verify.
+func ReadReport(path string) (*Report, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Report
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &r, nil
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(path, append(b, '\n'))
+}
+
+// writeFileAtomic writes through a temporary file and a rename, so a reader
+// never sees half a report.
+func writeFileAtomic(path string, b []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

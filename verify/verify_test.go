@@ -1,0 +1,550 @@
+package verify
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/internal/apperr"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata")
+
+// want is what a scenario must produce: the verdict and, per named check,
+// its status; cxOp, when set, must be among the failed check's
+// counterexamples.
+type want struct {
+	verdict string
+	exit    int
+	checks  map[string]string // check -> status
+	cxCheck string
+	cxOp    int
+	cxWhy   string // substring of that counterexample's why
+	figure  map[string]string
+}
+
+func TestVerifyScenarios(t *testing.T) {
+	const n = 200
+	tests := []struct {
+		name  string
+		break_ func(t *testing.T, s *runSpec)
+		want  want
+	}{
+		{
+			name: "clean run holds",
+			want: want{verdict: VerdictHeld, exit: 0, checks: map[string]string{
+				CheckEffectsEqualOps: StatusHeld, CheckExactlyOncePerOp: StatusHeld, CheckRaceSingleWinner: StatusHeld,
+				CheckKeyReuse422: StatusHeld, CheckRetryAfterHonoured: StatusHeld, CheckFullJitter: StatusHeld,
+				CheckRelayCrashDeduped: StatusHeld, CheckOutboxDrained: StatusHeld, CheckDLQExact: StatusHeld,
+			}, figure: map[string]string{
+				CheckEffectsEqualOps:  "200 of 200 (ledger 200 of 200)",
+				CheckRaceSingleWinner: "1 of 1 races with a single winner",
+				CheckKeyReuse422:      "1 of 1 reuses got 422, none charged",
+			}},
+		},
+		{
+			name: "double charge in the ledger",
+			break_: func(t *testing.T, s *runSpec) {
+				s.setLedger("k-7", 2)
+			},
+			want: want{verdict: VerdictViolated, exit: 1, checks: map[string]string{
+				CheckExactlyOncePerOp: StatusFailed, CheckEffectsEqualOps: StatusFailed,
+			}, cxCheck: CheckExactlyOncePerOp, cxOp: 7, cxWhy: "applied 2 times"},
+		},
+		{
+			name: "charge lost by the consumer",
+			break_: func(t *testing.T, s *runSpec) {
+				s.pages["consumer"] = page(map[string]float64{DefaultSideEffectMetric: n - 1, MetricInboxDuplicates: 1, MetricDLQMessages: 0})
+				s.setLedger("k-42", 0)
+			},
+			want: want{verdict: VerdictViolated, exit: 1, checks: map[string]string{
+				CheckEffectsEqualOps: StatusFailed, CheckExactlyOncePerOp: StatusFailed, CheckRelayCrashDeduped: StatusFailed,
+			}, cxCheck: CheckExactlyOncePerOp, cxOp: 42, cxWhy: "lost", figure: map[string]string{
+				CheckEffectsEqualOps: "199 of 200 (ledger 199 of 200)",
+			}},
+		},
+		{
+			name: "metrics count one effect short",
+			break_: func(t *testing.T, s *runSpec) {
+				s.pages["consumer"] = page(map[string]float64{DefaultSideEffectMetric: n - 1, MetricInboxDuplicates: 1, MetricDLQMessages: 0})
+			},
+			want: want{verdict: VerdictViolated, exit: 1, checks: map[string]string{
+				CheckEffectsEqualOps: StatusFailed, CheckExactlyOncePerOp: StatusHeld,
+			}},
+		},
+		{
+			name: "race with two winners",
+			break_: func(t *testing.T, s *runSpec) {
+				a := s.findAttempt(t, 3, 1, 1)
+				a.Outcome, a.Status, a.RetryAfterMS = history.OutcomeNew, 200, 0
+				s.setLedger("k-3", 2)
+			},
+			want: want{verdict: VerdictViolated, exit: 1, checks: map[string]string{
+				CheckRaceSingleWinner: StatusFailed, CheckExactlyOncePerOp: StatusFailed,
+			}, cxCheck: CheckRaceSingleWinner, cxOp: 3, cxWhy: "more than one winner"},
+		},
+		{
+			name: "key reuse answered 200",
+			break_: func(t *testing.T, s *runSpec) {
+				a := s.findAttempt(t, n, 0, 1)
+				a.Outcome, a.Status = history.OutcomeNew, 200
+				s.setLedger("k-0", 2)
+			},
+			want: want{verdict: VerdictViolated, exit: 1, checks: map[string]string{
+				CheckKeyReuse422: StatusFailed,
+			}, cxCheck: CheckKeyReuse422, cxOp: n, cxWhy: "not 422"},
+		},
+		{
+			name: "retry sooner than Retry-After",
+			break_: func(t *testing.T, s *runSpec) {
+				s.findAttempt(t, 120, 0, 2).DelayMS = 40
+			},
+			want: want{verdict: VerdictViolated, exit: 1, checks: map[string]string{
+				CheckRetryAfterHonoured: StatusFailed,
+			}, cxCheck: CheckRetryAfterHonoured, cxOp: 120, cxWhy: "Retry-After 100 ms"},
+		},
+		{
+			name: "no jitter: every retry at the cap",
+			break_: func(t *testing.T, s *runSpec) {
+				for i := range s.attempts {
+					if a := &s.attempts[i]; a.DelayReason == history.ReasonBackoff {
+						a.DelayMS = a.CapMS
+					}
+				}
+			},
+			want: want{verdict: VerdictViolated, exit: 1, checks: map[string]string{
+				CheckFullJitter: StatusFailed, CheckEffectsEqualOps: StatusHeld,
+			}},
+		},
+		{
+			name: "relay killed but no duplicate deduped",
+			break_: func(t *testing.T, s *runSpec) {
+				s.pages["consumer"] = page(map[string]float64{DefaultSideEffectMetric: n, MetricInboxDuplicates: 0, MetricDLQMessages: 0})
+			},
+			want: want{verdict: VerdictViolated, exit: 1, checks: map[string]string{
+				CheckRelayCrashDeduped: StatusFailed, CheckEffectsEqualOps: StatusHeld,
+			}},
+		},
+		{
+			name: "outbox not drained",
+			break_: func(t *testing.T, s *runSpec) {
+				s.pages["relay"] = page(map[string]float64{MetricOutboxPending: 3, MetricOutboxLag: 2.5})
+			},
+			want: want{verdict: VerdictViolated, exit: 1, checks: map[string]string{CheckOutboxDrained: StatusFailed},
+				figure: map[string]string{CheckOutboxDrained: "pending 3, lag 2.5 s"}},
+		},
+		{
+			name: "DLQ holds less than the poison injected",
+			break_: func(t *testing.T, s *runSpec) {
+				s.faults = append(s.faults, history.Fault{Time: t0.Add(5e9), Fault: "poison", Action: "inject", Target: "consumer", Count: 2})
+				s.pages["consumer"] = page(map[string]float64{DefaultSideEffectMetric: n, MetricInboxDuplicates: 1, MetricDLQMessages: 1})
+			},
+			want: want{verdict: VerdictViolated, exit: 1, checks: map[string]string{CheckDLQExact: StatusFailed},
+				figure: map[string]string{CheckDLQExact: "1 in the DLQ for 2 poison injected"}},
+		},
+		{
+			name: "metrics missing is inconclusive",
+			break_: func(t *testing.T, s *runSpec) {
+				s.pages = nil
+			},
+			want: want{verdict: VerdictInconclusive, exit: 3, checks: map[string]string{
+				CheckEffectsEqualOps: StatusInconclusive, CheckRelayCrashDeduped: StatusInconclusive, CheckOutboxDrained: StatusNothing,
+			}},
+		},
+		{
+			name: "ledger missing is inconclusive",
+			break_: func(t *testing.T, s *runSpec) {
+				s.ledger = nil
+			},
+			want: want{verdict: VerdictInconclusive, exit: 3, checks: map[string]string{
+				CheckEffectsEqualOps: StatusInconclusive, CheckExactlyOncePerOp: StatusInconclusive,
+			}},
+		},
+		{
+			name: "no ledger still catches two new answers",
+			break_: func(t *testing.T, s *runSpec) {
+				s.ledger = nil
+				a := s.findAttempt(t, 3, 1, 1)
+				a.Outcome, a.Status = history.OutcomeNew, 200
+			},
+			want: want{verdict: VerdictViolated, exit: 1, checks: map[string]string{
+				CheckExactlyOncePerOp: StatusFailed, CheckEffectsEqualOps: StatusInconclusive,
+			}, cxCheck: CheckExactlyOncePerOp, cxOp: 3, cxWhy: "2 `new` answers"},
+		},
+		{
+			name: "a target run with metrics only holds on them",
+			break_: func(t *testing.T, s *runSpec) {
+				s.ledger = nil
+				s.pages = map[string]string{"target": page(map[string]float64{"shop_charges_applied_total": n})}
+				s.sources = &Collected{Pages: map[string]string{"target": "http://127.0.0.1:1/metrics"}, SideEffectMetric: "shop_charges_applied_total"}
+				s.faults = nil
+			},
+			want: want{verdict: VerdictHeld, exit: 0, checks: map[string]string{
+				CheckEffectsEqualOps: StatusHeld, CheckExactlyOncePerOp: StatusInconclusive, CheckOutboxDrained: StatusNothing,
+				CheckRelayCrashDeduped: StatusNothing, CheckDLQExact: StatusNothing,
+			}, figure: map[string]string{CheckEffectsEqualOps: "200 of 200"}},
+		},
+		{
+			name: "side effects from Prometheus answers",
+			break_: func(t *testing.T, s *runSpec) {
+				v, zero, one := float64(n), 0.0, 1.0
+				s.pages = nil
+				s.sources = &Collected{PrometheusURL: "http://127.0.0.1:1", SideEffectMetric: DefaultSideEffectMetric, Database: "postgres://x"}
+				s.prom = &PromAnswers{Answers: map[string]PromAnswer{
+					promSideEffects: {Value: &v}, promInboxDuplicates: {Value: &one}, promDLQ: {Value: &zero},
+					promOutboxPending: {Value: &zero}, promOutboxLag: {Value: &zero},
+				}}
+			},
+			want: want{verdict: VerdictHeld, exit: 0, checks: map[string]string{
+				CheckEffectsEqualOps: StatusHeld, CheckRelayCrashDeduped: StatusHeld, CheckOutboxDrained: StatusHeld, CheckDLQExact: StatusHeld,
+			}},
+		},
+		{
+			name: "two-column ledger (key, effects)",
+			break_: func(t *testing.T, s *runSpec) {
+				for i := range s.ledger {
+					s.ledger[i].Merchant = ""
+				}
+			},
+			want: want{verdict: VerdictHeld, exit: 0, checks: map[string]string{CheckExactlyOncePerOp: StatusHeld, CheckKeyReuse422: StatusHeld}},
+		},
+		{
+			name: "ledger effects under a key no op used",
+			break_: func(t *testing.T, s *runSpec) {
+				s.ledger = append(s.ledger, LedgerRow{Merchant: "demo", Key: "stranger", Effects: 1})
+			},
+			want: want{verdict: VerdictViolated, exit: 1, checks: map[string]string{CheckEffectsEqualOps: StatusFailed},
+				cxCheck: CheckEffectsEqualOps, cxOp: -1, cxWhy: "no operation of the plan"},
+		},
+		{
+			name: "definitely failed op applied",
+			break_: func(t *testing.T, s *runSpec) {
+				a := s.findAttempt(t, 160, 0, 1)
+				a.Outcome, a.Status = history.OutcomeRejected, 400
+				s.pages["consumer"] = page(map[string]float64{DefaultSideEffectMetric: n, MetricInboxDuplicates: 1, MetricDLQMessages: 0})
+			},
+			want: want{verdict: VerdictViolated, exit: 1, checks: map[string]string{CheckExactlyOncePerOp: StatusFailed},
+				cxCheck: CheckExactlyOncePerOp, cxOp: 160, cxWhy: "definitely failed"},
+		},
+		{
+			name: "nothing to check without races, reuses or faults",
+			break_: func(t *testing.T, s *runSpec) {
+				s.plan[3].Race, s.plan[3].Senders = false, 1
+				s.plan = s.plan[:len(s.plan)-1]
+				var keep []history.Attempt
+				for _, a := range s.attempts {
+					if a.Kind != history.KindReuse && !(a.Op == 3 && a.Sender == 1) {
+						keep = append(keep, a)
+					}
+				}
+				s.attempts = keep
+				s.faults = nil
+			},
+			want: want{verdict: VerdictHeld, exit: 0, checks: map[string]string{
+				CheckRaceSingleWinner: StatusNothing, CheckKeyReuse422: StatusNothing, CheckRelayCrashDeduped: StatusNothing,
+			}, figure: map[string]string{CheckRaceSingleWinner: "0 races"}},
+		},
+		{
+			name: "too few retries to judge jitter",
+			break_: func(t *testing.T, s *runSpec) {
+				var keep []history.Attempt
+				for _, a := range s.attempts {
+					if a.Attempt == 1 || a.Op < 15 || (a.Op >= 110 && a.Op < 120) {
+						keep = append(keep, a)
+					}
+				}
+				s.attempts = keep
+			},
+			want: want{verdict: VerdictHeld, exit: 0, checks: map[string]string{CheckFullJitter: StatusNothing}},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := cleanRun(n)
+			if tc.break_ != nil {
+				tc.break_(t, s)
+			}
+			dir := s.write(t, t.TempDir())
+			rep, err := Verify(context.Background(), dir, Options{NoHTML: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var text bytes.Buffer
+			if err := rep.WriteText(&text); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("\n%s", text.String())
+			if rep.Verdict != tc.want.verdict || rep.ExitCode != tc.want.exit {
+				t.Fatalf("verdict %s exit %d; want %s exit %d", rep.Verdict, rep.ExitCode, tc.want.verdict, tc.want.exit)
+			}
+			switch tc.want.exit {
+			case 0:
+				if rep.Err() != nil {
+					t.Fatalf("Err() = %v for a held verdict", rep.Err())
+				}
+			case 1:
+				if apperr.Code(rep.Err()) != apperr.EVIOLATED {
+					t.Fatalf("Err() = %v; want EVIOLATED", rep.Err())
+				}
+			case 3:
+				if apperr.Code(rep.Err()) != apperr.EINCONCLUSIVE {
+					t.Fatalf("Err() = %v; want EINCONCLUSIVE", rep.Err())
+				}
+			}
+			for name, status := range tc.want.checks {
+				c := rep.Check(name)
+				if c == nil || c.Status != status {
+					t.Errorf("check %s = %+v; want status %s", name, c, status)
+				}
+				if c != nil && c.Held != (status == StatusHeld || status == StatusNothing) {
+					t.Errorf("check %s held=%v with status %s", name, c.Held, c.Status)
+				}
+			}
+			for name, fig := range tc.want.figure {
+				if c := rep.Check(name); c == nil || c.Figure != fig {
+					t.Errorf("check %s figure = %q; want %q", name, c.Figure, fig)
+				}
+			}
+			if tc.want.cxCheck != "" {
+				c := rep.Check(tc.want.cxCheck)
+				found := false
+				for _, x := range c.Counterexamples {
+					if x.Op == tc.want.cxOp && strings.Contains(x.Why, tc.want.cxWhy) {
+						found = true
+					}
+				}
+				if !found {
+					t.Errorf("check %s counterexamples %+v; want op %d with %q", c.Name, c.Counterexamples, tc.want.cxOp, tc.want.cxWhy)
+				}
+				if !strings.Contains(text.String(), "FAILED") || !strings.Contains(text.String(), tc.want.cxWhy) {
+					t.Errorf("text report does not show the counterexample %q", tc.want.cxWhy)
+				}
+			}
+			// The same directory reproduces the verdict from report.json.
+			saved, err := ReadReport(filepath.Join(dir, ReportFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if saved.Verdict != rep.Verdict || len(saved.Checks) != len(rep.Checks) {
+				t.Fatalf("report.json verdict %s with %d checks; Verify returned %s", saved.Verdict, len(saved.Checks), rep.Verdict)
+			}
+		})
+	}
+}
+
+func TestEveryCheckIsNamedOnce(t *testing.T) {
+	dir := cleanRun(200).write(t, t.TempDir())
+	rep, err := Verify(context.Background(), dir, Options{NoHTML: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{CheckEffectsEqualOps, CheckExactlyOncePerOp, CheckRaceSingleWinner, CheckKeyReuse422,
+		CheckRetryAfterHonoured, CheckFullJitter, CheckRelayCrashDeduped, CheckOutboxDrained, CheckDLQExact}
+	if len(rep.Checks) != len(want) {
+		t.Fatalf("%d checks; want %d", len(rep.Checks), len(want))
+	}
+	for i, c := range rep.Checks {
+		if c.Name != want[i] {
+			t.Errorf("check %d is %s; want %s", i, c.Name, want[i])
+		}
+		if c.Figure == "" {
+			t.Errorf("check %s has no figure", c.Name)
+		}
+		if c.Status == StatusNothing && !strings.Contains(c.Detail, "nothing to check") {
+			t.Errorf("check %s has nothing to check but does not say so: %q", c.Name, c.Detail)
+		}
+	}
+}
+
+func TestNoJitterGroupsAreSynchronised(t *testing.T) {
+	tests := []struct {
+		name    string
+		delay   func(cap float64, i int) float64
+		held    bool
+		failsKS bool
+	}{
+		{"full jitter", nil, true, false},
+		{"every retry at the cap", func(cap float64, _ int) float64 { return cap }, false, true},
+		{"equal jitter (half the window)", func(cap float64, i int) float64 { return cap/2 + cap/2*float64(i%97)/97 }, false, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := cleanRun(200)
+			if tc.delay != nil {
+				for i := range s.attempts {
+					if a := &s.attempts[i]; a.DelayReason == history.ReasonBackoff {
+						a.DelayMS = tc.delay(a.CapMS, i)
+					}
+				}
+			}
+			rep, err := Verify(context.Background(), s.write(t, t.TempDir()), Options{NoHTML: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := rep.Check(CheckFullJitter)
+			if c.Held != tc.held {
+				t.Fatalf("full-jitter held=%v (%s); want %v", c.Held, c.Figure, tc.held)
+			}
+			for _, g := range rep.Jitter {
+				if g.Reason != history.ReasonBackoff {
+					continue
+				}
+				if tc.failsKS != (g.KS > g.KSCritical) {
+					t.Errorf("attempt %d: KS %.3f vs critical %.3f; want failing=%v", g.Attempt, g.KS, g.KSCritical, tc.failsKS)
+				}
+				if !strings.Contains(c.Figure, "KS") || !strings.Contains(c.Figure, "slot") {
+					t.Errorf("figure %q must print the KS statistic and the fullest slot", c.Figure)
+				}
+			}
+		})
+	}
+}
+
+func TestTranscriptSectionIsReplacedNotRepeated(t *testing.T) {
+	dir := cleanRun(200).write(t, t.TempDir())
+	prefix := "12:00:01 eat-response charge x100\n12:00:04 kill relay after-publish\n"
+	if err := os.WriteFile(filepath.Join(dir, TranscriptFile), []byte(prefix), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if _, err := Verify(context.Background(), dir, Options{NoHTML: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(dir, TranscriptFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(b)
+	if !strings.HasPrefix(got, prefix) {
+		t.Fatalf("attack's part of the transcript was not kept:\n%s", got)
+	}
+	if strings.Count(got, transcriptMarker) != 1 {
+		t.Fatalf("verify's section appears %d times", strings.Count(got, transcriptMarker))
+	}
+	for _, w := range []string{"attempt 2: 100 retries, window 200 ms", "verdict: HELD", "full-jitter"} {
+		if !strings.Contains(got, w) {
+			t.Errorf("transcript lacks %q:\n%s", w, got)
+		}
+	}
+}
+
+func TestVerifyCreatesTranscriptWhenAbsent(t *testing.T) {
+	dir := cleanRun(150).write(t, t.TempDir())
+	if _, err := Verify(context.Background(), dir, Options{NoHTML: true}); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, TranscriptFile)); err != nil || !bytes.HasPrefix(b, []byte(transcriptMarker)) {
+		t.Fatalf("transcript = %q, %v", b, err)
+	}
+}
+
+func TestVerifyUnreadableEvidenceIsInconclusive(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, dir string)
+	}{
+		{"not a directory", func(t *testing.T, dir string) { os.RemoveAll(dir) }},
+		{"malformed history", func(t *testing.T, dir string) {
+			os.WriteFile(filepath.Join(dir, history.HistoryFile), []byte("{\"op\":1}\n{oops\n"), 0o644)
+		}},
+		{"malformed metrics page", func(t *testing.T, dir string) {
+			os.WriteFile(filepath.Join(dir, MetricsDir, "consumer.prom"), []byte("paytest_x{ 1\n"), 0o644)
+		}},
+		{"malformed ledger", func(t *testing.T, dir string) {
+			os.WriteFile(filepath.Join(dir, LedgerFile), []byte("[]\n"), 0o644)
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := cleanRun(150).write(t, t.TempDir())
+			tc.setup(t, dir)
+			_, err := Verify(context.Background(), dir, Options{NoHTML: true})
+			if apperr.Code(err) != apperr.EINCONCLUSIVE {
+				t.Fatalf("err = %v; want EINCONCLUSIVE", err)
+			}
+		})
+	}
+}
+
+func TestLiveWithoutPlanJudgesLedgerKeys(t *testing.T) {
+	s := &runSpec{
+		pages:  map[string]string{"consumer": page(map[string]float64{DefaultSideEffectMetric: 4})},
+		ledger: []LedgerRow{{Merchant: "a", Key: "1", Effects: 1}, {Merchant: "a", Key: "2", Effects: 2}, {Merchant: "b", Key: "1", Effects: 1}},
+	}
+	rep, err := Verify(context.Background(), s.write(t, t.TempDir()), Options{NoHTML: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := rep.Check(CheckExactlyOncePerOp)
+	if rep.Verdict != VerdictViolated || c.Status != StatusFailed || len(c.Counterexamples) != 1 || c.Counterexamples[0].Key != "2" {
+		t.Fatalf("verdict %s, %+v; want exactly-once-per-op failing on key a/2", rep.Verdict, c)
+	}
+	if rep.OpsSource != "ledger keys" || rep.Ops != 3 {
+		t.Fatalf("ops %d from %q; want 3 from ledger keys", rep.Ops, rep.OpsSource)
+	}
+}
+
+// TestGolden pins report.json and the text verdict of a clean and of a
+// violated run. go test ./verify -run TestGolden -update rewrites them.
+func TestGolden(t *testing.T) {
+	tests := []struct {
+		name   string
+		break_ func(s *runSpec)
+	}{
+		{"clean", nil},
+		{"double-charge", func(s *runSpec) {
+			s.setLedger("k-7", 2)
+			s.setLedger("k-3", 2)
+			s.run.Unsafe = []string{"no-idempotency"}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := cleanRun(200)
+			if tc.break_ != nil {
+				tc.break_(s)
+			}
+			dir := s.write(t, t.TempDir())
+			rep, err := Verify(context.Background(), dir, Options{NoHTML: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			gotJSON, err := os.ReadFile(filepath.Join(dir, ReportFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var gotText bytes.Buffer
+			if err := rep.WriteText(&gotText); err != nil {
+				t.Fatal(err)
+			}
+			golden(t, filepath.Join("testdata", tc.name+".report.json"), gotJSON)
+			golden(t, filepath.Join("testdata", tc.name+".txt"), gotText.Bytes())
+		})
+	}
+}
+
+func golden(t *testing.T, path string, got []byte) {
+	t.Helper()
+	if *update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the output (run with -update if the change is intended):\n--- got\n%s\n--- want\n%s", path, got, want)
+	}
+}
