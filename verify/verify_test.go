@@ -31,9 +31,9 @@ type want struct {
 func TestVerifyScenarios(t *testing.T) {
 	const n = 200
 	tests := []struct {
-		name  string
+		name   string
 		break_ func(t *testing.T, s *runSpec)
-		want  want
+		want   want
 	}{
 		{
 			name: "clean run holds",
