@@ -51,6 +51,7 @@ NATS server (its URL is logged); both are removed on exit.`,
 	f.String("stream", outbox.DefaultStream, "JetStream stream to create or update")
 	f.String("subject", outbox.DefaultSubject, "subject to publish events on")
 	f.Int("batch", relay.DefaultBatch, "rows claimed per transaction")
+	f.Int("workers", 1, "claim-publish-mark loops at once (more overlap database and broker round trips, at the cost of global order)")
 	f.Float64("publish-rate", 0, "publish at most this many events per second (0 = unlimited)")
 	f.Int("burst", 0, "token bucket size for --publish-rate (0 = a tenth of a second's worth)")
 	f.Bool("publish-dedup", true, "set Nats-Msg-Id to the event id so JetStream drops republished events within its window")
@@ -83,6 +84,7 @@ NATS server (its URL is logged); both are removed on exit.`,
 			Stream:       v.GetString("stream"),
 			Subject:      v.GetString("subject"),
 			Batch:        v.GetInt("batch"),
+			Workers:      v.GetInt("workers"),
 			PublishRate:  v.GetFloat64("publish-rate"),
 			Burst:        v.GetInt("burst"),
 			PublishDedup: v.GetBool("publish-dedup"),

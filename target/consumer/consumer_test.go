@@ -19,7 +19,7 @@ import (
 func TestMain(m *testing.M) { testinfra.Main(m) }
 
 // startConsumer runs a consumer in-process and returns its base URL.
-func startConsumer(t *testing.T, cfg consumer.Config) (*consumer.Consumer, string) {
+func startConsumer(t testing.TB, cfg consumer.Config) (*consumer.Consumer, string) {
 	t.Helper()
 	c, err := consumer.New(cfg)
 	if err != nil {

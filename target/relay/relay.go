@@ -80,6 +80,10 @@ type Config struct {
 	// republished event within its duplicates window. Crash tests turn it
 	// off to show that the consumer's inbox does the work.
 	PublishDedup bool
+	// Workers is how many claim-publish-mark loops run at once (default
+	// 1). More overlap database and broker round trips; like several
+	// relays, they give up global publish order (never a row).
+	Workers int
 	// PollInterval is how long the relay sleeps when the outbox is drained.
 	PollInterval time.Duration
 	// AckTimeout bounds the wait for a batch's publish acks.
@@ -136,6 +140,9 @@ func New(cfg Config) (*Relay, error) {
 	}
 	if cfg.Batch == 0 {
 		cfg.Batch = DefaultBatch
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = 1
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = DefaultPollInterval
@@ -278,6 +285,17 @@ func (r *Relay) Run(ctx context.Context) error {
 	wg.Go(func() { r.statsLoop(ctx, pool) })
 	defer wg.Wait()
 
+	for range r.cfg.Workers {
+		wg.Go(func() { r.loop(ctx, pool, nc, js) })
+	}
+	wg.Wait()
+	r.log.Info("relay stopped")
+	return nil
+}
+
+// loop claims, publishes and marks batches until ctx ends, backing off
+// with full jitter after a failure.
+func (r *Relay) loop(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, js jetstream.JetStream) {
 	failures := 0
 	for ctx.Err() == nil {
 		if !nc.IsConnected() {
@@ -298,8 +316,6 @@ func (r *Relay) Run(ctx context.Context) error {
 			sleep(ctx, r.cfg.PollInterval)
 		}
 	}
-	r.log.Info("relay stopped")
-	return nil
 }
 
 // setup creates the outbox table and the stream, retrying until both exist

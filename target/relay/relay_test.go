@@ -77,7 +77,7 @@ func TestRelayCrashAfterPublish(t *testing.T) {
 	env := consumertest.New(t, "")
 	const m, k = 30, 7
 	cons := consumertest.StartProcess(t, "consumer", true, env.ConsumerArgs()...)
-	relayArgs := env.RelayArgs("--publish-dedup=false", "--batch", "10")
+	relayArgs := env.RelayArgs("--publish-dedup=false", "--batch", "10", "--workers", "1")
 	first := consumertest.StartProcess(t, "relay", true,
 		append(relayArgs, "--crash-at", relay.CrashAfterPublish+":"+strconv.Itoa(k))...)
 	evs := env.Insert(t, m)

@@ -1,0 +1,138 @@
+package relay_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/paytest/paytest/internal/testinfra"
+	"github.com/paytest/paytest/target/consumer/consumertest"
+	"github.com/paytest/paytest/target/outbox"
+	"github.com/paytest/paytest/target/relay"
+)
+
+// relayDrain starts a relay, then commits n outbox rows in one transaction,
+// and returns the time from that commit until the last row was marked
+// published (claim, publish, ack and mark included; the relay's own start-up
+// is not), with the payloads for the raw loop.
+func relayDrain(b *testing.B, n int, tune func(*relay.Config)) (time.Duration, [][]byte) {
+	env := consumertest.New(b, "")
+	cfg := relayConfig(env)
+	cfg.PublishDedup = true // the serve default
+	if tune != nil {
+		tune(&cfg)
+	}
+	startRelay(b, cfg)
+	ctx := context.Background()
+	payloads := make([][]byte, n)
+	var committed time.Time
+	err := pgx.BeginFunc(ctx, env.Pool, func(tx pgx.Tx) error {
+		for i := range n {
+			ev := consumertest.Event(i)
+			payloads[i] = consumertest.Payload(b, ev)
+			if err := outbox.Insert(ctx, tx, ev); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	committed = time.Now()
+	if err != nil {
+		b.Fatal(err)
+	}
+	testinfra.WaitFor(b, 5*time.Minute, func() error {
+		if left := env.Unpublished(b); left != 0 {
+			return fmt.Errorf("%d unpublished", left)
+		}
+		return nil
+	})
+	var last time.Time
+	if err := env.Pool.QueryRow(ctx, `SELECT max(published_at) FROM outbox`).Scan(&last); err != nil {
+		b.Fatal(err)
+	}
+	return last.Sub(committed), payloads
+}
+
+func rawPublish(b *testing.B, payloads [][]byte) time.Duration {
+	env := consumertest.New(b, "")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := env.JS.CreateOrUpdateStream(ctx, outbox.StreamConfig(env.Stream, env.Subject)); err != nil {
+		b.Fatal(err)
+	}
+	js, err := jetstream.New(env.NC, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	for i, p := range payloads {
+		msg := &nats.Msg{Subject: env.Subject, Data: p, Header: nats.Header{}}
+		msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("raw-%d", i))
+		if _, err := js.PublishMsgAsync(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-ctx.Done():
+		b.Fatal("raw publish: acks did not arrive")
+	}
+	took := time.Since(start)
+	if n, err := env.StreamLen(env.Stream); err != nil || n != len(payloads) {
+		b.Fatalf("raw stream holds %d (%v), want %d", n, err, len(payloads))
+	}
+	return took
+}
+
+// BenchmarkRelayVsRawJetStream compares the relay, unthrottled, from outbox
+// row to acked publish (and marked row), with a raw JetStream async-publish
+// loop of the same payloads in the same run. Target: >= 0.5x raw. It runs
+// the relay with the serve defaults (1 worker, batch 100) and tuned
+// (4 workers, batch 250).
+func BenchmarkRelayVsRawJetStream(b *testing.B) {
+	const n = 20000
+	for range b.N {
+		defTook, payloads := relayDrain(b, n, nil)
+		tunedTook, _ := relayDrain(b, n, func(c *relay.Config) { c.Workers, c.Batch = 4, 250 })
+		rawTook := rawPublish(b, payloads)
+		defRate := float64(n) / defTook.Seconds()
+		tunedRate := float64(n) / tunedTook.Seconds()
+		rawRate := float64(n) / rawTook.Seconds()
+		b.ReportMetric(defRate, "relay_events/s")
+		b.ReportMetric(tunedRate, "relay_tuned_events/s")
+		b.ReportMetric(rawRate, "raw_events/s")
+		b.ReportMetric(defRate/rawRate, "relay/raw")
+		b.ReportMetric(tunedRate/rawRate, "relay_tuned/raw")
+		b.Logf("%d events: relay (defaults) %s = %.0f/s, relay (4 workers, batch 250) %s = %.0f/s, raw async publish %s = %.0f/s; "+
+			"relay/raw = %.2f, tuned/raw = %.2f (target >= 0.5)",
+			n, defTook.Round(time.Millisecond), defRate, tunedTook.Round(time.Millisecond), tunedRate,
+			rawTook.Round(time.Millisecond), rawRate, defRate/rawRate, tunedRate/rawRate)
+	}
+}
+
+// BenchmarkBacklog18k drains an 18,000-row backlog through the relay and
+// the consumer, unlimited and at --publish-rate 3000, and reports each
+// drain's time, rate, the consumer's peak in-flight and redeliveries.
+func BenchmarkBacklog18k(b *testing.B) {
+	const n, r, bound = 18000, 3000.0, 256
+	for range b.N {
+		for _, rate := range []float64{0, r} {
+			d := drainBacklog(b, n, rate, bound)
+			label := "unlimited"
+			if rate > 0 {
+				label = fmt.Sprintf("limit%.0f", rate)
+			}
+			b.ReportMetric(d.took.Seconds(), label+"_drain_s")
+			b.ReportMetric(d.rate, label+"_events/s")
+			b.ReportMetric(float64(d.inflightMax), label+"_peak_inflight")
+			b.ReportMetric(d.redeliveries, label+"_redeliveries")
+			b.Logf("%s: %d events drained in %s = %.0f events/s, peak in-flight %d (bound %d), redeliveries %v",
+				label, n, d.took.Round(time.Millisecond), d.rate, d.inflightMax, bound, d.redeliveries)
+		}
+	}
+}
