@@ -45,6 +45,7 @@ figure{margin:14px 0}
 figure img{max-width:100%;border:1px solid #eee}
 figcaption{color:#57606a;font-size:13px}
 code{font:13px ui-monospace,Menlo,Consolas,monospace}
+#checks td:first-child{white-space:nowrap}
 </style>
 </head>
 <body>

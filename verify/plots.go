@@ -27,9 +27,9 @@ type plotImage struct {
 const maxScatterPoints = 6000
 
 var (
-	colBackoff    = color.RGBA{R: 31, G: 119, B: 180, A: 200}
-	colRetryAfter = color.RGBA{R: 255, G: 127, B: 14, A: 200}
-	colOther      = color.RGBA{R: 127, G: 127, B: 127, A: 160}
+	colBackoff    = color.NRGBA{R: 31, G: 119, B: 180, A: 210}
+	colRetryAfter = color.NRGBA{R: 255, G: 127, B: 14, A: 210}
+	colOther      = color.NRGBA{R: 127, G: 127, B: 127, A: 160}
 	colBar        = color.RGBA{R: 44, G: 160, B: 44, A: 255}
 )
 
@@ -158,6 +158,7 @@ func barPlot(labels []string, values []float64, xlabel, ylabel string) (*plot.Pl
 	bars.LineStyle.Width = 0
 	p.Add(plotter.NewGrid(), bars)
 	p.NominalX(labels...)
+	p.X.Min, p.X.Max = -0.6, float64(len(values))-0.4
 	p.X.Label.Text = xlabel
 	p.Y.Label.Text = ylabel
 	p.Y.Min = 0
@@ -270,7 +271,7 @@ func (a *analysis) plotOverTime(ev *evidence) (*plotImage, error) {
 		}
 		x := float64(f.Time.UnixNano()-t0) / 1e9
 		if v, err := plotter.NewLine(plotter.XYs{{X: x, Y: 0}, {X: x, Y: float64(len(ts))}}); err == nil {
-			v.Color = color.RGBA{R: 214, G: 39, B: 40, A: 90}
+			v.Color = color.NRGBA{R: 214, G: 39, B: 40, A: 90}
 			p.Add(v)
 		}
 	}
