@@ -99,7 +99,15 @@ func TestRunConfirmsEveryOpAgainstAnIdempotentServer(t *testing.T) {
 	// Per op: every sender shows up in the history with the op's key, and
 	// races really overlapped on the server.
 	senders := map[int]map[int]bool{}
+	firstStart := map[[2]int]time.Time{} // op, sender -> first attempt's start
+	lastEnd := map[int]time.Time{}       // op -> its last attempt's end
 	for _, a := range atts {
+		if a.Attempt == 1 {
+			firstStart[[2]int{a.Op, a.Sender}] = a.Start
+		}
+		if a.End.After(lastEnd[a.Op]) {
+			lastEnd[a.Op] = a.End
+		}
 		op, _ := p.Op(a.Op)
 		if a.Key != op.Key || a.Merchant != op.Merchant || a.Kind != op.Kind {
 			t.Fatalf("attempt %+v does not match its op %+v", a, op.Op)
@@ -121,8 +129,15 @@ func TestRunConfirmsEveryOpAgainstAnIdempotentServer(t *testing.T) {
 			if !srv.overlapped[mk] {
 				t.Errorf("race op %d: its %d senders never overlapped on the server", op.Op.Op, op.Senders)
 			}
+		case op.Kind == history.KindReuse:
+			if start := firstStart[[2]int{op.Op.Op, 0}]; start.Before(lastEnd[op.ReuseOf]) {
+				t.Errorf("reuse op %d sent at %v, before op %d finished at %v", op.Op.Op, start, op.ReuseOf, lastEnd[op.ReuseOf])
+			}
 		case op.Senders > 1:
 			dups++
+			if firstStart[[2]int{op.Op.Op, 1}].Before(firstStart[[2]int{op.Op.Op, 0}]) {
+				t.Errorf("duplicate op %d: the duplicate went out before the original", op.Op.Op)
+			}
 			if srv.requests[mk] < op.Senders {
 				t.Errorf("duplicate op %d: server saw %d requests for its key", op.Op.Op, srv.requests[mk])
 			}

@@ -1,0 +1,228 @@
+package load
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/paytest/paytest/attack/client"
+	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/attack/plan"
+)
+
+const (
+	benchConcurrency = 32
+	benchDuration    = 5 * time.Second
+	vegetaModule     = "github.com/tsenart/vegeta/v12@v12.13.0"
+)
+
+// trivial is the endpoint both tools attack: 200 and a tiny JSON body.
+func trivial() *httptest.Server {
+	body := []byte(`{"id":"ch_1"}`)
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(body)
+	}))
+}
+
+// engineRate runs plans through the engine for d with the history streamed
+// to dir, and returns the attempts per second.
+func engineRate(tb testing.TB, url, dir string, d time.Duration) (float64, int) {
+	c, err := client.New(client.Options{MaxIdleConnsPerHost: benchConcurrency})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer c.CloseIdleConnections()
+	hw, err := history.Create[history.Attempt](filepath.Join(dir, history.HistoryFile))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer hw.Close()
+	cfg := Config{URL: url, Concurrency: benchConcurrency, Client: c, History: hw}
+	// Warm up (connections, buffers) and size the plan from the warm-up rate.
+	warm, _ := plan.New(plan.Config{Ops: 5000, Seed: 1})
+	s, err := Run(context.Background(), warm, cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ops := int(float64(s.Ops)/s.Duration.Seconds()*d.Seconds()*1.5) + 1000
+	p, err := plan.New(plan.Config{Ops: ops, Seed: 2})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	start := time.Now()
+	s, _ = Run(ctx, p, cfg)
+	return float64(s.Attempts) / time.Since(start).Seconds(), s.Attempts
+}
+
+// vegetaRate attacks url with vegeta at an unlimited rate for d and returns
+// its reported throughput, or skips when vegeta cannot be fetched.
+func vegetaRate(b *testing.B, url, dir string, d time.Duration) float64 {
+	body := filepath.Join(dir, "body.json")
+	os.WriteFile(body, []byte(`{"amount":1299,"currency":"EUR","customer":"cus_1","sku":"sku-1","quantity":1}`), 0o644)
+	targets := filepath.Join(dir, "targets.txt")
+	os.WriteFile(targets, []byte("POST "+url+"\nContent-Type: application/json\nIdempotency-Key: 00000000-0000-4000-8000-000000000000\n@"+body+"\n"), 0o644)
+	run := func(timeout time.Duration, args ...string) ([]byte, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "go", append([]string{"run", vegetaModule}, args...)...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GOWORK=off")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return out, fmt.Errorf("vegeta %s: %w: %s", args[0], err, stderr.String())
+		}
+		return out, nil
+	}
+	// Fetch and build it first, so the attack's clock counts no compiling.
+	if _, err := run(5*time.Minute, "-version"); err != nil {
+		b.Skipf("vegeta cannot be fetched or built, no comparison: %v", err)
+	}
+	results := filepath.Join(dir, "results.bin")
+	if _, err := run(d+time.Minute, "attack", "-rate", "0", "-max-workers", strconv.Itoa(benchConcurrency),
+		"-duration", d.String(), "-targets", targets, "-output", results); err != nil {
+		b.Fatal(err)
+	}
+	out, err := run(time.Minute, "report", "-type", "json", results)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var rep struct {
+		Requests   int     `json:"requests"`
+		Rate       float64 `json:"rate"`
+		Throughput float64 `json:"throughput"`
+		Success    float64 `json:"success"`
+	}
+	if err := json.Unmarshal(out, &rep); err != nil {
+		b.Fatalf("vegeta report: %v: %s", err, out)
+	}
+	b.Logf("vegeta: %d requests, rate %.0f/s, throughput %.0f/s, success %.3f", rep.Requests, rep.Rate, rep.Throughput, rep.Success)
+	return rep.Throughput
+}
+
+// BenchmarkEngineVsVegeta compares the maximum request rate of the attack
+// engine (with the history of every attempt streamed to disk) and of
+// vegeta (writing its results to disk), both with 32 workers against the
+// same trivial endpoint, in the same run. Target: ratio >= 1.0.
+func BenchmarkEngineVsVegeta(b *testing.B) {
+	srv := trivial()
+	defer srv.Close()
+	for range b.N {
+		dir := b.TempDir()
+		engine, n := engineRate(b, srv.URL, dir, benchDuration)
+		b.Logf("engine: %d requests, %.0f/s", n, engine)
+		veg := vegetaRate(b, srv.URL, dir, benchDuration)
+		b.ReportMetric(engine, "engine-req/s")
+		b.ReportMetric(veg, "vegeta-req/s")
+		b.ReportMetric(engine/veg, "ratio")
+		b.Logf("engine %.0f req/s, vegeta %.0f req/s, ratio %.2f (target >= 1.0)", engine, veg, engine/veg)
+	}
+}
+
+const history100kEnv = "PAYTEST_LOAD_HISTORY100K_CHILD"
+
+// TestHistory100kChild is BenchmarkHistory100k's child process: it runs
+// 100,000 ops against a trivial target with the history streamed to disk
+// and prints its peak RSS. It does nothing unless the benchmark started it.
+func TestHistory100kChild(t *testing.T) {
+	dir := os.Getenv(history100kEnv)
+	if dir == "" {
+		t.Skip("run by BenchmarkHistory100k")
+	}
+	srv := trivial()
+	defer srv.Close()
+	cfg := plan.DefaultConfig()
+	cfg.Ops, cfg.Seed = 100_000, 1
+	p, err := plan.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Write(filepath.Join(dir, history.PlanFile)); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(client.Options{MaxIdleConnsPerHost: benchConcurrency})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hw, err := history.Create[history.Attempt](filepath.Join(dir, history.HistoryFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Run(context.Background(), p, Config{URL: srv.URL, Concurrency: benchConcurrency, Client: c, History: hw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("ops=%d attempts=%d seconds=%.2f history_lines=%d vmhwm_kb=%d\n",
+		s.Ops, s.Attempts, s.Duration.Seconds(), hw.Count(), vmHWM(t))
+}
+
+// vmHWM reads this process's peak resident set size, in KiB.
+func vmHWM(tb testing.TB) int {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		tb.Skipf("no /proc/self/status: %v", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return n
+		}
+	}
+	tb.Fatal("no VmHWM in /proc/self/status")
+	return 0
+}
+
+// BenchmarkHistory100k runs 100,000 ops (default rates: duplicates, races
+// and reuse included) against a trivial target with the history streamed
+// to disk, in a child process of its own, and reports that process's peak
+// RSS. Target: <= 256 MB.
+func BenchmarkHistory100k(b *testing.B) {
+	for range b.N {
+		dir := b.TempDir()
+		cmd := exec.Command(os.Args[0], "-test.run=^TestHistory100kChild$", "-test.v")
+		cmd.Env = append(os.Environ(), history100kEnv+"="+dir)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			b.Fatalf("child: %v\n%s", err, out)
+		}
+		var ops, attempts, lines, kb int
+		var secs float64
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(line, "ops=") {
+				fmt.Sscanf(line, "ops=%d attempts=%d seconds=%g history_lines=%d vmhwm_kb=%d", &ops, &attempts, &secs, &lines, &kb)
+			}
+		}
+		if ops != 100_000+2000 || lines != attempts || kb == 0 {
+			b.Fatalf("child output: %s", out)
+		}
+		mb := float64(kb) / 1024
+		b.ReportMetric(mb, "peak-RSS-MB")
+		b.ReportMetric(float64(attempts)/secs, "attempts/s")
+		b.Logf("%d ops, %d attempts in %.1fs, history %d lines, peak RSS %.1f MB (target <= 256)", ops, attempts, secs, lines, mb)
+		if mb > 256 {
+			b.Errorf("peak RSS %.1f MB over the 256 MB target", mb)
+		}
+	}
+}
