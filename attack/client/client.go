@@ -130,7 +130,6 @@ type Result struct {
 type Client struct {
 	o         Options
 	hc        *http.Client
-	keyHeader string
 	attempts  [maxAttemptLabel]prometheus.Counter
 	exhausted prometheus.Counter
 
