@@ -611,15 +611,17 @@ func (c *Consumer) handle(ctx context.Context, pool *pgxpool.Pool, js jetstream.
 	applied := false
 	for failures := 1; err == nil; failures++ {
 		tctx, cancel := context.WithTimeout(actx, 30*time.Second)
-		applied, err = c.apply(tctx, pool, ev, legs)
+		var aerr error
+		applied, aerr = c.apply(tctx, pool, ev, legs)
 		cancel()
 		var pe *poisonError
-		if err == nil || errors.As(err, &pe) {
+		if aerr == nil || errors.As(aerr, &pe) {
+			err = aerr
 			break
 		}
 		c.retries.Inc()
 		d := fullJitter(50*time.Millisecond, min(c.cfg.AckWait/3, 5*time.Second), failures)
-		c.log.Warn("apply failed; retrying", "event_id", ev.EventID, "err", err, "backoff", d)
+		c.log.Warn("apply failed; retrying", "event_id", ev.EventID, "err", aerr, "backoff", d)
 		_ = msg.InProgress()
 		if !sleep(ctx, d) {
 			_ = msg.Nak() // stopping: let another instance have it

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
 	"sync"
 	"syscall"
@@ -16,6 +17,7 @@ import (
 	"github.com/paytest/paytest/internal/natsembed"
 	"github.com/paytest/paytest/internal/proc"
 	"github.com/paytest/paytest/internal/testinfra"
+	"github.com/paytest/paytest/internal/toxiembed"
 	"github.com/paytest/paytest/target/consumer"
 	"github.com/paytest/paytest/target/consumer/consumertest"
 	"github.com/paytest/paytest/target/outbox"
@@ -412,5 +414,98 @@ func TestRelayAndConsumerRideOutBrokerOutage(t *testing.T) {
 	got := consumertest.Scrape(t, curl+"/metrics")
 	if got["paytest_side_effects_applied_total"] != float64(len(evs)) {
 		t.Errorf("applied %v, want %d", got["paytest_side_effects_applied_total"], len(evs))
+	}
+}
+
+// Postgres goes away behind a toxiproxy while rows are written and events
+// are waiting in the stream, then comes back: the relay and the consumer
+// reconnect on their own (the consumer retries in place, burning no
+// deliveries), nothing is lost and nothing is applied twice.
+func TestRelayAndConsumerRideOutDatabaseOutage(t *testing.T) {
+	env := consumertest.New(t, "")
+	toxi, err := toxiembed.Start(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(toxi.Shutdown)
+	u, err := url.Parse(env.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	px, err := toxi.CreateProxy(testinfra.Name("pg"), u.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.Host = px.Listen
+	viaProxy := u.String()
+
+	ccfg := env.ConsumerConfig()
+	ccfg.DatabaseURL = viaProxy
+	ccfg.AckWait = 2 * time.Second // the outage outlasts it: InProgress must keep events alive
+	_, curl, _ := startConsumer(t, ccfg)
+	rcfg := relayConfig(env)
+	rcfg.DatabaseURL = viaProxy
+	rurl, _ := startRelay(t, rcfg)
+
+	evs := env.Insert(t, 50)
+	env.WaitLedger(t, 30*time.Second, 50)
+
+	if err := px.Disable(); err != nil {
+		t.Fatal(err)
+	}
+	testinfra.WaitFor(t, 10*time.Second, func() error {
+		if consumertest.Ready(rurl) == nil || consumertest.Ready(curl) == nil {
+			return fmt.Errorf("relay or consumer still ready with the database down")
+		}
+		return nil
+	})
+	evs = append(evs, env.Insert(t, 50)...) // the relay cannot see these yet
+	direct := make([]outbox.ChargeCreated, 20)
+	for i := range direct { // these reach the consumer, which cannot apply them yet
+		direct[i] = consumertest.Event(1000 + i)
+		env.Publish(t, consumertest.Payload(t, direct[i]))
+	}
+	evs = append(evs, direct...)
+	testinfra.WaitFor(t, 20*time.Second, func() error {
+		got, err := consumertest.ScrapeErr(curl + "/metrics")
+		if err != nil {
+			return err
+		}
+		// Retrying for longer than AckWait, without a redelivery.
+		if got["paytest_consumer_retries_total"] < 20 || got["paytest_consumer_inflight"] != 20 {
+			return fmt.Errorf("retries %v in flight %v", got["paytest_consumer_retries_total"], got["paytest_consumer_inflight"])
+		}
+		return nil
+	})
+	var lasting = time.Now().Add(ccfg.AckWait + time.Second)
+	testinfra.WaitFor(t, 10*time.Second, func() error {
+		if time.Now().Before(lasting) {
+			return fmt.Errorf("outage not yet longer than AckWait")
+		}
+		return nil
+	})
+
+	if err := px.Enable(); err != nil {
+		t.Fatal(err)
+	}
+	consumertest.WaitReady(t, rurl, 30*time.Second)
+	consumertest.WaitReady(t, curl, 30*time.Second)
+	env.WaitLedger(t, 60*time.Second, len(evs))
+	counts := env.LedgerCounts(t)
+	for i, ev := range evs {
+		if counts[ev.EventID] != 1 {
+			t.Errorf("event %d applied %d times, want 1", i+1, counts[ev.EventID])
+		}
+	}
+	if n := env.Unpublished(t); n != 0 {
+		t.Errorf("%d rows unpublished after the outage", n)
+	}
+	got := consumertest.Scrape(t, curl+"/metrics")
+	if got["paytest_side_effects_applied_total"] != float64(len(evs)) || got["paytest_dlq_messages_total"] != 0 {
+		t.Errorf("applied %v (want %d), dead-lettered %v (want 0)", got["paytest_side_effects_applied_total"],
+			len(evs), got["paytest_dlq_messages_total"])
+	}
+	if got["paytest_consumer_redeliveries_total"] != 0 {
+		t.Errorf("%v redeliveries: the outage burned deliveries", got["paytest_consumer_redeliveries_total"])
 	}
 }
