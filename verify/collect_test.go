@@ -1,0 +1,325 @@
+package verify
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/internal/apperr"
+	"github.com/paytest/paytest/internal/testinfra"
+)
+
+// fakeSystem is a real client_golang registry per component served by real
+// HTTP servers, and a real Postgres ledger_entries table in the reference
+// schema.
+type fakeSystem struct {
+	consumer, relay *httptest.Server
+	effects         *prometheus.CounterVec
+	dbURL           string
+}
+
+func newFakeSystem(t *testing.T, n int, doubled string) *fakeSystem {
+	t.Helper()
+	creg, rreg := prometheus.NewRegistry(), prometheus.NewRegistry()
+	effects := prometheus.NewCounterVec(prometheus.CounterOpts{Name: DefaultSideEffectMetric, Help: "ledger effects applied"}, []string{"shard"})
+	dups := prometheus.NewCounter(prometheus.CounterOpts{Name: MetricInboxDuplicates, Help: "duplicates"})
+	dlq := prometheus.NewCounter(prometheus.CounterOpts{Name: MetricDLQMessages, Help: "dlq"})
+	pending := prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricOutboxPending, Help: "pending"})
+	lag := prometheus.NewGauge(prometheus.GaugeOpts{Name: MetricOutboxLag, Help: "lag"})
+	creg.MustRegister(effects, dups, dlq)
+	rreg.MustRegister(pending, lag)
+	// Effects split over two series: verify sums them.
+	effects.WithLabelValues("a").Add(float64(n / 2))
+	effects.WithLabelValues("b").Add(float64(n - n/2))
+	if doubled != "" {
+		effects.WithLabelValues("b").Inc()
+	}
+	fs := &fakeSystem{effects: effects}
+	fs.consumer = httptest.NewServer(promhttp.HandlerFor(creg, promhttp.HandlerOpts{}))
+	t.Cleanup(fs.consumer.Close)
+	fs.relay = httptest.NewServer(promhttp.HandlerFor(rreg, promhttp.HandlerOpts{}))
+	t.Cleanup(fs.relay.Close)
+
+	fs.dbURL = testinfra.Postgres(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, fs.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	_, err = conn.Exec(ctx, `CREATE TABLE ledger_entries(
+		id bigserial PRIMARY KEY, event_id uuid NOT NULL, charge_id text, merchant text, idempotency_key text,
+		amount bigint, currency text, sku text, quantity int, applied_at timestamptz DEFAULT clock_timestamp())`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Exec(ctx, `INSERT INTO ledger_entries(event_id, charge_id, merchant, idempotency_key, amount, currency, sku, quantity)
+		SELECT gen_random_uuid(), 'ch_'||i, 'demo', 'k-'||i, 1299, 'EUR', 'sku-1', 1 FROM generate_series(0, $1::int - 1) AS i`, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if doubled != "" {
+		_, err = conn.Exec(ctx, `INSERT INTO ledger_entries(event_id, charge_id, merchant, idempotency_key, amount, currency, sku, quantity)
+			VALUES (gen_random_uuid(), 'ch_x', 'demo', $1, 1299, 'EUR', 'sku-1', 1)`, doubled)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return fs
+}
+
+func (fs *fakeSystem) sources() Sources {
+	return Sources{
+		MetricsURLs: map[string]string{"consumer": fs.consumer.URL + "/metrics", "relay": fs.relay.URL + "/metrics"},
+		DatabaseURL: fs.dbURL,
+	}
+}
+
+// planOnly writes the plan and history of n clean charges, without the
+// evidence Collect gathers.
+func planOnly(t *testing.T, dir string, n int) {
+	t.Helper()
+	s := cleanRun(n)
+	s.pages, s.ledger, s.faults = nil, nil, []history.Fault{}
+	s.write(t, dir)
+}
+
+func TestCollectThenVerify(t *testing.T) {
+	const n = 150
+	tests := []struct {
+		name        string
+		doubled     string
+		ledgerQuery string
+		verdict     string
+		failed      []string
+	}{
+		{"correct system holds", "", "", VerdictHeld, nil},
+		{"a double charge is named", "k-17", "", VerdictViolated, []string{CheckEffectsEqualOps, CheckExactlyOncePerOp}},
+		{"two-column ledger query", "k-17", "SELECT idempotency_key, count(*) FROM ledger_entries GROUP BY 1", VerdictViolated, []string{CheckExactlyOncePerOp}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := newFakeSystem(t, n, tc.doubled)
+			dir := t.TempDir()
+			planOnly(t, dir, n)
+			src := fs.sources()
+			src.LedgerQuery = tc.ledgerQuery
+			if err := Collect(context.Background(), src, dir); err != nil {
+				t.Fatal(err)
+			}
+			// The pages are saved verbatim.
+			b, err := os.ReadFile(filepath.Join(dir, MetricsDir, "consumer.prom"))
+			if err != nil || !strings.Contains(string(b), DefaultSideEffectMetric+`{shard="a"}`) {
+				t.Fatalf("consumer.prom = %q, %v", b, err)
+			}
+			var rows int
+			if err := history.ReadFile(filepath.Join(dir, LedgerFile), func(LedgerRow) error { rows++; return nil }); err != nil || rows != n {
+				t.Fatalf("ledger.jsonl has %d rows (%v); want %d", rows, err, n)
+			}
+			rep, err := Verify(context.Background(), dir, Options{NoHTML: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Verdict != tc.verdict {
+				t.Fatalf("verdict %s; want %s\n%+v", rep.Verdict, tc.verdict, rep.Checks)
+			}
+			for _, name := range tc.failed {
+				c := rep.Check(name)
+				if c.Status != StatusFailed {
+					t.Errorf("%s = %s (%s); want failed", name, c.Status, c.Figure)
+				}
+			}
+			if tc.doubled != "" {
+				c := rep.Check(CheckExactlyOncePerOp)
+				if len(c.Counterexamples) != 1 || c.Counterexamples[0].Key != tc.doubled || *c.Counterexamples[0].LedgerEffects != 2 {
+					t.Errorf("counterexamples %+v; want %s with 2 ledger effects", c.Counterexamples, tc.doubled)
+				}
+			}
+			wantSide := n
+			if tc.doubled != "" {
+				wantSide = n + 1
+			}
+			if rep.SideEffects != wantSide {
+				t.Errorf("side effects %d; want %d (summed over both series)", rep.SideEffects, wantSide)
+			}
+			var rec Collected
+			b, _ = os.ReadFile(filepath.Join(dir, MetricsDir, SourcesFile))
+			if err := json.Unmarshal(b, &rec); err != nil || len(rec.Pages) != 2 || rec.Database == "" {
+				t.Errorf("sources.json = %s (%v)", b, err)
+			}
+		})
+	}
+}
+
+func TestCollectFailuresAreInconclusive(t *testing.T) {
+	fs := newFakeSystem(t, 10, "")
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closedURL := closed.URL
+	closed.Close()
+	html := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, "<html><body>not metrics</body></html>\n{{{")
+	}))
+	t.Cleanup(html.Close)
+	broken := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "boom", http.StatusInternalServerError)
+	}))
+	t.Cleanup(broken.Close)
+	tests := []struct {
+		name   string
+		src    Sources
+		naming string // the error must name what and where
+	}{
+		{"nothing to collect", Sources{}, "no evidence"},
+		{"unreachable page", Sources{MetricsURLs: map[string]string{"consumer": closedURL + "/metrics"}}, "consumer at " + closedURL},
+		{"HTTP 500", Sources{MetricsURLs: map[string]string{"relay": broken.URL}}, "500"},
+		{"not a Prometheus page", Sources{MetricsURLs: map[string]string{"target": html.URL}}, "not a Prometheus text page"},
+		{"side-effect metric on no page", Sources{MetricsURLs: map[string]string{"relay": fs.relay.URL}}, DefaultSideEffectMetric + " is on none of the pages"},
+		{"custom metric absent", Sources{MetricsURLs: map[string]string{"consumer": fs.consumer.URL}, SideEffectMetric: "shop_effects_total"}, "shop_effects_total"},
+		{"bad page name", Sources{MetricsURLs: map[string]string{"../x": fs.consumer.URL}}, "page name"},
+		{"database down", Sources{DatabaseURL: "postgres://postgres@127.0.0.1:1/x?connect_timeout=2"}, "ledger at postgres://postgres@127.0.0.1:1/x"},
+		{"ledger query fails", Sources{DatabaseURL: fs.dbURL, LedgerQuery: "SELECT nope FROM nowhere"}, "nowhere"},
+		{"ledger query shape", Sources{DatabaseURL: fs.dbURL, LedgerQuery: "SELECT 1, 2, 3, 4"}, "4 columns"},
+		{"ledger effects not a number", Sources{DatabaseURL: fs.dbURL, LedgerQuery: "SELECT 'k', 'many'"}, "effects column"},
+		{"prometheus unreachable", Sources{PrometheusURL: closedURL}, "prometheus at " + closedURL},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Collect(context.Background(), tc.src, t.TempDir())
+			if apperr.Code(err) != apperr.EINCONCLUSIVE {
+				t.Fatalf("err = %v; want EINCONCLUSIVE", err)
+			}
+			if !strings.Contains(err.Error(), tc.naming) {
+				t.Fatalf("err = %v; want it to name %q", err, tc.naming)
+			}
+		})
+	}
+}
+
+func TestCollectRedactsPasswords(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://u:secret@h/db":       "postgres://u:xxxxx@h/db",
+		"host=h user=u password=secret":  "host=h user=u password=xxxxx",
+		"http://127.0.0.1:9090/metrics":  "http://127.0.0.1:9090/metrics",
+		"host=h password='a b' dbname=x": "host=h password=xxxxx dbname=x",
+	} {
+		if got := redact(in); got != want {
+			t.Errorf("redact(%q) = %q; want %q", in, got, want)
+		}
+	}
+}
+
+// TestCollectThroughPrometheus runs Debian's prometheus against a promhttp
+// server and checks verify gets the same figure through PromQL as from the
+// page itself.
+func TestCollectThroughPrometheus(t *testing.T) {
+	bin, err := exec.LookPath("prometheus")
+	if err != nil {
+		t.Skip("no prometheus in PATH: apt-get install -y prometheus (the .ci/run script does)")
+	}
+	const n = 150
+	fs := newFakeSystem(t, n, "")
+	tmp := t.TempDir()
+	cfg := filepath.Join(tmp, "prometheus.yml")
+	targets := []string{strings.TrimPrefix(fs.consumer.URL, "http://"), strings.TrimPrefix(fs.relay.URL, "http://")}
+	err = os.WriteFile(cfg, []byte(fmt.Sprintf("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: paytest\n    static_configs:\n      - targets: ['%s', '%s']\n", targets[0], targets[1])), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, bin, "--config.file="+cfg, "--web.listen-address="+addr,
+		"--storage.tsdb.path="+filepath.Join(tmp, "data"), "--log.level=warn")
+	logf, err := os.Create(filepath.Join(tmp, "prometheus.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = cmd.Wait()
+		logf.Close()
+	})
+	promURL := "http://" + addr
+	testinfra.WaitFor(t, 45*time.Second, func() error {
+		resp, err := http.Get(promURL + "/api/v1/query?query=" + "sum(" + DefaultSideEffectMetric + ")")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if !strings.Contains(string(b), `"`+strconv.Itoa(n)+`"`) {
+			return fmt.Errorf("not scraped yet: %s", b)
+		}
+		// Wait for the relay's gauges too.
+		resp2, err := http.Get(promURL + "/api/v1/query?query=" + MetricOutboxPending)
+		if err != nil {
+			return err
+		}
+		defer resp2.Body.Close()
+		b2, _ := io.ReadAll(resp2.Body)
+		if !strings.Contains(string(b2), MetricOutboxPending) {
+			return fmt.Errorf("relay not scraped yet: %s", b2)
+		}
+		return nil
+	})
+
+	direct, viaProm := t.TempDir(), t.TempDir()
+	planOnly(t, direct, n)
+	planOnly(t, viaProm, n)
+	if err := Collect(context.Background(), fs.sources(), direct); err != nil {
+		t.Fatal(err)
+	}
+	if err := Collect(context.Background(), Sources{PrometheusURL: promURL, DatabaseURL: fs.dbURL}, viaProm); err != nil {
+		t.Fatal(err)
+	}
+	a, err := Verify(context.Background(), direct, Options{NoHTML: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Verify(context.Background(), viaProm, Options{NoHTML: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.SideEffects != n || b.SideEffects != a.SideEffects || b.SideEffectsSource != "prometheus" {
+		t.Fatalf("side effects direct %d (%s), via Prometheus %d (%s); want %d from both", a.SideEffects, a.SideEffectsSource, b.SideEffects, b.SideEffectsSource, n)
+	}
+	if a.Verdict != b.Verdict || b.Check(CheckOutboxDrained).Status != StatusHeld {
+		t.Fatalf("verdict direct %s, via Prometheus %s (outbox %+v)", a.Verdict, b.Verdict, b.Check(CheckOutboxDrained))
+	}
+	// A query for a metric Prometheus does not have is inconclusive.
+	err = Collect(context.Background(), Sources{PrometheusURL: promURL, SideEffectQuery: "sum(shop_effects_total)"}, t.TempDir())
+	if apperr.Code(err) != apperr.EINCONCLUSIVE || !strings.Contains(err.Error(), "returned no series") {
+		t.Fatalf("err = %v; want EINCONCLUSIVE naming the empty query", err)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
