@@ -63,12 +63,31 @@ const (
 	takeoverSQL = `UPDATE idempotency_keys
 		SET lock_token = $2, locked_until = now() + $3 * interval '1 millisecond', attempts = attempts + 1, updated_at = now()
 		WHERE id = $1 AND state = 'started' AND locked_until < now() RETURNING attempts`
-	finishSQL = `UPDATE idempotency_keys
-		SET state = 'finished', lock_token = NULL, locked_until = NULL, charge_id = $3,
-		    response_status = $4, response_headers = $5, response_body = $6, updated_at = now(), finished_at = now()
-		WHERE id = $1 AND lock_token = $2 AND state = 'started'`
 	releaseSQL = `UPDATE idempotency_keys SET locked_until = now(), updated_at = now()
 		WHERE id = $1 AND lock_token = $2 AND state = 'started'`
+	// finishAndChargeSQL finishes the key and inserts its charge in one
+	// statement. The charge's idempotency_key comes from the finished row:
+	// when the lease was lost the UPDATE matches nothing, the key is NULL,
+	// and the NOT NULL constraint aborts the whole transaction.
+	finishAndChargeSQL = `WITH k AS (
+		UPDATE idempotency_keys
+		SET state = 'finished', lock_token = NULL, locked_until = NULL, charge_id = $3,
+		    response_status = $4, response_headers = $5, response_body = $6, updated_at = now(), finished_at = now()
+		WHERE id = $1 AND lock_token = $2 AND state = 'started'
+		RETURNING key)
+		INSERT INTO charges (id, merchant, idempotency_key, amount, currency, customer, sku, quantity, created_at)
+		VALUES ($3, $7, (SELECT key FROM k), $8, $9, $10, $11, $12, $13)`
+	// finishAndChargeByKeySQL is finishAndChargeSQL addressing the key by
+	// (merchant, key, lock_token), for the pipelined claim in which the id
+	// is not known yet. $1 is the key, $7 the merchant.
+	finishAndChargeByKeySQL = `WITH k AS (
+		UPDATE idempotency_keys
+		SET state = 'finished', lock_token = NULL, locked_until = NULL, charge_id = $3,
+		    response_status = $4, response_headers = $5, response_body = $6, updated_at = now(), finished_at = now()
+		WHERE merchant = $7 AND key = $1 AND lock_token = $2 AND state = 'started'
+		RETURNING key)
+		INSERT INTO charges (id, merchant, idempotency_key, amount, currency, customer, sku, quantity, created_at)
+		VALUES ($3, $7, (SELECT key FROM k), $8, $9, $10, $11, $12, $13)`
 	insertChargeSQL = `INSERT INTO charges (id, merchant, idempotency_key, amount, currency, customer, sku, quantity, created_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
 	upsertFinishedSQL = `INSERT INTO idempotency_keys (merchant, key, fingerprint, request, state, charge_id,
@@ -98,14 +117,21 @@ func (s *Service) chargeSafe(ctx context.Context, merchant, key string, req Requ
 	canon := req.Canonical()
 	token := uuid.New()
 	lease := s.cfg.Lease.Milliseconds()
-	for range 3 {
+	for attempt := range 3 {
 		var id int64
-		err := s.pool.QueryRow(ctx, claimSQL, merchant, key, fp[:], canon, token, lease).Scan(&id)
-		if err == nil {
-			return s.execute(ctx, id, token, merchant, key, req)
-		}
-		if !errors.Is(err, pgx.ErrNoRows) {
-			return answer{}, dbError(err, "claim idempotency key")
+		if attempt == 0 && !s.cfg.Crash.Armed(CrashAfterClaim) {
+			claimed, ans, err := s.claimAndExecute(ctx, merchant, key, req, fp[:], canon, token)
+			if claimed || err != nil {
+				return ans, err
+			}
+		} else {
+			err := s.pool.QueryRow(ctx, claimSQL, merchant, key, fp[:], canon, token, lease).Scan(&id)
+			if err == nil {
+				return s.execute(ctx, id, token, merchant, key, req)
+			}
+			if !errors.Is(err, pgx.ErrNoRows) {
+				return answer{}, dbError(err, "claim idempotency key")
+			}
 		}
 		// The key exists: decide from its row.
 		var (
@@ -116,7 +142,7 @@ func (s *Service) chargeSafe(ctx context.Context, merchant, key string, req Requ
 			ctype    string
 			storedFP []byte
 		)
-		err = s.pool.QueryRow(ctx, lookupSQL, merchant, key).Scan(&id, &storedFP, &state, &locked, &status, &ctype, &stored)
+		err := s.pool.QueryRow(ctx, lookupSQL, merchant, key).Scan(&id, &storedFP, &state, &locked, &status, &ctype, &stored)
 		if errors.Is(err, pgx.ErrNoRows) {
 			continue // reaped between the two statements: claim again
 		}
@@ -180,10 +206,58 @@ func eventOf(ch Charge) outbox.ChargeCreated {
 
 var jsonHeaders = map[string]string{"Content-Type": "application/json"}
 
-// execute does the work for a key this request holds (id, token): in one
-// transaction it finishes the key with the response, inserts the charge and
-// the outbox row. If the lease was lost meanwhile (another request took the
-// key over), the transaction rolls back and the answer is 409.
+// claimAndExecute is the hot path for a key seen for the first time: one
+// round trip (a pgx batch) that claims the key and commits the claim, then,
+// as a second transaction, finishes the key and writes the charge and the
+// outbox row exactly as execute does. The database goes through the same
+// states as with a claim and an execute of its own (started and locked, then
+// finished), so crashes and retries are handled alike. If the key already
+// existed, the claim inserts nothing, the finish matches nothing and its
+// transaction aborts on the NOT NULL guard: claimed is false and nothing was
+// written. With the after-claim crash point armed, chargeSafe claims and
+// executes in two round trips instead, so that the point sits between them.
+func (s *Service) claimAndExecute(ctx context.Context, merchant, key string, req Request, fp, canon []byte, token uuid.UUID) (claimed bool, ans answer, err error) {
+	ch, body := newCharge(merchant, key, req)
+	b := &pgx.Batch{}
+	b.Queue(claimSQL, merchant, key, fp, canon, token, s.cfg.Lease.Milliseconds())
+	b.Queue("COMMIT") // ends the implicit transaction: the claim is committed on its own
+	b.Queue(finishAndChargeByKeySQL, key, token, ch.ID, 200, jsonHeaders, body,
+		merchant, ch.Amount, ch.Currency, ch.Customer, ch.SKU, ch.Quantity, ch.CreatedAt)
+	if !s.cfg.Unsafe.DualWrite {
+		if err := outbox.Queue(b, eventOf(ch)); err != nil {
+			return false, answer{}, err
+		}
+	}
+	br := s.pool.SendBatch(ctx, b)
+	var id int64
+	err = br.QueryRow().Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		_ = br.Close() // the finish failed on its guard, as it must
+		return false, answer{}, nil
+	}
+	for i := 1; err == nil && i < len(b.QueuedQueries); i++ {
+		_, err = br.Exec()
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		if id != 0 {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+			defer cancel()
+			_, _ = s.pool.Exec(rctx, releaseSQL, id, token)
+		}
+		return true, answer{}, dbError(err, "claim and charge")
+	}
+	s.committed(ctx, ch)
+	return true, answer{status: 200, contentType: "application/json", body: body}, nil
+}
+
+// execute does the work for a key this request holds (id, token): one
+// transaction finishes the key with the response, inserts the charge and
+// inserts the outbox row. It is one pgx batch, so one round trip and one
+// implicit transaction. If the lease was lost meanwhile (another request took
+// the key over), the transaction fails as a whole and the answer is 409.
 func (s *Service) execute(ctx context.Context, id int64, token uuid.UUID, merchant, key string, req Request) (ans answer, err error) {
 	s.cfg.Crash.Hit(CrashAfterClaim)
 	defer func() {
@@ -198,35 +272,22 @@ func (s *Service) execute(ctx context.Context, id int64, token uuid.UUID, mercha
 	}()
 	ch, body := newCharge(merchant, key, req)
 	b := &pgx.Batch{}
-	b.BeginTx(pgx.TxOptions{})
-	b.Queue(finishSQL, id, token, ch.ID, 200, jsonHeaders, body)
-	b.Queue(insertChargeSQL, ch.ID, merchant, key, ch.Amount, ch.Currency, ch.Customer, ch.SKU, ch.Quantity, ch.CreatedAt)
-	br := s.pool.SendBatch(ctx, b)
-	tx := br.Tx()
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	_, err = br.Exec()
-	var finished pgconn.CommandTag
-	if err == nil {
-		finished, err = br.Exec()
+	b.Queue(finishAndChargeSQL, id, token, ch.ID, 200, jsonHeaders, body,
+		merchant, ch.Amount, ch.Currency, ch.Customer, ch.SKU, ch.Quantity, ch.CreatedAt)
+	if !s.cfg.Unsafe.DualWrite {
+		if err := outbox.Queue(b, eventOf(ch)); err != nil {
+			return answer{}, err
+		}
 	}
-	if err == nil {
-		_, err = br.Exec()
-	}
-	if cerr := br.Close(); err == nil {
-		err = cerr
+	err = s.pool.SendBatch(ctx, b).Close()
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23502" && pgErr.TableName == "charges" && pgErr.ColumnName == "idempotency_key" {
+		// The finish matched no row: our lease ran out and another request
+		// holds the key now. The whole transaction rolled back.
+		return answer{}, inFlight(key)
 	}
 	if err != nil {
 		return answer{}, dbError(err, "charge transaction")
-	}
-	if finished.RowsAffected() != 1 {
-		// Our lease ran out and another request holds the key now.
-		return answer{}, inFlight(key)
-	}
-	if err := s.writeEvent(ctx, tx, ch); err != nil {
-		return answer{}, err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return answer{}, dbError(err, "commit charge")
 	}
 	s.committed(ctx, ch)
 	return answer{status: 200, contentType: "application/json", body: body}, nil
