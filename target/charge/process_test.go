@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -138,6 +140,9 @@ func TestCrashInFlight(t *testing.T) {
 			again, err := doPost(c, "http://"+second.Addr(), DefaultAPIKey, "crash-1", demoBody)
 			if err != nil || !again.replayed() || string(again.body) != string(last.body) {
 				t.Fatalf("second retry: %s %v, want a replay of %s", again, err, last)
+			}
+			if err := second.Stop(10 * time.Second); err != nil {
+				t.Fatalf("SIGTERM did not end the service cleanly: %v\n%s", err, log)
 			}
 		})
 	}
@@ -286,5 +291,35 @@ func TestCLIUnsafeRefused(t *testing.T) {
 		if !errors.As(err, &ee) || ee.ExitCode() != 2 {
 			t.Errorf("%v: %v, want exit code 2\n%s", args, err, out)
 		}
+	}
+}
+
+// TestServeEmbeddedPostgres: with no --database-url the command starts a
+// throwaway cluster, serves on it, and on SIGTERM drains, stops the cluster
+// and removes its directory.
+func TestServeEmbeddedPostgres(t *testing.T) {
+	log := &syncBuffer{}
+	p := startCharge(t, log)
+	m := regexp.MustCompile(`msg="embedded postgres up" took=(\S+) .* dir=(\S+)`).FindStringSubmatch(log.String())
+	if m == nil {
+		t.Fatalf("no embedded postgres line in the log:\n%s", log)
+	}
+	t.Logf("embedded postgres came up in %s", m[1])
+	if _, err := os.Stat(m[2]); err != nil {
+		t.Fatalf("cluster dir: %v", err)
+	}
+	c := &http.Client{Timeout: 10 * time.Second}
+	r, err := doPost(c, "http://"+p.Addr(), DefaultAPIKey, "embedded", demoBody)
+	if err != nil || r.status != 200 {
+		t.Fatalf("charge on the embedded cluster: %s %v\n%s", r, err, log)
+	}
+	if err := p.Stop(20 * time.Second); err != nil {
+		t.Fatalf("SIGTERM: %v\n%s", err, log)
+	}
+	if !strings.Contains(log.String(), "msg=draining") || !strings.Contains(log.String(), `msg="embedded postgres stopped"`) {
+		t.Fatalf("no drain and cluster stop in the log:\n%s", log)
+	}
+	if _, err := os.Stat(m[2]); !os.IsNotExist(err) {
+		t.Fatalf("cluster dir %s still there after exit: %v", m[2], err)
 	}
 }
