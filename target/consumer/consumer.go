@@ -133,7 +133,8 @@ type Config struct {
 	// MaxAckPending, and how many are applied at once).
 	MaxInflight int
 	// MaxDeliver is how many deliveries a failing event gets before it is
-	// dead-lettered; a negative value retries forever.
+	// dead-lettered; a negative value retries forever. A healthy event is
+	// applied however many deliveries it took (see consumerConfig).
 	MaxDeliver int
 	// AckWait is how long the broker waits for an ack before redelivering.
 	AckWait time.Duration
@@ -415,20 +416,27 @@ func (c *Consumer) setup(ctx context.Context, pool *pgxpool.Pool, js jetstream.J
 }
 
 // consumerConfig is the durable pull consumer: explicit acks, at most
-// MaxInflight unacked, MaxDeliver deliveries.
+// MaxInflight unacked.
 //
-// It sets no BackOff: the consumer paces a failing event's retries itself
-// with NakWithDelay (NakDelay doubling per delivery), and nats-server
-// 2.x adds BackOff[n]-BackOff[0] to an explicit nak delay (measured: a 2 s
-// NakWithDelay redelivered after 12 s with BackOff [10s 20s]), which would
-// stretch dead-lettering by minutes. AckWait alone paces redelivery after a
-// crash.
+// MaxDeliver is enforced by the consumer, not the server: the server's
+// MaxDeliver stops delivering a message whose deliveries ran out however
+// they ran out, so a healthy event whose deliveries were used up by crashes
+// or ack timeouts would silently never be applied (only an advisory says
+// so). Here the server redelivers without limit, and a delivery that fails
+// to apply with NumDelivered >= MaxDeliver is dead-lettered; a healthy event
+// always applies.
+//
+// It sets no BackOff either: the consumer paces a failing event's retries
+// itself with NakWithDelay (NakDelay doubling per delivery), and nats-server
+// adds BackOff[n]-BackOff[0] to an explicit nak delay (measured: a 2 s
+// NakWithDelay redelivered after 12 s with BackOff [10s 20s]). AckWait alone
+// paces redelivery after a crash.
 func (c *Consumer) consumerConfig() jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       c.cfg.Durable,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       c.cfg.AckWait,
-		MaxDeliver:    c.cfg.MaxDeliver,
+		MaxDeliver:    -1,
 		MaxAckPending: c.cfg.MaxInflight,
 		FilterSubject: c.cfg.Subject,
 		DeliverPolicy: jetstream.DeliverAllPolicy,

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/paytest/paytest/internal/proc"
 	"github.com/paytest/paytest/internal/testinfra"
 	"github.com/paytest/paytest/target/consumer"
@@ -27,6 +29,16 @@ func startConsumer(t testing.TB, cfg consumer.Config) (*consumer.Consumer, strin
 	}
 	url, _ := consumertest.Serve(t, c)
 	return c, url
+}
+
+func startConsumerStoppable(t testing.TB, cfg consumer.Config) (*consumer.Consumer, string, func()) {
+	t.Helper()
+	c, err := consumer.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, stop := consumertest.Serve(t, c)
+	return c, url, stop
 }
 
 func waitMetric(t *testing.T, url, name string, cond func(float64) bool) {
@@ -265,5 +277,50 @@ func TestConsumerCrashAfterApplyBeforeAck(t *testing.T) {
 				t.Errorf("restarted consumer applied %v effects, want %d", got, m-k)
 			}
 		})
+	}
+}
+
+// A healthy event whose deliveries were used up without an ack (a consumer
+// that kept dying on it) is still applied when a working consumer gets it:
+// MaxDeliver limits failing events only, it never drops a good one.
+func TestConsumerAppliesEventWhoseDeliveriesRanOut(t *testing.T) {
+	env := consumertest.New(t, "")
+	cfg := env.ConsumerConfig()
+	cfg.MaxDeliver = 2
+	cfg.AckWait = 200 * time.Millisecond
+	_, _, stop := startConsumerStoppable(t, cfg)
+	stop() // the durable exists; nobody consumes now
+
+	ev := consumertest.Event(1)
+	env.Publish(t, consumertest.Payload(t, ev))
+	ctx := context.Background()
+	cons, err := env.JS.Consumer(ctx, env.Stream, env.Durable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A "consumer" that takes the event and dies before acking, three times.
+	for want := uint64(1); want <= 3; want++ {
+		testinfra.WaitFor(t, 10*time.Second, func() error {
+			batch, err := cons.Fetch(1, jetstream.FetchMaxWait(time.Second))
+			if err != nil {
+				return err
+			}
+			for m := range batch.Messages() {
+				md, err := m.Metadata()
+				if err != nil {
+					return err
+				}
+				if md.NumDelivered != want {
+					return fmt.Errorf("delivery %d, want %d", md.NumDelivered, want)
+				}
+				return nil
+			}
+			return fmt.Errorf("no delivery %d: %v", want, batch.Error())
+		})
+	}
+	startConsumer(t, cfg)
+	env.WaitLedger(t, 30*time.Second, 1)
+	if n, err := env.StreamLen(env.DLQStream); err != nil || n != 0 {
+		t.Errorf("dead-letter stream holds %d (%v), want 0", n, err)
 	}
 }
