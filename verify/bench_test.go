@@ -131,4 +131,4 @@ func BenchmarkVerify100k(b *testing.B) {
 type bytesBuffer []byte
 
 func (b *bytesBuffer) Write(p []byte) (int, error) { *b = append(*b, p...); return len(p), nil }
-func (b bytesBuffer) String() string             { return string(b) }
+func (b bytesBuffer) String() string               { return string(b) }

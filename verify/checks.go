@@ -43,6 +43,9 @@ func (a *analysis) report(ev *evidence, opts Options) *Report {
 			r.AttemptsPerOp[int(o.attempts)]++
 		}
 	}
+	if ev.sources != nil {
+		r.EvidenceErrors = ev.sources.Errors
+	}
 	if ev.hasLedger {
 		r.LedgerSource = LedgerFile
 		r.LedgerEffects = ev.ledgerTotal

@@ -90,6 +90,22 @@ func Collect(ctx context.Context, src Sources, runDir string) error {
 	}
 	rec := Collected{Time: time.Now().UTC(), SideEffectMetric: src.SideEffectMetric}
 	var errs []error
+	// Evidence from an earlier collection must not stand in for what this
+	// one fails to get.
+	stale := []string{filepath.Join(mdir, SourcesFile), filepath.Join(mdir, PrometheusFile)}
+	for name := range src.MetricsURLs {
+		if pageName.MatchString(name) {
+			stale = append(stale, filepath.Join(mdir, name+".prom"))
+		}
+	}
+	if src.DatabaseURL != "" {
+		stale = append(stale, filepath.Join(runDir, LedgerFile))
+	}
+	for _, p := range stale {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return apperr.Wrap(apperr.EINCONCLUSIVE, err, "removing stale evidence")
+		}
+	}
 
 	if len(src.MetricsURLs) > 0 {
 		rec.Pages = map[string]string{}
@@ -124,6 +140,9 @@ func Collect(ctx context.Context, src Sources, runDir string) error {
 		if err := queryLedger(ctx, src.DatabaseURL, src.LedgerQuery, filepath.Join(runDir, LedgerFile)); err != nil {
 			errs = append(errs, fmt.Errorf("ledger at %s: %w", redact(src.DatabaseURL), err))
 		}
+	}
+	for _, err := range errs {
+		rec.Errors = append(rec.Errors, err.Error())
 	}
 	if err := writeJSON(filepath.Join(mdir, SourcesFile), rec); err != nil {
 		errs = append(errs, err)

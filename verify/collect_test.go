@@ -323,3 +323,37 @@ func freeAddr(t *testing.T) string {
 	l.Close()
 	return addr
 }
+
+// TestPartialCollectionIsNeverHeld: a page that could not be scraped makes
+// the verdict inconclusive even when the rest holds, and evidence from an
+// earlier collection does not stand in for what failed.
+func TestPartialCollectionIsNeverHeld(t *testing.T) {
+	const n = 150
+	fs := newFakeSystem(t, n, "")
+	dir := t.TempDir()
+	planOnly(t, dir, n)
+	if err := Collect(context.Background(), fs.sources(), dir); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := Verify(context.Background(), dir, Options{NoHTML: true}); err != nil || rep.Verdict != VerdictHeld {
+		t.Fatalf("first collection: %v, %+v", err, rep)
+	}
+	src := fs.sources()
+	src.MetricsURLs["relay"] = "http://" + freeAddr(t) + "/metrics"
+	src.DatabaseURL = "postgres://postgres@127.0.0.1:1/x?connect_timeout=2"
+	if err := Collect(context.Background(), src, dir); apperr.Code(err) != apperr.EINCONCLUSIVE {
+		t.Fatalf("err = %v; want EINCONCLUSIVE", err)
+	}
+	for _, stale := range []string{filepath.Join(dir, LedgerFile), filepath.Join(dir, MetricsDir, "relay.prom")} {
+		if _, err := os.Stat(stale); err == nil {
+			t.Errorf("%s from the earlier collection is still there", stale)
+		}
+	}
+	rep, err := Verify(context.Background(), dir, Options{NoHTML: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Verdict != VerdictInconclusive || len(rep.EvidenceErrors) != 2 || apperr.Code(rep.Err()) != apperr.EINCONCLUSIVE {
+		t.Fatalf("verdict %s, evidence errors %q; want inconclusive naming relay and ledger", rep.Verdict, rep.EvidenceErrors)
+	}
+}

@@ -40,6 +40,9 @@ type Collected struct {
 	SideEffectQuery  string            `json:"side_effect_query,omitempty"`
 	Database         string            `json:"database,omitempty"`
 	LedgerQuery      string            `json:"ledger_query,omitempty"`
+	// Errors lists what could not be collected. A run directory with any
+	// is never judged "held".
+	Errors []string `json:"errors,omitempty"`
 }
 
 // PromAnswers is metrics/prometheus.json: the PromQL instant queries Collect

@@ -49,6 +49,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	if len(r.Faults) > 0 {
 		fmt.Fprintf(bw, "faults: %s\n", faultList(r.Faults))
 	}
+	for _, e := range r.EvidenceErrors {
+		fmt.Fprintf(bw, "evidence missing: %s\n", e)
+	}
 	width := 0
 	for _, c := range r.Checks {
 		width = max(width, len(c.Name))

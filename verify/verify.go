@@ -177,6 +177,8 @@ type Report struct {
 	OutboxLagSeconds *float64 `json:"outbox_lag_seconds"`
 	// Jitter holds the full-jitter statistics per group of retries.
 	Jitter []JitterGroup `json:"jitter"`
+	// EvidenceErrors is what Collect could not gather (metrics/sources.json).
+	EvidenceErrors []string `json:"evidence_errors,omitempty"`
 	// Plots names the plots of report.html.
 	Plots []string `json:"plots,omitempty"`
 }
@@ -245,6 +247,9 @@ func (r *Report) Err() error {
 	case VerdictViolated:
 		return apperr.Errorf(apperr.EVIOLATED, "verdict violated: %s failed", strings.Join(r.names(StatusFailed), ", "))
 	default:
+		if len(r.EvidenceErrors) > 0 {
+			return apperr.Errorf(apperr.EINCONCLUSIVE, "verdict inconclusive: evidence missing: %s", strings.Join(r.EvidenceErrors, "; "))
+		}
 		return apperr.Errorf(apperr.EINCONCLUSIVE, "verdict inconclusive: %s", strings.Join(r.names(StatusInconclusive), ", "))
 	}
 }
@@ -273,9 +278,10 @@ func (r *Report) names(status string) []string {
 }
 
 // decide sets the verdict from the checks: violated when any failed;
-// inconclusive when effects-equal-ops could not be judged; else held.
-// Other inconclusive checks (a per-op judgement without a ledger) are
-// reported as such without withholding the verdict the brief defines.
+// inconclusive when effects-equal-ops could not be judged or Collect could
+// not gather some evidence; else held. Other inconclusive checks (a per-op
+// judgement without a ledger) are reported as such without withholding the
+// verdict.
 func (r *Report) decide() {
 	r.Verdict, r.ExitCode = VerdictHeld, ExitHeld
 	for _, c := range r.Checks {
@@ -284,7 +290,7 @@ func (r *Report) decide() {
 			return
 		}
 	}
-	if c := r.Check(CheckEffectsEqualOps); c == nil || c.Status == StatusInconclusive {
+	if c := r.Check(CheckEffectsEqualOps); c == nil || c.Status == StatusInconclusive || len(r.EvidenceErrors) > 0 {
 		r.Verdict, r.ExitCode = VerdictInconclusive, ExitInconclusive
 	}
 }
