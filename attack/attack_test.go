@@ -1,0 +1,444 @@
+package attack
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/internal/testinfra"
+	"github.com/paytest/paytest/profiles"
+	"github.com/paytest/paytest/verify"
+)
+
+func TestMain(m *testing.M) { testinfra.Main(m) }
+
+// bundled returns a Config for the reference system on test infrastructure:
+// a fresh database and unique stream names on the test NATS.
+func bundled(t *testing.T, profile string) Config {
+	t.Helper()
+	prof, err := profiles.Load(profile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := strings.ToUpper(testinfra.Name("A"))
+	return Config{
+		Profile: prof, Ops: prof.Ops, Concurrency: prof.Concurrency,
+		DuplicateRate: prof.DuplicateRate, RaceRate: prof.RaceRate, ReuseRate: prof.ReuseRate,
+		Binary: testinfra.Paytest(t), DatabaseURL: testinfra.Postgres(t), NATSURL: testinfra.NATS(t),
+		Stream: name, DLQStream: name + "_DLQ", Subject: strings.ToLower(name) + ".charges",
+		Out: t.TempDir(),
+	}
+}
+
+func run(t *testing.T, cfg Config) *Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, err := Run(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("run %s: %s in %s", res.Dir, res.Report.Verdict, res.Duration.Round(time.Millisecond))
+	return res
+}
+
+func outcomes(t *testing.T, dir string) map[string]int {
+	t.Helper()
+	n := map[string]int{}
+	err := history.ReadFile(filepath.Join(dir, history.HistoryFile), func(a history.Attempt) error {
+		n[a.Outcome]++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func faultRecords(t *testing.T, dir string) []history.Fault {
+	t.Helper()
+	var out []history.Fault
+	if err := history.ReadFile(filepath.Join(dir, history.FaultsFile), func(f history.Fault) error {
+		out = append(out, f)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// faultSchedule is a run's fault schedule: the transcript's schedule lines and
+// the window faults' records (eaten responses are drawn by toxiproxy per
+// connection and are not part of the schedule).
+func faultSchedule(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	b, err := os.ReadFile(filepath.Join(dir, verify.TranscriptFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if i := strings.Index(line, "schedule: "); i >= 0 {
+			out = append(out, line[i:])
+		}
+	}
+	var recs []string
+	for _, f := range faultRecords(t, dir) {
+		if f.Fault != "eat-response" {
+			recs = append(recs, f.Fault+" "+f.Action+" "+f.Target)
+		}
+	}
+	sort.Strings(recs)
+	return append(out, recs...)
+}
+
+// TestDefaultProfileHoldsAndTheSameSeedGivesTheSamePlanAndSchedule is the
+// issue's acceptance on the reference system: 1000 operations, 1000 side
+// effects from metrics and 1000 in the ledger, responses eaten and
+// replayed, the broker cut, the relay killed after publish, races settled
+// with 409s and replays, key reuse refused with 422. A second run with the
+// same seed has the same plan and the same fault schedule.
+func TestDefaultProfileHoldsAndTheSameSeedGivesTheSamePlanAndSchedule(t *testing.T) {
+	cfg := bundled(t, "default")
+	cfg.Seed = 42
+	res := run(t, cfg)
+	rep := res.Report
+	if rep.Verdict != verify.VerdictHeld || rep.ExitCode != 0 {
+		var b strings.Builder
+		_ = rep.WriteText(&b)
+		t.Fatalf("verdict %s:\n%s", rep.Verdict, b.String())
+	}
+	if rep.Ops != 1000 || rep.SideEffects != 1000 || rep.LedgerEffects != 1000 {
+		t.Fatalf("ops %d, side effects %d, ledger effects %d; want 1000 each", rep.Ops, rep.SideEffects, rep.LedgerEffects)
+	}
+	for _, f := range []string{"eat-response", "broker-cut", "kill"} {
+		if rep.Faults[f] == 0 {
+			t.Errorf("no %s in the report's faults %v", f, rep.Faults)
+		}
+	}
+	oc := outcomes(t, res.Dir)
+	for _, o := range []string{history.OutcomeReplay, history.OutcomeMismatch, history.OutcomeNetwork} {
+		if oc[o] == 0 {
+			t.Errorf("no %s attempts in the history: %v", o, oc)
+		}
+	}
+	// Whether a race's loser sees 409 (the winner still in flight) or a
+	// replay (the winner done) is up to timing; every race must have had
+	// one winner and its losers answered one way or the other.
+	t.Logf("outcomes: %v", oc)
+	if c := rep.Check(verify.CheckRaceSingleWinner); c == nil || c.Status != verify.StatusHeld {
+		t.Errorf("race check: %+v", c)
+	}
+	if c := rep.Check(verify.CheckRelayCrashDeduped); c == nil || c.Status != verify.StatusHeld {
+		t.Errorf("relay crash check: %+v", c)
+	}
+	if !res.Drained {
+		t.Error("the outbox and the consumer did not settle")
+	}
+	if _, err := os.Stat(filepath.Join(res.Dir, verify.MetricsDir, "client.prom")); err != nil {
+		t.Error(err)
+	}
+
+	again := bundled(t, "default")
+	again.Seed = 42
+	res2 := run(t, again)
+	if res2.Fingerprint != res.Fingerprint {
+		t.Fatalf("same seed, plan fingerprints %s and %s", res.Fingerprint, res2.Fingerprint)
+	}
+	s1, s2 := faultSchedule(t, res.Dir), faultSchedule(t, res2.Dir)
+	if !slices.Equal(s1, s2) || len(s1) == 0 {
+		t.Fatalf("same seed, different fault schedules:\n%s\n---\n%s", strings.Join(s1, "\n"), strings.Join(s2, "\n"))
+	}
+	r1, err := history.ReadRun(filepath.Join(res.Dir, history.RunFile))
+	if err != nil || r1.Seed != 42 || r1.Ended.IsZero() {
+		t.Fatalf("run.yaml: %+v, %v", r1, err)
+	}
+}
+
+func TestUnsafeNoIdempotencyIsViolatedWithDoubleCharges(t *testing.T) {
+	cfg := bundled(t, "lost-response")
+	cfg.Ops, cfg.Seed = 200, 7
+	cfg.Unsafe = []string{"no-idempotency"}
+	cfg.DrainTimeout = 10 * time.Second
+	res := run(t, cfg)
+	rep := res.Report
+	if rep.Verdict != verify.VerdictViolated || rep.ExitCode != 1 {
+		t.Fatalf("verdict %s (exit %d), want violated", rep.Verdict, rep.ExitCode)
+	}
+	c := rep.Check(verify.CheckExactlyOncePerOp)
+	if c == nil || c.Status != verify.StatusFailed {
+		t.Fatalf("exactly-once check: %+v", c)
+	}
+	var b strings.Builder
+	_ = rep.WriteText(&b)
+	if !strings.Contains(b.String(), "applied") {
+		t.Fatalf("the report does not name the double charges:\n%s", b.String())
+	}
+}
+
+// shop is a team's charge endpoint written for the test: idempotent or
+// not, with its own side-effect counter on /metrics.
+type shop struct {
+	idempotent bool
+	mu         sync.Mutex
+	seen       map[string]string // key -> body
+	charges    int
+}
+
+func (s *shop) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/metrics":
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		fmt.Fprintf(w, "# TYPE shop_charges_total counter\nshop_charges_total %d\n", s.charges)
+		return
+	case "/api/pay":
+	default:
+		http.NotFound(w, r)
+		return
+	}
+	body, _ := io.ReadAll(r.Body)
+	key := r.Header.Get("Idempotency-Key")
+	if key == "" || r.Header.Get("X-Shop") != "yes" {
+		http.Error(w, "bad request", http.StatusBadRequest)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.idempotent {
+		if prev, ok := s.seen[key]; ok {
+			if prev != string(body) {
+				http.Error(w, "key reused", http.StatusUnprocessableEntity)
+				return
+			}
+			w.Header().Set("Idempotent-Replayed", "true")
+			fmt.Fprintf(w, `{"id":"ch_%s"}`, key)
+			return
+		}
+		s.seen[key] = string(body)
+	}
+	s.charges++
+	fmt.Fprintf(w, `{"id":"ch_%s"}`, key)
+}
+
+func TestTargetEndpoints(t *testing.T) {
+	tests := []struct {
+		name       string
+		idempotent bool
+		want       string
+	}{
+		{"a non-idempotent endpoint double-charges", false, verify.VerdictViolated},
+		{"an idempotent endpoint holds", true, verify.VerdictHeld},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(&shop{idempotent: tt.idempotent, seen: map[string]string{}})
+			t.Cleanup(srv.Close)
+			prof, err := profiles.Load("lost-response")
+			if err != nil {
+				t.Fatal(err)
+			}
+			prof.ReuseRate = 0.1
+			res := run(t, Config{
+				Profile: prof, Ops: 200, Concurrency: 8, DuplicateRate: 0.2, RaceRate: 0.05, ReuseRate: 0.1, Seed: 9,
+				Target: srv.URL + "/api/pay", Header: http.Header{"X-Shop": {"yes"}},
+				MetricsURL: srv.URL + "/metrics", SideEffectMetric: "shop_charges_total",
+				Out: t.TempDir(), DrainTimeout: 5 * time.Second,
+			})
+			if res.Report.Verdict != tt.want {
+				var b strings.Builder
+				_ = res.Report.WriteText(&b)
+				t.Fatalf("verdict %s, want %s:\n%s", res.Report.Verdict, tt.want, b.String())
+			}
+			if res.Report.Faults["eat-response"] == 0 {
+				t.Fatalf("no response eaten in front of the target: %v", res.Report.Faults)
+			}
+		})
+	}
+}
+
+// paytestCmd runs the real binary with TMPDIR pointed at a directory of
+// its own.
+func paytestCmd(t *testing.T, tmp string, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(testinfra.Paytest(t), args...)
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	return cmd
+}
+
+func TestBadInputExitCodes(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"unknown profile", []string{"attack", "--profile", "meteor"}, 2, "default, key-reuse, lost-response, race, relay-crash"},
+		{"unreachable target", []string{"attack", "--target", "http://127.0.0.1:1/charge", "--metrics-url", "http://127.0.0.1:1/metrics", "--no-progress"}, 3, "unreachable"},
+		{"bad output", []string{"attack", "--output", "xml"}, 2, "--output"},
+		{"unknown unsafe mode", []string{"attack", "--unsafe", "no-brakes"}, 2, "no-idempotency"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := paytestCmd(t, t.TempDir(), append(tt.args, "--out", t.TempDir())...)
+			out, err := cmd.CombinedOutput()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != tt.code || !strings.Contains(string(out), tt.want) {
+				t.Fatalf("paytest %v: exit %d, output %q; want exit %d mentioning %q", tt.args, code, out, tt.code, tt.want)
+			}
+		})
+	}
+}
+
+// children lists the pids whose parent is pid.
+func children(pid int) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...
+		s := string(b)
+		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(fields) > 1 {
+			if pp, _ := strconv.Atoi(fields[1]); pp == pid {
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+func TestCtrlCLeavesNoProcessOrTempDirBehind(t *testing.T) {
+	// A short TMPDIR: Postgres's socket path must stay under 108 bytes.
+	tmp, err := os.MkdirTemp("", "pt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	// Embedded Postgres runs as an unprivileged user when paytest is root.
+	if err := os.Chmod(tmp, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	cmd := paytestCmd(t, tmp, "attack", "--ops", "100000", "--no-progress", "--out", t.TempDir())
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	up := make(chan struct{})
+	gone := make(chan struct{})
+	var log strings.Builder
+	go func() {
+		defer close(gone)
+		sc := bufio.NewScanner(stderr)
+		once := sync.Once{}
+		for sc.Scan() {
+			log.WriteString(sc.Text() + "\n")
+			if strings.Contains(sc.Text(), " up in ") {
+				once.Do(func() { close(up) })
+			}
+		}
+	}()
+	select {
+	case <-up:
+	case <-gone:
+		t.Fatalf("paytest ended before the system came up:\n%s", log.String())
+	case <-time.After(90 * time.Second):
+		t.Fatal("the system did not come up")
+	}
+	// Let the load run a moment, with every child alive.
+	var kids []int
+	testinfra.WaitFor(t, 10*time.Second, func() error {
+		kids = children(cmd.Process.Pid)
+		if len(kids) < 3 {
+			return fmt.Errorf("%d children", len(kids))
+		}
+		return nil
+	})
+	// Postgres forks its own workers: remember the whole tree.
+	all := slices.Clone(kids)
+	for _, k := range kids {
+		all = append(all, children(k)...)
+	}
+	if ents, _ := os.ReadDir(tmp); len(ents) == 0 {
+		t.Fatal("the embedded servers' temp dirs are not under TMPDIR: the test would prove nothing")
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		t.Logf("paytest exited after SIGINT: %v", err)
+	case <-time.After(60 * time.Second):
+		t.Fatal("paytest did not exit within 60s of SIGINT")
+	}
+	for _, pid := range all {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && !strings.Contains(string(b), ") Z ") {
+			t.Errorf("pid %d outlived paytest: %s", pid, b)
+		}
+	}
+	left, _ := os.ReadDir(tmp)
+	var names []string
+	for _, e := range left {
+		names = append(names, e.Name())
+	}
+	if len(names) > 0 {
+		t.Errorf("temp dirs left behind in TMPDIR: %v", names)
+	}
+}
+
+func TestRunJSONReportMatchesTheRunDirectory(t *testing.T) {
+	// report.json is what --output json prints; it must agree with Result.
+	cfg := bundled(t, "race")
+	cfg.Ops, cfg.Seed = 100, 3
+	res := run(t, cfg)
+	b, err := os.ReadFile(filepath.Join(res.Dir, verify.ReportFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Verdict string `json:"verdict"`
+		Seed    int64  `json:"seed"`
+		Ops     int    `json:"ops"`
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Verdict != verify.VerdictHeld || rep.Seed != 3 || rep.Ops != 100 {
+		t.Fatalf("report.json %+v", rep)
+	}
+}
