@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/paytest/paytest/internal/apperr"
+)
+
+// resolve parses args for `paytest attack` and returns the resolved config
+// without running the attack.
+func resolve(t *testing.T, args ...string) (opsConc [2]int, dup float64, profile string, err error) {
+	t.Helper()
+	root := newRootCmd(&bytes.Buffer{}, &bytes.Buffer{})
+	cmd, rest, ferr := root.Find(append([]string{"attack"}, args...))
+	if ferr != nil {
+		t.Fatal(ferr)
+	}
+	if err := cmd.ParseFlags(rest); err != nil {
+		t.Fatal(err)
+	}
+	cfg, _, err := attackConfig(cmd)
+	if err != nil {
+		return opsConc, 0, "", err
+	}
+	return [2]int{cfg.Ops, cfg.Concurrency}, cfg.DuplicateRate, cfg.Profile.Name, nil
+}
+
+func TestAttackConfigPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "paytest.yaml")
+	if err := os.WriteFile(conf, []byte("ops: 300\nconcurrency: 3\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// The race profile says ops 500, concurrency 32, duplicate-rate 0.5;
+	// the built-in defaults are 1000, 32, 0.2.
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		ops     int
+		conc    int
+		dup     float64
+		profile string
+	}{
+		{"built-in default", nil, nil, 1000, 32, 0.2, "default"},
+		{"profile over default", []string{"--profile", "race"}, nil, 500, 32, 0.5, "race"},
+		{"config over profile", []string{"--profile", "race", "--config", conf}, nil, 300, 3, 0.5, "race"},
+		{"env over config", []string{"--profile", "race", "--config", conf}, map[string]string{"PAYTEST_OPS": "200"}, 200, 3, 0.5, "race"},
+		{"flag over env", []string{"--profile", "race", "--config", conf, "--ops", "100"}, map[string]string{"PAYTEST_OPS": "200"}, 100, 3, 0.5, "race"},
+		{"profile chosen by env", nil, map[string]string{"PAYTEST_PROFILE": "key-reuse"}, 500, 16, 0.1, "key-reuse"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, k := range []string{"PAYTEST_OPS", "PAYTEST_PROFILE"} {
+				t.Setenv(k, tt.env[k])
+				if tt.env[k] == "" {
+					os.Unsetenv(k)
+				}
+			}
+			oc, dup, prof, err := resolve(t, tt.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if oc[0] != tt.ops || oc[1] != tt.conc || dup != tt.dup || prof != tt.profile {
+				t.Fatalf("ops %d concurrency %d duplicate-rate %v profile %s; want %d %d %v %s",
+					oc[0], oc[1], dup, prof, tt.ops, tt.conc, tt.dup, tt.profile)
+			}
+		})
+	}
+}
+
+func TestAttackUsageErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--profile", "meteor"}, "relay-crash"},
+		{[]string{"--header", "nocolon"}, "--header"},
+		{[]string{"--metrics-url", "http://x/metrics"}, "only with --target"},
+		{[]string{"--body-template", "/no/such/file"}, "--body-template"},
+		{[]string{"--unsafe", "no-brakes"}, "no-idempotency"},
+		{[]string{"--ops", "-1"}, "positive"},
+	}
+	for _, tt := range tests {
+		_, _, _, err := resolve(t, tt.args...)
+		if apperr.Code(err) != apperr.EUSAGE || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%v: %v, want EUSAGE mentioning %q", tt.args, err, tt.want)
+		}
+		if exitCode(err) != exitUsage {
+			t.Errorf("%v: exit %d, want %d", tt.args, exitCode(err), exitUsage)
+		}
+	}
+}
+
+func TestProfilesCommand(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"profiles"}, &out, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"default: 1000 ops", "eat-response", "broker-cut", "kill relay at its after-publish crash point", "race:", "key-reuse:", "lost-response:", "relay-crash:"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("paytest profiles lacks %q:\n%s", want, out.String())
+		}
+	}
+	out.Reset()
+	if err := run(t.Context(), []string{"profiles", "--output", "json"}, &out, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	var list []struct {
+		Name    string   `json:"name"`
+		Ops     int      `json:"ops"`
+		Injects []string `json:"injects"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &list); err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 5 || list[0].Name != "default" || list[0].Ops != 1000 || len(list[0].Injects) == 0 {
+		t.Fatalf("json: %+v", list)
+	}
+	err := run(t.Context(), []string{"profiles", "--output", "xml"}, &out, &bytes.Buffer{})
+	if exitCode(err) != exitUsage {
+		t.Fatalf("--output xml: %v", err)
+	}
+}
