@@ -1,11 +1,171 @@
 package main
 
-import "github.com/spf13/cobra"
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/paytest/paytest/internal/apperr"
+	"github.com/paytest/paytest/verify"
+)
 
 func newVerifyCmd() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "verify",
 		Short: "Check the evidence of a run or of a live system and print a verdict",
-		RunE:  func(*cobra.Command, []string) error { return errNotYet },
+		Long: `verify checks that every logical operation moved money exactly once.
+
+Offline, it recomputes the verdict of a saved run directory (--run DIR) from
+its plan, history, faults, metrics snapshots and ledger. Live, it first
+collects the evidence of a running system into the run directory: each
+--metrics-url page (Prometheus text format), PromQL answers from
+--prometheus-url, and the per-key effects of --ledger-query on
+--database-url. Without --run, live evidence goes to runs/verify-<time>.
+
+A ledger query returns rows of (merchant, key, effects) or (key, effects).
+
+Checks: effects-equal-ops, exactly-once-per-op, race-single-winner,
+key-reuse-422, retry-after-honoured, full-jitter, relay-crash-deduped,
+outbox-drained, dlq-exact. Exit codes: 0 held, 1 violated, 2 usage,
+3 inconclusive (evidence missing or unreachable).`,
+		Example: `  paytest verify --run runs/2026-11-28T12-00-00
+  paytest verify --metrics-url consumer=http://127.0.0.1:9102/metrics --database-url postgres://...
+  paytest verify --metrics-url http://shop.internal/metrics --side-effect-metric shop_charges_applied_total
+  paytest verify --prometheus-url http://127.0.0.1:9090 --output json`,
+		Args: cobra.NoArgs,
+		RunE: runVerify,
 	}
+	f := cmd.Flags()
+	f.String("run", "", "run directory to verify (and, live, to save the evidence in)")
+	f.StringArray("metrics-url", nil, "a component's metrics page as name=URL (repeatable; a bare URL is named \"target\")")
+	f.String("prometheus-url", "", "Prometheus server to query (PromQL instant queries) instead of or besides the pages")
+	f.String("side-effect-metric", verify.DefaultSideEffectMetric, "counter of applied side effects on the metrics pages (summed over series and pages)")
+	f.String("side-effect-query", verify.DefaultSideEffectQuery, "PromQL for the side effects at --prometheus-url")
+	f.String("database-url", "", "Postgres holding the ledger")
+	f.String("ledger-query", verify.DefaultLedgerQuery, "SQL returning (merchant, key, effects) or (key, effects) rows")
+	f.Int("expect-ops", 0, "number of logical charges, for a live system without a plan.jsonl")
+	f.String("output", "text", "verdict format on stdout: text or json")
+	return cmd
+}
+
+var metricsName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+
+// parseMetricsURLs turns name=URL (or a bare URL, named "target") flags
+// into a map.
+func parseMetricsURLs(vals []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, v := range vals {
+		name, u := "target", v
+		if i := strings.IndexByte(v, '='); i > 0 && metricsName.MatchString(v[:i]) && !strings.Contains(v[:i], ":") {
+			name, u = v[:i], v[i+1:]
+		}
+		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+			return nil, apperr.Errorf(apperr.EUSAGE, "--metrics-url %q: want name=http(s)://... or a URL", v)
+		}
+		if _, dup := out[name]; dup {
+			return nil, apperr.Errorf(apperr.EUSAGE, "--metrics-url: %q given twice", name)
+		}
+		out[name] = u
+	}
+	return out, nil
+}
+
+func runVerify(cmd *cobra.Command, _ []string) error {
+	v, err := settings(cmd, nil)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cmd, v)
+	if err != nil {
+		return err
+	}
+	output := v.GetString("output")
+	if output != "text" && output != "json" {
+		return apperr.Errorf(apperr.EUSAGE, "--output %q: want text or json", output)
+	}
+	urls := v.GetStringSlice("metrics-url")
+	if cmd.Flags().Changed("metrics-url") {
+		urls, _ = cmd.Flags().GetStringArray("metrics-url")
+	}
+	pages, err := parseMetricsURLs(urls)
+	if err != nil {
+		return err
+	}
+	src := verify.Sources{
+		MetricsURLs:      pages,
+		PrometheusURL:    v.GetString("prometheus-url"),
+		SideEffectMetric: v.GetString("side-effect-metric"),
+		SideEffectQuery:  v.GetString("side-effect-query"),
+		DatabaseURL:      v.GetString("database-url"),
+		LedgerQuery:      v.GetString("ledger-query"),
+	}
+	live := len(src.MetricsURLs) > 0 || src.PrometheusURL != "" || src.DatabaseURL != ""
+	runDir := v.GetString("run")
+	opts := verify.Options{SideEffectMetric: src.SideEffectMetric, ExpectedOps: v.GetInt("expect-ops")}
+	if !cmd.Flags().Changed("side-effect-metric") && v.GetString("side-effect-metric") == verify.DefaultSideEffectMetric {
+		opts.SideEffectMetric = "" // what the run's own collection recorded
+	}
+	if opts.ExpectedOps < 0 {
+		return apperr.Errorf(apperr.EUSAGE, "--expect-ops %d: want 0 or more", opts.ExpectedOps)
+	}
+
+	ctx := cmd.Context()
+	if !live {
+		if runDir == "" {
+			return apperr.Errorf(apperr.EUSAGE, "give --run DIR to recompute a saved run, or --metrics-url, --prometheus-url or --database-url to verify a live system")
+		}
+		if st, err := os.Stat(runDir); err != nil || !st.IsDir() {
+			if err == nil {
+				err = fmt.Errorf("not a directory")
+			}
+			return apperr.Wrap(apperr.EUSAGE, err, "--run %s", runDir)
+		}
+	} else {
+		if runDir == "" {
+			runDir = filepath.Join("runs", "verify-"+time.Now().UTC().Format("2006-01-02T15-04-05Z"))
+		}
+		if err := os.MkdirAll(runDir, 0o755); err != nil {
+			return apperr.Wrap(apperr.EUSAGE, err, "--run %s", runDir)
+		}
+		log.Info("collecting evidence", "run", runDir, "pages", len(src.MetricsURLs), "prometheus", src.PrometheusURL != "", "database", src.DatabaseURL != "")
+		if err := verify.Collect(ctx, src, runDir); err != nil {
+			// What was collected is still judged: a violation in partial
+			// evidence stands; a partial collection is never "held".
+			log.Warn("evidence incomplete", "err", err)
+		}
+	}
+	rep, err := verify.Verify(ctx, runDir, opts)
+	if err != nil {
+		return err
+	}
+	if err := printReport(cmd.OutOrStdout(), rep, output, runDir); err != nil {
+		return apperr.Wrap(apperr.EINTERNAL, err, "writing the verdict")
+	}
+	if err := rep.Err(); err != nil {
+		return &quietError{err}
+	}
+	return nil
+}
+
+func printReport(w io.Writer, rep *verify.Report, output, runDir string) error {
+	if output == "json" {
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(append(b, '\n'))
+		return err
+	}
+	if err := rep.WriteText(w); err != nil {
+		return err
+	}
+	_, err := fmt.Fprintf(w, "evidence and reports: %s (report.json, report.html, transcript.txt)\n", runDir)
+	return err
 }
