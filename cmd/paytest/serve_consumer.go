@@ -76,19 +76,7 @@ twice: it exists to show that paytest verify catches it.`,
 			}
 		}
 		ctx := cmd.Context()
-		dbURL, stopDB, err := embeddedPGForServe(ctx, log, v.GetString("database-url"))
-		if err != nil {
-			return err
-		}
-		defer stopDB()
-		natsURL, stopNATS, err := embeddedNATSForServe(log, v.GetString("nats-url"))
-		if err != nil {
-			return err
-		}
-		defer stopNATS()
-		c, err := consumer.New(consumer.Config{
-			DatabaseURL:  dbURL,
-			NATSURL:      natsURL,
+		cfg := consumer.Config{
 			Stream:       v.GetString("stream"),
 			Subject:      v.GetString("subject"),
 			Durable:      v.GetString("durable"),
@@ -102,7 +90,22 @@ twice: it exists to show that paytest verify catches it.`,
 			NoInboxDedup: slices.Contains(unsafe, consumer.UnsafeNoInboxDedup),
 			CrashAt:      splitList(v.GetStringSlice("crash-at")),
 			Logger:       log,
-		})
+		}
+		if err := cfg.Validate(); err != nil {
+			return err
+		}
+		dbURL, stopDB, err := embeddedPGForServe(ctx, log, v.GetString("database-url"))
+		if err != nil {
+			return err
+		}
+		defer stopDB()
+		natsURL, stopNATS, err := embeddedNATSForServe(log, v.GetString("nats-url"))
+		if err != nil {
+			return err
+		}
+		defer stopNATS()
+		cfg.DatabaseURL, cfg.NATSURL = dbURL, natsURL
+		c, err := consumer.New(cfg)
 		if err != nil {
 			return err
 		}

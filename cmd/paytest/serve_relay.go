@@ -68,19 +68,7 @@ NATS server (its URL is logged); both are removed on exit.`,
 			return err
 		}
 		ctx := cmd.Context()
-		dbURL, stopDB, err := embeddedPGForServe(ctx, log, v.GetString("database-url"))
-		if err != nil {
-			return err
-		}
-		defer stopDB()
-		natsURL, stopNATS, err := embeddedNATSForServe(log, v.GetString("nats-url"))
-		if err != nil {
-			return err
-		}
-		defer stopNATS()
-		r, err := relay.New(relay.Config{
-			DatabaseURL:  dbURL,
-			NATSURL:      natsURL,
+		cfg := relay.Config{
 			Stream:       v.GetString("stream"),
 			Subject:      v.GetString("subject"),
 			Batch:        v.GetInt("batch"),
@@ -91,7 +79,22 @@ NATS server (its URL is logged); both are removed on exit.`,
 			PollInterval: v.GetDuration("poll-interval"),
 			CrashAt:      splitList(v.GetStringSlice("crash-at")),
 			Logger:       log,
-		})
+		}
+		if err := cfg.Validate(); err != nil {
+			return err
+		}
+		dbURL, stopDB, err := embeddedPGForServe(ctx, log, v.GetString("database-url"))
+		if err != nil {
+			return err
+		}
+		defer stopDB()
+		natsURL, stopNATS, err := embeddedNATSForServe(log, v.GetString("nats-url"))
+		if err != nil {
+			return err
+		}
+		defer stopNATS()
+		cfg.DatabaseURL, cfg.NATSURL = dbURL, natsURL
+		r, err := relay.New(cfg)
 		if err != nil {
 			return err
 		}

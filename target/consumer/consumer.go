@@ -192,6 +192,9 @@ func New(cfg Config) (*Consumer, error) {
 	if cfg.NATSURL == "" {
 		return nil, apperr.Errorf(apperr.EUSAGE, "consumer: a NATS URL is required")
 	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	if cfg.Stream == "" {
 		cfg.Stream = outbox.DefaultStream
 	}
@@ -200,9 +203,6 @@ func New(cfg Config) (*Consumer, error) {
 	}
 	if cfg.Durable == "" {
 		cfg.Durable = DefaultDurable
-	}
-	if cfg.MaxInflight < 0 || cfg.Catalog < 0 || cfg.DBConns < 0 || cfg.AckWait < 0 || cfg.NakDelay < 0 {
-		return nil, apperr.Errorf(apperr.EUSAGE, "consumer: --max-inflight, --catalog, --ack-wait and pool sizes must not be negative")
 	}
 	if cfg.MaxInflight == 0 {
 		cfg.MaxInflight = DefaultMaxInflight
@@ -283,6 +283,21 @@ func New(cfg Config) (*Consumer, error) {
 	return c, nil
 }
 
+// Validate checks everything in cfg but the URLs, without side effects, so
+// a command can reject bad flags before it boots embedded infrastructure.
+func (cfg Config) Validate() error {
+	if cfg.MaxInflight < 0 || cfg.Catalog < 0 || cfg.DBConns < 0 || cfg.AckWait < 0 || cfg.NakDelay < 0 {
+		return apperr.Errorf(apperr.EUSAGE, "consumer: --max-inflight, --catalog, --ack-wait, --nak-delay and --db-conns must not be negative")
+	}
+	if cfg.DLQStream != "" && cfg.DLQStream == cfg.Stream {
+		return apperr.Errorf(apperr.EUSAGE, "consumer: the dead-letter stream must differ from the event stream")
+	}
+	if _, err := crashpoint.Parse(cfg.CrashAt, CrashAfterApplyBeforeAck); err != nil {
+		return err
+	}
+	return nil
+}
+
 // Handler serves /metrics, /healthz (the process is alive) and /readyz (200
 // once the tables, streams and durable consumer exist and both Postgres and
 // NATS answer).
@@ -343,7 +358,11 @@ func (c *Consumer) Run(ctx context.Context) error {
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250*time.Millisecond),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { c.log.Warn("nats disconnected", "err", err) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				c.log.Warn("nats disconnected", "err", err)
+			}
+		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) { c.log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
 	)
 	if err != nil {

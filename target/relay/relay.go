@@ -129,14 +129,14 @@ func New(cfg Config) (*Relay, error) {
 	if cfg.NATSURL == "" {
 		return nil, apperr.Errorf(apperr.EUSAGE, "relay: a NATS URL is required")
 	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	if cfg.Stream == "" {
 		cfg.Stream = outbox.DefaultStream
 	}
 	if cfg.Subject == "" {
 		cfg.Subject = outbox.DefaultSubject
-	}
-	if cfg.Batch < 0 || cfg.PublishRate < 0 || cfg.Burst < 0 {
-		return nil, apperr.Errorf(apperr.EUSAGE, "relay: --batch, --publish-rate and --burst must not be negative")
 	}
 	if cfg.Batch == 0 {
 		cfg.Batch = DefaultBatch
@@ -200,6 +200,18 @@ func New(cfg Config) (*Relay, error) {
 	return r, nil
 }
 
+// Validate checks everything in cfg but the URLs, without side effects, so
+// a command can reject bad flags before it boots embedded infrastructure.
+func (cfg Config) Validate() error {
+	if cfg.Batch < 0 || cfg.PublishRate < 0 || cfg.Burst < 0 || cfg.Workers < 0 {
+		return apperr.Errorf(apperr.EUSAGE, "relay: --batch, --workers, --publish-rate and --burst must not be negative")
+	}
+	if _, err := crashpoint.Parse(cfg.CrashAt, CrashAfterPublish); err != nil {
+		return err
+	}
+	return nil
+}
+
 // Handler serves /metrics, /healthz (the process is alive) and /readyz (200
 // once the stream exists and both Postgres and NATS answer).
 func (r *Relay) Handler() http.Handler {
@@ -260,7 +272,11 @@ func (r *Relay) Run(ctx context.Context) error {
 		// No reconnect buffer: while the broker is away a publish fails at
 		// once and the row stays unpublished, instead of hiding in memory.
 		nats.ReconnectBufSize(-1),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { r.log.Warn("nats disconnected", "err", err) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				r.log.Warn("nats disconnected", "err", err)
+			}
+		}),
 		nats.ReconnectHandler(func(c *nats.Conn) { r.log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
 	)
 	if err != nil {
@@ -278,7 +294,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		return nil // ctx ended while waiting for the dependencies
 	}
 	r.ready.Store(true)
-	r.log.Info("relay running", "stream", r.cfg.Stream, "subject", r.cfg.Subject, "batch", r.cfg.Batch,
+	r.log.Info("relay running", "stream", r.cfg.Stream, "subject", r.cfg.Subject, "batch", r.cfg.Batch, "workers", r.cfg.Workers,
 		"publish_rate", r.cfg.PublishRate, "burst", r.cfg.Burst, "publish_dedup", r.cfg.PublishDedup)
 
 	var wg sync.WaitGroup
