@@ -509,3 +509,35 @@ func TestRelayAndConsumerRideOutDatabaseOutage(t *testing.T) {
 		t.Errorf("%v redeliveries: the outage burned deliveries", got["paytest_consumer_redeliveries_total"])
 	}
 }
+
+// The relay and the consumer create the stream with one configuration, so
+// either may start first and an event flows end to end either way.
+func TestRelayAndConsumerStartInEitherOrder(t *testing.T) {
+	for _, relayFirst := range []bool{true, false} {
+		t.Run(fmt.Sprintf("relay first=%v", relayFirst), func(t *testing.T) {
+			env := consumertest.New(t, "")
+			if relayFirst {
+				startRelay(t, relayConfig(env))
+				startConsumer(t, env.ConsumerConfig())
+			} else {
+				startConsumer(t, env.ConsumerConfig())
+				startRelay(t, relayConfig(env))
+			}
+			ctx := context.Background()
+			s, err := env.JS.Stream(ctx, env.Stream)
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, err := s.Info(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := outbox.StreamConfig(env.Stream, env.Subject)
+			if len(info.Config.Subjects) != 1 || info.Config.Subjects[0] != env.Subject || info.Config.Storage != want.Storage {
+				t.Errorf("stream config %+v, want subjects [%s] storage %v", info.Config, env.Subject, want.Storage)
+			}
+			env.Insert(t, 5)
+			env.WaitLedger(t, 30*time.Second, 5)
+		})
+	}
+}
