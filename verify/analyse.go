@@ -46,6 +46,7 @@ type senderKey struct{ op, sender int }
 type pendingRA struct {
 	ra      float64
 	attempt int
+	end     int64 // unix nanos the attempt that carried it ended; 0 unknown
 }
 
 type jitterKey struct {
@@ -200,7 +201,14 @@ func (a *analysis) add(at *history.Attempt) {
 		delete(a.pending, sk)
 		if outcome != history.OutcomeBudget {
 			a.raChecked++
-			if at.DelayMS+1e-6 < prev.ra {
+			// Early when the recorded delay is short of the Retry-After and
+			// the clock does not show the wait either (a reconcile after the
+			// chaos window may record a small delay after a long gap).
+			gapMS := -1.0
+			if prev.end != 0 && !at.Start.IsZero() {
+				gapMS = float64(at.Start.UnixNano()-prev.end) / 1e6
+			}
+			if at.DelayMS+1e-6 < prev.ra && gapMS < prev.ra {
 				a.raEarly.add(Counterexample{
 					Op: at.Op, Key: at.Key, Merchant: at.Merchant, Sender: at.Sender, Attempt: at.Attempt,
 					Why: fmt.Sprintf("attempt %d came %s ms after attempt %d was told Retry-After %s ms",
@@ -210,7 +218,11 @@ func (a *analysis) add(at *history.Attempt) {
 		}
 	}
 	if at.RetryAfterMS > 0 {
-		a.pending[sk] = pendingRA{ra: at.RetryAfterMS, attempt: at.Attempt}
+		p := pendingRA{ra: at.RetryAfterMS, attempt: at.Attempt}
+		if !at.End.IsZero() {
+			p.end = at.End.UnixNano()
+		}
+		a.pending[sk] = p
 	}
 
 	// Jitter samples: backoff retries per attempt number, Retry-After

@@ -32,12 +32,7 @@ func (a *analysis) report(ev *evidence, opts Options) *Report {
 	if r.DurationSeconds == 0 && a.histEnd.After(a.histStart) {
 		r.DurationSeconds = round3(a.histEnd.Sub(a.histStart).Seconds())
 	}
-	for _, f := range ev.faults {
-		if f.Action == "stop" {
-			continue
-		}
-		r.Faults[f.Fault] += max(1, f.Count)
-	}
+	r.Faults = faultCounts(ev.faults)
 	for i := range a.ops {
 		if o := &a.ops[i]; o.kind == kindCharge || o.kind == kindReuse {
 			r.AttemptsPerOp[int(o.attempts)]++
@@ -76,6 +71,32 @@ func (a *analysis) report(ev *evidence, opts Options) *Report {
 		checkDLQ(ev),
 	)
 	return r
+}
+
+// injected is true for a fault record that says the fault happened: an
+// "inject" (or a record without an action), not its "arm", "start",
+// "stop" or "error".
+func injected(f history.Fault) bool { return f.Action == "inject" || f.Action == "" }
+
+// faultCounts counts each fault: the Counts of its "inject" records when it
+// has any (a response eaten, a component killed, poison published), else
+// its windows ("start" records: a broker cut, added latency).
+func faultCounts(faults []history.Fault) map[string]int {
+	injects, starts := map[string]int{}, map[string]int{}
+	for _, f := range faults {
+		switch {
+		case injected(f):
+			injects[f.Fault] += max(1, f.Count)
+		case f.Action == "start":
+			starts[f.Fault]++
+		}
+	}
+	for k, v := range starts {
+		if _, ok := injects[k]; !ok {
+			injects[k] = v
+		}
+	}
+	return injects
 }
 
 func held(name, figure, detail string) Check {
@@ -544,8 +565,8 @@ func checkRelayCrash(ev *evidence, effects Check) Check {
 	const name = CheckRelayCrashDeduped
 	kills := 0
 	for _, f := range ev.faults {
-		if f.Fault == "kill" && strings.Contains(f.Target, "relay") && f.Action != "stop" {
-			kills++
+		if f.Fault == "kill" && strings.Contains(f.Target, "relay") && injected(f) {
+			kills += max(1, f.Count)
 		}
 	}
 	if kills == 0 {
@@ -601,7 +622,7 @@ func checkDLQ(ev *evidence) Check {
 	const name = CheckDLQExact
 	poison := 0
 	for _, f := range ev.faults {
-		if f.Fault == "poison" && f.Action != "stop" {
+		if f.Fault == "poison" && injected(f) {
 			poison += max(1, f.Count)
 		}
 	}

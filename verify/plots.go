@@ -266,7 +266,8 @@ func (a *analysis) plotOverTime(ev *evidence) (*plotImage, error) {
 	l.Color = colBackoff
 	p.Add(plotter.NewGrid(), l)
 	for _, f := range ev.faults {
-		if f.Time.IsZero() || f.Action == "stop" {
+		// Windows and one-off faults; each eaten response would be a line.
+		if f.Time.IsZero() || !(f.Action == "start" || (injected(f) && f.Fault != "eat-response")) {
 			continue
 		}
 		x := float64(f.Time.UnixNano()-t0) / 1e9

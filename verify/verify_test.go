@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/paytest/paytest/attack/history"
 	"github.com/paytest/paytest/internal/apperr"
@@ -107,6 +109,17 @@ func TestVerifyScenarios(t *testing.T) {
 			want: want{verdict: VerdictViolated, exit: 1, checks: map[string]string{
 				CheckRetryAfterHonoured: StatusFailed,
 			}, cxCheck: CheckRetryAfterHonoured, cxOp: 120, cxWhy: "Retry-After 100 ms"},
+		},
+		{
+			name: "a reconcile long after a Retry-After is not early",
+			break_: func(t *testing.T, s *runSpec) {
+				prev := s.findAttempt(t, 120, 0, 1)
+				a := s.findAttempt(t, 120, 0, 2)
+				a.DelayMS, a.DelayReason, a.CapMS = 0, history.ReasonReconcile, 0
+				a.Start = prev.End.Add(5 * time.Second)
+				a.End = a.Start.Add(time.Millisecond)
+			},
+			want: want{verdict: VerdictHeld, exit: 0, checks: map[string]string{CheckRetryAfterHonoured: StatusHeld}},
 		},
 		{
 			name: "no jitter: every retry at the cap",
@@ -546,5 +559,39 @@ func golden(t *testing.T, path string, got []byte) {
 	}
 	if !bytes.Equal(got, want) {
 		t.Errorf("%s differs from the output (run with -update if the change is intended):\n--- got\n%s\n--- want\n%s", path, got, want)
+	}
+}
+
+func TestFaultCountsFollowTheJournal(t *testing.T) {
+	s := cleanRun(150)
+	at := t0.Add(time.Second)
+	s.faults = []history.Fault{
+		{Time: at, Fault: "kill", Action: "arm", Target: "relay", Detail: "crash at after-publish"},
+		{Time: at, Fault: "kill", Action: "inject", Target: "relay", Count: 1},
+		{Time: at, Fault: "kill", Action: "error", Target: "relay", Detail: "restart: boom"},
+		{Time: at, Fault: "kill", Action: "stop", Target: "relay"},
+		{Time: at, Fault: "eat-response", Action: "start", Target: "charge"},
+		{Time: at, Fault: "eat-response", Action: "inject", Target: "charge", Count: 1},
+		{Time: at, Fault: "eat-response", Action: "inject", Target: "charge", Count: 1},
+		{Time: at, Fault: "eat-response", Action: "inject", Target: "charge", Count: 1},
+		{Time: at, Fault: "eat-response", Action: "stop", Target: "charge"},
+		{Time: at, Fault: "broker-cut", Action: "start", Target: "nats"},
+		{Time: at, Fault: "broker-cut", Action: "stop", Target: "nats"},
+		{Time: at, Fault: "poison", Action: "inject", Target: "broker", Count: 2},
+	}
+	s.pages["consumer"] = page(map[string]float64{DefaultSideEffectMetric: 150, MetricInboxDuplicates: 1, MetricDLQMessages: 2})
+	rep, err := Verify(context.Background(), s.write(t, t.TempDir()), Options{NoHTML: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{"kill": 1, "eat-response": 3, "broker-cut": 1, "poison": 2}
+	if fmt.Sprint(rep.Faults) != fmt.Sprint(want) {
+		t.Fatalf("faults %v; want %v", rep.Faults, want)
+	}
+	if c := rep.Check(CheckRelayCrashDeduped); c.Status != StatusHeld || c.Figure != "1 duplicates deduped for 1 relay kills" {
+		t.Fatalf("relay-crash-deduped %+v", c)
+	}
+	if c := rep.Check(CheckDLQExact); c.Status != StatusHeld {
+		t.Fatalf("dlq-exact %+v", c)
 	}
 }
