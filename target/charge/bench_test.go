@@ -35,8 +35,8 @@ func benchDuration() time.Duration {
 }
 
 // The pgbench scripts run the service's SQL for a new key: the claim
-// (claimSQL), then the charge transaction (finishAndChargeByKeySQL and the
-// outbox insert). A pgbench variable stands in for the key; the lock token
+// (claimSQL), then the charge transaction (chargeTxSQL: finish the key,
+// insert the charge, insert the outbox row, one statement). A pgbench variable stands in for the key; the lock token
 // and the charge id derive from it. Payload and body sizes match the
 // service's.
 const (
@@ -53,18 +53,19 @@ const (
         response_status = 200, response_headers = '{"Content-Type":"application/json"}'::jsonb,
         response_body = convert_to(repeat('b', 250), 'UTF8'), updated_at = now(), finished_at = now()
     WHERE merchant = 'pgbench' AND key = 'pgb-' || :k::text AND lock_token = md5(:k::text)::uuid AND state = 'started'
-    RETURNING key)
-  INSERT INTO charges (id, merchant, idempotency_key, amount, currency, customer, sku, quantity, created_at)
-  VALUES ('ch_' || md5(:k::text), 'pgbench', (SELECT key FROM k), 1299, 'EUR', 'cus_1', 'sku-1', 1, now());
-INSERT INTO outbox (event_id, event_type, aggregate_id, payload)
-  VALUES (gen_random_uuid(), 'charge.created', 'ch_' || md5(:k::text), convert_to(repeat('p', 300), 'UTF8'));
+    RETURNING key),
+  c AS (INSERT INTO charges (id, merchant, idempotency_key, amount, currency, customer, sku, quantity, created_at)
+    SELECT 'ch_' || md5(:k::text), 'pgbench', k.key, 1299, 'EUR', 'cus_1', 'sku-1', 1, now() FROM k
+    RETURNING id)
+  INSERT INTO outbox (event_id, event_type, aggregate_id, payload)
+  SELECT gen_random_uuid(), 'charge.created', c.id, convert_to(repeat('p', 300), 'UTF8') FROM c;
 `
 )
 
 // pgbenchScripts: "pipelined" has the service's exact shape, one round trip
 // (a pipeline with one Sync, as a pgx batch: the claim, COMMIT, then the
 // charge transaction); "per-statement" sends each statement on its own round
-// trip, the charge transaction inside BEGIN/COMMIT, as most services would.
+// trip with an explicit BEGIN/COMMIT, as most services would.
 var pgbenchScripts = map[string]string{
 	"pipelined":     pgbenchSet + "\\startpipeline\n" + pgbenchClaim + "COMMIT;\n" + pgbenchFinish + "\\endpipeline\n",
 	"per-statement": pgbenchSet + pgbenchClaim + "BEGIN;\n" + pgbenchFinish + "COMMIT;\n",
@@ -94,7 +95,7 @@ func BenchmarkChargeVsPgbench(b *testing.B) {
 	}
 	dbURL := testinfra.Postgres(b)
 	ctx := context.Background()
-	svc, err := New(ctx, Config{DatabaseURL: dbURL})
+	svc, err := New(ctx, Config{DatabaseURL: dbURL, MaxConns: benchMaxConns()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -266,4 +267,12 @@ func runPgbench(pgbench, dbURL, script string, d time.Duration) (tps, latMS floa
 		latMS, _ = strconv.ParseFloat(string(m[1]), 64)
 	}
 	return tps, latMS, nil
+}
+
+// benchMaxConns is the service's pool size; PAYTEST_BENCH_MAXCONNS
+// overrides the default (DefaultMaxConns, the same 16 connections pgbench
+// opens).
+func benchMaxConns() int32 {
+	n, _ := strconv.Atoi(os.Getenv("PAYTEST_BENCH_MAXCONNS"))
+	return int32(n)
 }

@@ -166,6 +166,8 @@ type Service struct {
 	m       *metrics
 	nc      *nats.Conn
 	js      jetstream.JetStream
+	// The charge transaction, addressing the key by id or by key.
+	txByID, txByKey string
 
 	closeOnce sync.Once
 }
@@ -203,7 +205,8 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	case cfg.Pool == nil && cfg.DatabaseURL == "":
 		return nil, apperr.Errorf(apperr.EUSAGE, "charge: a database pool or URL is required")
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger, reg: cfg.Registry}
+	s := &Service{cfg: cfg, log: cfg.Logger, reg: cfg.Registry,
+		txByID: chargeTxSQL(false, !cfg.Unsafe.DualWrite), txByKey: chargeTxSQL(true, !cfg.Unsafe.DualWrite)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

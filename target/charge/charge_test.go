@@ -13,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/paytest/paytest/internal/testinfra"
+	"github.com/paytest/paytest/target/outbox"
 )
 
 // TestRaceSameKey: 200 trials of two same-key, same-body requests released
@@ -67,6 +68,30 @@ func TestRaceSameKey(t *testing.T) {
 	if n := count(t, h.pool, `SELECT count(*) FROM (SELECT 1 FROM outbox
 		GROUP BY convert_from(payload, 'UTF8')::jsonb ->> 'idempotency_key' HAVING count(*) <> 1) d`); n != 0 {
 		t.Fatalf("%d keys without exactly one outbox row", n)
+	}
+	// Every outbox row is a charge.created event the relay and consumer can
+	// read, for the charge it sits next to.
+	rs, err := h.pool.Query(context.Background(), `SELECT o.event_type, o.aggregate_id, o.payload, c.idempotency_key
+		FROM outbox o LEFT JOIN charges c ON c.id = o.aggregate_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rs.Close()
+	for rs.Next() {
+		var typ, agg string
+		var key *string
+		var payload []byte
+		if err := rs.Scan(&typ, &agg, &payload, &key); err != nil {
+			t.Fatal(err)
+		}
+		ev, err := outbox.Decode(payload)
+		if err != nil || typ != outbox.EventType || key == nil || ev.ChargeID != agg || ev.IdempotencyKey != *key ||
+			ev.Merchant != DefaultMerchant || ev.Amount != 1299 || ev.Currency != "EUR" || ev.SKU != "sku-1" || ev.Quantity != 1 {
+			t.Fatalf("outbox row %s %s for charge key %v: %+v %v", typ, agg, key, ev, err)
+		}
+	}
+	if err := rs.Err(); err != nil {
+		t.Fatal(err)
 	}
 }
 

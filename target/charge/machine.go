@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -65,29 +66,6 @@ const (
 		WHERE id = $1 AND state = 'started' AND locked_until < now() RETURNING attempts`
 	releaseSQL = `UPDATE idempotency_keys SET locked_until = now(), updated_at = now()
 		WHERE id = $1 AND lock_token = $2 AND state = 'started'`
-	// finishAndChargeSQL finishes the key and inserts its charge in one
-	// statement. The charge's idempotency_key comes from the finished row:
-	// when the lease was lost the UPDATE matches nothing, the key is NULL,
-	// and the NOT NULL constraint aborts the whole transaction.
-	finishAndChargeSQL = `WITH k AS (
-		UPDATE idempotency_keys
-		SET state = 'finished', lock_token = NULL, locked_until = NULL, charge_id = $3,
-		    response_status = $4, response_headers = $5, response_body = $6, updated_at = now(), finished_at = now()
-		WHERE id = $1 AND lock_token = $2 AND state = 'started'
-		RETURNING key)
-		INSERT INTO charges (id, merchant, idempotency_key, amount, currency, customer, sku, quantity, created_at)
-		VALUES ($3, $7, (SELECT key FROM k), $8, $9, $10, $11, $12, $13)`
-	// finishAndChargeByKeySQL is finishAndChargeSQL addressing the key by
-	// (merchant, key, lock_token), for the pipelined claim in which the id
-	// is not known yet. $1 is the key, $7 the merchant.
-	finishAndChargeByKeySQL = `WITH k AS (
-		UPDATE idempotency_keys
-		SET state = 'finished', lock_token = NULL, locked_until = NULL, charge_id = $3,
-		    response_status = $4, response_headers = $5, response_body = $6, updated_at = now(), finished_at = now()
-		WHERE merchant = $7 AND key = $1 AND lock_token = $2 AND state = 'started'
-		RETURNING key)
-		INSERT INTO charges (id, merchant, idempotency_key, amount, currency, customer, sku, quantity, created_at)
-		VALUES ($3, $7, (SELECT key FROM k), $8, $9, $10, $11, $12, $13)`
 	insertChargeSQL = `INSERT INTO charges (id, merchant, idempotency_key, amount, currency, customer, sku, quantity, created_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
 	upsertFinishedSQL = `INSERT INTO idempotency_keys (merchant, key, fingerprint, request, state, charge_id,
@@ -97,6 +75,57 @@ const (
 		    response_status = excluded.response_status, response_headers = excluded.response_headers,
 		    response_body = excluded.response_body, finished_at = now(), updated_at = now()`
 )
+
+// chargeTxSQL returns the charge transaction as one statement, so one
+// implicit transaction: finish the key with the stored response, insert the
+// charge, and insert its outbox row (unless withOutbox is false: dual-write).
+// The charge is inserted only from the finished key row and the outbox row
+// only from the inserted charge, so when the key is not held with this lock
+// token (never claimed, or the lease was lost to a takeover) the statement
+// writes nothing and reports 0 rows: no error, no partial write.
+//
+// The key is addressed by id ($1) or, for the pipelined claim in which the
+// id is not known yet, by (merchant $7, key $1). Parameters: $2 lock token,
+// $3 charge id, $4 status, $5 headers, $6 body, $7 merchant, $8 amount,
+// $9 currency, $10 customer, $11 sku, $12 quantity, $13 created_at, then
+// with the outbox $14 event id, $15 event type, $16 payload. The outbox
+// columns are target/outbox's table.
+func chargeTxSQL(byKey, withOutbox bool) string {
+	where := "id = $1"
+	if byKey {
+		where = "merchant = $7 AND key = $1"
+	}
+	sql := `WITH k AS (
+		UPDATE idempotency_keys
+		SET state = 'finished', lock_token = NULL, locked_until = NULL, charge_id = $3,
+		    response_status = $4, response_headers = $5, response_body = $6, updated_at = now(), finished_at = now()
+		WHERE ` + where + ` AND lock_token = $2 AND state = 'started'
+		RETURNING key)`
+	insertCharge := `INSERT INTO charges (id, merchant, idempotency_key, amount, currency, customer, sku, quantity, created_at)
+		SELECT $3, $7, k.key, $8, $9, $10, $11, $12, $13 FROM k`
+	if !withOutbox {
+		return sql + "\n" + insertCharge
+	}
+	return sql + `,
+		c AS (` + insertCharge + ` RETURNING id)
+		INSERT INTO outbox (event_id, event_type, aggregate_id, payload)
+		SELECT $14, $15, c.id, $16 FROM c`
+}
+
+// chargeTxArgs are chargeTxSQL's parameters; keyRef is the id or the key.
+func (s *Service) chargeTxArgs(keyRef any, token uuid.UUID, ch Charge, body []byte) ([]any, error) {
+	args := []any{keyRef, token, ch.ID, 200, jsonHeaders, body,
+		ch.Merchant, ch.Amount, ch.Currency, ch.Customer, ch.SKU, ch.Quantity, ch.CreatedAt}
+	if s.cfg.Unsafe.DualWrite {
+		return args, nil
+	}
+	ev := eventOf(ch)
+	payload, err := json.Marshal(ev)
+	if err != nil {
+		return nil, fmt.Errorf("charge: encode event: %w", err)
+	}
+	return append(args, ev.EventID, outbox.EventType, payload), nil
+}
 
 // charge runs one validated request for merchant under key through the
 // state machine the service is configured with.
@@ -207,87 +236,89 @@ func eventOf(ch Charge) outbox.ChargeCreated {
 var jsonHeaders = map[string]string{"Content-Type": "application/json"}
 
 // claimAndExecute is the hot path for a key seen for the first time: one
-// round trip (a pgx batch) that claims the key and commits the claim, then,
-// as a second transaction, finishes the key and writes the charge and the
-// outbox row exactly as execute does. The database goes through the same
-// states as with a claim and an execute of its own (started and locked, then
-// finished), so crashes and retries are handled alike. If the key already
-// existed, the claim inserts nothing, the finish matches nothing and its
-// transaction aborts on the NOT NULL guard: claimed is false and nothing was
-// written. With the after-claim crash point armed, chargeSafe claims and
-// executes in two round trips instead, so that the point sits between them.
+// round trip (a pgx batch) that claims the key and commits the claim, then
+// runs the charge transaction as a second, implicit transaction. The
+// database goes through the same states as with a separate claim and
+// execute (started and locked, then finished), so crashes and retries are
+// handled alike. If the key already existed, the claim inserts nothing and
+// the charge transaction, which needs the key held with this request's
+// token, writes nothing: claimed is false. With the after-claim crash point
+// armed, chargeSafe claims and executes in two round trips instead, so that
+// the point sits between them.
 func (s *Service) claimAndExecute(ctx context.Context, merchant, key string, req Request, fp, canon []byte, token uuid.UUID) (claimed bool, ans answer, err error) {
 	ch, body := newCharge(merchant, key, req)
+	args, err := s.chargeTxArgs(key, token, ch, body)
+	if err != nil {
+		return true, answer{}, err
+	}
 	b := &pgx.Batch{}
 	b.Queue(claimSQL, merchant, key, fp, canon, token, s.cfg.Lease.Milliseconds())
 	b.Queue("COMMIT") // ends the implicit transaction: the claim is committed on its own
-	b.Queue(finishAndChargeByKeySQL, key, token, ch.ID, 200, jsonHeaders, body,
-		merchant, ch.Amount, ch.Currency, ch.Customer, ch.SKU, ch.Quantity, ch.CreatedAt)
-	if !s.cfg.Unsafe.DualWrite {
-		if err := outbox.Queue(b, eventOf(ch)); err != nil {
-			return false, answer{}, err
-		}
-	}
+	b.Queue(s.txByKey, args...)
 	br := s.pool.SendBatch(ctx, b)
-	var id int64
+	var (
+		id  int64
+		tag pgconn.CommandTag
+	)
 	err = br.QueryRow().Scan(&id)
+	claimed = err == nil
 	if errors.Is(err, pgx.ErrNoRows) {
-		_ = br.Close() // the finish failed on its guard, as it must
-		return false, answer{}, nil
+		err = nil
 	}
-	for i := 1; err == nil && i < len(b.QueuedQueries); i++ {
+	if err == nil {
 		_, err = br.Exec()
+	}
+	if err == nil {
+		tag, err = br.Exec()
 	}
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		if id != 0 {
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			defer cancel()
-			_, _ = s.pool.Exec(rctx, releaseSQL, id, token)
+	switch {
+	case err != nil:
+		if claimed {
+			s.release(ctx, id, token)
 		}
 		return true, answer{}, dbError(err, "claim and charge")
+	case !claimed:
+		return false, answer{}, nil
+	case tag.RowsAffected() != 1:
+		// Only a lease shorter than the round trip gets here.
+		return true, answer{}, inFlight(key)
 	}
 	s.committed(ctx, ch)
 	return true, answer{status: 200, contentType: "application/json", body: body}, nil
 }
 
-// execute does the work for a key this request holds (id, token): one
-// transaction finishes the key with the response, inserts the charge and
-// inserts the outbox row. It is one pgx batch, so one round trip and one
-// implicit transaction. If the lease was lost meanwhile (another request took
-// the key over), the transaction fails as a whole and the answer is 409.
-func (s *Service) execute(ctx context.Context, id int64, token uuid.UUID, merchant, key string, req Request) (ans answer, err error) {
+// release unlocks a key this request holds after a failure, so that a retry
+// can run it at once instead of waiting out the lease. Best effort: if the
+// database is gone, the lease does the same later. A finished key is left
+// alone.
+func (s *Service) release(ctx context.Context, id int64, token uuid.UUID) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	_, _ = s.pool.Exec(rctx, releaseSQL, id, token)
+}
+
+// execute does the work for a key this request holds (id, token): the
+// charge transaction, one statement. If the lease was lost meanwhile
+// (another request took the key over), it writes nothing and the answer is
+// 409.
+func (s *Service) execute(ctx context.Context, id int64, token uuid.UUID, merchant, key string, req Request) (answer, error) {
 	s.cfg.Crash.Hit(CrashAfterClaim)
-	defer func() {
-		if err != nil {
-			// Nothing was committed: unlock the key so a retry can run it
-			// at once instead of waiting out the lease. Best effort; if the
-			// database is gone the lease does the same later.
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-			defer cancel()
-			_, _ = s.pool.Exec(rctx, releaseSQL, id, token)
-		}
-	}()
 	ch, body := newCharge(merchant, key, req)
-	b := &pgx.Batch{}
-	b.Queue(finishAndChargeSQL, id, token, ch.ID, 200, jsonHeaders, body,
-		merchant, ch.Amount, ch.Currency, ch.Customer, ch.SKU, ch.Quantity, ch.CreatedAt)
-	if !s.cfg.Unsafe.DualWrite {
-		if err := outbox.Queue(b, eventOf(ch)); err != nil {
-			return answer{}, err
-		}
-	}
-	err = s.pool.SendBatch(ctx, b).Close()
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code == "23502" && pgErr.TableName == "charges" && pgErr.ColumnName == "idempotency_key" {
-		// The finish matched no row: our lease ran out and another request
-		// holds the key now. The whole transaction rolled back.
-		return answer{}, inFlight(key)
-	}
+	args, err := s.chargeTxArgs(id, token, ch, body)
 	if err != nil {
+		return answer{}, err
+	}
+	tag, err := s.pool.Exec(ctx, s.txByID, args...)
+	if err != nil {
+		s.release(ctx, id, token)
 		return answer{}, dbError(err, "charge transaction")
+	}
+	if tag.RowsAffected() != 1 {
+		// Our lease ran out and another request holds the key now.
+		return answer{}, inFlight(key)
 	}
 	s.committed(ctx, ch)
 	return answer{status: 200, contentType: "application/json", body: body}, nil

@@ -70,24 +70,11 @@ func Insert(ctx context.Context, tx pgx.Tx, ev ChargeCreated) error {
 	if err != nil {
 		return fmt.Errorf("outbox: encode: %w", err)
 	}
-	_, err = tx.Exec(ctx, insertSQL, ev.EventID, EventType, ev.ChargeID, payload)
+	_, err = tx.Exec(ctx, `INSERT INTO outbox (event_id, event_type, aggregate_id, payload)
+		VALUES ($1, $2, $3, $4)`, ev.EventID, EventType, ev.ChargeID, payload)
 	if err != nil {
 		return fmt.Errorf("outbox: insert: %w", err)
 	}
-	return nil
-}
-
-const insertSQL = `INSERT INTO outbox (event_id, event_type, aggregate_id, payload) VALUES ($1, $2, $3, $4)`
-
-// Queue queues the same insert as Insert on b, so that it runs in the
-// batch's transaction (a pgx batch is one implicit transaction) without a
-// round trip of its own: the charge service's hot path.
-func Queue(b *pgx.Batch, ev ChargeCreated) error {
-	payload, err := json.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("outbox: encode: %w", err)
-	}
-	b.Queue(insertSQL, ev.EventID, EventType, ev.ChargeID, payload)
 	return nil
 }
 
