@@ -2,7 +2,6 @@ package consumer_test
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -49,7 +48,7 @@ func BenchmarkConsumerApply(b *testing.B) {
 		b.Logf("%d events applied in %s = %.0f/s (one transaction each: inbox, entry, 2 postings, stock), peak in-flight %d, redeliveries %v",
 			n, took.Round(time.Millisecond), rate, c.InflightMax(), got["paytest_consumer_redeliveries_total"])
 		if got["paytest_side_effects_applied_total"] != n {
-			b.Fatal(fmt.Sprintf("applied %v, want %d", got["paytest_side_effects_applied_total"], n))
+			b.Fatalf("applied %v, want %d", got["paytest_side_effects_applied_total"], n)
 		}
 	}
 }

@@ -305,17 +305,18 @@ func TestConsumerAppliesEventWhoseDeliveriesRanOut(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			for m := range batch.Messages() {
-				md, err := m.Metadata()
-				if err != nil {
-					return err
-				}
-				if md.NumDelivered != want {
-					return fmt.Errorf("delivery %d, want %d", md.NumDelivered, want)
-				}
-				return nil
+			m, ok := <-batch.Messages()
+			if !ok {
+				return fmt.Errorf("no delivery %d: %v", want, batch.Error())
 			}
-			return fmt.Errorf("no delivery %d: %v", want, batch.Error())
+			md, err := m.Metadata()
+			if err != nil {
+				return err
+			}
+			if md.NumDelivered != want {
+				return fmt.Errorf("delivery %d, want %d", md.NumDelivered, want)
+			}
+			return nil
 		})
 	}
 	startConsumer(t, cfg)
