@@ -324,6 +324,13 @@ func (r *Relay) loop(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, js 
 			failures++
 			d := r.backoff(failures)
 			r.log.Warn("relay batch failed", "err", err, "failures", failures, "backoff", d)
+			if errors.Is(err, jetstream.ErrNoStreamResponse) {
+				// The stream is gone (deleted, or a broker that lost its
+				// store): create it again rather than fail forever.
+				if err := r.ensureStream(ctx, js); err != nil {
+					r.log.Warn("recreating the stream failed", "err", err)
+				}
+			}
 			sleep(ctx, d)
 			continue
 		}
@@ -344,11 +351,7 @@ func (r *Relay) setup(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetS
 			if err := outbox.Migrate(ctx, pool); err != nil {
 				return err
 			}
-			_, err := js.CreateOrUpdateStream(ctx, outbox.StreamConfig(r.cfg.Stream, r.cfg.Subject))
-			if err != nil {
-				return fmt.Errorf("stream %s: %w", r.cfg.Stream, err)
-			}
-			return nil
+			return r.ensureStream(ctx, js)
 		}()
 		if err == nil {
 			return nil
@@ -359,6 +362,17 @@ func (r *Relay) setup(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetS
 			return ctx.Err()
 		}
 	}
+}
+
+// ensureStream creates or updates the stream with the configuration the
+// consumer uses too.
+func (r *Relay) ensureStream(ctx context.Context, js jetstream.JetStream) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := js.CreateOrUpdateStream(ctx, outbox.StreamConfig(r.cfg.Stream, r.cfg.Subject)); err != nil {
+		return fmt.Errorf("stream %s: %w", r.cfg.Stream, err)
+	}
+	return nil
 }
 
 // row is one claimed outbox row.
@@ -471,7 +485,14 @@ func (r *Relay) relayBatch(ctx context.Context, pool *pgxpool.Pool, js jetstream
 		return len(batch), fmt.Errorf("commit: %w", err)
 	}
 	if len(failIDs) > 0 {
-		return len(batch), fmt.Errorf("%d of %d publishes failed: %s", len(failIDs), sent, failMsgs[0])
+		var first error
+		for i := range sent {
+			if errs[i] != nil {
+				first = errs[i]
+				break
+			}
+		}
+		return len(batch), fmt.Errorf("%d of %d publishes failed: %w", len(failIDs), sent, first)
 	}
 	return len(batch), nil
 }

@@ -541,3 +541,45 @@ func TestRelayAndConsumerStartInEitherOrder(t *testing.T) {
 		})
 	}
 }
+
+// With the stream gone, publishes fail: the rows stay unpublished with
+// their attempts counted and the last error kept, the relay backs off, then
+// recreates the stream and publishes every row.
+func TestRelayRecordsFailedPublishesAndRecovers(t *testing.T) {
+	env := consumertest.New(t, "")
+	cfg := relayConfig(env)
+	cfg.BackoffBase, cfg.BackoffMax = 50*time.Millisecond, 200*time.Millisecond
+	url, _ := startRelay(t, cfg)
+	ctx := context.Background()
+	if err := env.JS.DeleteStream(ctx, env.Stream); err != nil {
+		t.Fatal(err)
+	}
+	evs := env.Insert(t, 10)
+	testinfra.WaitFor(t, 30*time.Second, func() error {
+		if n := env.Unpublished(t); n != 0 {
+			return fmt.Errorf("%d unpublished", n)
+		}
+		return nil
+	})
+	var minAttempts int
+	var lastError *string
+	if err := env.Pool.QueryRow(ctx, `SELECT min(attempts), max(last_error) FROM outbox`).Scan(&minAttempts, &lastError); err != nil {
+		t.Fatal(err)
+	}
+	if minAttempts < 1 || lastError == nil || *lastError == "" {
+		t.Errorf("attempts %d, last_error %v: the failed publishes were not recorded", minAttempts, lastError)
+	}
+	counts := env.StreamCounts(t)
+	for i, ev := range evs {
+		if counts[ev.EventID] != 1 {
+			t.Errorf("event %d published %d times, want 1", i+1, counts[ev.EventID])
+		}
+	}
+	got := consumertest.Scrape(t, url+"/metrics")
+	if got["paytest_relay_publish_errors_total"] < 10 {
+		t.Errorf("paytest_relay_publish_errors_total = %v, want >= 10", got["paytest_relay_publish_errors_total"])
+	}
+	if lastError != nil {
+		t.Logf("attempts >= %d, last_error %q", minAttempts, *lastError)
+	}
+}
