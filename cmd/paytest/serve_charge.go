@@ -2,6 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"time"
@@ -87,6 +91,8 @@ outbox; publish to --nats-url after commit: a crash in between loses it).`,
 	f.String("subject", outbox.DefaultSubject, "NATS subject for events (dual-write mode only)")
 	f.String("stream", outbox.DefaultStream, "JetStream stream (accepted for symmetry with relay and consumer; unused)")
 	f.String("redis-url", "", "Redis URL for an idempotency cache tier (not used by this build)")
+	f.Bool("demo", false, "walk one request through new, replay, 409 and 422, print each answer, and exit")
+	_ = f.MarkHidden("demo")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		v, err := settings(cmd, nil)
 		if err != nil {
@@ -133,6 +139,9 @@ outbox; publish to --nats-url after commit: a crash in between loses it).`,
 		defer func() { stopReaper(); wg.Wait() }()
 		log.Info("charge service ready", "lease", cfg.Lease, "retention", cfg.Retention, "merchants", len(cfg.APIKeys),
 			"crash_at", strings.Join(v.GetStringSlice("crash-at"), ","), "unsafe", strings.Join(cfg.Unsafe.Modes(), ","))
+		if v.GetBool("demo") {
+			return chargeDemo(ctx, cmd.OutOrStdout(), v.GetString("listen"), svc)
+		}
 		return serveHTTP(ctx, log, "charge", v.GetString("listen"), svc.Handler(), v.GetDuration("grace"))
 	}
 	return cmd
@@ -193,4 +202,137 @@ func splitList(vals []string) []string {
 		out = append(out, strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' })...)
 	}
 	return out
+}
+
+// chargeDemo serves h on listen and walks one request through the four
+// answers of the state machine over real HTTP, printing each: a new charge,
+// its replay, a 409 while a same-key request is in flight, and a 422 for a
+// different request under the same key. It fails if any answer is wrong or
+// if the database holds other than one charge per key.
+func chargeDemo(ctx context.Context, out io.Writer, listen string, svc *charge.Service) error {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return apperr.Wrap(apperr.EUSAGE, err, "--listen %s", listen)
+	}
+	srv := &http.Server{Handler: svc.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = srv.Serve(ln) })
+	defer func() {
+		_ = srv.Shutdown(context.WithoutCancel(ctx))
+		wg.Wait()
+	}()
+	url := "http://" + ln.Addr().String() + "/charge"
+	client := &http.Client{Timeout: 10 * time.Second}
+	type answer struct {
+		status int
+		header http.Header
+		body   string
+	}
+	post := func(key, body string) (answer, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(body))
+		if err != nil {
+			return answer{}, err
+		}
+		req.Header.Set("Authorization", "Bearer "+charge.DefaultAPIKey)
+		req.Header.Set("Idempotency-Key", key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			return answer{}, apperr.Wrap(apperr.EINCONCLUSIVE, err, "demo request")
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return answer{resp.StatusCode, resp.Header, string(b)}, err
+	}
+	show := func(a answer, headers ...string) {
+		fmt.Fprintf(out, "   -> %d %s", a.status, http.StatusText(a.status))
+		for _, h := range headers {
+			if v := a.header.Get(h); v != "" {
+				fmt.Fprintf(out, "  %s: %s", h, v)
+			}
+		}
+		fmt.Fprintf(out, "\n      %s\n", a.body)
+	}
+	wrong := func(step string, a answer) error {
+		return apperr.Errorf(apperr.EVIOLATED, "demo step %q: unexpected answer %d %s", step, a.status, a.body)
+	}
+	run := time.Now().UTC().Format("20060102T150405.000")
+	body := `{"amount":1299,"currency":"EUR","customer":"cus_1","sku":"sku-1","quantity":1}`
+	reordered := `{ "quantity": 1, "sku": "sku-1", "customer": "cus_1", "currency": "EUR", "amount": 1299 }`
+	key := "demo-" + run
+	fmt.Fprintf(out, "POST %s as merchant %q (Authorization: Bearer %s)\n\n", url, charge.DefaultMerchant, charge.DefaultAPIKey)
+
+	fmt.Fprintf(out, "1. new: Idempotency-Key %s\n      %s\n", key, body)
+	first, err := post(key, body)
+	if err != nil {
+		return err
+	}
+	show(first, "Content-Type")
+	if first.status != http.StatusOK || first.header.Get(charge.ReplayedHeader) != "" {
+		return wrong("new", first)
+	}
+
+	fmt.Fprintf(out, "\n2. replay: the same key and the same request, keys reordered\n      %s\n", reordered)
+	again, err := post(key, reordered)
+	if err != nil {
+		return err
+	}
+	show(again, "Content-Type", charge.ReplayedHeader)
+	if again.status != first.status || again.body != first.body || again.header.Get(charge.ReplayedHeader) != "true" {
+		return wrong("replay", again)
+	}
+	fmt.Fprintln(out, "      (the stored answer, byte for byte: no second charge)")
+
+	fmt.Fprintln(out, "\n3. in flight: two requests with one new key, sent at the same moment")
+	var conflict, winner answer
+	for try := 1; try <= 200 && conflict.status == 0; try++ {
+		k := fmt.Sprintf("demo-%s-race-%d", run, try)
+		var pair [2]answer
+		var errs [2]error
+		var rw sync.WaitGroup
+		start := make(chan struct{})
+		for i := range 2 {
+			rw.Go(func() { <-start; pair[i], errs[i] = post(k, body) })
+		}
+		close(start)
+		rw.Wait()
+		for i := range 2 {
+			if errs[i] != nil {
+				return errs[i]
+			}
+			if pair[i].status == http.StatusConflict {
+				conflict, winner = pair[i], pair[1-i]
+				fmt.Fprintf(out, "      Idempotency-Key %s (attempt %d)\n", k, try)
+			}
+		}
+	}
+	if conflict.status == 0 {
+		return apperr.Errorf(apperr.EINCONCLUSIVE, "demo step \"in flight\": 200 races never caught a request in flight")
+	}
+	show(winner, charge.ReplayedHeader)
+	show(conflict, "Content-Type", "Retry-After")
+	if winner.status != http.StatusOK {
+		return wrong("in flight", winner)
+	}
+
+	changed := strings.Replace(body, "1299", "999", 1)
+	fmt.Fprintf(out, "\n4. mismatch: key %s again, with a different request\n      %s\n", key, changed)
+	mismatch, err := post(key, changed)
+	if err != nil {
+		return err
+	}
+	show(mismatch, "Content-Type")
+	if mismatch.status != http.StatusUnprocessableEntity {
+		return wrong("mismatch", mismatch)
+	}
+	var keys, charges int
+	if err := svc.Pool().QueryRow(ctx, `SELECT count(DISTINCT idempotency_key), count(*) FROM charges
+		WHERE merchant = $1 AND idempotency_key LIKE $2`, charge.DefaultMerchant, "demo-"+run+"%").Scan(&keys, &charges); err != nil {
+		return apperr.Wrap(apperr.EINCONCLUSIVE, err, "demo: counting charges")
+	}
+	fmt.Fprintf(out, "\nIn the database: %d keys, %d charges: each key charged exactly once.\n", keys, charges)
+	if keys != charges {
+		return apperr.Errorf(apperr.EVIOLATED, "demo: %d keys but %d charges", keys, charges)
+	}
+	return nil
 }

@@ -323,3 +323,17 @@ func TestServeEmbeddedPostgres(t *testing.T) {
 		t.Fatalf("cluster dir %s still there after exit: %v", m[2], err)
 	}
 }
+
+// TestDemo: the hidden --demo walk-through gets all four answers and exits 0.
+func TestDemo(t *testing.T) {
+	cmd := exec.Command(testinfra.Paytest(t), "serve", "charge", "--demo", "--database-url", testinfra.Postgres(t))
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("--demo: %v\n%s", err, out)
+	}
+	for _, want := range []string{"-> 200 OK", "Idempotent-Replayed: true", "-> 409 Conflict", "Retry-After: 1", "-> 422 Unprocessable Entity", "each key charged exactly once"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+}
