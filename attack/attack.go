@@ -386,6 +386,9 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		if sys.drain.Expected == 0 {
 			sys.drain.Expected = pl.Charges()
 		}
+		if sys.drain.PendingURL != "" {
+			sys.drain.DLQExpected = j.Counts()[fault.Poison]
+		}
 		dr := waitDrained(runCtx, sys.drain, pr)
 		res.Drained = dr.Settled
 		j.printf(time.Now(), "drain: settled=%v in %s, outbox pending %.0f, side effects %.0f (expected %d)%s",

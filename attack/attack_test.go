@@ -442,3 +442,74 @@ func TestRunJSONReportMatchesTheRunDirectory(t *testing.T) {
 		t.Fatalf("report.json %+v", rep)
 	}
 }
+
+// TestLaterFaultsActOnTheBundledSystem runs the faults the later profiles
+// use (latency, redis-loss in both phases, an outage of the charge
+// service's database, poison events) on a small plan: each fires, and the
+// verdict still holds with every poison event dead-lettered.
+func TestLaterFaultsActOnTheBundledSystem(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "later.yaml")
+	if err := os.WriteFile(path, []byte(`name: later
+description: latency, redis-loss, outage and poison on one small run
+ops: 200
+concurrency: 16
+duplicate-rate: 0.2
+redis: true
+faults:
+  - {fault: latency, target: charge, latency: 20ms, at: 0.05, until: 0.2}
+  - {fault: redis-loss, at: 0.3}
+  - {fault: redis-loss, phase: restart, at: 0.5}
+  - {fault: outage, at: 0.6, duration: 1s}
+  - {fault: poison, at: 0.8, count: 3}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := bundled(t, path)
+	cfg.Seed = 11
+	res := run(t, cfg)
+	rep := res.Report
+	if rep.Verdict != verify.VerdictHeld {
+		var b strings.Builder
+		_ = rep.WriteText(&b)
+		t.Fatalf("verdict %s:\n%s", rep.Verdict, b.String())
+	}
+	want := map[string]int{"latency": 1, "redis-loss": 2, "outage": 1, "poison": 3}
+	for f, n := range want {
+		if rep.Faults[f] != n {
+			t.Errorf("%s: %d in the report, want %d (%v)", f, rep.Faults[f], n, rep.Faults)
+		}
+	}
+	if c := rep.Check(verify.CheckDLQExact); c == nil || c.Status != verify.StatusHeld {
+		t.Errorf("dlq check: %+v", c)
+	}
+}
+
+// TestTargetKillCommandsRunAtTheKillPoints: against a team's endpoint the
+// relay-crash profile's kill runs --kill-cmd and then --restart-cmd.
+func TestTargetKillCommandsRunAtTheKillPoints(t *testing.T) {
+	srv := httptest.NewServer(&shop{idempotent: true, seen: map[string]string{}})
+	t.Cleanup(srv.Close)
+	prof, err := profiles.Load("relay-crash")
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := filepath.Join(t.TempDir(), "kills.log")
+	res := run(t, Config{
+		Profile: prof, Ops: 100, Concurrency: 8, Seed: 5,
+		Target: srv.URL + "/api/pay", Header: http.Header{"X-Shop": {"yes"}},
+		MetricsURL: srv.URL + "/metrics", SideEffectMetric: "shop_charges_total",
+		KillCmd:    "echo kill $PAYTEST_COMPONENT >> " + log,
+		RestartCmd: "echo restart $PAYTEST_COMPONENT >> " + log,
+		Out:        t.TempDir(), DrainTimeout: 5 * time.Second,
+	})
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(b) != "kill relay\nrestart relay\n" {
+		t.Fatalf("commands ran: %q", b)
+	}
+	if res.Report.Faults["kill"] != 1 || res.Report.Verdict != verify.VerdictHeld {
+		t.Fatalf("faults %v, verdict %s", res.Report.Faults, res.Report.Verdict)
+	}
+}

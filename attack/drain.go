@@ -62,6 +62,9 @@ type drainSpec struct {
 	EffectsMetric string
 	// Expected is the count effects should reach (0: unknown, stability only).
 	Expected int
+	// DLQExpected, when positive, is how many poison events the DLQ
+	// counter on EffectsURL must reach.
+	DLQExpected int
 	// Stable is how long effects must not move to count as settled.
 	Stable   time.Duration
 	Deadline time.Duration
@@ -71,6 +74,7 @@ type drainSpec struct {
 type drainResult struct {
 	Pending float64
 	Effects float64
+	DLQ     float64
 	Took    time.Duration
 	Settled bool
 	LastErr error
@@ -113,6 +117,14 @@ func waitDrained(ctx context.Context, d drainSpec, pr *progress) drainResult {
 				if d.Expected > 0 && int(v) < d.Expected {
 					effectsOK = false
 				}
+			}
+		}
+		if d.DLQExpected > 0 && d.EffectsURL != "" {
+			v, _, err := scrape(ctx, hc, d.EffectsURL, "paytest_dlq_messages_total")
+			if err != nil {
+				res.LastErr, effectsOK = err, false
+			} else if res.DLQ = v; int(v) < d.DLQExpected {
+				effectsOK = false
 			}
 		}
 		if pendingOK && effectsOK {
