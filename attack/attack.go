@@ -196,6 +196,7 @@ type system struct {
 	merchants   []plan.Merchant
 	httpClient  *http.Client
 	description string
+	notes       []string
 	teardown    []func()
 	cleanupOnce sync.Once
 }
@@ -264,6 +265,9 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		return nil, err
 	}
 	j.printf(time.Now(), "system up in %s: %s", time.Since(began).Round(time.Millisecond), sys.description)
+	for _, n := range sys.notes {
+		j.printf(time.Now(), "note: %s", n)
+	}
 	if cfg.Progress != nil {
 		fmt.Fprintf(cfg.Progress, "paytest: %s up in %s; run directory %s\n", sys.description, time.Since(began).Round(time.Millisecond), cfg.Out)
 	}

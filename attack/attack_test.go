@@ -37,10 +37,12 @@ func bundled(t *testing.T, profile string) Config {
 		t.Fatal(err)
 	}
 	name := strings.ToUpper(testinfra.Name("A"))
+	natsURL := testinfra.NATS(t)
+	t.Cleanup(func() { deleteStreams(natsURL, name, name+"_DLQ") })
 	return Config{
 		Profile: prof, Ops: prof.Ops, Concurrency: prof.Concurrency,
 		DuplicateRate: prof.DuplicateRate, RaceRate: prof.RaceRate, ReuseRate: prof.ReuseRate,
-		Binary: testinfra.Paytest(t), DatabaseURL: testinfra.Postgres(t), NATSURL: testinfra.NATS(t),
+		Binary: testinfra.Paytest(t), DatabaseURL: testinfra.Postgres(t), NATSURL: natsURL,
 		Stream: name, DLQStream: name + "_DLQ", Subject: strings.ToLower(name) + ".charges",
 		Out: t.TempDir(),
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/paytest/paytest/attack/fault"
 	"github.com/paytest/paytest/attack/plan"
 	"github.com/paytest/paytest/internal/apperr"
+	"github.com/paytest/paytest/internal/pgembed"
 	"github.com/paytest/paytest/internal/toxiembed"
 	"github.com/paytest/paytest/target/outbox"
 	"github.com/paytest/paytest/target/stack"
@@ -48,8 +49,28 @@ func startBundled(ctx context.Context, cfg *Config, tp *toxiembed.Server) (_ *sy
 			needRedis = true
 		}
 	}
+	dbURL := cfg.DatabaseURL
+	if dbURL != "" {
+		// A given server may hold earlier runs' rows, which would spoil the
+		// counts: the run gets a database of its own there, dropped at the
+		// end (its ledger is kept in the run directory). Without the
+		// privilege to create one, the given database is used as it is.
+		name := fmt.Sprintf("paytest_run_%d", time.Now().UnixNano())
+		if err := pgembed.CreateDatabase(ctx, dbURL, name); err == nil {
+			admin := dbURL
+			sys.teardown = append(sys.teardown, func() {
+				dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				_ = pgembed.DropDatabase(dctx, admin, name)
+			})
+			dbURL = withDatabase(dbURL, name)
+			sys.notes = append(sys.notes, "database "+name+" created for this run on the given server")
+		} else {
+			sys.notes = append(sys.notes, "using the given database as it is (could not create one: "+err.Error()+")")
+		}
+	}
 	infra, err := stack.StartInfra(ctx, stack.InfraConfig{
-		DatabaseURL: cfg.DatabaseURL, NATSURL: cfg.NATSURL, RedisURL: cfg.RedisURL,
+		DatabaseURL: dbURL, NATSURL: cfg.NATSURL, RedisURL: cfg.RedisURL,
 		NeedRedis: needRedis, Log: cfg.Log,
 	})
 	if err != nil {
@@ -295,4 +316,14 @@ func (n *natsPublisher) Publish(ctx context.Context, data []byte) error {
 	}
 	_, err = js.Publish(ctx, n.subject, data)
 	return err
+}
+
+// withDatabase replaces the database in a postgres URL.
+func withDatabase(raw, name string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	u.Path = "/" + name
+	return u.String()
 }
