@@ -296,9 +296,19 @@ func (a *analysis) checkExactlyOnce(ev *evidence, opts Options) Check {
 		return held(name, figure, "no plan.jsonl: judged from the ledger alone (each key at most once)")
 	}
 	total := nOK + nFail + nIndet
+	unplanned := 0
+	for i := range a.ops {
+		if a.ops[i].kind == kindUnplanned {
+			unplanned++
+		}
+	}
+	note := ""
+	if a.planned && unplanned > 0 {
+		note = fmt.Sprintf("; %d ops in history.jsonl are not in the plan (not judged)", unplanned)
+	}
 	figure := fmt.Sprintf("%d of %d ops wrong (%d acknowledged: exactly once; %d failed: zero times; %d indeterminate: at most once)", cx.total, total, nOK, nFail, nIndet)
 	if cx.total > 0 {
-		return failed(name, figure, fmt.Sprintf("%d applied more than once, %d acknowledged but lost", twice, lost), cx)
+		return failed(name, figure, fmt.Sprintf("%d applied more than once, %d acknowledged but lost", twice, lost)+note, cx)
 	}
 	if !a.planned {
 		return inconclusive(name, "0 ops", "no plan.jsonl and no ledger: nothing to judge operations by")
@@ -308,9 +318,9 @@ func (a *analysis) checkExactlyOnce(ev *evidence, opts Options) Check {
 		return inconclusive(name, figure, "no ledger evidence (no --database-url): per-operation effects cannot be counted; only the client's view was judged (no op got two `new` answers)")
 	}
 	if total == 0 {
-		return nothing(name, "0 ops", "the plan has no charge operations")
+		return nothing(name, "0 ops", "the plan has no charge operations"+note)
 	}
-	return held(name, figure, "")
+	return held(name, figure, strings.TrimPrefix(note, "; "))
 }
 
 func b2i(b bool) int {
@@ -482,7 +492,7 @@ func (a *analysis) checkJitter(opts Options, r *Report) Check {
 	var insufficient []string
 	for _, k := range a.sortedJitterKeys() {
 		s := a.jitter[k]
-		g := JitterGroup{Reason: k.reason, Attempt: k.attempt, N: len(s.u), Hist: make([]int, 10)}
+		g := JitterGroup{Reason: k.reason, Attempt: k.attempt, N: len(s.u), Hist: make([]int, 10), Alpha: opts.KSAlpha}
 		total += g.N
 		g.CapMS = round3(s.capSum / float64(len(s.u)))
 		label := groupLabel(k)
@@ -499,6 +509,7 @@ func (a *analysis) checkJitter(opts Options, r *Report) Check {
 		g.KS = round4(ksUniform(s.u))
 		g.KSCritical = round4(ksCritical(g.N, opts.KSAlpha))
 		threshold := math.Max(g.KSCritical, ksTolerance)
+		g.KSThreshold = threshold
 		g.Held = g.KS <= threshold
 		slots := int(math.Round(g.CapMS / opts.SlotMS))
 		slotFig := fmt.Sprintf("window under 2 slots of %s ms", fmtMS(opts.SlotMS))

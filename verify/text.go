@@ -175,7 +175,7 @@ func writeJitterText(w io.Writer, r *Report) {
 		if g.Insufficient {
 			fmt.Fprintf(w, ", insufficient samples\n")
 		} else {
-			fmt.Fprintf(w, ", KS %.3f (critical %.3f), fullest slot %d vs ~%d by chance", g.KS, g.KSCritical, g.MaxSlot, g.MaxSlotExpected)
+			fmt.Fprintf(w, ", KS %.3f (threshold %.3f), fullest slot %d vs ~%d by chance (p<%g at %d)", g.KS, g.KSThreshold, g.MaxSlot, g.MaxSlotExpected, g.Alpha, g.MaxSlotCritical)
 			if g.Held {
 				fmt.Fprintln(w, ": spread")
 			} else {

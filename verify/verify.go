@@ -223,6 +223,11 @@ type JitterGroup struct {
 	// Uniform(0,1); KSCritical its critical value at Options.KSAlpha.
 	KS         float64 `json:"ks"`
 	KSCritical float64 `json:"ks_critical"`
+	// KSThreshold is what KS is judged against: the critical value, but
+	// never below 0.05 (timer resolution in a client's recorded sleeps).
+	KSThreshold float64 `json:"ks_threshold"`
+	// Alpha is the significance level both tests use.
+	Alpha float64 `json:"alpha"`
 	// Slots is the number of SlotMS-wide slots in the window; MaxSlot the
 	// most retries landing in one; MaxSlotExpected the typical (median)
 	// maximum under Uniform and MaxSlotCritical the count chance reaches
