@@ -51,6 +51,8 @@ type pendingCollector struct {
 	n    float64
 }
 
+var _ prometheus.Collector = (*pendingCollector)(nil)
+
 var pendingDesc = prometheus.NewDesc("paytest_outbox_pending",
 	"Outbox rows not yet published (published_at IS NULL).", nil, nil)
 
