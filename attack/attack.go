@@ -14,14 +14,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"text/template"
@@ -215,6 +213,12 @@ func (s *system) stop() {
 // is not an error: it is in Result.Report.
 func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	began := time.Now()
+	defer func() {
+		if err != nil && ctx.Err() != nil {
+			err = apperr.Wrap(apperr.EINCONCLUSIVE, ctx.Err(), "attack interrupted; the partial run is in %s", cfg.Out)
+			res = nil
+		}
+	}()
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
@@ -350,7 +354,19 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		sampling.Add(1)
 		go func() {
 			defer sampling.Done()
-			sampleTimeline(sampleCtx, cfg.Out, sys.sources.MetricsURLs, 250*time.Millisecond)
+			sampleTimeline(sampleCtx, cfg.Out, sys.sources.MetricsURLs, 250*time.Millisecond, func(name string, page []byte) {
+				if !cfg.Bars {
+					return
+				}
+				if v, ok := pageValue(page, "paytest_outbox_pending"); ok && name == "relay" {
+					pr.pending(int64(v))
+				}
+				if url := sys.drain.EffectsURL; url != "" && url == sys.sources.MetricsURLs[name] {
+					if v, ok := pageValue(page, sys.drain.EffectsMetric); ok {
+						pr.set(barEffects, int64(v))
+					}
+				}
+			})
 		}()
 	}
 	defer func() { stopSampling(); sampling.Wait() }()
@@ -443,24 +459,12 @@ func errSuffix(err error) string {
 	return "; last error: " + err.Error()
 }
 
-var errCanceled = errors.New("attack: cancelled")
-
 // cancelled turns a context's end into the run's error.
 func cancelled(ctx context.Context) error {
-	if ctx.Err() != nil {
-		return apperr.Wrap(apperr.EINCONCLUSIVE, fmt.Errorf("%w: %v", errCanceled, ctx.Err()), "attack interrupted")
+	if err := ctx.Err(); err != nil {
+		return apperr.Wrap(apperr.EINCONCLUSIVE, err, "attack interrupted")
 	}
 	return nil
-}
-
-// trimURL drops the path of a URL for display.
-func trimURL(u string) string {
-	if i := strings.Index(u, "://"); i >= 0 {
-		if j := strings.IndexByte(u[i+3:], '/'); j >= 0 {
-			return u[:i+3+j]
-		}
-	}
-	return u
 }
 
 // applicable adapts the profile's schedule to what the run can do: against

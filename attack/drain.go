@@ -1,6 +1,7 @@
 package attack
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -170,7 +171,7 @@ func saveRegistry(reg *prometheus.Registry, path string) error {
 // sampleTimeline saves every page's /metrics every interval under
 // metrics/timeline/<name>/ until ctx ends, so report.html can plot the run
 // over time. It returns when ctx is done.
-func sampleTimeline(ctx context.Context, runDir string, pages map[string]string, interval time.Duration) {
+func sampleTimeline(ctx context.Context, runDir string, pages map[string]string, interval time.Duration, onPage func(name string, page []byte)) {
 	hc := &http.Client{Timeout: time.Second}
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -190,6 +191,9 @@ func sampleTimeline(ctx context.Context, runDir string, pages map[string]string,
 			if err != nil || resp.StatusCode != http.StatusOK {
 				continue
 			}
+			if onPage != nil {
+				onPage(name, b)
+			}
 			path := verify.TimelinePath(runDir, name, now)
 			if os.MkdirAll(filepath.Dir(path), 0o755) == nil {
 				_ = os.WriteFile(path, b, 0o644)
@@ -201,4 +205,29 @@ func sampleTimeline(ctx context.Context, runDir string, pages map[string]string,
 		case <-t.C:
 		}
 	}
+}
+
+// pageValue sums one metric on a text-format page (0 when absent).
+func pageValue(page []byte, metric string) (float64, bool) {
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(bytes.NewReader(page))
+	if err != nil {
+		return 0, false
+	}
+	f, ok := fams[metric]
+	if !ok {
+		return 0, false
+	}
+	v := 0.0
+	for _, m := range f.GetMetric() {
+		switch {
+		case m.Counter != nil:
+			v += m.Counter.GetValue()
+		case m.Gauge != nil:
+			v += m.Gauge.GetValue()
+		case m.Untyped != nil:
+			v += m.Untyped.GetValue()
+		}
+	}
+	return v, true
 }

@@ -60,16 +60,7 @@ func (pr *progress) set(name string, v int64) {
 	}
 }
 
-func (pr *progress) inc(name string) {
-	if pr.p == nil {
-		return
-	}
-	if b := pr.bars[name]; b != nil {
-		b.Increment()
-	}
-}
-
-// attemptsTotal grows the attempts bar's total with its count (it has no
+// attempts grows the attempts bar's total with its count (it has no
 // known total).
 func (pr *progress) attempts(n int64) {
 	if pr.p == nil {
