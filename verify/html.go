@@ -70,7 +70,7 @@ code{font:13px ui-monospace,Menlo,Consolas,monospace}
 
 {{if .R.Jitter}}<h2>Full jitter</h2>
 <table id="jitter">
-<tr><th>retries</th><th>n</th><th>window</th><th>KS (critical)</th><th>fullest slot (chance ~, p&lt;α at)</th><th></th></tr>
+<tr><th>retries</th><th>n</th><th>window</th><th>KS (threshold)</th><th>fullest slot (chance ~, p&lt;α at)</th><th></th></tr>
 {{range .R.Jitter}}<tr><td>{{group .}}</td><td class="num">{{.N}}</td><td class="num">{{ms .CapMS}} ms</td>{{if .Insufficient}}<td colspan="2" class="detail">insufficient samples</td>{{else}}<td class="num">{{printf "%.3f" .KS}} ({{printf "%.3f" .KSThreshold}})</td><td class="num">{{.MaxSlot}} ({{.MaxSlotExpected}}, {{.MaxSlotCritical}})</td>{{end}}{{if .Insufficient}}<td class="s-nothing">not judged</td>{{else}}<td class="{{if .Held}}s-held{{else}}s-FAILED{{end}}">{{if .Held}}spread{{else}}synchronised{{end}}</td>{{end}}</tr>
 {{end}}</table>{{end}}
 

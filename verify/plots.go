@@ -102,6 +102,27 @@ func (a *analysis) plotDelayScatter() (*plotImage, error) {
 			maxAttempt = math.Max(maxAttempt, math.Round(xy.X))
 		}
 	}
+	// Each backoff window's cap, as a short dashed bar over its column.
+	var capLine *plotter.Line
+	for _, k := range a.sortedJitterKeys() {
+		if k.reason != history.ReasonBackoff {
+			continue
+		}
+		js := a.jitter[k]
+		capMS := js.capSum / float64(len(js.u))
+		x := float64(k.attempt)
+		l, err := plotter.NewLine(plotter.XYs{{X: x - 0.4, Y: capMS}, {X: x + 0.4, Y: capMS}})
+		if err != nil {
+			return nil, err
+		}
+		l.Color = color.NRGBA{R: 214, G: 39, B: 40, A: 255}
+		l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+		p.Add(l)
+		capLine = l
+	}
+	if capLine != nil {
+		p.Legend.Add("backoff cap", capLine)
+	}
 	p.Legend.Top = true
 	p.X.Min, p.X.Max = 1.5, maxAttempt+0.5
 	p.Y.Min = 0
@@ -123,12 +144,16 @@ func (a *analysis) plotDelayHist() (*plotImage, error) {
 	if len(u) == 0 {
 		return nil, nil
 	}
+	// Fixed bins over [0, 1], so a --no-jitter run shows one full bin at
+	// the cap rather than a zero-width range.
 	const bins = 20
-	h, err := plotter.NewHist(plotter.Values(u), bins)
-	if err != nil {
-		return nil, err
+	h := &plotter.Histogram{Width: 1.0 / bins, FillColor: colBackoff, LineStyle: plotter.DefaultLineStyle}
+	for i := 0; i < bins; i++ {
+		h.Bins = append(h.Bins, plotter.HistogramBin{Min: float64(i) / bins, Max: float64(i+1) / bins})
 	}
-	h.FillColor = colBackoff
+	for _, x := range u {
+		h.Bins[min(bins-1, int(x*bins))].Weight++
+	}
 	p := plot.New()
 	p.X.Label.Text = "delay / cap (backoff retries, all attempt numbers)"
 	p.Y.Label.Text = "retries"
