@@ -391,15 +391,34 @@ type row struct {
 func (r *Relay) relayBatch(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream) (int, error) {
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.AckTimeout+30*time.Second)
 	defer cancel()
-	tx, err := pool.Begin(bctx)
+	// The transaction is driven by hand so that its four statements take
+	// two round trips: BEGIN and the claim are pipelined, and so are the
+	// marks and COMMIT (an explicit BEGIN inside a pipeline opens a
+	// transaction that outlives the pipeline's Sync). Round trips, not rows,
+	// bound the relay on a busy machine.
+	conn, err := pool.Acquire(bctx)
 	if err != nil {
+		return 0, fmt.Errorf("connect: %w", err)
+	}
+	// pgxpool destroys a connection released inside a transaction.
+	defer conn.Release()
+	done := false
+	defer func() {
+		if !done {
+			_, _ = conn.Exec(context.WithoutCancel(bctx), "ROLLBACK")
+		}
+	}()
+	claim := &pgx.Batch{}
+	claim.Queue("BEGIN")
+	claim.Queue(claimSQL, r.cfg.Batch)
+	br := conn.SendBatch(bctx, claim)
+	if _, err := br.Exec(); err != nil {
+		_ = br.Close()
 		return 0, fmt.Errorf("begin: %w", err)
 	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(bctx)) }()
-
-	rows, err := tx.Query(bctx, `SELECT id, event_id::text, payload FROM outbox
-		WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, r.cfg.Batch)
+	rows, err := br.Query()
 	if err != nil {
+		_ = br.Close()
 		return 0, fmt.Errorf("claim: %w", err)
 	}
 	batch, err := pgx.CollectRows(rows, func(rs pgx.CollectableRow) (row, error) {
@@ -407,11 +426,18 @@ func (r *Relay) relayBatch(ctx context.Context, pool *pgxpool.Pool, js jetstream
 		err := rs.Scan(&x.id, &x.eventID, &x.payload)
 		return x, err
 	})
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
 	if err != nil {
 		return 0, fmt.Errorf("claim: %w", err)
 	}
 	if len(batch) == 0 {
-		return 0, tx.Commit(bctx)
+		if _, err := conn.Exec(bctx, "COMMIT"); err != nil {
+			return 0, fmt.Errorf("commit: %w", err)
+		}
+		done = true
+		return 0, nil
 	}
 
 	// Publish asynchronously, paced by the token bucket, then wait for
@@ -469,21 +495,13 @@ func (r *Relay) relayBatch(ctx context.Context, pool *pgxpool.Pool, js jetstream
 		r.crash.Hit(CrashAfterPublish)
 		okIDs = append(okIDs, batch[i].id)
 	}
-	if len(okIDs) > 0 {
-		if _, err := tx.Exec(bctx, `UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY($1)`, okIDs); err != nil {
-			return len(batch), fmt.Errorf("mark published: %w", err)
-		}
-	}
 	if len(failIDs) > 0 {
 		r.publishErrors.Add(float64(len(failIDs)))
-		if _, err := tx.Exec(bctx, `UPDATE outbox o SET attempts = o.attempts + 1, last_error = f.msg
-			FROM unnest($1::bigint[], $2::text[]) AS f(id, msg) WHERE o.id = f.id`, failIDs, failMsgs); err != nil {
-			return len(batch), fmt.Errorf("record failures: %w", err)
-		}
 	}
-	if err := tx.Commit(bctx); err != nil {
-		return len(batch), fmt.Errorf("commit: %w", err)
+	if err := r.finish(bctx, conn, okIDs, failIDs, failMsgs); err != nil {
+		return len(batch), err
 	}
+	done = true
 	if len(failIDs) > 0 {
 		var first error
 		for i := range sent {
@@ -495,6 +513,41 @@ func (r *Relay) relayBatch(ctx context.Context, pool *pgxpool.Pool, js jetstream
 		return len(batch), fmt.Errorf("%d of %d publishes failed: %w", len(failIDs), sent, first)
 	}
 	return len(batch), nil
+}
+
+// claimSQL claims a batch by state, never by position.
+const claimSQL = `SELECT id, event_id::text, payload FROM outbox
+	WHERE published_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`
+
+// finish marks the acked rows published, records the failed ones, and
+// commits, in one pipelined round trip. A failed statement makes the server
+// skip the rest, COMMIT included; the caller then rolls back.
+func (r *Relay) finish(ctx context.Context, conn *pgxpool.Conn, okIDs, failIDs []int64, failMsgs []string) error {
+	b := &pgx.Batch{}
+	if len(okIDs) > 0 {
+		b.Queue(`UPDATE outbox SET published_at = clock_timestamp() WHERE id = ANY($1)`, okIDs)
+	}
+	if len(failIDs) > 0 {
+		b.Queue(`UPDATE outbox o SET attempts = o.attempts + 1, last_error = f.msg
+			FROM unnest($1::bigint[], $2::text[]) AS f(id, msg) WHERE o.id = f.id`, failIDs, failMsgs)
+	}
+	b.Queue("COMMIT")
+	br := conn.SendBatch(ctx, b)
+	var err error
+	for i := range b.Len() {
+		tag, e := br.Exec()
+		if e != nil {
+			err = fmt.Errorf("mark: %w", e)
+			break
+		}
+		if i == b.Len()-1 && tag.String() != "COMMIT" {
+			err = fmt.Errorf("commit: the transaction was rolled back (%s)", tag)
+		}
+	}
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("mark: %w", cerr)
+	}
+	return err
 }
 
 // statsLoop refreshes the pending and lag gauges until ctx ends.
