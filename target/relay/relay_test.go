@@ -91,7 +91,7 @@ func TestRelayCrashAfterPublish(t *testing.T) {
 	if n := env.Unpublished(t); n != m {
 		t.Fatalf("%d rows unpublished after the crash, want all %d (nothing marked)", n, m)
 	}
-	consumertest.StartProcess(t, "relay-restarted", true, relayArgs...)
+	second := consumertest.StartProcess(t, "relay-restarted", true, relayArgs...)
 	testinfra.WaitFor(t, 30*time.Second, func() error {
 		if n := env.Unpublished(t); n != 0 {
 			return fmt.Errorf("%d rows unpublished", n)
@@ -130,6 +130,15 @@ func TestRelayCrashAfterPublish(t *testing.T) {
 		dups += n - 1
 	}
 	t.Logf("%d events, %d republished after the crash, each applied once", m, dups)
+	// Both stop cleanly on SIGTERM.
+	for _, p := range []*consumertest.Process{second, cons} {
+		if err := p.Stop(10 * time.Second); err != nil {
+			t.Errorf("SIGTERM: %v", err)
+		}
+		if _, err := p.Exited(); err != nil {
+			t.Errorf("exit after SIGTERM: %v", err)
+		}
+	}
 }
 
 // Rows whose ids were allocated early but that commit late (a transaction
@@ -281,6 +290,7 @@ type drain struct {
 	events       int
 	took         time.Duration // first publish to last, from the stream's timestamps
 	rate         float64       // events/s over took
+	applied      time.Duration // first ledger entry to last, from the ledger's timestamps
 	inflightMax  int
 	redeliveries float64
 }
@@ -304,10 +314,16 @@ func drainBacklog(t testing.TB, n int, publishRate float64, maxInflight int) dra
 		t.Fatalf("stream holds %d messages, want %d", len(msgs), n)
 	}
 	took := msgs[len(msgs)-1].Time.Sub(msgs[0].Time)
+	var applied time.Duration
+	if err := env.Pool.QueryRow(context.Background(),
+		`SELECT max(applied_at) - min(applied_at) FROM ledger_entries`).Scan(&applied); err != nil {
+		t.Fatal(err)
+	}
 	got := consumertest.Scrape(t, curl+"/metrics")
 	return drain{
 		events:       n,
 		took:         took,
+		applied:      applied,
 		rate:         float64(n-1) / took.Seconds(),
 		inflightMax:  c.InflightMax(),
 		redeliveries: got["paytest_consumer_redeliveries_total"],
@@ -320,8 +336,9 @@ func drainBacklog(t testing.TB, n int, publishRate float64, maxInflight int) dra
 func TestRelayBacklogDrainsAtPublishRate(t *testing.T) {
 	const n, r, bound = 3000, 1000.0, 64
 	limited := drainBacklog(t, n, r, bound)
-	t.Logf("rate-limited drain: %d events in %s = %.0f events/s (limit %.0f), peak in-flight %d, redeliveries %v",
-		limited.events, limited.took.Round(time.Millisecond), limited.rate, r, limited.inflightMax, limited.redeliveries)
+	t.Logf("rate-limited drain: %d events published in %s = %.0f events/s (limit %.0f), applied in %s, peak in-flight %d, redeliveries %v",
+		limited.events, limited.took.Round(time.Millisecond), limited.rate, r, limited.applied.Round(time.Millisecond),
+		limited.inflightMax, limited.redeliveries)
 	if limited.rate < 0.9*r || limited.rate > 1.1*r {
 		t.Errorf("measured %.0f events/s, want %.0f +- 10%%", limited.rate, r)
 	}
@@ -332,9 +349,9 @@ func TestRelayBacklogDrainsAtPublishRate(t *testing.T) {
 		t.Errorf("%v redeliveries during the drain", limited.redeliveries)
 	}
 	unlimited := drainBacklog(t, n, 0, bound)
-	t.Logf("unlimited drain: %d events in %s = %.0f events/s, peak in-flight %d, redeliveries %v (%.1fx the limited rate)",
-		unlimited.events, unlimited.took.Round(time.Millisecond), unlimited.rate, unlimited.inflightMax,
-		unlimited.redeliveries, unlimited.rate/limited.rate)
+	t.Logf("unlimited drain: %d events published in %s = %.0f events/s (%.1fx the limited rate), applied in %s, peak in-flight %d, redeliveries %v",
+		unlimited.events, unlimited.took.Round(time.Millisecond), unlimited.rate, unlimited.rate/limited.rate,
+		unlimited.applied.Round(time.Millisecond), unlimited.inflightMax, unlimited.redeliveries)
 }
 
 // freePort returns a loopback port that was free a moment ago.
