@@ -420,6 +420,8 @@ func (a *analysis) checkReuse(ev *evidence, opts Options) Check {
 			why = fmt.Sprintf("a changed body under a used key was answered 2xx (%s), not 422", o.describe())
 		case o.rejected > 0 && o.mismatches == 0:
 			why = fmt.Sprintf("answered with a rejection other than 422 (%s)", o.describe())
+		case ev.hasLedger && e > 1 && o.mismatches > 0:
+			why = fmt.Sprintf("the key's ledger effects are %d, not the original op's 1 (the reuse got 422: the original op %d may be the one applied twice, see %s)", e, o.reuseOf, CheckExactlyOncePerOp)
 		case ev.hasLedger && e > 1:
 			why = fmt.Sprintf("the key's ledger effects are %d, not the original op's 1", e)
 		case ev.hasLedger && e == 1 && orig != nil && orig.kind == kindCharge && orig.definite():
