@@ -255,6 +255,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	if err != nil {
 		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "starting toxiproxy")
 	}
+	defer tp.Shutdown()
 	var sys *system
 	if cfg.Target == "" {
 		sys, err = startBundled(ctx, &cfg, tp)
@@ -264,7 +265,6 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	if sys != nil {
 		defer sys.stop()
 	}
-	defer tp.Shutdown()
 	if err != nil {
 		return nil, err
 	}
@@ -322,7 +322,9 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		j.printf(time.Now(), "schedule: %s", line)
 	}
 	runCtx, cancelRun := context.WithCancel(ctx)
-	defer cancelRun()
+	// Before the system stops: end the crash watchers, so that none
+	// restarts a component behind the teardown's back.
+	defer func() { cancelRun(); sched.wait() }()
 	sched.arm(runCtx)
 
 	var attempts, confirmed atomic.Int64
@@ -430,6 +432,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing history")
 	}
 	cancelRun()
+	sched.wait()
 	runRec.Ended = time.Now().UTC()
 	if err := history.WriteRun(filepath.Join(cfg.Out, history.RunFile), runRec); err != nil {
 		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing run.yaml")

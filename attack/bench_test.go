@@ -2,6 +2,7 @@ package attack
 
 import (
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -23,12 +24,17 @@ func BenchmarkDefaultProfile(b *testing.B) {
 	}
 	bin := testinfra.Paytest(b)
 	for b.Loop() {
+		// The run directory is kept when the verdict is not held.
+		dir, err := os.MkdirTemp("", "paytest-bench-")
+		if err != nil {
+			b.Fatal(err)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		began := time.Now()
 		res, err := Run(ctx, Config{
 			Profile: prof, Ops: prof.Ops, Concurrency: prof.Concurrency,
 			DuplicateRate: prof.DuplicateRate, RaceRate: prof.RaceRate, ReuseRate: prof.ReuseRate,
-			Binary: bin, Out: b.TempDir(),
+			Binary: bin, Out: dir,
 		})
 		took := time.Since(began)
 		cancel()
@@ -40,6 +46,7 @@ func BenchmarkDefaultProfile(b *testing.B) {
 			_ = res.Report.WriteText(&sb)
 			b.Fatalf("verdict %s in %s:\n%s", res.Report.Verdict, res.Dir, sb.String())
 		}
+		_ = os.RemoveAll(dir)
 		b.ReportMetric(took.Seconds(), "s/run")
 		b.ReportMetric(took.Seconds()/target.Seconds(), "x-of-30s-target")
 		b.Logf("default profile, start to verdict: %s (target %s, ratio %.2f)", took.Round(time.Millisecond), target, took.Seconds()/target.Seconds())

@@ -205,3 +205,13 @@ func (s *schedule) errors() []error {
 	defer s.mu.Unlock()
 	return append([]error(nil), s.errs...)
 }
+
+// wait waits for the crash-point watchers to end (after the run's context
+// is cancelled, or their restart is done).
+func (s *schedule) wait() {
+	for _, it := range s.crash {
+		if w, ok := it.f.(fault.Waiter); ok && it.running && w.Wait() != nil {
+			<-w.Wait()
+		}
+	}
+}
