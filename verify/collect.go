@@ -49,6 +49,11 @@ type Sources struct {
 	// query (default DefaultLedgerQuery).
 	DatabaseURL string
 	LedgerQuery string
+	// PrometheusWait, when positive, makes Collect wait (up to that long)
+	// until Prometheus has scraped every target after Collect began
+	// (min(timestamp(up)) >= start), so its answers are not older than the
+	// system's final state. Zero queries at once.
+	PrometheusWait time.Duration
 	// HTTPClient scrapes the pages and queries Prometheus (default: a
 	// client with a 10 s timeout).
 	HTTPClient *http.Client
@@ -195,6 +200,11 @@ func queryPrometheus(ctx context.Context, hc *http.Client, src Sources, path str
 	if err != nil {
 		return err
 	}
+	if src.PrometheusWait > 0 {
+		if err := waitFreshScrape(ctx, hc, base, src.PrometheusWait); err != nil {
+			return err
+		}
+	}
 	out := PromAnswers{URL: redact(src.PrometheusURL), Time: time.Now().UTC(), Answers: map[string]PromAnswer{}}
 	queries := map[string]string{promSideEffects: src.SideEffectQuery}
 	for k, q := range promQueries {
@@ -217,6 +227,35 @@ func queryPrometheus(ctx context.Context, hc *http.Client, src Sources, path str
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// waitFreshScrape polls until every target Prometheus scrapes was scraped
+// after the call began.
+func waitFreshScrape(ctx context.Context, hc *http.Client, base *url.URL, wait time.Duration) error {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	last := "no answer"
+	for {
+		ans, err := instantQuery(ctx, hc, base, "min(timestamp(up))")
+		switch {
+		case err != nil:
+			last = err.Error()
+		case ans.Value == nil:
+			last = "no scrape targets (up is empty)"
+		case *ans.Value >= float64(start.UnixMilli())/1000:
+			return nil
+		default:
+			last = fmt.Sprintf("oldest target scraped %s before collection began", start.Sub(time.UnixMilli(int64(*ans.Value*1000))).Round(time.Millisecond))
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no fresh scrape within %s: %s", wait, last)
+		case <-t.C:
+		}
+	}
 }
 
 // instantQuery runs one PromQL instant query (/api/v1/query) and sums the

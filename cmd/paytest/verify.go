@@ -46,6 +46,7 @@ outbox-drained, dlq-exact. Exit codes: 0 held, 1 violated, 2 usage,
 	f.String("run", "", "run directory to verify (and, live, to save the evidence in)")
 	f.StringArray("metrics-url", nil, "a component's metrics page as name=URL (repeatable; a bare URL is named \"target\")")
 	f.String("prometheus-url", "", "Prometheus server to query (PromQL instant queries) instead of or besides the pages")
+	f.Duration("prometheus-wait", 0, "wait up to this long for Prometheus to scrape every target after verify starts (0: query at once)")
 	f.String("side-effect-metric", verify.DefaultSideEffectMetric, "counter of applied side effects on the metrics pages (summed over series and pages)")
 	f.String("side-effect-query", verify.DefaultSideEffectQuery, "PromQL for the side effects at --prometheus-url")
 	f.String("database-url", "", "Postgres holding the ledger")
@@ -101,6 +102,7 @@ func runVerify(cmd *cobra.Command, _ []string) error {
 	src := verify.Sources{
 		MetricsURLs:      pages,
 		PrometheusURL:    v.GetString("prometheus-url"),
+		PrometheusWait:   v.GetDuration("prometheus-wait"),
 		SideEffectMetric: v.GetString("side-effect-metric"),
 		SideEffectQuery:  v.GetString("side-effect-query"),
 		DatabaseURL:      v.GetString("database-url"),
