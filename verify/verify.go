@@ -11,6 +11,34 @@
 // offline and reads only the run directory, so `paytest verify --run DIR`
 // recomputes a verdict long after the system is gone.
 //
+// The checks, by name:
+//
+//   - effects-equal-ops: side effects from metrics == logical charges in
+//     the plan == effects in the ledger ("1000 of 1000 (ledger 1000 of
+//     1000)"); effects under keys no op used count against it.
+//   - exactly-once-per-op (Jepsen's model, per (merchant, key) of the
+//     ledger): an op the client saw succeed (any 2xx) was applied exactly
+//     once; one with only definite rejections (409, 422, other 4xx, never
+//     sent) zero times; an indeterminate one (timeouts, network errors, 5xx,
+//     429/503) at most once; none twice. Two `new` answers for one op fail
+//     it even without a ledger; otherwise no ledger makes it inconclusive.
+//   - race-single-winner: each race op got exactly one `new` across its
+//     senders, the rest 409 or replays (or answers lost and retried).
+//   - key-reuse-422: each changed-body reuse got 422, never a 2xx, and its
+//     key's ledger effects stayed at the original op's 1.
+//   - retry-after-honoured: no sender's next attempt came sooner than the
+//     Retry-After its previous attempt carried (by recorded delay and clock).
+//   - full-jitter: per attempt number, backoff delays/cap against
+//     Uniform(0,1) (Kolmogorov-Smirnov, alpha 0.001, never below 0.05) and
+//     the fullest 10 ms slot against the binomial maximum chance allows;
+//     retries after a Retry-After are judged the same way above it.
+//   - relay-crash-deduped: the consumer's inbox counted at least one
+//     duplicate per relay kill and effects-equal-ops held.
+//   - outbox-drained: outbox pending rows and lag are 0.
+//   - dlq-exact: the DLQ counter equals the poison injected.
+//
+// A check with nothing to look at says so (status nothing-to-check).
+//
 // Verdicts follow the contract: held (exit 0), violated (exit 1) and
 // inconclusive (exit 3, evidence missing: never a false "held").
 package verify
