@@ -283,27 +283,32 @@ func chargeDemo(ctx context.Context, out io.Writer, listen string, svc *charge.S
 	}
 	fmt.Fprintln(out, "      (the stored answer, byte for byte: no second charge)")
 
-	fmt.Fprintln(out, "\n3. in flight: two requests with one new key, sent at the same moment")
+	fmt.Fprintln(out, "\n3. in flight: four requests with one new key, sent at the same moment")
 	var conflict, winner answer
 	for try := 1; try <= 200 && conflict.status == 0; try++ {
 		k := fmt.Sprintf("demo-%s-race-%d", run, try)
-		var pair [2]answer
-		var errs [2]error
+		var group [4]answer
+		var errs [4]error
 		var rw sync.WaitGroup
 		start := make(chan struct{})
-		for i := range 2 {
-			rw.Go(func() { <-start; pair[i], errs[i] = post(k, body) })
+		for i := range group {
+			rw.Go(func() { <-start; group[i], errs[i] = post(k, body) })
 		}
 		close(start)
 		rw.Wait()
-		for i := range 2 {
+		for i, a := range group {
 			if errs[i] != nil {
 				return errs[i]
 			}
-			if pair[i].status == http.StatusConflict {
-				conflict, winner = pair[i], pair[1-i]
-				fmt.Fprintf(out, "      Idempotency-Key %s (attempt %d)\n", k, try)
+			switch {
+			case a.status == http.StatusConflict && conflict.status == 0:
+				conflict = a
+			case a.status == http.StatusOK && a.header.Get(charge.ReplayedHeader) == "":
+				winner = a
 			}
+		}
+		if conflict.status != 0 {
+			fmt.Fprintf(out, "      Idempotency-Key %s (attempt %d)\n", k, try)
 		}
 	}
 	if conflict.status == 0 {
