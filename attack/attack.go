@@ -478,26 +478,25 @@ func cancelled(ctx context.Context) error {
 func applicable(specs []fault.Spec, target bool, env *fault.Env, j *journal) []fault.Spec {
 	var out []fault.Spec
 	for _, s := range specs {
-		if s.Fault == fault.Kill && s.Duration == 0 && s.Until == 0 {
-			s.Duration = 500 * time.Millisecond
-		}
-		if !target {
-			out = append(out, s)
-			continue
-		}
-		switch s.Fault {
-		case fault.EatResponse, fault.Latency:
-			out = append(out, s)
-		case fault.Kill:
-			if env.Components == nil {
-				j.printf(time.Now(), "schedule: skipping %s: no --kill-cmd", s.Describe())
+		if target {
+			switch s.Fault {
+			case fault.EatResponse, fault.Latency:
+			case fault.Kill:
+				if env.Components == nil {
+					j.printf(time.Now(), "schedule: skipping %s: no --kill-cmd", s.Describe())
+					continue
+				}
+				s.Crash = ""
+			default:
+				j.printf(time.Now(), "schedule: skipping %s: it needs the bundled reference system", s.Describe())
 				continue
 			}
-			s.Crash = ""
-			out = append(out, s)
-		default:
-			j.printf(time.Now(), "schedule: skipping %s: it needs the bundled reference system", s.Describe())
 		}
+		if s.Fault == fault.Kill && s.Crash == "" && s.Duration == 0 && s.Until == 0 {
+			// A plain kill restarts after a short downtime.
+			s.Duration = 500 * time.Millisecond
+		}
+		out = append(out, s)
 	}
 	return out
 }
