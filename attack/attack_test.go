@@ -515,3 +515,35 @@ func TestTargetKillCommandsRunAtTheKillPoints(t *testing.T) {
 		t.Fatalf("faults %v, verdict %s", res.Report.Faults, res.Report.Verdict)
 	}
 }
+
+// TestReconciliationConfirmsWhatTheChaosLeftOpen: with one attempt per
+// sender and half the responses eaten, many operations end the chaos phase
+// unconfirmed; reconciliation re-drives each with its same key until it is
+// confirmed, and the verdict holds (exactly once, not zero, not twice).
+func TestReconciliationConfirmsWhatTheChaosLeftOpen(t *testing.T) {
+	cfg := bundled(t, "lost-response")
+	cfg.Ops, cfg.Seed, cfg.MaxAttempts = 200, 13, 1
+	res := run(t, cfg)
+	if len(res.Load.Unconfirmed) == 0 {
+		t.Fatal("nothing was left unconfirmed by the chaos phase: the test proves nothing")
+	}
+	if res.Reconciled == nil || len(res.Reconciled.Unconfirmed) != 0 {
+		t.Fatalf("after reconciliation: %+v", res.Reconciled)
+	}
+	reconciled := 0
+	if err := history.ReadFile(filepath.Join(res.Dir, history.HistoryFile), func(a history.Attempt) error {
+		if a.DelayReason == history.ReasonReconcile {
+			reconciled++
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if reconciled == 0 {
+		t.Fatal("no attempt in the history is marked reconcile")
+	}
+	if res.Report.Verdict != verify.VerdictHeld || res.Report.SideEffects != 200 {
+		t.Fatalf("verdict %s, side effects %d", res.Report.Verdict, res.Report.SideEffects)
+	}
+	t.Logf("%d ops unconfirmed after chaos, %d reconcile attempts", len(res.Load.Unconfirmed), reconciled)
+}
