@@ -17,9 +17,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"text/template"
@@ -231,6 +234,14 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		return nil, apperr.Wrap(apperr.EUSAGE, err, "run directory %s", cfg.Out)
 	}
 	res = &Result{Dir: cfg.Out, Seed: cfg.Seed}
+	if cfg.Settings == nil {
+		cfg.Settings = map[string]any{
+			"profile": cfg.Profile.Name, "ops": cfg.Ops, "concurrency": cfg.Concurrency, "seed": cfg.Seed,
+			"duplicate-rate": cfg.DuplicateRate, "race-rate": cfg.RaceRate, "reuse-rate": cfg.ReuseRate,
+			"target": cfg.Target, "unsafe": cfg.Unsafe, "timeout": cfg.Timeout.String(),
+			"max-attempts": cfg.MaxAttempts, "no-jitter": cfg.NoJitter, "no-budget": cfg.NoBudget,
+		}
+	}
 	runRec := history.Run{
 		Seed: cfg.Seed, Profile: cfg.Profile.Name, Target: cfg.Target, Ops: cfg.Ops,
 		Concurrency: cfg.Concurrency, NoJitter: cfg.NoJitter, Unsafe: cfg.Unsafe,
@@ -314,13 +325,33 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	// The faults.
 	sys.env.Log = j
 	sys.env.Ops = cfg.Ops
-	sched, err := newSchedule(applicable(cfg.Profile.Faults, cfg.Target != "", sys.env, j), len(pl.Ops), sys.env, j)
+	sched, err := newSchedule(applicable(cfg.Profile.Faults, cfg.Target != "", sys.env, j), len(pl.Ops), cfg.Ops, sys.env, j)
 	if err != nil {
 		return nil, err
 	}
 	for _, line := range sched.describe() {
 		j.printf(time.Now(), "schedule: %s", line)
 	}
+	runRec.Config = maps.Clone(cfg.Settings)
+	if hs, ok := runRec.Config["header"].([]string); ok {
+		red := make([]string, len(hs))
+		for i, h := range hs {
+			name, _, _ := strings.Cut(h, ":")
+			red[i] = strings.TrimSpace(name) + ": xxxxx"
+		}
+		runRec.Config["header"] = red
+	}
+	for k, v := range runRec.Config {
+		// No passwords in the run directory.
+		if str, ok := v.(string); ok && strings.HasSuffix(k, "-url") && str != "" {
+			if u, err := url.Parse(str); err == nil {
+				runRec.Config[k] = u.Redacted()
+			}
+		}
+	}
+	runRec.Config["seed"] = cfg.Seed
+	runRec.Config["fault-schedule"] = sched.describe()
+	runRec.Config["plan-fingerprint"] = res.Fingerprint
 	runCtx, cancelRun := context.WithCancel(ctx)
 	// Before the system stops: end the crash watchers, so that none
 	// restarts a component behind the teardown's back.

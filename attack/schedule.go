@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,14 +32,16 @@ type schedule struct {
 	items []*scheduled
 	// crash holds the crash-point kills armed before load starts.
 	crash []*scheduled
-	mu    sync.Mutex
-	done  int
-	wake  chan struct{}
-	errs  []error
+	// charges is the plan's number of charges (crash points count them).
+	charges int
+	mu      sync.Mutex
+	done    int
+	wake    chan struct{}
+	errs    []error
 }
 
-func newSchedule(specs []fault.Spec, ops int, env *fault.Env, j *journal) (*schedule, error) {
-	s := &schedule{env: env, j: j, wake: make(chan struct{}, 1)}
+func newSchedule(specs []fault.Spec, ops, charges int, env *fault.Env, j *journal) (*schedule, error) {
+	s := &schedule{env: env, j: j, wake: make(chan struct{}, 1), charges: charges}
 	for _, sp := range specs {
 		f, err := fault.New(sp.Fault)
 		if err != nil {
@@ -60,7 +63,11 @@ func newSchedule(specs []fault.Spec, ops int, env *fault.Env, j *journal) (*sche
 // describe lists the schedule for the transcript.
 func (s *schedule) describe() []string {
 	var out []string
-	for _, it := range append(append([]*scheduled(nil), s.crash...), s.items...) {
+	for _, it := range s.crash {
+		_, args := fault.CrashArgs(it.spec, s.charges)
+		out = append(out, fmt.Sprintf("%s: armed with %s", it.spec.Describe(), strings.Join(args, " ")))
+	}
+	for _, it := range s.items {
 		end := ""
 		if it.endAt > 0 {
 			end = fmt.Sprintf(" to op %d", it.endAt)

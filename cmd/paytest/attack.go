@@ -41,8 +41,8 @@ at: --metrics-url with --side-effect-metric, --prometheus-url with
 --side-effect-query, and/or --database-url with --ledger-query.
 
 Everything lands in the run directory (--out): run.yaml, plan.jsonl,
-history.jsonl, faults.jsonl, transcript.txt, metrics/, report.json and
-report.html. Configuration precedence: flag, PAYTEST_* environment, --config
+history.jsonl, faults.jsonl, transcript.txt, metrics/, report.json,
+report.html, and the reference components' own logs in components.log. Configuration precedence: flag, PAYTEST_* environment, --config
 file, the profile, built-in default.
 
 Exit codes: 0 held, 1 violated, 2 usage error, 3 inconclusive.`,
