@@ -27,6 +27,12 @@ import (
 	"github.com/paytest/paytest/verify"
 )
 
+var (
+	_ fault.Components = (*stack.Stack)(nil)
+	_ fault.Redis      = (*redisCache)(nil)
+	_ fault.Publisher  = (*natsPublisher)(nil)
+)
+
 // The merchants of the bundled system: two, so keys are scoped per merchant.
 var bundledMerchants = []plan.Merchant{
 	{Name: "demo", APIKey: "sk_test_demo"},

@@ -22,6 +22,14 @@ func init() {
 	Register(Poison, func() Fault { return &poison{} })
 }
 
+var (
+	_ Fault = (*toxic)(nil)
+	_ Fault = (*cut)(nil)
+	_ Fault = (*kill)(nil)
+	_ Fault = redisLoss{}
+	_ Fault = poison{}
+)
+
 // toxic adds a toxiproxy toxic for its window: eat-response is a downstream
 // limit_data of 0 bytes on the client->charge proxy (the request reaches the
 // service and commits; the connection closes at the first response byte),
