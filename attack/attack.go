@@ -13,6 +13,7 @@ package attack
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -87,6 +88,9 @@ type Config struct {
 	Header http.Header
 	// BodyTemplate is a text/template filled per operation for Target.
 	BodyTemplate *template.Template
+	// RootCAs, when set, are the CAs trusted for an https Target (default:
+	// the system's).
+	RootCAs *x509.CertPool
 	// KeyHeader carries the idempotency key (default Idempotency-Key).
 	KeyHeader string
 	// Evidence for a Target: a /metrics page and its side-effect counter, a
@@ -381,13 +385,17 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		defer close(schedDone)
 		sched.run(runCtx, loadDone)
 	}()
+	evidence := sys.sources.HTTPClient
+	if evidence == nil {
+		evidence = &http.Client{Timeout: 2 * time.Second}
+	}
 	sampleCtx, stopSampling := context.WithCancel(runCtx)
 	var sampling sync.WaitGroup
 	if len(sys.sources.MetricsURLs) > 0 {
 		sampling.Add(1)
 		go func() {
 			defer sampling.Done()
-			sampleTimeline(sampleCtx, cfg.Out, sys.sources.MetricsURLs, 250*time.Millisecond, func(name string, page []byte) {
+			sampleTimeline(sampleCtx, evidence, cfg.Out, sys.sources.MetricsURLs, 250*time.Millisecond, func(name string, page []byte) {
 				if !cfg.Bars {
 					return
 				}
@@ -442,7 +450,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		if sys.drain.PendingURL != "" {
 			sys.drain.DLQExpected = j.Counts()[fault.Poison]
 		}
-		dr := waitDrained(runCtx, sys.drain, pr)
+		dr := waitDrained(runCtx, evidence, sys.drain, pr)
 		res.Drained = dr.Settled
 		j.printf(time.Now(), "drain: settled=%v in %s, outbox pending %.0f, side effects %.0f (expected %d)%s",
 			dr.Settled, dr.Took.Round(time.Millisecond), dr.Pending, dr.Effects, sys.drain.Expected, errSuffix(dr.LastErr))

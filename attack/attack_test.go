@@ -3,6 +3,7 @@ package attack
 import (
 	"bufio"
 	"context"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -243,14 +244,25 @@ func TestTargetEndpoints(t *testing.T) {
 	tests := []struct {
 		name       string
 		idempotent bool
+		tls        bool
 		want       string
 	}{
-		{"a non-idempotent endpoint double-charges", false, verify.VerdictViolated},
-		{"an idempotent endpoint holds", true, verify.VerdictHeld},
+		{"a non-idempotent endpoint double-charges", false, false, verify.VerdictViolated},
+		{"an idempotent endpoint holds", true, false, verify.VerdictHeld},
+		{"an idempotent https endpoint holds through the TCP proxy", true, true, verify.VerdictHeld},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv := httptest.NewServer(&shop{idempotent: tt.idempotent, seen: map[string]string{}})
+			h := &shop{idempotent: tt.idempotent, seen: map[string]string{}}
+			var srv *httptest.Server
+			var roots *x509.CertPool
+			if tt.tls {
+				srv = httptest.NewTLSServer(h)
+				roots = x509.NewCertPool()
+				roots.AddCert(srv.Certificate())
+			} else {
+				srv = httptest.NewServer(h)
+			}
 			t.Cleanup(srv.Close)
 			prof, err := profiles.Load("lost-response")
 			if err != nil {
@@ -259,7 +271,7 @@ func TestTargetEndpoints(t *testing.T) {
 			prof.ReuseRate = 0.1
 			res := run(t, Config{
 				Profile: prof, Ops: 200, Concurrency: 8, DuplicateRate: 0.2, RaceRate: 0.05, ReuseRate: 0.1, Seed: 9,
-				Target: srv.URL + "/api/pay", Header: http.Header{"X-Shop": {"yes"}},
+				Target: srv.URL + "/api/pay", Header: http.Header{"X-Shop": {"yes"}}, RootCAs: roots,
 				MetricsURL: srv.URL + "/metrics", SideEffectMetric: "shop_charges_total",
 				Out: t.TempDir(), DrainTimeout: 5 * time.Second,
 			})

@@ -83,8 +83,7 @@ type drainResult struct {
 
 // waitDrained polls until the outbox is empty and the side effects have
 // stopped growing (and reached Expected when known), or the deadline.
-func waitDrained(ctx context.Context, d drainSpec, pr *progress) drainResult {
-	hc := &http.Client{Timeout: 2 * time.Second}
+func waitDrained(ctx context.Context, hc *http.Client, d drainSpec, pr *progress) drainResult {
 	began := time.Now()
 	deadline := began.Add(d.Deadline)
 	var res drainResult
@@ -171,8 +170,7 @@ func saveRegistry(reg *prometheus.Registry, path string) error {
 // sampleTimeline saves every page's /metrics every interval under
 // metrics/timeline/<name>/ until ctx ends, so report.html can plot the run
 // over time. It returns when ctx is done.
-func sampleTimeline(ctx context.Context, runDir string, pages map[string]string, interval time.Duration, onPage func(name string, page []byte)) {
-	hc := &http.Client{Timeout: time.Second}
+func sampleTimeline(ctx context.Context, hc *http.Client, runDir string, pages map[string]string, interval time.Duration, onPage func(name string, page []byte)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {

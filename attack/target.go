@@ -3,6 +3,7 @@ package attack
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/http"
@@ -52,7 +53,8 @@ func startTarget(ctx context.Context, cfg *Config, tp *toxiembed.Server) (*syste
 	host := ""
 	if u.Scheme == "https" {
 		t := hc.Transport.(*http.Transport).Clone()
-		t.TLSClientConfig = &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}
+		// The client dials the proxy but verifies the target's own name.
+		t.TLSClientConfig = &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12, RootCAs: cfg.RootCAs}
 		hc.Transport = t
 	}
 	if u.Port() == "" {
@@ -74,6 +76,7 @@ func startTarget(ctx context.Context, cfg *Config, tp *toxiembed.Server) (*syste
 		sys.env.Components = &commands{kill: cfg.KillCmd, restart: cfg.RestartCmd}
 	}
 	sys.sources = verify.Sources{
+		HTTPClient:    evidenceClient(cfg.RootCAs),
 		PrometheusURL: cfg.PrometheusURL, SideEffectMetric: cfg.SideEffectMetric, SideEffectQuery: cfg.SideEffectQuery,
 		DatabaseURL: cfg.DatabaseURL, LedgerQuery: cfg.LedgerQuery,
 	}
@@ -124,4 +127,14 @@ func (c *commands) run(ctx context.Context, script, name string) error {
 		return fmt.Errorf("%s: %w: %s", script, err, strings.TrimSpace(string(out)))
 	}
 	return nil
+}
+
+// evidenceClient reads metrics pages and Prometheus, trusting roots when
+// set (a team's private CA).
+func evidenceClient(roots *x509.CertPool) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	if roots != nil {
+		t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	}
+	return &http.Client{Timeout: 5 * time.Second, Transport: t}
 }

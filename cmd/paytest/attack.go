@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -78,6 +79,7 @@ Exit codes: 0 held, 1 violated, 2 usage error, 3 inconclusive.`,
 	f.StringArray("header", nil, "header K:V added to every request (repeatable)")
 	f.String("body-template", "", "file with a text/template of the request body, filled per operation")
 	f.String("key-header", attack.DefaultKeyHeader, "header that carries the idempotency key")
+	f.String("ca-cert", "", "PEM file of the CA(s) to trust for an https --target (default: the system's)")
 	f.String("metrics-url", "", "your /metrics page (with --side-effect-metric)")
 	f.String("side-effect-metric", "", "counter of applied side effects on --metrics-url (default "+verify.DefaultSideEffectMetric+")")
 	f.String("side-effect-query", "", "PromQL giving the number of applied side effects (with --prometheus-url)")
@@ -167,13 +169,24 @@ func attackConfig(cmd *cobra.Command) (attack.Config, string, error) {
 			return fail(apperr.Wrap(apperr.EUSAGE, err, "--body-template %s", path))
 		}
 	}
+	var roots *x509.CertPool
+	if path := v.GetString("ca-cert"); path != "" {
+		pem, err := os.ReadFile(path)
+		if err != nil {
+			return fail(apperr.Wrap(apperr.EUSAGE, err, "--ca-cert"))
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return fail(apperr.Errorf(apperr.EUSAGE, "--ca-cert %s: no PEM certificate in it", path))
+		}
+	}
 	for _, mode := range v.GetStringSlice("unsafe") {
 		if !containsMode(stack.UnsafeModes(), mode) {
 			return fail(apperr.Errorf(apperr.EUSAGE, "--unsafe %q: known modes are %s", mode, strings.Join(stack.UnsafeModes(), ", ")))
 		}
 	}
 	if v.GetString("target") == "" {
-		for _, n := range []string{"metrics-url", "side-effect-query", "ledger-query", "kill-cmd", "restart-cmd", "body-template"} {
+		for _, n := range []string{"metrics-url", "side-effect-query", "ledger-query", "kill-cmd", "restart-cmd", "body-template", "ca-cert"} {
 			if v.GetString(n) != "" {
 				return fail(apperr.Errorf(apperr.EUSAGE, "--%s applies only with --target", n))
 			}
@@ -196,7 +209,7 @@ func attackConfig(cmd *cobra.Command) (attack.Config, string, error) {
 		Seed: v.GetInt64("seed"), Out: v.GetString("out"),
 		DatabaseURL: v.GetString("database-url"), NATSURL: v.GetString("nats-url"), RedisURL: v.GetString("redis-url"),
 		Unsafe: v.GetStringSlice("unsafe"), Target: v.GetString("target"), Header: header, BodyTemplate: tmpl,
-		KeyHeader: v.GetString("key-header"), MetricsURL: v.GetString("metrics-url"),
+		KeyHeader: v.GetString("key-header"), RootCAs: roots, MetricsURL: v.GetString("metrics-url"),
 		SideEffectMetric: v.GetString("side-effect-metric"), PrometheusURL: v.GetString("prometheus-url"),
 		SideEffectQuery: v.GetString("side-effect-query"), LedgerQuery: v.GetString("ledger-query"),
 		KillCmd: v.GetString("kill-cmd"), RestartCmd: v.GetString("restart-cmd"),

@@ -85,6 +85,8 @@ func TestAttackUsageErrors(t *testing.T) {
 		{[]string{"--body-template", "/no/such/file"}, "--body-template"},
 		{[]string{"--unsafe", "no-brakes"}, "no-idempotency"},
 		{[]string{"--ops", "-1"}, "positive"},
+		{[]string{"--ca-cert", "/no/such.pem"}, "only with --target"},
+		{[]string{"--target", "https://x.test/", "--metrics-url", "https://x.test/m", "--ca-cert", "/no/such.pem"}, "--ca-cert"},
 	}
 	for _, tt := range tests {
 		_, _, _, err := resolve(t, tt.args...)
