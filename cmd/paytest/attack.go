@@ -169,17 +169,6 @@ func attackConfig(cmd *cobra.Command) (attack.Config, string, error) {
 			return fail(apperr.Wrap(apperr.EUSAGE, err, "--body-template %s", path))
 		}
 	}
-	var roots *x509.CertPool
-	if path := v.GetString("ca-cert"); path != "" {
-		pem, err := os.ReadFile(path)
-		if err != nil {
-			return fail(apperr.Wrap(apperr.EUSAGE, err, "--ca-cert"))
-		}
-		roots = x509.NewCertPool()
-		if !roots.AppendCertsFromPEM(pem) {
-			return fail(apperr.Errorf(apperr.EUSAGE, "--ca-cert %s: no PEM certificate in it", path))
-		}
-	}
 	for _, mode := range v.GetStringSlice("unsafe") {
 		if !containsMode(stack.UnsafeModes(), mode) {
 			return fail(apperr.Errorf(apperr.EUSAGE, "--unsafe %q: known modes are %s", mode, strings.Join(stack.UnsafeModes(), ", ")))
@@ -190,6 +179,17 @@ func attackConfig(cmd *cobra.Command) (attack.Config, string, error) {
 			if v.GetString(n) != "" {
 				return fail(apperr.Errorf(apperr.EUSAGE, "--%s applies only with --target", n))
 			}
+		}
+	}
+	var roots *x509.CertPool
+	if path := v.GetString("ca-cert"); path != "" {
+		pem, err := os.ReadFile(path)
+		if err != nil {
+			return fail(apperr.Wrap(apperr.EUSAGE, err, "--ca-cert"))
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return fail(apperr.Errorf(apperr.EUSAGE, "--ca-cert %s: no PEM certificate in it", path))
 		}
 	}
 	stdout := cmd.OutOrStdout()
