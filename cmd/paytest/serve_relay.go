@@ -51,7 +51,7 @@ NATS server (its URL is logged); both are removed on exit.`,
 	f.String("stream", outbox.DefaultStream, "JetStream stream to create or update")
 	f.String("subject", outbox.DefaultSubject, "subject to publish events on")
 	f.Int("batch", relay.DefaultBatch, "rows claimed per transaction")
-	f.Int("workers", 1, "claim-publish-mark loops at once (more overlap database and broker round trips, at the cost of global order)")
+	f.Int("workers", relay.DefaultWorkers, "claim-publish-mark loops at once: they overlap database and broker round trips; 1 publishes in id order")
 	f.Float64("publish-rate", 0, "publish at most this many events per second (0 = unlimited)")
 	f.Int("burst", 0, "token bucket size for --publish-rate (0 = a tenth of a second's worth)")
 	f.Bool("publish-dedup", true, "set Nats-Msg-Id to the event id so JetStream drops republished events within its window")

@@ -12,6 +12,11 @@
 // is locked. A crash between the ack and the commit republishes the batch:
 // the relay is at-least-once and the consumer's inbox absorbs the repeats.
 //
+// Config.Workers such loops run at once (SKIP LOCKED keeps their batches
+// apart), overlapping database and broker round trips; each batch's
+// transaction takes two round trips (BEGIN pipelined with the claim, the
+// marks with COMMIT).
+//
 // Publishing goes through a token bucket (Config.PublishRate, Config.Burst)
 // so that a backlog drains at a set pace; failed publishes back off with full
 // jitter and bump the row's attempts and last_error.
@@ -51,6 +56,7 @@ const CrashAfterPublish = "after-publish"
 // Defaults for the zero fields of Config.
 const (
 	DefaultBatch         = 100
+	DefaultWorkers       = 4
 	DefaultPollInterval  = 50 * time.Millisecond
 	DefaultAckTimeout    = 10 * time.Second
 	DefaultBackoffBase   = 100 * time.Millisecond
@@ -80,9 +86,10 @@ type Config struct {
 	// republished event within its duplicates window. Crash tests turn it
 	// off to show that the consumer's inbox does the work.
 	PublishDedup bool
-	// Workers is how many claim-publish-mark loops run at once (default
-	// 1). More overlap database and broker round trips; like several
-	// relays, they give up global publish order (never a row).
+	// Workers is how many claim-publish-mark loops run at once. They
+	// overlap database and broker round trips; like several relays, they
+	// give up global publish order (never a row). One worker publishes in
+	// id order.
 	Workers int
 	// PollInterval is how long the relay sleeps when the outbox is drained.
 	PollInterval time.Duration
@@ -141,8 +148,8 @@ func New(cfg Config) (*Relay, error) {
 	if cfg.Batch == 0 {
 		cfg.Batch = DefaultBatch
 	}
-	if cfg.Workers <= 0 {
-		cfg.Workers = 1
+	if cfg.Workers == 0 {
+		cfg.Workers = DefaultWorkers
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = DefaultPollInterval
