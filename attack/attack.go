@@ -442,7 +442,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 
 	// Drain.
 	sched.waitCrashes(runCtx, 30*time.Second)
-	if sys.drain.EffectsURL != "" || sys.drain.PendingURL != "" {
+	if sys.drain.EffectsURL != "" || sys.drain.PendingURL != "" || sys.drain.PrometheusURL != "" {
 		sys.drain.Deadline = cfg.DrainTimeout
 		if sys.drain.Expected == 0 {
 			sys.drain.Expected = pl.Charges()

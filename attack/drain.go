@@ -3,11 +3,15 @@ package attack
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -61,6 +65,9 @@ type drainSpec struct {
 	// EffectsURL and EffectsMetric give the side-effect counter.
 	EffectsURL    string
 	EffectsMetric string
+	// PrometheusURL and EffectsQuery give it through Prometheus instead.
+	PrometheusURL string
+	EffectsQuery  string
 	// Expected is the count effects should reach (0: unknown, stability only).
 	Expected int
 	// DLQExpected, when positive, is how many poison events the DLQ
@@ -103,8 +110,14 @@ func waitDrained(ctx context.Context, hc *http.Client, d drainSpec, pr *progress
 			}
 		}
 		effectsOK := true
-		if d.EffectsURL != "" {
-			v, _, err := scrape(ctx, hc, d.EffectsURL, d.EffectsMetric)
+		if d.EffectsURL != "" || d.PrometheusURL != "" {
+			var v float64
+			var err error
+			if d.EffectsURL != "" {
+				v, _, err = scrape(ctx, hc, d.EffectsURL, d.EffectsMetric)
+			} else {
+				v, err = promQuery(ctx, hc, d.PrometheusURL, d.EffectsQuery)
+			}
 			if err != nil {
 				res.LastErr, effectsOK = err, false
 			} else {
@@ -228,4 +241,69 @@ func pageValue(page []byte, metric string) (float64, bool) {
 		}
 	}
 	return v, true
+}
+
+// promQuery runs a PromQL instant query and sums its vector (or takes its
+// scalar).
+func promQuery(ctx context.Context, hc *http.Client, base, q string) (float64, error) {
+	u, err := url.Parse(base)
+	if err != nil {
+		return 0, err
+	}
+	u.Path = strings.TrimRight(u.Path, "/") + "/api/v1/query"
+	u.RawQuery = url.Values{"query": {q}}.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			ResultType string          `json:"resultType"`
+			Result     json.RawMessage `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&body); err != nil {
+		return 0, fmt.Errorf("%s: %s: %w", base, resp.Status, err)
+	}
+	if body.Status != "success" {
+		return 0, fmt.Errorf("%s: %s", base, body.Error)
+	}
+	var values [][2]any
+	switch body.Data.ResultType {
+	case "vector":
+		var vec []struct {
+			Value [2]any `json:"value"`
+		}
+		if err := json.Unmarshal(body.Data.Result, &vec); err != nil {
+			return 0, err
+		}
+		for _, x := range vec {
+			values = append(values, x.Value)
+		}
+	case "scalar":
+		var sc [2]any
+		if err := json.Unmarshal(body.Data.Result, &sc); err != nil {
+			return 0, err
+		}
+		values = append(values, sc)
+	default:
+		return 0, fmt.Errorf("%s: %q answers a %s, want a vector or scalar", base, q, body.Data.ResultType)
+	}
+	sum := 0.0
+	for _, v := range values {
+		str, _ := v[1].(string)
+		f, err := strconv.ParseFloat(str, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: value %v: %w", base, v[1], err)
+		}
+		sum += f
+	}
+	return sum, nil
 }

@@ -84,9 +84,20 @@ func startTarget(ctx context.Context, cfg *Config, tp *toxiembed.Server) (*syste
 	if metric == "" {
 		metric = verify.DefaultSideEffectMetric
 	}
-	if cfg.MetricsURL != "" {
+	switch {
+	case cfg.MetricsURL != "":
 		sys.sources.MetricsURLs = map[string]string{"target": cfg.MetricsURL}
 		sys.drain = drainSpec{EffectsURL: cfg.MetricsURL, EffectsMetric: metric, Stable: time.Second, Expected: -1}
+	case cfg.PrometheusURL != "":
+		q := cfg.SideEffectQuery
+		if q == "" {
+			q = verify.DefaultSideEffectQuery
+		}
+		// Prometheus lags the target by a scrape: wait for the count to
+		// stop moving for longer than a usual scrape interval, and have
+		// Collect wait for a scrape newer than the run.
+		sys.drain = drainSpec{PrometheusURL: cfg.PrometheusURL, EffectsQuery: q, Stable: 5 * time.Second, Expected: -1}
+		sys.sources.PrometheusWait = 30 * time.Second
 	}
 	return sys, nil
 }
