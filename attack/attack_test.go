@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/paytest/paytest/attack/history"
 	"github.com/paytest/paytest/internal/testinfra"
 	"github.com/paytest/paytest/profiles"
@@ -203,6 +205,8 @@ type shop struct {
 	mu         sync.Mutex
 	seen       map[string]string // key -> body
 	charges    int
+	// ledger, when set, gets one row per charge.
+	ledger *pgxpool.Pool
 }
 
 func (s *shop) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -238,7 +242,48 @@ func (s *shop) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.seen[key] = string(body)
 	}
 	s.charges++
+	if s.ledger != nil {
+		if _, err := s.ledger.Exec(r.Context(), `INSERT INTO shop_ledger (idem_key) VALUES ($1)`, key); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+	}
 	fmt.Fprintf(w, `{"id":"ch_%s"}`, key)
+}
+
+// TestTargetEvidenceFromTheTeamsLedger: per-key effects read from the
+// team's own database with its own query find the double charges of a
+// non-idempotent endpoint, op by op.
+func TestTargetEvidenceFromTheTeamsLedger(t *testing.T) {
+	dbURL := testinfra.Postgres(t)
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if _, err := pool.Exec(ctx, `CREATE TABLE shop_ledger (id bigserial PRIMARY KEY, idem_key text NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(&shop{seen: map[string]string{}, ledger: pool})
+	t.Cleanup(srv.Close)
+	prof, err := profiles.Load("lost-response")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := run(t, Config{
+		Profile: prof, Ops: 100, Concurrency: 8, Seed: 17,
+		Target: srv.URL + "/api/pay", Header: http.Header{"X-Shop": {"yes"}},
+		DatabaseURL: dbURL, LedgerQuery: `SELECT idem_key, count(*) FROM shop_ledger GROUP BY 1`,
+		Out: t.TempDir(), DrainTimeout: 5 * time.Second,
+	})
+	rep := res.Report
+	c := rep.Check(verify.CheckExactlyOncePerOp)
+	if rep.Verdict != verify.VerdictViolated || c == nil || c.Status != verify.StatusFailed || rep.LedgerEffects <= 100 {
+		var b strings.Builder
+		_ = rep.WriteText(&b)
+		t.Fatalf("verdict %s, ledger effects %d:\n%s", rep.Verdict, rep.LedgerEffects, b.String())
+	}
 }
 
 func TestTargetEndpoints(t *testing.T) {
