@@ -234,6 +234,9 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 			return nil, err
 		}
 	}
+	if err := clearRunDir(cfg.Out); err != nil {
+		return nil, apperr.Wrap(apperr.EUSAGE, err, "run directory %s", cfg.Out)
+	}
 	if err := os.MkdirAll(filepath.Join(cfg.Out, verify.MetricsDir), 0o755); err != nil {
 		return nil, apperr.Wrap(apperr.EUSAGE, err, "run directory %s", cfg.Out)
 	}
@@ -538,4 +541,20 @@ func applicable(specs []fault.Spec, target bool, env *fault.Env, j *journal) []f
 		out = append(out, s)
 	}
 	return out
+}
+
+// clearRunDir removes an earlier run's files from dir (a reused --out such
+// as `make demo`'s), so that no stale snapshot or ledger mixes with this
+// run's evidence. Files it does not know are left alone.
+func clearRunDir(dir string) error {
+	for _, name := range []string{
+		history.RunFile, history.PlanFile, history.HistoryFile, history.FaultsFile,
+		verify.TranscriptFile, verify.LedgerFile, verify.ReportFile, verify.HTMLFile,
+		verify.MetricsDir, "components.log",
+	} {
+		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
