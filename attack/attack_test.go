@@ -688,3 +688,28 @@ func TestTargetEvidenceFromPrometheus(t *testing.T) {
 		})
 	}
 }
+
+func TestClearRunDirRemovesOnlyTheRunsOwnFiles(t *testing.T) {
+	dir := t.TempDir()
+	stale := []string{history.RunFile, history.HistoryFile, verify.ReportFile, filepath.Join(verify.MetricsDir, "timeline", "relay", "1.prom")}
+	for _, f := range append(stale, "notes.txt") {
+		p := filepath.Join(dir, f)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := clearRunDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range stale {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			t.Errorf("%s survived", f)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "notes.txt")); err != nil {
+		t.Errorf("a file of the user's was removed: %v", err)
+	}
+}
