@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -125,6 +124,3 @@ func newLogger(cmd *cobra.Command, v *viper.Viper) (*slog.Logger, error) {
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})), nil
 }
-
-// errNotYet marks a command whose implementation has not landed.
-var errNotYet = errors.New("not implemented yet")

@@ -253,7 +253,11 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	s.m = m
 	if cfg.Unsafe.DualWrite {
-		nc, err := nats.Connect(cfg.NATSURL, nats.Name("paytest-charge"), nats.MaxReconnects(-1))
+		nc, err := nats.Connect(cfg.NATSURL, nats.Name("paytest-charge"), nats.MaxReconnects(-1),
+			// No reconnect buffer: a publish while the broker is away fails
+			// now, as a dual write does, instead of being sent later and
+			// hiding the loss this mode exists to show.
+			nats.ReconnectBufSize(-1))
 		if err != nil {
 			return fail(apperr.Wrap(apperr.EUNAVAILABLE, err, "charge: connect to NATS at %s", cfg.NATSURL))
 		}
