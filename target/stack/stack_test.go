@@ -72,7 +72,6 @@ func scrape(url, metric string) (float64, error) {
 	return sum, nil
 }
 
-
 func charge(t *testing.T, url, key string) *http.Response {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewBufferString(
