@@ -32,6 +32,7 @@ lint: $(STATICCHECK)
 ## fuzz: run each decoder's fuzz target for a while (FUZZTIME, default 30s).
 FUZZTIME ?= 30s
 fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecodeCharge -fuzztime $(FUZZTIME) ./target/charge
 	$(GO) test -run '^$$' -fuzz FuzzDecodeAttempts -fuzztime $(FUZZTIME) ./attack/history
 
 clean:
