@@ -1,0 +1,175 @@
+package attack
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/paytest/paytest/attack/client"
+	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/attack/load"
+	"github.com/paytest/paytest/attack/plan"
+	"github.com/paytest/paytest/internal/testinfra"
+	"github.com/paytest/paytest/target/stack"
+	"github.com/paytest/paytest/verify"
+)
+
+// TestVerifyThroughARealPrometheusMatchesDirectScrapes runs a real
+// Prometheus over the running reference stack and verifies the same run
+// twice: once from direct /metrics scrapes and once through Prometheus's
+// HTTP API. Both must reach the same verdict on the same figures.
+func TestVerifyThroughARealPrometheusMatchesDirectScrapes(t *testing.T) {
+	bin, err := exec.LookPath("prometheus")
+	if err != nil {
+		t.Skip("no prometheus binary (Debian: apt-get install prometheus; .ci/run installs it)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	name := strings.ToUpper(testinfra.Name("P"))
+	natsURL := testinfra.NATS(t)
+	t.Cleanup(func() { deleteStreams(natsURL, name, name+"_DLQ") })
+	dbURL := testinfra.Postgres(t)
+	s, err := stack.Start(ctx, stack.Config{
+		Binary: testinfra.Paytest(t), DatabaseURL: dbURL, NATSURL: natsURL,
+		Stream: name, DLQStream: name + "_DLQ", Subject: strings.ToLower(name) + ".charges",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Stop() })
+
+	// Prometheus scraping every component once a second.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	promAddr := ln.Addr().String()
+	ln.Close()
+	dir := t.TempDir()
+	var targets []string
+	for _, c := range []string{stack.Charge, stack.Relay, stack.Consumer} {
+		targets = append(targets, fmt.Sprintf("{targets: [%q], labels: {component: %s}}", s.Addr(c), c))
+	}
+	conf := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(conf, []byte("global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: paytest\n    static_configs: ["+
+		strings.Join(targets, ", ")+"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	prom := exec.Command(bin, "--config.file="+conf, "--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+promAddr)
+	if err := prom.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = prom.Process.Kill(); _ = prom.Wait() })
+	promURL := "http://" + promAddr
+
+	// A short run: duplicates and races through the retrying client.
+	p, err := plan.New(plan.Config{Ops: 200, DuplicateRate: 0.3, RaceRate: 0.1, ReuseRate: 0.05, Seed: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct, viaProm := filepath.Join(dir, "direct"), filepath.Join(dir, "prometheus")
+	for _, d := range []string{direct, viaProm} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Write(filepath.Join(d, history.PlanFile)); err != nil {
+			t.Fatal(err)
+		}
+		if err := history.WriteRun(filepath.Join(d, history.RunFile), history.Run{Seed: 5, Profile: "prometheus-e2e", Ops: 200, Started: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hw, err := history.Create[history.Attempt](filepath.Join(direct, history.HistoryFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := client.New(client.Options{CallSite: "charge", Seed: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := load.Run(ctx, p, load.Config{URL: s.ChargeURL(), Concurrency: 16, Client: cl, History: hw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(sum.Unconfirmed) != 0 {
+		t.Fatalf("%d ops unconfirmed on a healthy stack", len(sum.Unconfirmed))
+	}
+	b, err := os.ReadFile(filepath.Join(direct, history.HistoryFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(viaProm, history.HistoryFile), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// Wait until the consumer has applied every charge, then until
+	// Prometheus has scraped that final figure.
+	charges := p.Charges()
+	testinfra.WaitFor(t, 60*time.Second, func() error {
+		v, err := scrapeSum(s.MetricsURLs()[stack.Consumer], "paytest_side_effects_applied_total")
+		if err != nil || int(v) != charges {
+			return fmt.Errorf("side effects %v of %d (%v)", v, charges, err)
+		}
+		return nil
+	})
+
+	if err := verify.Collect(ctx, verify.Sources{MetricsURLs: s.MetricsURLs(), DatabaseURL: dbURL}, direct); err != nil {
+		t.Fatal(err)
+	}
+	if err := verify.Collect(ctx, verify.Sources{PrometheusURL: promURL, DatabaseURL: dbURL, PrometheusWait: 30 * time.Second}, viaProm); err != nil {
+		t.Fatal(err)
+	}
+	a, err := verify.Verify(ctx, direct, verify.Options{NoHTML: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bRep, err := verify.Verify(ctx, viaProm, verify.Options{NoHTML: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("direct: %s, %d side effects; prometheus: %s, %d side effects (%s)", a.Verdict, a.SideEffects, bRep.Verdict, bRep.SideEffects, bRep.SideEffectsSource)
+	if a.Verdict != verify.VerdictHeld || bRep.Verdict != a.Verdict {
+		var sb strings.Builder
+		_ = bRep.WriteText(&sb)
+		t.Fatalf("verdicts differ or not held: direct %s, prometheus %s\n%s", a.Verdict, bRep.Verdict, sb.String())
+	}
+	if a.SideEffects != charges || bRep.SideEffects != a.SideEffects || bRep.LedgerEffects != a.LedgerEffects {
+		t.Fatalf("figures differ: direct %d/%d, prometheus %d/%d, want %d", a.SideEffects, a.LedgerEffects, bRep.SideEffects, bRep.LedgerEffects, charges)
+	}
+	for _, c := range a.Checks {
+		if other := bRep.Check(c.Name); other == nil || other.Held != c.Held {
+			t.Fatalf("check %s: direct held=%v, prometheus %+v", c.Name, c.Held, other)
+		}
+	}
+}
+
+func scrapeSum(url, metric string) (float64, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	sum := 0.0
+	for _, m := range fams[metric].GetMetric() {
+		sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+	}
+	return sum, nil
+}
