@@ -84,6 +84,7 @@ outbox; publish to --nats-url after commit: a crash in between loses it).`,
 	f.StringArray("crash-at", nil, "SIGKILL this process at a point: "+strings.Join(charge.CrashPoints, "|")+", optionally :N for the N-th pass (repeatable)")
 	f.StringArray("unsafe", nil, "break a guarantee on purpose: "+strings.Join(charge.UnsafeModes, ", ")+" (repeatable)")
 	f.Duration("lease", charge.DefaultLease, "how long a claimed key stays locked before a retry may take it over")
+	f.Duration("processing-delay", 0, "simulated card-processor call between claiming a key and recording the charge (same-key requests meanwhile get 409)")
 	f.Duration("retention", charge.DefaultRetention, "how long idempotency keys are kept before the reaper deletes them")
 	f.Int32("max-conns", charge.DefaultMaxConns, "database connection pool size")
 	f.Duration("grace", 10*time.Second, "how long to drain in-flight requests on SIGTERM")
@@ -151,13 +152,14 @@ outbox; publish to --nats-url after commit: a crash in between loses it).`,
 // configuration: the one place where flags meet charge.Config.
 func chargeConfig(v *viper.Viper) (charge.Config, error) {
 	cfg := charge.Config{
-		DatabaseURL: v.GetString("database-url"),
-		Lease:       v.GetDuration("lease"),
-		Retention:   v.GetDuration("retention"),
-		MaxConns:    v.GetInt32("max-conns"),
-		NATSURL:     v.GetString("nats-url"),
-		Subject:     v.GetString("subject"),
-		APIKeys:     map[string]string{},
+		DatabaseURL:     v.GetString("database-url"),
+		Lease:           v.GetDuration("lease"),
+		ProcessingDelay: v.GetDuration("processing-delay"),
+		Retention:       v.GetDuration("retention"),
+		MaxConns:        v.GetInt32("max-conns"),
+		NATSURL:         v.GetString("nats-url"),
+		Subject:         v.GetString("subject"),
+		APIKeys:         map[string]string{},
 	}
 	if cfg.Lease <= 0 || cfg.Retention <= 0 {
 		return cfg, apperr.Errorf(apperr.EUSAGE, "--lease and --retention must be positive")

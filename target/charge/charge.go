@@ -142,6 +142,12 @@ type Config struct {
 	ReapInterval time.Duration
 	// RequestTimeout bounds the database work of one request; default 10s.
 	RequestTimeout time.Duration
+	// ProcessingDelay simulates the call to a card processor that a real
+	// charge makes between claiming its key and recording the charge. While
+	// it lasts, a same-key request finds the key in flight and gets 409 +
+	// Retry-After, as it would in production. Zero (the default) writes the
+	// charge in the same round trip as the claim.
+	ProcessingDelay time.Duration
 	// Crash holds the armed crash points (CrashPoints); nil arms none.
 	Crash *crashpoint.Set
 	// Unsafe enables unsafe modes; the zero value is safe.
@@ -194,8 +200,10 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		cfg.Subject = outbox.DefaultSubject
 	}
 	switch {
-	case cfg.Lease < 0 || cfg.Retention < 0 || cfg.ReapInterval < 0 || cfg.RequestTimeout < 0:
+	case cfg.Lease < 0 || cfg.Retention < 0 || cfg.ReapInterval < 0 || cfg.RequestTimeout < 0 || cfg.ProcessingDelay < 0:
 		return nil, apperr.Errorf(apperr.EUSAGE, "lease, retention and intervals must be positive")
+	case cfg.ProcessingDelay >= cfg.Lease:
+		return nil, apperr.Errorf(apperr.EUSAGE, "processing delay (%s) must be shorter than the lease (%s)", cfg.ProcessingDelay, cfg.Lease)
 	case cfg.Retention < cfg.Lease:
 		return nil, apperr.Errorf(apperr.EUSAGE, "retention (%s) must not be shorter than the lease (%s)", cfg.Retention, cfg.Lease)
 	case cfg.Unsafe.NoIdempotency && cfg.Unsafe.NonAtomicCreate:

@@ -148,7 +148,7 @@ func (s *Service) chargeSafe(ctx context.Context, merchant, key string, req Requ
 	lease := s.cfg.Lease.Milliseconds()
 	for attempt := range 3 {
 		var id int64
-		if attempt == 0 && !s.cfg.Crash.Armed(CrashAfterClaim) {
+		if attempt == 0 && !s.cfg.Crash.Armed(CrashAfterClaim) && s.cfg.ProcessingDelay == 0 {
 			claimed, ans, err := s.claimAndExecute(ctx, merchant, key, req, fp[:], canon, token)
 			if claimed || err != nil {
 				return ans, err
@@ -306,6 +306,16 @@ func (s *Service) release(ctx context.Context, id int64, token uuid.UUID) {
 // 409.
 func (s *Service) execute(ctx context.Context, id int64, token uuid.UUID, merchant, key string, req Request) (answer, error) {
 	s.cfg.Crash.Hit(CrashAfterClaim)
+	if d := s.cfg.ProcessingDelay; d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			s.release(context.WithoutCancel(ctx), id, token)
+			return answer{}, apperr.Wrap(apperr.EUNAVAILABLE, ctx.Err(), "charge: request ended during processing")
+		}
+	}
 	ch, body := newCharge(merchant, key, req)
 	args, err := s.chargeTxArgs(id, token, ch, body)
 	if err != nil {
