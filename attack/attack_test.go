@@ -144,10 +144,16 @@ func TestDefaultProfileHoldsAndTheSameSeedGivesTheSamePlanAndSchedule(t *testing
 			t.Errorf("no %s attempts in the history: %v", o, oc)
 		}
 	}
-	// Whether a race's loser sees 409 (the winner still in flight) or a
-	// replay (the winner done) is up to timing; every race must have had
-	// one winner and its losers answered one way or the other.
+	// The default profile's processing delay keeps a race's winner in
+	// flight long enough for its losers to meet 409 + Retry-After, and the
+	// client must then have waited at least that long.
 	t.Logf("outcomes: %v", oc)
+	if oc[history.OutcomeConflict] == 0 {
+		t.Errorf("no 409 in the history: %v", oc)
+	}
+	if c := rep.Check(verify.CheckRetryAfterHonoured); c == nil || c.Status != verify.StatusHeld {
+		t.Errorf("retry-after check: %+v", c)
+	}
 	if c := rep.Check(verify.CheckRaceSingleWinner); c == nil || c.Status != verify.StatusHeld {
 		t.Errorf("race check: %+v", c)
 	}
