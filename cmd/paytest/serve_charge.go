@@ -91,7 +91,7 @@ outbox; publish to --nats-url after commit: a crash in between loses it).`,
 	f.String("nats-url", "", "NATS URL (dual-write mode only: the service publishes events itself)")
 	f.String("subject", outbox.DefaultSubject, "NATS subject for events (dual-write mode only)")
 	f.String("stream", outbox.DefaultStream, "JetStream stream (accepted for symmetry with relay and consumer; unused)")
-	f.String("redis-url", "", "Redis URL for an idempotency cache tier (not used by this build)")
+	f.String("redis-url", "", "Redis URL: a hot tier in front of Postgres for idempotency keys (SET NX claim + cached replays; any miss or Redis failure falls through to Postgres)")
 	f.Bool("demo", false, "walk one request through new, replay, 409 and 422, print each answer, and exit")
 	_ = f.MarkHidden("demo")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -111,8 +111,8 @@ outbox; publish to --nats-url after commit: a crash in between loses it).`,
 		if cfg.Crash != nil {
 			cfg.Crash.Notes = func(msg string) { log.Warn(msg) }
 		}
-		if v.GetString("redis-url") != "" {
-			log.Warn("--redis-url is not used by this build of serve charge; Postgres alone holds the keys")
+		if cfg.RedisURL != "" && (cfg.Unsafe.NoIdempotency || cfg.Unsafe.NonAtomicCreate) {
+			log.Warn("--redis-url is ignored in this unsafe mode; the cache fronts only the safe state machine")
 		}
 		ctx := cmd.Context()
 		if cfg.DatabaseURL == "" {
@@ -159,6 +159,7 @@ func chargeConfig(v *viper.Viper) (charge.Config, error) {
 		MaxConns:        v.GetInt32("max-conns"),
 		NATSURL:         v.GetString("nats-url"),
 		Subject:         v.GetString("subject"),
+		RedisURL:        v.GetString("redis-url"),
 		APIKeys:         map[string]string{},
 	}
 	if cfg.Lease <= 0 || cfg.Retention <= 0 {

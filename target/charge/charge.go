@@ -33,6 +33,7 @@ import (
 	"github.com/paytest/paytest/internal/apperr"
 	"github.com/paytest/paytest/internal/crashpoint"
 	"github.com/paytest/paytest/internal/pgmigrate"
+	"github.com/paytest/paytest/target/idemcache"
 	"github.com/paytest/paytest/target/outbox"
 )
 
@@ -159,6 +160,15 @@ type Config struct {
 	// NATSURL and Subject are used by the dual-write mode only.
 	NATSURL string
 	Subject string
+	// RedisURL, when set, puts a Redis hot tier (target/idemcache) in
+	// front of Postgres: cached replays and in-flight claims are answered
+	// without a database round trip; any miss, lost key or Redis failure
+	// falls through to Postgres, which stays the authority. Safe mode only.
+	RedisURL string
+	// RedisPrefix namespaces the cache's keys (tests use a unique one).
+	RedisPrefix string
+	// RedisTimeout bounds each Redis call; default 50ms.
+	RedisTimeout time.Duration
 }
 
 // Service is a running charge API.
@@ -172,6 +182,7 @@ type Service struct {
 	m       *metrics
 	nc      *nats.Conn
 	js      jetstream.JetStream
+	cache   *idemcache.Cache
 	// The charge transaction, addressing the key by id or by key.
 	txByID, txByKey string
 
@@ -260,6 +271,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return fail(fmt.Errorf("charge: metrics: %w", err))
 	}
 	s.m = m
+	if err := newCache(cfg, s); err != nil {
+		return fail(err)
+	}
 	if cfg.Unsafe.DualWrite {
 		nc, err := nats.Connect(cfg.NATSURL, nats.Name("paytest-charge"), nats.MaxReconnects(-1),
 			// No reconnect buffer: a publish while the broker is away fails
@@ -339,6 +353,9 @@ func (s *Service) Close() {
 	s.closeOnce.Do(func() {
 		if s.nc != nil {
 			s.nc.Close()
+		}
+		if s.cache != nil {
+			_ = s.cache.Close()
 		}
 		if s.ownPool && s.pool != nil {
 			s.pool.Close()

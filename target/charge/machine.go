@@ -135,6 +135,8 @@ func (s *Service) charge(ctx context.Context, merchant, key string, req Request)
 		return s.chargeUnkeyed(ctx, merchant, key, req)
 	case s.cfg.Unsafe.NonAtomicCreate:
 		return s.chargeNonAtomic(ctx, merchant, key, req)
+	case s.cache != nil:
+		return s.chargeCached(ctx, merchant, key, req)
 	default:
 		return s.chargeSafe(ctx, merchant, key, req)
 	}
