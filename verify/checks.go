@@ -51,6 +51,7 @@ func (a *analysis) report(ev *evidence, opts Options) *Report {
 	if v, _, ok := ev.metricSum(MetricDLQMessages, promDLQ); ok {
 		r.DLQMessages = &v
 	}
+	r.IdempotencyCache = ev.cache
 	if v, _, ok := ev.metricMax(MetricOutboxPending, "relay", promOutboxPending); ok {
 		r.OutboxPending = &v
 	}

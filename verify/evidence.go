@@ -93,6 +93,7 @@ type evidence struct {
 	pageNames []string                      // sorted
 	pages     map[string]map[string]float64 // page -> metric -> sum over series
 	prom      *PromAnswers
+	cache     *CacheFigures // from the charge page, nil without the metric
 
 	hasLedger       bool
 	ledger          map[string]int // mkey(merchant, key) -> effects
@@ -147,6 +148,9 @@ func readEvidence(runDir string, opts Options) (*evidence, error) {
 		}
 		ev.pages[name] = m
 		ev.pageNames = append(ev.pageNames, name)
+		if name == "charge" {
+			ev.cache = readCacheFigures(p)
+		}
 	}
 	sort.Strings(ev.pageNames)
 	if b, err := os.ReadFile(filepath.Join(mdir, PrometheusFile)); err == nil {

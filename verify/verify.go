@@ -203,6 +203,9 @@ type Report struct {
 	DLQMessages      *float64 `json:"dlq_messages"`
 	OutboxPending    *float64 `json:"outbox_pending"`
 	OutboxLagSeconds *float64 `json:"outbox_lag_seconds"`
+	// IdempotencyCache is the charge service's cache tiers, when it ran
+	// with Redis (metrics/charge.prom has paytest_idempotency_cache_total).
+	IdempotencyCache *CacheFigures `json:"idempotency_cache,omitempty"`
 	// Jitter holds the full-jitter statistics per group of retries.
 	Jitter []JitterGroup `json:"jitter"`
 	// EvidenceErrors is what Collect could not gather (metrics/sources.json).
