@@ -49,6 +49,10 @@ func (r *Report) WriteText(w io.Writer) error {
 	if len(r.Faults) > 0 {
 		fmt.Fprintf(bw, "faults: %s\n", faultList(r.Faults))
 	}
+	if c := r.IdempotencyCache; c != nil {
+		fmt.Fprintf(bw, "idempotency cache: %.0f Redis hits, %.0f fell through to Postgres (hit ratio %.3f), %.0f Redis busy, %.0f Redis errors\n",
+			c.RedisHit, c.FallThrough, c.HitRatio, c.RedisBusy, c.RedisError)
+	}
 	for _, e := range r.EvidenceErrors {
 		fmt.Fprintf(bw, "evidence missing: %s\n", e)
 	}
