@@ -46,7 +46,11 @@ scoped per merchant. A key claimed by a request that died stays locked for
 deleted after --retention.
 
 With no --database-url a throwaway PostgreSQL cluster is started from the
-machine's binaries and removed on exit. Also served: GET /metrics, /healthz,
+machine's binaries and removed on exit. With --redis-url a Redis hot tier
+sits in front of Postgres: a SET NX claim answers a concurrent duplicate 409
+and cached responses are replayed without a database round trip; any miss,
+lost key, timeout or Redis outage falls through to Postgres, which stays the
+authority (paytest_idempotency_cache_total{tier,result}). Also served: GET /metrics, /healthz,
 /readyz. SIGTERM or Ctrl-C drains in-flight requests, then exits.
 
 --unsafe MODE breaks a guarantee on purpose, so that paytest's checks can be

@@ -7,6 +7,7 @@ import (
 	"net"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -19,10 +20,11 @@ func (h *harness) cacheCount(tier, result string) float64 {
 	return testutil.ToFloat64(h.svc.cache.Counter().WithLabelValues(tier, result))
 }
 
-func newCachedHarness(t *testing.T) (*harness, *idemcache.Cache) {
+func newCachedHarness(t *testing.T, cfg Config) (*harness, *idemcache.Cache) {
 	t.Helper()
 	url, prefix := testinfra.Redis(t)
-	h := newHarness(t, Config{RedisURL: url, RedisPrefix: prefix})
+	cfg.RedisURL, cfg.RedisPrefix = url, prefix
+	h := newHarness(t, cfg)
 	// A second client on the same prefix plays the operator losing keys.
 	c, err := idemcache.New(idemcache.Config{URL: url, Prefix: prefix})
 	if err != nil {
@@ -51,7 +53,7 @@ func TestRedisTier(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			h, c := newCachedHarness(t)
+			h, c := newCachedHarness(t, Config{})
 			first := h.post(t, DefaultAPIKey, "k1", demoBody)
 			if first.status != 200 || first.replayed() {
 				t.Fatalf("first = %v", first)
@@ -117,7 +119,9 @@ func TestRedisDownFallsThrough(t *testing.T) {
 }
 
 func TestRedisRaceOneCharge(t *testing.T) {
-	h, c := newCachedHarness(t)
+	// A processing delay keeps the winner in flight, so racers meet its
+	// claim in Redis (busy: 409) or, after a flush, its lock in Postgres.
+	h, c := newCachedHarness(t, Config{ProcessingDelay: 20 * time.Millisecond})
 	const trials, racers = 20, 8
 	for trial := range trials {
 		key := fmt.Sprintf("race-%d", trial)
@@ -161,5 +165,8 @@ func TestRedisRaceOneCharge(t *testing.T) {
 	}
 	if n := count(t, h.pool, `SELECT count(*) FROM outbox`); n != trials {
 		t.Fatalf("events = %d, want %d", n, trials)
+	}
+	if h.cacheCount("redis", idemcache.Busy) == 0 {
+		t.Fatal("no racer met a Redis claim: the race did not exercise the hot tier")
 	}
 }
