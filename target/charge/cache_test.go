@@ -95,26 +95,64 @@ func TestRedisTier(t *testing.T) {
 }
 
 func TestRedisDownFallsThrough(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name string
+		addr func(t *testing.T) string
+	}{
+		{"connection refused", func(t *testing.T) string {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			addr := ln.Addr().String()
+			ln.Close() // nothing listens here now
+			return addr
+		}},
+		{"accepts and never answers (timeouts)", func(t *testing.T) string {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var conns []net.Conn
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					conns = append(conns, c)
+				}
+			}()
+			t.Cleanup(func() {
+				ln.Close()
+				<-done
+				for _, c := range conns {
+					c.Close()
+				}
+			})
+			return ln.Addr().String()
+		}},
 	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens here now
-	h := newHarness(t, Config{RedisURL: "redis://" + addr})
-	first := h.post(t, DefaultAPIKey, "down-1", demoBody)
-	second := h.post(t, DefaultAPIKey, "down-1", demoBody)
-	if first.status != 200 || second.status != 200 || !second.replayed() || !bytes.Equal(first.body, second.body) {
-		t.Fatalf("with Redis down: %v then %v; want a charge and its replay", first, second)
-	}
-	if n := h.cacheCount("redis", idemcache.Error); n != 2 {
-		t.Fatalf("redis errors = %v, want 2", n)
-	}
-	if n := h.cacheCount(tierPostgres, pgReplay); n != 1 {
-		t.Fatalf("postgres replays = %v, want 1", n)
-	}
-	if _, charges, _ := rows(t, h.pool); charges != 1 {
-		t.Fatalf("charges = %d, want 1", charges)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, Config{RedisURL: "redis://" + tc.addr(t)})
+			first := h.post(t, DefaultAPIKey, "down-1", demoBody)
+			second := h.post(t, DefaultAPIKey, "down-1", demoBody)
+			if first.status != 200 || second.status != 200 || !second.replayed() || !bytes.Equal(first.body, second.body) {
+				t.Fatalf("with Redis down: %v then %v; want a charge and its replay", first, second)
+			}
+			if n := h.cacheCount("redis", idemcache.Error); n != 2 {
+				t.Fatalf("redis errors = %v, want 2", n)
+			}
+			if n := h.cacheCount(tierPostgres, pgReplay); n != 1 {
+				t.Fatalf("postgres replays = %v, want 1", n)
+			}
+			if _, charges, _ := rows(t, h.pool); charges != 1 {
+				t.Fatalf("charges = %d, want 1", charges)
+			}
+		})
 	}
 }
 
