@@ -14,7 +14,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/paytest/paytest/attack/client"
 	"github.com/paytest/paytest/attack/fault"
@@ -22,6 +21,7 @@ import (
 	"github.com/paytest/paytest/internal/apperr"
 	"github.com/paytest/paytest/internal/pgembed"
 	"github.com/paytest/paytest/internal/toxiembed"
+	"github.com/paytest/paytest/target/idemcache"
 	"github.com/paytest/paytest/target/outbox"
 	"github.com/paytest/paytest/target/stack"
 	"github.com/paytest/paytest/verify"
@@ -143,7 +143,8 @@ func startBundled(ctx context.Context, cfg *Config, tp *toxiembed.Server) (_ *sy
 	}
 	st, err := stack.Start(ctx, stack.Config{
 		Binary: cfg.Binary, DatabaseURL: infra.DatabaseURL, NATSURL: "nats://" + np.Listen, RedisURL: infra.RedisURL,
-		Stream: stream, Subject: subject, DLQStream: dlq, APIKeys: keys, Unsafe: cfg.Unsafe,
+		RedisPrefix: strings.ToLower(stream) + ":",
+		Stream:      stream, Subject: subject, DLQStream: dlq, APIKeys: keys, Unsafe: cfg.Unsafe,
 		Charge: extra[stack.Charge], Relay: extra[stack.Relay], Consumer: extra[stack.Consumer], Log: logf,
 	})
 	if err != nil {
@@ -164,7 +165,7 @@ func startBundled(ctx context.Context, cfg *Config, tp *toxiembed.Server) (_ *sy
 		Proxies: fault.Toxiproxy{Client: tp.Client()}, Components: st, Connections: conns,
 	}
 	if infra.RedisURL != "" {
-		sys.env.Redis = &redisCache{url: infra.RedisURL, infra: infra}
+		sys.env.Redis = &redisCache{url: infra.RedisURL, prefix: strings.ToLower(stream) + ":", infra: infra}
 	}
 	sys.env.Publisher = &natsPublisher{url: infra.NATSURL, subject: subject}
 	metrics := st.MetricsURLs()
@@ -276,19 +277,20 @@ func (f *freshConns) CloseIdleConnections() {
 
 // redisCache is the redis-loss fault's handle on the charge service's cache.
 type redisCache struct {
-	url   string
-	infra *stack.Infra
+	url    string
+	prefix string // this run's keys only: the Redis may be shared
+	infra  *stack.Infra
 }
 
-// Flush deletes every key of the cache's database.
+// Flush deletes every key of this run's cache, and nothing else.
 func (r *redisCache) Flush(ctx context.Context) error {
-	opt, err := redis.ParseURL(r.url)
+	c, err := idemcache.New(idemcache.Config{URL: r.url, Prefix: r.prefix})
 	if err != nil {
 		return err
 	}
-	c := redis.NewClient(opt)
 	defer c.Close()
-	return c.FlushDB(ctx).Err()
+	_, err = c.Flush(ctx)
+	return err
 }
 
 // Restart restarts the embedded Redis empty.

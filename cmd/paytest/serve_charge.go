@@ -95,6 +95,7 @@ outbox; publish to --nats-url after commit: a crash in between loses it).`,
 	f.String("nats-url", "", "NATS URL (dual-write mode only: the service publishes events itself)")
 	f.String("subject", outbox.DefaultSubject, "NATS subject for events (dual-write mode only)")
 	f.String("stream", outbox.DefaultStream, "JetStream stream (accepted for symmetry with relay and consumer; unused)")
+	f.String("redis-prefix", "", "prefix of every Redis key the cache writes (share one Redis between stacks)")
 	f.String("redis-url", "", "Redis URL: a hot tier in front of Postgres for idempotency keys (SET NX claim + cached replays; any miss or Redis failure falls through to Postgres)")
 	f.Bool("demo", false, "walk one request through new, replay, 409 and 422, print each answer, and exit")
 	_ = f.MarkHidden("demo")
@@ -164,6 +165,7 @@ func chargeConfig(v *viper.Viper) (charge.Config, error) {
 		NATSURL:         v.GetString("nats-url"),
 		Subject:         v.GetString("subject"),
 		RedisURL:        v.GetString("redis-url"),
+		RedisPrefix:     v.GetString("redis-prefix"),
 		APIKeys:         map[string]string{},
 	}
 	if cfg.Lease <= 0 || cfg.Retention <= 0 {

@@ -135,6 +135,8 @@ type Config struct {
 	// proxy in front of the broker.
 	NATSURL  string
 	RedisURL string
+	// RedisPrefix namespaces the charge service's cache keys.
+	RedisPrefix string
 	// Stream, Subject and DLQStream default to the components' defaults;
 	// unique names let several stacks share one NATS server.
 	Stream, Subject, DLQStream string
@@ -203,6 +205,9 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	}
 	if cfg.RedisURL != "" {
 		s.base[Charge] = append(s.base[Charge], "--redis-url", cfg.RedisURL)
+		if cfg.RedisPrefix != "" {
+			s.base[Charge] = append(s.base[Charge], "--redis-prefix", cfg.RedisPrefix)
+		}
 	}
 	for _, mode := range cfg.Unsafe {
 		owner, ok := unsafeOwner[mode]
