@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/paytest/paytest/profiles"
 	"os"
 	"path/filepath"
 	"strings"
@@ -121,7 +122,7 @@ func TestProfilesCommand(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &list); err != nil {
 		t.Fatal(err)
 	}
-	if len(list) != 5 || list[0].Name != "default" || list[0].Ops != 1000 || len(list[0].Injects) == 0 {
+	if len(list) != len(profiles.Names()) || list[0].Name != "default" || list[0].Ops != 1000 || len(list[0].Injects) == 0 {
 		t.Fatalf("json: %+v", list)
 	}
 	err := run(t.Context(), []string{"profiles", "--output", "xml"}, &out, &bytes.Buffer{})
