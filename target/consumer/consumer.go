@@ -32,10 +32,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/paytest/paytest/internal/apperr"
 	"github.com/paytest/paytest/internal/crashpoint"
+	"github.com/paytest/paytest/internal/health"
 	"github.com/paytest/paytest/internal/pgmigrate"
 	"github.com/paytest/paytest/target/outbox"
 )
@@ -302,19 +302,7 @@ func (cfg Config) Validate() error {
 // once the tables, streams and durable consumer exist and both Postgres and
 // NATS answer).
 func (c *Consumer) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(c.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, req *http.Request) {
-		if err := c.checkReady(req.Context()); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ready\n"))
-	})
-	return mux
+	return health.Mux(c.reg, c.checkReady)
 }
 
 func (c *Consumer) checkReady(ctx context.Context) error {

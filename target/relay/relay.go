@@ -40,11 +40,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
 
 	"github.com/paytest/paytest/internal/apperr"
 	"github.com/paytest/paytest/internal/crashpoint"
+	"github.com/paytest/paytest/internal/health"
 	"github.com/paytest/paytest/target/outbox"
 )
 
@@ -222,19 +222,7 @@ func (cfg Config) Validate() error {
 // Handler serves /metrics, /healthz (the process is alive) and /readyz (200
 // once the stream exists and both Postgres and NATS answer).
 func (r *Relay) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, req *http.Request) {
-		if err := r.checkReady(req.Context()); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ready\n"))
-	})
-	return mux
+	return health.Mux(r.reg, r.checkReady)
 }
 
 func (r *Relay) checkReady(ctx context.Context) error {
