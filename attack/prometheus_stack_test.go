@@ -2,9 +2,11 @@ package attack
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -122,6 +124,28 @@ func TestVerifyThroughARealPrometheusMatchesDirectScrapes(t *testing.T) {
 		v, err := scrapeSum(s.MetricsURLs()[stack.Consumer], "paytest_side_effects_applied_total")
 		if err != nil || int(v) != charges {
 			return fmt.Errorf("side effects %v of %d (%v)", v, charges, err)
+		}
+		return nil
+	})
+
+	// Readiness, not a sleep: wait until Prometheus has scraped every
+	// component at least once after the consumer caught up.
+	testinfra.WaitFor(t, 60*time.Second, func() error {
+		resp, err := http.Get(promURL + "/api/v1/query?query=" + url.QueryEscape(`count(up{job="paytest"} == 1) == 3 and on() sum(paytest_side_effects_applied_total) == `+fmt.Sprint(charges)))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var ans struct {
+			Data struct {
+				Result []json.RawMessage `json:"result"`
+			} `json:"data"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&ans); err != nil {
+			return err
+		}
+		if len(ans.Data.Result) == 0 {
+			return fmt.Errorf("prometheus has not scraped all %d side effects from all three components yet", charges)
 		}
 		return nil
 	})
