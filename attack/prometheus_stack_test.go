@@ -14,9 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
 	"github.com/paytest/paytest/attack/client"
 	"github.com/paytest/paytest/attack/history"
 	"github.com/paytest/paytest/attack/load"
@@ -121,7 +118,7 @@ func TestVerifyThroughARealPrometheusMatchesDirectScrapes(t *testing.T) {
 	// Prometheus has scraped that final figure.
 	charges := p.Charges()
 	testinfra.WaitFor(t, 60*time.Second, func() error {
-		v, err := scrapeSum(s.MetricsURLs()[stack.Consumer], "paytest_side_effects_applied_total")
+		v, err := testinfra.Scrape(s.MetricsURLs()[stack.Consumer], "paytest_side_effects_applied_total")
 		if err != nil || int(v) != charges {
 			return fmt.Errorf("side effects %v of %d (%v)", v, charges, err)
 		}
@@ -178,22 +175,4 @@ func TestVerifyThroughARealPrometheusMatchesDirectScrapes(t *testing.T) {
 			t.Fatalf("check %s: direct held=%v, prometheus %+v", c.Name, c.Held, other)
 		}
 	}
-}
-
-func scrapeSum(url, metric string) (float64, error) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		return 0, err
-	}
-	sum := 0.0
-	for _, m := range fams[metric].GetMetric() {
-		sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-	}
-	return sum, nil
 }

@@ -10,9 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
 	"github.com/paytest/paytest/internal/testinfra"
 )
 
@@ -45,33 +42,6 @@ func MustStack(tb testing.TB, cfg Config) *Stack {
 	return s
 }
 
-func scrape(url, metric string) (float64, error) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		return 0, err
-	}
-	f, ok := fams[metric]
-	if !ok {
-		return 0, fmt.Errorf("%s: no %s", url, metric)
-	}
-	sum := 0.0
-	for _, m := range f.GetMetric() {
-		switch {
-		case m.Counter != nil:
-			sum += m.Counter.GetValue()
-		case m.Gauge != nil:
-			sum += m.Gauge.GetValue()
-		}
-	}
-	return sum, nil
-}
-
 func charge(t *testing.T, url, key string) *http.Response {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewBufferString(
@@ -96,7 +66,7 @@ func TestStackChargesFlowToTheLedgerAndSurviveARelayRestart(t *testing.T) {
 	}
 	effects := func(want float64) func() error {
 		return func() error {
-			v, err := scrape(s.MetricsURLs()[Consumer], "paytest_side_effects_applied_total")
+			v, err := testinfra.Scrape(s.MetricsURLs()[Consumer], "paytest_side_effects_applied_total")
 			if err != nil {
 				return err
 			}
