@@ -3,15 +3,12 @@ package attack
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -244,66 +241,18 @@ func pageValue(page []byte, metric string) (float64, bool) {
 }
 
 // promQuery runs a PromQL instant query and sums its vector (or takes its
-// scalar).
+// scalar); an empty answer counts as 0.
 func promQuery(ctx context.Context, hc *http.Client, base, q string) (float64, error) {
 	u, err := url.Parse(base)
 	if err != nil {
 		return 0, err
 	}
-	u.Path = strings.TrimRight(u.Path, "/") + "/api/v1/query"
-	u.RawQuery = url.Values{"query": {q}}.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	ans, err := verify.InstantQuery(ctx, hc, u, q)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("%s: %w", base, err)
 	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return 0, err
+	if ans.Value == nil {
+		return 0, nil
 	}
-	defer resp.Body.Close()
-	var body struct {
-		Status string `json:"status"`
-		Error  string `json:"error"`
-		Data   struct {
-			ResultType string          `json:"resultType"`
-			Result     json.RawMessage `json:"result"`
-		} `json:"data"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&body); err != nil {
-		return 0, fmt.Errorf("%s: %s: %w", base, resp.Status, err)
-	}
-	if body.Status != "success" {
-		return 0, fmt.Errorf("%s: %s", base, body.Error)
-	}
-	var values [][2]any
-	switch body.Data.ResultType {
-	case "vector":
-		var vec []struct {
-			Value [2]any `json:"value"`
-		}
-		if err := json.Unmarshal(body.Data.Result, &vec); err != nil {
-			return 0, err
-		}
-		for _, x := range vec {
-			values = append(values, x.Value)
-		}
-	case "scalar":
-		var sc [2]any
-		if err := json.Unmarshal(body.Data.Result, &sc); err != nil {
-			return 0, err
-		}
-		values = append(values, sc)
-	default:
-		return 0, fmt.Errorf("%s: %q answers a %s, want a vector or scalar", base, q, body.Data.ResultType)
-	}
-	sum := 0.0
-	for _, v := range values {
-		str, _ := v[1].(string)
-		f, err := strconv.ParseFloat(str, 64)
-		if err != nil {
-			return 0, fmt.Errorf("%s: value %v: %w", base, v[1], err)
-		}
-		sum += f
-	}
-	return sum, nil
+	return *ans.Value, nil
 }

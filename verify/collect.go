@@ -213,7 +213,7 @@ func queryPrometheus(ctx context.Context, hc *http.Client, src Sources, path str
 	var errs []error
 	for _, name := range sortedKeys(queries) {
 		q := queries[name]
-		ans, err := instantQuery(ctx, hc, base, q)
+		ans, err := InstantQuery(ctx, hc, base, q)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("query %q: %w", q, err))
 			continue
@@ -239,7 +239,7 @@ func waitFreshScrape(ctx context.Context, hc *http.Client, base *url.URL, wait t
 	defer t.Stop()
 	last := "no answer"
 	for {
-		ans, err := instantQuery(ctx, hc, base, "min(timestamp(up))")
+		ans, err := InstantQuery(ctx, hc, base, "min(timestamp(up))")
 		switch {
 		case err != nil:
 			last = err.Error()
@@ -258,9 +258,10 @@ func waitFreshScrape(ctx context.Context, hc *http.Client, base *url.URL, wait t
 	}
 }
 
-// instantQuery runs one PromQL instant query (/api/v1/query) and sums the
-// samples of its vector (or takes its scalar).
-func instantQuery(ctx context.Context, hc *http.Client, base *url.URL, q string) (PromAnswer, error) {
+// InstantQuery runs one PromQL instant query (/api/v1/query) against the
+// Prometheus at base and sums the samples of its vector (or takes its
+// scalar); an empty vector leaves the answer's Value nil.
+func InstantQuery(ctx context.Context, hc *http.Client, base *url.URL, q string) (PromAnswer, error) {
 	ans := PromAnswer{Query: q}
 	u := *base
 	u.Path = strings.TrimRight(u.Path, "/") + "/api/v1/query"

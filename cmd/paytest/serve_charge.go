@@ -15,7 +15,6 @@ import (
 
 	"github.com/paytest/paytest/internal/apperr"
 	"github.com/paytest/paytest/internal/crashpoint"
-	"github.com/paytest/paytest/internal/pgembed"
 	"github.com/paytest/paytest/target/charge"
 	"github.com/paytest/paytest/target/outbox"
 )
@@ -120,20 +119,12 @@ outbox; publish to --nats-url after commit: a crash in between loses it).`,
 			log.Warn("--redis-url is ignored in this unsafe mode; the cache fronts only the safe state machine")
 		}
 		ctx := cmd.Context()
-		if cfg.DatabaseURL == "" {
-			start := time.Now()
-			cluster, err := pgembed.Start(ctx, pgembed.Options{})
-			if err != nil {
-				return err
-			}
-			defer func() {
-				t := time.Now()
-				err := cluster.Stop()
-				log.Info("embedded postgres stopped", "took", time.Since(t).Round(time.Millisecond), "err", err)
-			}()
-			cfg.DatabaseURL = cluster.URL("postgres")
-			log.Info("embedded postgres up", "took", time.Since(start).Round(time.Millisecond), "url", cfg.DatabaseURL, "dir", cluster.Dir())
+		dbURL, stopDB, err := embeddedPGForServe(ctx, log, cfg.DatabaseURL)
+		if err != nil {
+			return err
 		}
+		defer stopDB()
+		cfg.DatabaseURL = dbURL
 		svc, err := charge.New(ctx, cfg)
 		if err != nil {
 			return err

@@ -94,16 +94,11 @@ twice: it exists to show that paytest verify catches it.`,
 		if err := cfg.Validate(); err != nil {
 			return err
 		}
-		dbURL, stopDB, err := embeddedPGForServe(ctx, log, v.GetString("database-url"))
+		dbURL, natsURL, stopInfra, err := brokerInfraForServe(ctx, log, v.GetString("database-url"), v.GetString("nats-url"))
 		if err != nil {
 			return err
 		}
-		defer stopDB()
-		natsURL, stopNATS, err := embeddedNATSForServe(log, v.GetString("nats-url"))
-		if err != nil {
-			return err
-		}
-		defer stopNATS()
+		defer stopInfra()
 		cfg.DatabaseURL, cfg.NATSURL = dbURL, natsURL
 		c, err := consumer.New(cfg)
 		if err != nil {

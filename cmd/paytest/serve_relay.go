@@ -1,17 +1,10 @@
 package main
 
 import (
-	"context"
-	"log/slog"
-	"net/http"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/paytest/paytest/internal/natsembed"
-	"github.com/paytest/paytest/internal/pgembed"
 	"github.com/paytest/paytest/target/outbox"
 	"github.com/paytest/paytest/target/relay"
 )
@@ -83,16 +76,11 @@ NATS server (its URL is logged); both are removed on exit.`,
 		if err := cfg.Validate(); err != nil {
 			return err
 		}
-		dbURL, stopDB, err := embeddedPGForServe(ctx, log, v.GetString("database-url"))
+		dbURL, natsURL, stopInfra, err := brokerInfraForServe(ctx, log, v.GetString("database-url"), v.GetString("nats-url"))
 		if err != nil {
 			return err
 		}
-		defer stopDB()
-		natsURL, stopNATS, err := embeddedNATSForServe(log, v.GetString("nats-url"))
-		if err != nil {
-			return err
-		}
-		defer stopNATS()
+		defer stopInfra()
 		cfg.DatabaseURL, cfg.NATSURL = dbURL, natsURL
 		r, err := relay.New(cfg)
 		if err != nil {
@@ -101,78 +89,4 @@ NATS server (its URL is logged); both are removed on exit.`,
 		return runWithHTTP(ctx, log, "relay", v.GetString("listen"), r.Handler(), v.GetDuration("grace"), r.Run)
 	}
 	return cmd
-}
-
-// embeddedPGForServe returns url, or with none the URL of a throwaway
-// Postgres cluster it starts, with the function that stops it.
-func embeddedPGForServe(ctx context.Context, log *slog.Logger, url string) (string, func(), error) {
-	if url != "" {
-		return url, func() {}, nil
-	}
-	start := time.Now()
-	cluster, err := pgembed.Start(ctx, pgembed.Options{})
-	if err != nil {
-		return "", nil, err
-	}
-	url = cluster.URL("postgres")
-	log.Info("embedded postgres up", "took", time.Since(start).Round(time.Millisecond), "url", url, "dir", cluster.Dir())
-	return url, func() {
-		err := cluster.Stop()
-		log.Info("embedded postgres stopped", "err", err)
-	}, nil
-}
-
-// embeddedNATSForServe returns url, or with none the URL of an embedded
-// NATS JetStream server it starts, with the function that stops it.
-func embeddedNATSForServe(log *slog.Logger, url string) (string, func(), error) {
-	if url != "" {
-		return url, func() {}, nil
-	}
-	ns, err := natsembed.Start(natsembed.Options{})
-	if err != nil {
-		return "", nil, err
-	}
-	log.Info("embedded nats up", "url", ns.URL())
-	return ns.URL(), func() {
-		ns.Shutdown()
-		log.Info("embedded nats stopped")
-	}, nil
-}
-
-// runWithHTTP runs a component's work loop beside its HTTP endpoints until
-// ctx ends or either fails, then stops both and returns the first error.
-func runWithHTTP(ctx context.Context, log *slog.Logger, component, listen string, h http.Handler, grace time.Duration,
-	run func(context.Context) error) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg     sync.WaitGroup
-		mu     sync.Mutex
-		errs   []string
-		first  error
-		record = func(err error) {
-			if err == nil {
-				return
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if first == nil {
-				first = err
-			}
-			errs = append(errs, err.Error())
-		}
-	)
-	wg.Go(func() {
-		defer cancel()
-		record(run(ctx))
-	})
-	wg.Go(func() {
-		defer cancel()
-		record(serveHTTP(ctx, log, component, listen, h, grace))
-	})
-	wg.Wait()
-	if len(errs) > 1 {
-		log.Error(component+" stopped with errors", "errors", strings.Join(errs, "; "))
-	}
-	return first
 }

@@ -5,7 +5,12 @@ package health
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -28,4 +33,27 @@ func Mux(reg *prometheus.Registry, ready func(ctx context.Context) error) *http.
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	return mux
+}
+
+// Pinger is a database handle that can be pinged (a *pgxpool.Pool).
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// Ready is the readiness of a component that needs Postgres and NATS: an
+// error until it has started, while NATS is disconnected, or while the
+// database does not answer a ping within a second.
+func Ready(ctx context.Context, component string, started bool, db Pinger, nc *nats.Conn) error {
+	if !started || db == nil || nc == nil {
+		return errors.New(component + ": starting")
+	}
+	if !nc.IsConnected() {
+		return fmt.Errorf("%s: NATS %s", component, nc.Status())
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := db.Ping(ctx); err != nil {
+		return fmt.Errorf("%s: database: %w", component, err)
+	}
+	return nil
 }

@@ -18,7 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"sync"
@@ -34,6 +33,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/paytest/paytest/internal/apperr"
+	"github.com/paytest/paytest/internal/backoff"
 	"github.com/paytest/paytest/internal/crashpoint"
 	"github.com/paytest/paytest/internal/health"
 	"github.com/paytest/paytest/internal/pgmigrate"
@@ -306,19 +306,7 @@ func (c *Consumer) Handler() http.Handler {
 }
 
 func (c *Consumer) checkReady(ctx context.Context) error {
-	pool, nc := c.pool.Load(), c.nc.Load()
-	if !c.ready.Load() || pool == nil || nc == nil {
-		return errors.New("consumer: starting")
-	}
-	if !nc.IsConnected() {
-		return fmt.Errorf("consumer: NATS %s", nc.Status())
-	}
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	if err := pool.Ping(ctx); err != nil {
-		return fmt.Errorf("consumer: database: %w", err)
-	}
-	return nil
+	return health.Ready(ctx, "consumer", c.ready.Load(), c.pool.Load(), c.nc.Load())
 }
 
 // Run connects to Postgres and NATS, ensures the tables, the catalog, both
@@ -341,18 +329,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 		return apperr.Wrap(apperr.EUNAVAILABLE, err, "consumer: database")
 	}
 	defer pool.Close()
-	nc, err := nats.Connect(c.cfg.NATSURL,
-		nats.Name("paytest-consumer"),
-		nats.RetryOnFailedConnect(true),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				c.log.Warn("nats disconnected", "err", err)
-			}
-		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { c.log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
-	)
+	nc, err := outbox.Connect(c.cfg.NATSURL, "paytest-consumer", c.log)
 	if err != nil {
 		return apperr.Wrap(apperr.EUSAGE, err, "consumer: NATS URL")
 	}
@@ -370,9 +347,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 		cons, err := c.setup(ctx, pool, js)
 		if err != nil {
 			failures++
-			d := fullJitter(100*time.Millisecond, 5*time.Second, failures)
+			d := backoff.FullJitter(100*time.Millisecond, 5*time.Second, failures)
 			c.log.Warn("consumer setup failed; retrying", "err", err, "backoff", d)
-			sleep(ctx, d)
+			backoff.Sleep(ctx, d)
 			continue
 		}
 		if !c.ready.Swap(true) {
@@ -385,9 +362,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 			break
 		}
 		failures++
-		d := fullJitter(100*time.Millisecond, 5*time.Second, failures)
+		d := backoff.FullJitter(100*time.Millisecond, 5*time.Second, failures)
 		c.log.Warn("consuming interrupted; resubscribing", "err", err, "backoff", d)
-		sleep(ctx, d)
+		backoff.Sleep(ctx, d)
 	}
 	wg.Wait()
 	c.log.Info("consumer stopped")
@@ -635,10 +612,10 @@ func (c *Consumer) handle(ctx context.Context, pool *pgxpool.Pool, js jetstream.
 			break
 		}
 		c.retries.Inc()
-		d := fullJitter(50*time.Millisecond, min(c.cfg.AckWait/3, 5*time.Second), failures)
+		d := backoff.FullJitter(50*time.Millisecond, min(c.cfg.AckWait/3, 5*time.Second), failures)
 		c.log.Warn("apply failed; retrying", "event_id", ev.EventID, "err", aerr, "backoff", d)
 		_ = msg.InProgress()
-		if !sleep(ctx, d) {
+		if !backoff.Sleep(ctx, d) {
 			_ = msg.Nak() // stopping: let another instance have it
 			return
 		}
@@ -687,7 +664,7 @@ func (c *Consumer) deadLetterOrRetry(ctx context.Context, js jetstream.JetStream
 		}
 		c.log.Warn("dead-letter publish failed; retrying", "stream_seq", md.Sequence.Stream, "err", err)
 		_ = msg.InProgress()
-		if !sleep(ctx, fullJitter(100*time.Millisecond, 5*time.Second, failures)) {
+		if !backoff.Sleep(ctx, backoff.FullJitter(100*time.Millisecond, 5*time.Second, failures)) {
 			return // not acked: redelivered (or advised as exhausted) later
 		}
 	}
@@ -715,25 +692,3 @@ func DecodeDLQ(header nats.Header, data []byte) DLQEntry {
 }
 
 // fullJitter is a uniform random duration in [0, min(ceiling, base*2^(n-1))).
-func fullJitter(base, ceiling time.Duration, failures int) time.Duration {
-	d := ceiling
-	if failures < 30 {
-		d = min(ceiling, base<<max(0, failures-1))
-	}
-	if d <= 0 {
-		return 0
-	}
-	return time.Duration(rand.Int64N(int64(d)))
-}
-
-// sleep waits d or until ctx ends, reporting whether the full d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}

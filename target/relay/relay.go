@@ -28,7 +28,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"math/rand/v2"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -43,6 +42,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/paytest/paytest/internal/apperr"
+	"github.com/paytest/paytest/internal/backoff"
 	"github.com/paytest/paytest/internal/crashpoint"
 	"github.com/paytest/paytest/internal/health"
 	"github.com/paytest/paytest/target/outbox"
@@ -226,19 +226,7 @@ func (r *Relay) Handler() http.Handler {
 }
 
 func (r *Relay) checkReady(ctx context.Context) error {
-	pool, nc := r.pool.Load(), r.nc.Load()
-	if !r.ready.Load() || pool == nil || nc == nil {
-		return errors.New("relay: starting")
-	}
-	if !nc.IsConnected() {
-		return fmt.Errorf("relay: NATS %s", nc.Status())
-	}
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	if err := pool.Ping(ctx); err != nil {
-		return fmt.Errorf("relay: database: %w", err)
-	}
-	return nil
+	return health.Ready(ctx, "relay", r.ready.Load(), r.pool.Load(), r.nc.Load())
 }
 
 // Run connects to Postgres and NATS, ensures the outbox table and the
@@ -259,20 +247,10 @@ func (r *Relay) Run(ctx context.Context) error {
 		return apperr.Wrap(apperr.EUNAVAILABLE, err, "relay: database")
 	}
 	defer pool.Close()
-	nc, err := nats.Connect(r.cfg.NATSURL,
-		nats.Name("paytest-relay"),
-		nats.RetryOnFailedConnect(true),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
+	nc, err := outbox.Connect(r.cfg.NATSURL, "paytest-relay", r.log,
 		// No reconnect buffer: while the broker is away a publish fails at
 		// once and the row stays unpublished, instead of hiding in memory.
 		nats.ReconnectBufSize(-1),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil {
-				r.log.Warn("nats disconnected", "err", err)
-			}
-		}),
-		nats.ReconnectHandler(func(c *nats.Conn) { r.log.Info("nats reconnected", "url", c.ConnectedUrlRedacted()) }),
 	)
 	if err != nil {
 		return apperr.Wrap(apperr.EUSAGE, err, "relay: NATS URL")
@@ -311,7 +289,7 @@ func (r *Relay) loop(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, js 
 	for ctx.Err() == nil {
 		if !nc.IsConnected() {
 			failures++
-			sleep(ctx, r.backoff(failures))
+			backoff.Sleep(ctx, r.backoff(failures))
 			continue
 		}
 		n, err := r.relayBatch(ctx, pool, js)
@@ -326,12 +304,12 @@ func (r *Relay) loop(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, js 
 					r.log.Warn("recreating the stream failed", "err", err)
 				}
 			}
-			sleep(ctx, d)
+			backoff.Sleep(ctx, d)
 			continue
 		}
 		failures = 0
 		if n < r.cfg.Batch {
-			sleep(ctx, r.cfg.PollInterval)
+			backoff.Sleep(ctx, r.cfg.PollInterval)
 		}
 	}
 }
@@ -353,7 +331,7 @@ func (r *Relay) setup(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetS
 		}
 		d := r.backoff(failures)
 		r.log.Warn("relay setup failed; retrying", "err", err, "backoff", d)
-		if !sleep(ctx, d) {
+		if !backoff.Sleep(ctx, d) {
 			return ctx.Err()
 		}
 	}
@@ -582,28 +560,5 @@ func (r *Relay) refreshStats(ctx context.Context, pool *pgxpool.Pool) {
 
 // backoff is full jitter: a uniform random duration in [0, min(max, base*2^n)).
 func (r *Relay) backoff(failures int) time.Duration {
-	return fullJitter(r.cfg.BackoffBase, r.cfg.BackoffMax, failures)
-}
-
-func fullJitter(base, ceiling time.Duration, failures int) time.Duration {
-	d := ceiling
-	if failures < 30 {
-		d = min(ceiling, base<<max(0, failures-1))
-	}
-	if d <= 0 {
-		return 0
-	}
-	return time.Duration(rand.Int64N(int64(d)))
-}
-
-// sleep waits d or until ctx ends, reporting whether the full d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	return backoff.FullJitter(r.cfg.BackoffBase, r.cfg.BackoffMax, failures)
 }
