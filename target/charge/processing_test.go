@@ -1,8 +1,11 @@
 package charge
 
 import (
+	"errors"
 	"testing"
 	"time"
+
+	"github.com/paytest/paytest/internal/testinfra"
 )
 
 // TestInFlightGets409WithRetryAfter: while a charge is being processed (the
@@ -20,13 +23,12 @@ func TestInFlightGets409WithRetryAfter(t *testing.T) {
 		first <- r
 	}()
 	// Wait, by polling the database, until the first request holds the key.
-	deadline := time.Now().Add(5 * time.Second)
-	for count(t, h.pool, `SELECT count(*) FROM idempotency_keys WHERE key = 'slow'`) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("first request never claimed its key")
+	testinfra.WaitFor(t, 5*time.Second, func() error {
+		if count(t, h.pool, `SELECT count(*) FROM idempotency_keys WHERE key = 'slow'`) == 0 {
+			return errors.New("first request has not claimed its key")
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 	second := h.post(t, DefaultAPIKey, "slow", demoBody)
 	if second.status != 409 || second.header.Get("Retry-After") == "" || second.header.Get("Content-Type") != "application/problem+json" {
 		t.Fatalf("same key while in flight: %s (Retry-After %q), want 409 with Retry-After", second, second.header.Get("Retry-After"))
