@@ -52,6 +52,7 @@ func (a *analysis) report(ev *evidence, opts Options) *Report {
 		r.DLQMessages = &v
 	}
 	r.IdempotencyCache = ev.cache
+	r.Backlog = ev.backlogFigures()
 	if v, _, ok := ev.metricMax(MetricOutboxPending, "relay", promOutboxPending); ok {
 		r.OutboxPending = &v
 	}
@@ -70,6 +71,7 @@ func (a *analysis) report(ev *evidence, opts Options) *Report {
 		checkRelayCrash(ev, effects),
 		checkOutbox(ev),
 		checkDLQ(ev),
+		checkBacklog(r),
 	)
 	return r
 }

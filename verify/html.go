@@ -59,7 +59,8 @@ code{font:13px ui-monospace,Menlo,Consolas,monospace}
 <tr><th>ledger effects</th><td class="num">{{have .R.LedgerEffects .R.LedgerSource}}</td><td class="detail">{{.R.LedgerSource}}{{if .R.LedgerSource}}, {{.R.LedgerKeys}} keys{{end}}</td></tr>
 <tr><th>client attempts</th><td class="num">{{.R.Attempts}}</td><td class="detail">{{.R.Races}} races, {{.R.Reuses}} key reuses in the plan</td></tr>
 <tr><th>faults injected</th><td colspan="2">{{if .R.Faults}}{{faults .R.Faults}}{{else}}none{{end}}</td></tr>
-<tr><th>inbox duplicates · DLQ · outbox pending · outbox lag</th><td colspan="2">{{deref .R.InboxDuplicates}} · {{deref .R.DLQMessages}} · {{deref .R.OutboxPending}} · {{deref .R.OutboxLagSeconds}} s</td></tr>
+{{range .R.Backlog}}<tr><th>backlog drain</th><td colspan="2">{{.Summary}}</td></tr>
+{{end}}<tr><th>inbox duplicates · DLQ · outbox pending · outbox lag</th><td colspan="2">{{deref .R.InboxDuplicates}} · {{deref .R.DLQMessages}} · {{deref .R.OutboxPending}} · {{deref .R.OutboxLagSeconds}} s</td></tr>
 </table>
 
 <h2>Checks</h2>

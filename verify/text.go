@@ -53,6 +53,9 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(bw, "idempotency cache: %.0f Redis hits, %.0f fell through to Postgres (hit ratio %.3f), %.0f Redis busy, %.0f Redis errors\n",
 			c.RedisHit, c.FallThrough, c.HitRatio, c.RedisBusy, c.RedisError)
 	}
+	for _, b := range r.Backlog {
+		fmt.Fprintf(bw, "backlog: %s\n", b.Summary())
+	}
 	for _, e := range r.EvidenceErrors {
 		fmt.Fprintf(bw, "evidence missing: %s\n", e)
 	}

@@ -206,6 +206,9 @@ type Report struct {
 	// IdempotencyCache is the charge service's cache tiers, when it ran
 	// with Redis (metrics/charge.prom has paytest_idempotency_cache_total).
 	IdempotencyCache *CacheFigures `json:"idempotency_cache,omitempty"`
+	// Backlog is how each broker cut's outbox backlog drained, when the
+	// metrics timeline has the relay's counter.
+	Backlog []BacklogFigures `json:"backlog,omitempty"`
 	// Jitter holds the full-jitter statistics per group of retries.
 	Jitter []JitterGroup `json:"jitter"`
 	// EvidenceErrors is what Collect could not gather (metrics/sources.json).

@@ -1,0 +1,278 @@
+package verify
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/paytest/paytest/attack/history"
+)
+
+// Metric names the backlog figures are read from (the relay's and the
+// consumer's pages, in the metrics timeline).
+const (
+	MetricConsumerInflightMax  = "paytest_consumer_inflight_max"
+	MetricConsumerRedeliveries = "paytest_consumer_redeliveries_total"
+	MetricRelayPublishLimit    = "paytest_relay_publish_rate_limit"
+)
+
+// faultBrokerCut is the contract's name of the fault that builds a backlog.
+const faultBrokerCut = "broker-cut"
+
+// BacklogFigures is one entry of report.json's "backlog": how the outbox
+// backlog built while the broker was cut drained once it came back. It is
+// read from the metrics timeline (metrics/timeline/, one snapshot of every
+// page per ResolutionSeconds) and faults.jsonl's broker-cut window, so its
+// times are as precise as ResolutionSeconds.
+type BacklogFigures struct {
+	// CutSeconds is how long the broker was cut.
+	CutSeconds float64 `json:"cut_seconds"`
+	// PeakPending is the most outbox rows seen waiting (paytest_outbox_pending).
+	PeakPending float64 `json:"peak_pending"`
+	// Published is how many events the relay published from the broker's
+	// return until the outbox was drained.
+	Published float64 `json:"published"`
+	// DrainSeconds runs from the broker's return until the relay had
+	// published the backlog; ApplySeconds until the consumer's side
+	// effects stopped growing.
+	DrainSeconds float64 `json:"drain_seconds"`
+	ApplySeconds float64 `json:"apply_seconds"`
+	// PublishRate is the relay's measured rate while draining, in events
+	// per second; PublishRateLimit its configured --publish-rate (0:
+	// unlimited), when the relay exports it.
+	PublishRate      float64  `json:"publish_rate"`
+	PublishRateLimit *float64 `json:"publish_rate_limit,omitempty"`
+	// ConsumerInflightPeak is the consumer's peak of delivered, unacked
+	// events (paytest_consumer_inflight_max).
+	ConsumerInflightPeak float64 `json:"consumer_inflight_peak"`
+	// Redeliveries counts the events the broker redelivered to the consumer
+	// during the drain (AckWait expiry: the herd's signature).
+	Redeliveries float64 `json:"redeliveries"`
+	// ResolutionSeconds is the timeline's sampling interval.
+	ResolutionSeconds float64 `json:"resolution_seconds"`
+}
+
+// sample is one metric value at one snapshot time.
+type sample struct {
+	t time.Time
+	v float64
+}
+
+// pageSeries is metric over time from the first timeline page that has it.
+func (ev *evidence) pageSeries(metric string) []sample {
+	for _, name := range sortedKeys(ev.timeline) {
+		var out []sample
+		for _, f := range ev.timeline[name] {
+			m, err := readPage(f.path)
+			if err != nil {
+				continue
+			}
+			if v, ok := m[metric]; ok {
+				out = append(out, sample{f.t, v})
+			}
+		}
+		if len(out) > 0 {
+			return out
+		}
+	}
+	return nil
+}
+
+// at is the last value at or before t (the first value when none is).
+func at(s []sample, t time.Time) float64 {
+	i := sort.Search(len(s), func(i int) bool { return s[i].t.After(t) })
+	if i == 0 {
+		return s[0].v
+	}
+	return s[i-1].v
+}
+
+// window is one start/stop pair of a windowed fault.
+type window struct{ start, stop time.Time }
+
+// faultWindows pairs the start and stop records of one fault kind in time
+// order; a window that never stopped is left out.
+func faultWindows(faults []history.Fault, kind string) []window {
+	var out []window
+	var open *time.Time
+	for _, f := range faults {
+		if f.Fault != kind {
+			continue
+		}
+		switch f.Action {
+		case "start":
+			t := f.Time
+			open = &t
+		case "stop":
+			if open != nil {
+				out = append(out, window{*open, f.Time})
+				open = nil
+			}
+		}
+	}
+	return out
+}
+
+// backlogFigures computes one BacklogFigures per broker-cut window, when the
+// timeline holds the relay's published counter.
+func (ev *evidence) backlogFigures() []BacklogFigures {
+	wins := faultWindows(ev.faults, faultBrokerCut)
+	if len(wins) == 0 {
+		return nil
+	}
+	published := ev.pageSeries(MetricRelayPublished)
+	if len(published) < 2 {
+		return nil
+	}
+	pending := ev.pageSeries(MetricOutboxPending)
+	effects := ev.pageSeries(ev.sideMetric)
+	inflight := ev.pageSeries(MetricConsumerInflightMax)
+	redeliveries := ev.pageSeries(MetricConsumerRedeliveries)
+	limit := ev.pageSeries(MetricRelayPublishLimit)
+	res := resolution(published)
+
+	var out []BacklogFigures
+	for i, w := range wins {
+		// The drain ends at the next cut or at the end of the evidence.
+		end := published[len(published)-1].t
+		if i+1 < len(wins) {
+			end = wins[i+1].start
+		}
+		b := BacklogFigures{CutSeconds: w.stop.Sub(w.start).Seconds(), ResolutionSeconds: res}
+		for _, s := range pending {
+			if !s.t.Before(w.start) && !s.t.After(end) {
+				b.PeakPending = math.Max(b.PeakPending, s.v)
+			}
+		}
+		p0 := at(published, w.stop)
+		pEnd := at(published, end)
+		b.Published = pEnd - p0
+		var first, last *sample
+		if b.Published <= 0 {
+			b.Published = 0
+			end = w.stop // nothing to drain: no drain window either
+		}
+		for j := range published {
+			s := &published[j]
+			if !s.t.After(w.stop) || s.t.After(end) {
+				continue
+			}
+			if s.v >= pEnd {
+				b.DrainSeconds = s.t.Sub(w.stop).Seconds()
+				break
+			}
+			if s.v > p0 && first == nil {
+				first = s
+			}
+			last = s
+		}
+		switch {
+		case first != nil && last != nil && last.t.After(first.t):
+			// Both ends strictly inside the drain: the rate between
+			// them is exact to the counter, whatever the resolution.
+			b.PublishRate = (last.v - first.v) / last.t.Sub(first.t).Seconds()
+		case b.DrainSeconds > 0:
+			b.PublishRate = b.Published / b.DrainSeconds
+		}
+		if len(effects) > 0 {
+			eEnd := at(effects, end)
+			for _, s := range effects {
+				if s.t.After(w.stop) && !s.t.After(end) && s.v >= eEnd {
+					b.ApplySeconds = s.t.Sub(w.stop).Seconds()
+					break
+				}
+			}
+		}
+		if len(inflight) > 0 {
+			for _, s := range inflight {
+				if !s.t.After(end) {
+					b.ConsumerInflightPeak = math.Max(b.ConsumerInflightPeak, s.v)
+				}
+			}
+		}
+		if len(redeliveries) > 0 {
+			b.Redeliveries = at(redeliveries, end) - at(redeliveries, w.stop)
+		}
+		if len(limit) > 0 {
+			v := at(limit, w.stop)
+			b.PublishRateLimit = &v
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// resolution is the median gap between snapshots, in seconds.
+func resolution(s []sample) float64 {
+	if len(s) < 2 {
+		return 0
+	}
+	gaps := make([]float64, 0, len(s)-1)
+	for i := 1; i < len(s); i++ {
+		gaps = append(gaps, s[i].t.Sub(s[i-1].t).Seconds())
+	}
+	sort.Float64s(gaps)
+	return math.Round(gaps[len(gaps)/2]*1000) / 1000
+}
+
+// Summary is the figures in one line.
+func (b BacklogFigures) Summary() string {
+	limit := ""
+	if b.PublishRateLimit != nil {
+		if *b.PublishRateLimit > 0 {
+			limit = fmt.Sprintf(" (limit %.0f/s)", *b.PublishRateLimit)
+		} else {
+			limit = " (no limit)"
+		}
+	}
+	return fmt.Sprintf("broker cut %.1f s, peak %.0f pending; %.0f published in %.2f s at %.0f events/s%s, applied in %.2f s; consumer in-flight peak %.0f, %.0f redeliveries (timeline every %.2f s)",
+		b.CutSeconds, b.PeakPending, b.Published, b.DrainSeconds, b.PublishRate, limit, b.ApplySeconds,
+		b.ConsumerInflightPeak, b.Redeliveries, b.ResolutionSeconds)
+}
+
+// CheckBacklogPaced is the check that a rate-limited relay drained each
+// broker cut's backlog at its pace, without the consumer's broker
+// redelivering (AckWait expiring: a herd the consumer could not absorb).
+const CheckBacklogPaced = "backlog-paced"
+
+// pacedTolerance is how far above its --publish-rate a drain may measure
+// (timeline sampling and the token bucket's burst).
+const pacedTolerance = 1.1
+
+// checkBacklog judges the drains of a relay that runs with a publish-rate
+// limit: measured rate at most pacedTolerance times the limit and no
+// redeliveries. A drain without a limit is shown, not judged.
+func checkBacklog(r *Report) Check {
+	const name = CheckBacklogPaced
+	if len(r.Backlog) == 0 {
+		return nothing(name, "no backlog", "no broker cut with the relay's "+MetricRelayPublished+" in the metrics timeline")
+	}
+	var figs []string
+	var bad []string
+	judged := 0
+	for _, b := range r.Backlog {
+		if b.Published <= 0 || b.PublishRateLimit == nil || *b.PublishRateLimit <= 0 {
+			continue
+		}
+		judged++
+		limit := *b.PublishRateLimit
+		figs = append(figs, fmt.Sprintf("%.0f drained at %.0f/s (limit %.0f/s), %.0f redeliveries", b.Published, b.PublishRate, limit, b.Redeliveries))
+		if b.PublishRate > pacedTolerance*limit {
+			bad = append(bad, fmt.Sprintf("published at %.0f/s, above %.1fx its limit of %.0f/s", b.PublishRate, pacedTolerance, limit))
+		}
+		if b.Redeliveries > 0 {
+			bad = append(bad, fmt.Sprintf("the broker redelivered %.0f events to the consumer while the backlog drained (AckWait expired: the consumer was handed more than it could apply)", b.Redeliveries))
+		}
+	}
+	if judged == 0 {
+		return nothing(name, fmt.Sprintf("%d backlog(s), no publish-rate limit", len(r.Backlog)),
+			"the relay drained without --publish-rate (or does not export "+MetricRelayPublishLimit+")")
+	}
+	figure := strings.Join(figs, "; ")
+	if len(bad) > 0 {
+		return failed(name, figure, strings.Join(bad, "; "), cxList{})
+	}
+	return held(name, figure, "")
+}

@@ -1,0 +1,147 @@
+package verify
+
+import (
+	"context"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/paytest/paytest/attack/history"
+)
+
+// writeBacklogTimeline writes a relay and a consumer page every 250 ms for
+// 12 s: the broker is cut from 1 s to 5 s while 500 rows/s pile up (2000),
+// then the relay publishes them at 1000/s (5 s to 7 s) and the consumer
+// applies each 0.5 s later; redeliveries grow by extraRedeliveries during
+// the drain. The relay exports limit as its publish-rate limit (negative:
+// it exports none).
+func writeBacklogTimeline(tb testing.TB, dir string, extraRedeliveries, limit float64) {
+	tb.Helper()
+	for i := 0; i <= 48; i++ {
+		s := float64(i) / 4
+		at := t0.Add(time.Duration(i) * 250 * time.Millisecond)
+		written := math.Min(2000, math.Max(0, s-1)*500)
+		published := math.Min(written, math.Max(0, s-5)*1000)
+		applied := math.Min(written, math.Max(0, s-5.5)*1000)
+		redeliveries := 3.0
+		if s > 5 {
+			redeliveries += math.Min(extraRedeliveries, (s-5)*extraRedeliveries)
+		}
+		pages := map[string]map[string]float64{
+			"relay": {MetricRelayPublished: published, MetricOutboxPending: written - published},
+			"consumer": {DefaultSideEffectMetric: applied, MetricConsumerInflightMax: math.Min(64, applied),
+				MetricConsumerRedeliveries: redeliveries},
+		}
+		if limit >= 0 {
+			pages["relay"][MetricRelayPublishLimit] = limit
+		}
+		for name, vals := range pages {
+			p := TimelinePath(dir, name, at)
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				tb.Fatal(err)
+			}
+			if err := os.WriteFile(p, []byte(page(vals)), 0o644); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
+}
+
+func backlogRun(n int) *runSpec {
+	s := cleanRun(n)
+	s.faults = []history.Fault{
+		{Time: t0.Add(time.Second), Fault: faultBrokerCut, Action: "start", Target: "nats"},
+		{Time: t0.Add(5 * time.Second), Fault: faultBrokerCut, Action: "stop", Target: "nats"},
+	}
+	return s
+}
+
+func TestBacklogFiguresFromTheTimeline(t *testing.T) {
+	tests := []struct {
+		name         string
+		spec         *runSpec
+		timeline     bool
+		redeliveries float64
+		limit        float64 // the relay's publish-rate limit; negative: not exported
+		want         int     // backlog entries
+		status       string  // of backlog-paced
+		detail       string  // in its detail
+	}{
+		{"paced, no redeliveries", backlogRun(200), true, 0, 1000, 1, StatusHeld, ""},
+		{"paced, but a herd of redeliveries", backlogRun(200), true, 40, 1000, 1, StatusFailed, "redelivered 40 events"},
+		{"faster than its limit", backlogRun(200), true, 0, 500, 1, StatusFailed, "above 1.1x its limit of 500/s"},
+		{"no limit: shown, not judged", backlogRun(200), true, 40, 0, 1, StatusNothing, "without --publish-rate"},
+		{"limit not exported: shown, not judged", backlogRun(200), true, 0, -1, 1, StatusNothing, "does not export"},
+		{"no broker cut: no backlog figure", func() *runSpec { s := backlogRun(200); s.faults = nil; return s }(), true, 0, 1000, 0, StatusNothing, "no broker cut"},
+		{"no timeline: no backlog figure", backlogRun(200), false, 0, 1000, 0, StatusNothing, "no broker cut"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := tc.spec.write(t, t.TempDir())
+			if tc.timeline {
+				writeBacklogTimeline(t, dir, tc.redeliveries, tc.limit)
+			}
+			rep, err := Verify(context.Background(), dir, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := backlogCheckNamed(t, rep, CheckBacklogPaced)
+			if c.Status != tc.status || !strings.Contains(c.Detail, tc.detail) {
+				t.Errorf("%s: %s %q (%s), want %s with %q", c.Name, c.Status, c.Figure, c.Detail, tc.status, tc.detail)
+			}
+			if tc.status == StatusFailed && rep.ExitCode != 1 {
+				t.Errorf("exit code %d with %s failed, want 1", rep.ExitCode, c.Name)
+			}
+			if len(rep.Backlog) != tc.want {
+				t.Fatalf("%d backlog figures, want %d: %+v", len(rep.Backlog), tc.want, rep.Backlog)
+			}
+			if tc.want == 0 {
+				return
+			}
+			b := rep.Backlog[0]
+			near := func(what string, got, want, tol float64) {
+				t.Helper()
+				if math.Abs(got-want) > tol {
+					t.Errorf("%s = %v, want %v +- %v", what, got, want, tol)
+				}
+			}
+			near("cut_seconds", b.CutSeconds, 4, 0)
+			near("peak_pending", b.PeakPending, 2000, 0)
+			near("published", b.Published, 2000, 0)
+			near("drain_seconds", b.DrainSeconds, 2, 0.25)
+			near("publish_rate", b.PublishRate, 1000, 10)
+			near("apply_seconds", b.ApplySeconds, 2.5, 0.25)
+			near("consumer_inflight_peak", b.ConsumerInflightPeak, 64, 0)
+			near("redeliveries", b.Redeliveries, tc.redeliveries, 0)
+			near("resolution_seconds", b.ResolutionSeconds, 0.25, 0)
+			switch {
+			case tc.limit < 0 && b.PublishRateLimit != nil:
+				t.Errorf("publish_rate_limit = %v, want none", *b.PublishRateLimit)
+			case tc.limit >= 0 && (b.PublishRateLimit == nil || *b.PublishRateLimit != tc.limit):
+				t.Errorf("publish_rate_limit = %v, want %v", b.PublishRateLimit, tc.limit)
+			}
+			text, err := os.ReadFile(filepath.Join(dir, TranscriptFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(text), "backlog: broker cut 4.0 s, peak 2000 pending") {
+				t.Errorf("transcript lacks the backlog line:\n%s", text)
+			}
+		})
+	}
+}
+
+// backlogCheckNamed returns rep's check called name.
+func backlogCheckNamed(tb testing.TB, rep *Report, name string) Check {
+	tb.Helper()
+	for _, c := range rep.Checks {
+		if c.Name == name {
+			return c
+		}
+	}
+	tb.Fatalf("report has no check %s", name)
+	return Check{}
+}
