@@ -356,7 +356,7 @@ func TestBadInputExitCodes(t *testing.T) {
 		code int
 		want string
 	}{
-		{"unknown profile", []string{"attack", "--profile", "meteor"}, 2, "default, key-reuse, lost-response, poison, race, redis-loss, relay-crash"},
+		{"unknown profile", []string{"attack", "--profile", "meteor"}, 2, "backlog, default, key-reuse, lost-response, poison, race, redis-loss, relay-crash"},
 		{"unreachable target", []string{"attack", "--target", "http://127.0.0.1:1/charge", "--metrics-url", "http://127.0.0.1:1/metrics", "--no-progress"}, 3, "unreachable"},
 		{"bad output", []string{"attack", "--output", "xml"}, 2, "--output"},
 		{"unknown unsafe mode", []string{"attack", "--unsafe", "no-brakes"}, 2, "no-idempotency"},

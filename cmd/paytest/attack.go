@@ -51,6 +51,7 @@ Exit codes: 0 held, 1 violated, 2 usage error, 3 inconclusive.`,
   paytest attack --profile race --ops 200 --seed 42
   paytest attack --unsafe no-idempotency           # watch the checker catch double charges
   paytest attack --output json --no-progress > report.json
+  paytest attack --profile backlog --relay-arg=--publish-rate=0   # the same backlog drained with no limit
   paytest attack --target https://api.example.test/v1/charges \
       --header 'Authorization: Bearer sk_test_x' --body-template body.tmpl \
       --metrics-url https://api.example.test/metrics --side-effect-metric payments_captured_total
@@ -75,6 +76,9 @@ Exit codes: 0 held, 1 violated, 2 usage error, 3 inconclusive.`,
 	f.String("redis-url", "", "Redis URL for the charge service's cache (default: embedded when the profile needs one)")
 	f.String("prometheus-url", "", "Prometheus to query for side effects (with --side-effect-query)")
 	f.StringArray("unsafe", nil, "break a guarantee of the reference system on purpose: "+strings.Join(stack.UnsafeModes(), ", "))
+	f.StringArray("charge-arg", nil, "extra flag for the bundled charge service, after the profile's (repeatable; e.g. --charge-arg=--processing-delay=5ms)")
+	f.StringArray("relay-arg", nil, "extra flag for the bundled relay, after the profile's (repeatable; e.g. --relay-arg=--publish-rate=0 for no limit)")
+	f.StringArray("consumer-arg", nil, "extra flag for the bundled consumer, after the profile's (repeatable; e.g. --consumer-arg=--max-inflight=64)")
 	f.String("target", "", "attack your own endpoint (http:// or https:// URL) instead of the reference system")
 	f.StringArray("header", nil, "header K:V added to every request (repeatable)")
 	f.String("body-template", "", "file with a text/template of the request body, filled per operation")
@@ -172,6 +176,18 @@ func attackConfig(cmd *cobra.Command) (attack.Config, string, error) {
 	for _, mode := range v.GetStringSlice("unsafe") {
 		if !containsMode(stack.UnsafeModes(), mode) {
 			return fail(apperr.Errorf(apperr.EUSAGE, "--unsafe %q: known modes are %s", mode, strings.Join(stack.UnsafeModes(), ", ")))
+		}
+	}
+	// The components' own flags: the last of a repeated flag wins, so these
+	// override the profile's.
+	prof.Charge = append(prof.Charge, v.GetStringSlice("charge-arg")...)
+	prof.Relay = append(prof.Relay, v.GetStringSlice("relay-arg")...)
+	prof.Consumer = append(prof.Consumer, v.GetStringSlice("consumer-arg")...)
+	if v.GetString("target") != "" {
+		for _, n := range []string{"charge-arg", "relay-arg", "consumer-arg"} {
+			if len(v.GetStringSlice(n)) > 0 {
+				return fail(apperr.Errorf(apperr.EUSAGE, "--%s applies only to the bundled reference system, not with --target", n))
+			}
 		}
 	}
 	if v.GetString("target") == "" {
