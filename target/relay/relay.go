@@ -202,7 +202,13 @@ func New(cfg Config) (*Relay, error) {
 		Name: "paytest_outbox_lag_seconds",
 		Help: "Age of the oldest unpublished outbox row (0 when none).",
 	})
-	r.reg.MustRegister(r.published, r.publishErrors, r.pending, r.lag,
+	// The configured pace, so that evidence can judge a drain against it.
+	limit := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "paytest_relay_publish_rate_limit",
+		Help: "The relay's --publish-rate in events per second (0: unlimited).",
+	})
+	limit.Set(cfg.PublishRate)
+	r.reg.MustRegister(r.published, r.publishErrors, r.pending, r.lag, limit,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return r, nil
 }
