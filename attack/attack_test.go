@@ -356,14 +356,26 @@ func TestBadInputExitCodes(t *testing.T) {
 		code int
 		want string
 	}{
-		{"unknown profile", []string{"attack", "--profile", "meteor"}, 2, "backlog, default, key-reuse, lost-response, poison, race, redis-loss, relay-crash"},
+		{"unknown profile", []string{"attack", "--profile", "meteor"}, 2, "backlog, default, key-reuse, lost-response, outage, poison, race, redis-loss, relay-crash"},
 		{"unreachable target", []string{"attack", "--target", "http://127.0.0.1:1/charge", "--metrics-url", "http://127.0.0.1:1/metrics", "--no-progress"}, 3, "unreachable"},
 		{"bad output", []string{"attack", "--output", "xml"}, 2, "--output"},
 		{"unknown unsafe mode", []string{"attack", "--unsafe", "no-brakes"}, 2, "no-idempotency"},
+		{"component flag with a target", []string{"attack", "--target", "http://127.0.0.1:1/charge", "--relay-arg=--publish-rate=0"}, 2, "--relay-arg applies only to the bundled"},
+		{"component refuses its flag", []string{"attack", "--ops", "20", "--no-progress", "--relay-arg=--bogus"}, 2, "unknown flag: --bogus"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cmd := paytestCmd(t, t.TempDir(), append(tt.args, "--out", t.TempDir())...)
+			// Embedded Postgres runs as an unprivileged user when paytest
+			// is root: its TMPDIR must be reachable (t.TempDir's parent is not).
+			tmp, err := os.MkdirTemp("", "pt")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(tmp) })
+			if err := os.Chmod(tmp, 0o777); err != nil {
+				t.Fatal(err)
+			}
+			cmd := paytestCmd(t, tmp, append(tt.args, "--out", t.TempDir())...)
 			out, err := cmd.CombinedOutput()
 			code := 0
 			if ee, ok := err.(*exec.ExitError); ok {

@@ -149,7 +149,11 @@ func startBundled(ctx context.Context, cfg *Config, tp *toxiembed.Server) (_ *sy
 	})
 	if err != nil {
 		logf.Close()
-		return sys, apperr.Wrap(apperr.EINCONCLUSIVE, err, "starting the reference system (see %s)", logf.Name())
+		code := apperr.EINCONCLUSIVE
+		if apperr.Code(err) == apperr.EUSAGE { // a component refused its flags (--relay-arg ...)
+			code = apperr.EUSAGE
+		}
+		return sys, apperr.Wrap(code, err, "starting the reference system (see %s)", logf.Name())
 	}
 	sys.teardown = append(sys.teardown, func() { _ = st.Stop(); _ = logf.Close() })
 

@@ -19,6 +19,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/paytest/paytest/internal/apperr"
 )
 
 // listenRE matches the line every paytest server logs once bound:
@@ -52,6 +54,28 @@ type Process struct {
 	err  error
 	once sync.Once
 	wg   sync.WaitGroup
+
+	tailMu sync.Mutex
+	tail   []string // the child's last few output lines, for errors
+}
+
+// tailLines is how many of the child's last output lines an error quotes.
+const tailLines = 3
+
+func (p *Process) keep(line string) {
+	p.tailMu.Lock()
+	defer p.tailMu.Unlock()
+	if len(p.tail) == tailLines {
+		p.tail = append(p.tail[:0], p.tail[1:]...)
+	}
+	p.tail = append(p.tail, line)
+}
+
+// lastWords is the child's last output lines joined, or "".
+func (p *Process) lastWords() string {
+	p.tailMu.Lock()
+	defer p.tailMu.Unlock()
+	return strings.Join(p.tail, " | ")
 }
 
 // Start starts the child and waits until it has logged its bound address and,
@@ -83,6 +107,7 @@ func Start(ctx context.Context, spec Spec) (*Process, error) {
 		sent := false
 		for sc.Scan() {
 			line := sc.Text()
+			p.keep(line)
 			if spec.Log != nil {
 				fmt.Fprintf(spec.Log, "[%s] %s\n", spec.Name, line)
 			}
@@ -104,7 +129,15 @@ func Start(ctx context.Context, spec Spec) (*Process, error) {
 	select {
 	case p.addr = <-addrCh:
 	case <-p.done:
-		return nil, fmt.Errorf("proc: %s exited before listening: %v", spec.Name, p.err)
+		err := fmt.Errorf("proc: %s exited before listening: %v", spec.Name, p.err)
+		if words := p.lastWords(); words != "" {
+			err = fmt.Errorf("%w: %s", err, words)
+		}
+		// Exit status 2 is a paytest command refusing its flags.
+		if ee, ok := errors.AsType[*exec.ExitError](p.err); ok && ee.ExitCode() == 2 {
+			return nil, apperr.Wrap(apperr.EUSAGE, err, "%s refused its flags", spec.Name)
+		}
+		return nil, err
 	case <-timer.C:
 		p.Kill()
 		return nil, fmt.Errorf("proc: %s did not log its address within %s", spec.Name, spec.StartTimeout)

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/paytest/paytest/internal/apperr"
 )
 
 type syncBuf struct {
@@ -65,8 +67,27 @@ func TestKillIsACrash(t *testing.T) {
 }
 
 func TestExitBeforeListeningIsAnError(t *testing.T) {
-	_, err := Start(context.Background(), Spec{Name: "sh", Path: "/bin/sh", Args: []string{"-c", "echo nope; exit 3"}})
-	if err == nil || !strings.Contains(err.Error(), "exited before listening") {
-		t.Fatalf("err = %v", err)
+	tests := []struct {
+		name, script, code string
+	}{
+		{"a crash", "echo one; echo two; echo three; echo nope; exit 3", apperr.EINTERNAL},
+		{"flags refused", "echo 'unknown flag: --bogus' >&2; exit 2", apperr.EUSAGE},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Start(context.Background(), Spec{Name: "sh", Path: "/bin/sh", Args: []string{"-c", tc.script}})
+			if err == nil || !strings.Contains(err.Error(), "exited before listening") {
+				t.Fatalf("err = %v", err)
+			}
+			// The error quotes the child's last words.
+			last := tc.script[strings.LastIndex(tc.script, "echo ")+5 : strings.LastIndex(tc.script, ";")]
+			last = strings.TrimSuffix(strings.Trim(strings.TrimSuffix(last, " >&2"), "'"), "'")
+			if !strings.Contains(err.Error(), last) {
+				t.Errorf("err = %v; want it to quote %q", err, last)
+			}
+			if got := apperr.Code(err); got != tc.code {
+				t.Errorf("code %s, want %s", got, tc.code)
+			}
+		})
 	}
 }
