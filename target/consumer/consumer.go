@@ -5,7 +5,10 @@
 // Per event it runs one Postgres transaction: insert the event id into
 // ledger_inbox (ON CONFLICT DO NOTHING); only if the id is new, post the
 // entry (customer debited, merchant credited, the postings summing to zero)
-// and decrement the sku's stock; commit; then ack. A redelivered event finds
+// and decrement the sku's stock; commit; then ack. The transaction is one
+// statement, a call of the ledger_apply function the migrations create, so
+// it costs one round trip and holds the sku's stock row only while that
+// statement runs. A redelivered event finds
 // its id in the inbox and changes nothing. An event that can never apply
 // (undecodable, unknown sku, an unbalanced posting) is retried with backoff
 // up to MaxDeliver deliveries and then published to a dead-letter stream with
@@ -25,7 +28,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -115,6 +118,40 @@ CREATE TABLE IF NOT EXISTS ledger_inventory (
 	sku     text PRIMARY KEY,
 	on_hand bigint NOT NULL
 );
+`, `
+-- ledger_apply is one event's whole transaction in one statement (one round
+-- trip, autocommit): the inbox row (unless dedup is off), the entry, its two
+-- postings and the stock. A repeat returns 'duplicate' and changes nothing;
+-- an unknown sku raises no_data_found and rolls everything back, inbox row
+-- included. The stock row, the one every event of a sku contends for, is
+-- locked last so it is held for the shortest time.
+CREATE OR REPLACE FUNCTION ledger_apply(
+	p_event_id uuid, p_charge_id text, p_merchant text, p_key text,
+	p_amount bigint, p_currency text, p_sku text, p_quantity int,
+	p_account1 text, p_amount1 bigint, p_account2 text, p_amount2 bigint,
+	p_dedup boolean
+) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+	v_entry bigint;
+BEGIN
+	IF p_dedup THEN
+		INSERT INTO ledger_inbox (event_id) VALUES (p_event_id) ON CONFLICT DO NOTHING;
+		IF NOT FOUND THEN
+			RETURN 'duplicate';
+		END IF;
+	END IF;
+	INSERT INTO ledger_entries (event_id, charge_id, merchant, idempotency_key, amount, currency, sku, quantity)
+	VALUES (p_event_id, p_charge_id, p_merchant, p_key, p_amount, p_currency, p_sku, p_quantity)
+	RETURNING id INTO v_entry;
+	INSERT INTO ledger_postings (entry_id, account, amount, currency)
+	VALUES (v_entry, p_account1, p_amount1, p_currency), (v_entry, p_account2, p_amount2, p_currency);
+	UPDATE ledger_inventory SET on_hand = on_hand - p_quantity WHERE sku = p_sku;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'unknown sku %', p_sku USING ERRCODE = 'no_data_found';
+	END IF;
+	RETURN 'applied';
+END
+$$;
 `}
 
 // Config configures a Consumer. Zero fields take the defaults above and the
@@ -540,47 +577,27 @@ func decode(data []byte) (outbox.ChargeCreated, []posting, error) {
 	return ev, legs, err
 }
 
-// applySQL posts one entry with its two legs and takes the stock, in one
-// statement: nothing is inserted when the sku is not in the catalog.
-const applySQL = `
-WITH stock AS (
-	UPDATE ledger_inventory SET on_hand = on_hand - $8 WHERE sku = $7 RETURNING sku
-), entry AS (
-	INSERT INTO ledger_entries (event_id, charge_id, merchant, idempotency_key, amount, currency, sku, quantity)
-	SELECT $1, $2, $3, $4, $5, $6, $7, $8 FROM stock
-	RETURNING id
-)
-INSERT INTO ledger_postings (entry_id, account, amount, currency)
-SELECT entry.id, leg.account, leg.amount, $6
-FROM entry, (VALUES ($9::text, $10::bigint), ($11::text, $12::bigint)) AS leg (account, amount)`
+// sqlstateNoDataFound is what ledger_apply raises for an unknown sku.
+const sqlstateNoDataFound = "P0002"
 
-// apply runs the event's one transaction. It reports whether the event was
-// new (and so applied); a poisonError means it can never apply.
+// applySQL runs ledger_apply: the event's transaction in one statement.
+const applySQL = `SELECT ledger_apply($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`
+
+// apply runs the event's one transaction (one round trip). It reports
+// whether the event was new (and so applied); a poisonError means it can
+// never apply.
 func (c *Consumer) apply(ctx context.Context, pool *pgxpool.Pool, ev outbox.ChargeCreated, legs []posting) (bool, error) {
-	applied := false
-	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		if !c.cfg.NoInboxDedup {
-			tag, err := tx.Exec(ctx, `INSERT INTO ledger_inbox (event_id) VALUES ($1) ON CONFLICT DO NOTHING`, ev.EventID)
-			if err != nil {
-				return fmt.Errorf("inbox: %w", err)
-			}
-			if tag.RowsAffected() == 0 {
-				return nil // seen before: nothing to apply
-			}
-		}
-		tag, err := tx.Exec(ctx, applySQL, ev.EventID, ev.ChargeID, ev.Merchant, ev.IdempotencyKey,
-			ev.Amount, ev.Currency, ev.SKU, ev.Quantity,
-			legs[0].account, legs[0].amount, legs[1].account, legs[1].amount)
-		if err != nil {
-			return fmt.Errorf("apply: %w", err)
-		}
-		if tag.RowsAffected() != 2 {
-			return poison("unknown sku %q", ev.SKU)
-		}
-		applied = true
-		return nil
-	})
-	return applied, err
+	var result string
+	err := pool.QueryRow(ctx, applySQL, ev.EventID, ev.ChargeID, ev.Merchant, ev.IdempotencyKey,
+		ev.Amount, ev.Currency, ev.SKU, ev.Quantity,
+		legs[0].account, legs[0].amount, legs[1].account, legs[1].amount, !c.cfg.NoInboxDedup).Scan(&result)
+	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == sqlstateNoDataFound {
+		return false, poison("unknown sku %q", ev.SKU)
+	}
+	if err != nil {
+		return false, fmt.Errorf("apply: %w", err)
+	}
+	return result == "applied", nil
 }
 
 // handle settles one message: apply and ack, dedup and ack, retry poison
