@@ -193,13 +193,17 @@ func (e *Env) record(f history.Fault) {
 		return
 	}
 	if f.Time.IsZero() {
-		if e.Now != nil {
-			f.Time = e.Now()
-		} else {
-			f.Time = time.Now()
-		}
+		f.Time = e.now()
 	}
 	e.Log.Record(f)
+}
+
+// now reads the Env's clock.
+func (e *Env) now() time.Time {
+	if e != nil && e.Now != nil {
+		return e.Now()
+	}
+	return time.Now()
 }
 
 var (

@@ -118,13 +118,17 @@ func (c *cut) Start(_ context.Context, env *Env, s Spec) error {
 	if s.Target != "" {
 		c.proxy = s.Target
 	}
+	// The window opens when the disabling begins: toxiproxy drops the
+	// proxy's connections before the call returns (up to a few hundred
+	// ms later), and requests fail from the first drop on.
+	began := env.now()
 	if err := env.Proxies.SetEnabled(c.proxy, false); err != nil {
 		return fmt.Errorf("fault %s: %w", c.kind, err)
 	}
 	c.mu.Lock()
 	c.started = true
 	c.mu.Unlock()
-	env.record(history.Fault{Fault: c.kind, Action: "start", Target: c.proxy, Detail: "proxy disabled: " + s.Describe()})
+	env.record(history.Fault{Time: began, Fault: c.kind, Action: "start", Target: c.proxy, Detail: "proxy disabled: " + s.Describe()})
 	return nil
 }
 
