@@ -109,6 +109,13 @@ type Config struct {
 	MaxAttempts int
 	NoJitter    bool
 	NoBudget    bool
+	// BudgetCapacity sizes the retry budget in tokens (a retry costs 5);
+	// 0 takes the profile's budget-capacity, else the AWS standard's 500.
+	BudgetCapacity float64
+	// MaxRetryAmplification bounds the attempts sent during an outage per
+	// first attempt (verify's no-retry-storm); 0 takes the profile's, and
+	// without one the figure is shown, not judged.
+	MaxRetryAmplification float64
 
 	// ReconcileTimeout bounds re-driving unconfirmed operations;
 	// DrainTimeout bounds waiting for the outbox and the consumer.
@@ -158,6 +165,15 @@ func (c *Config) defaults() error {
 	}
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = DefaultMaxAttempts
+	}
+	if c.BudgetCapacity == 0 {
+		c.BudgetCapacity = c.Profile.BudgetCapacity
+	}
+	if c.MaxRetryAmplification == 0 {
+		c.MaxRetryAmplification = c.Profile.MaxRetryAmplification
+	}
+	if c.BudgetCapacity < 0 || c.MaxRetryAmplification < 0 {
+		return apperr.Errorf(apperr.EUSAGE, "budget capacity and max retry amplification must not be negative")
 	}
 	if c.ReconcileTimeout <= 0 {
 		c.ReconcileTimeout = DefaultReconcileTimeout
@@ -247,6 +263,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 			"duplicate-rate": cfg.DuplicateRate, "race-rate": cfg.RaceRate, "reuse-rate": cfg.ReuseRate,
 			"target": cfg.Target, "unsafe": cfg.Unsafe, "timeout": cfg.Timeout.String(),
 			"max-attempts": cfg.MaxAttempts, "no-jitter": cfg.NoJitter, "no-budget": cfg.NoBudget,
+			"budget-capacity": cfg.BudgetCapacity, "max-retry-amplification": cfg.MaxRetryAmplification,
 		}
 	}
 	runRec := history.Run{
@@ -314,7 +331,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	reg := prometheus.NewRegistry()
 	var budget *client.Budget
 	if !cfg.NoBudget {
-		budget = client.NewBudget(client.BudgetOptions{})
+		budget = client.NewBudget(client.BudgetOptions{Capacity: cfg.BudgetCapacity})
 	}
 	cl, err := client.New(client.Options{
 		CallSite: callSite, Timeout: cfg.Timeout, MaxAttempts: cfg.MaxAttempts, NoJitter: cfg.NoJitter,
@@ -322,6 +339,12 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	})
 	if err != nil {
 		return nil, apperr.Wrap(apperr.EUSAGE, err, "client")
+	}
+	if budget != nil {
+		o := budget.Options()
+		j.printf(time.Now(), "client: retry budget of %g tokens per call site, %g per retry, %g back per first-try success", o.Capacity, o.RetryCost, o.SuccessRefill)
+	} else {
+		j.printf(time.Now(), "client: no retry budget")
 	}
 	hw, err := history.Create[history.Attempt](filepath.Join(cfg.Out, history.HistoryFile))
 	if err != nil {
@@ -488,7 +511,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing the transcript")
 	}
 	pr.done()
-	rep, err := verify.Verify(ctx, cfg.Out, verify.Options{SideEffectMetric: cfg.SideEffectMetric})
+	rep, err := verify.Verify(ctx, cfg.Out, verify.Options{SideEffectMetric: cfg.SideEffectMetric, MaxRetryAmplification: cfg.MaxRetryAmplification})
 	if err != nil {
 		return nil, err
 	}

@@ -48,6 +48,13 @@ type Profile struct {
 	Faults []FaultSpec `yaml:"faults" json:"faults"`
 	// Redis says the scenario needs the charge service's Redis cache.
 	Redis bool `yaml:"redis,omitempty" json:"redis,omitempty"`
+	// BudgetCapacity sizes the client's retry budget in tokens (a retry
+	// costs 5); 0 keeps the AWS standard's 500.
+	BudgetCapacity float64 `yaml:"budget-capacity,omitempty" json:"budget_capacity,omitempty"`
+	// MaxRetryAmplification, when set, is the bound no-retry-storm judges
+	// each outage window by: attempts sent during it per first attempt.
+	// 0 shows the figure without judging it.
+	MaxRetryAmplification float64 `yaml:"max-retry-amplification,omitempty" json:"max_retry_amplification,omitempty"`
 	// Extra arguments for each reference component's first start.
 	Charge   []string `yaml:"charge-args,omitempty" json:"charge_args,omitempty"`
 	Relay    []string `yaml:"relay-args,omitempty" json:"relay_args,omitempty"`
@@ -123,8 +130,8 @@ func parse(b []byte, src string) (Profile, error) {
 
 // Validate checks the profile's ranges and every fault in its schedule.
 func (p Profile) Validate() error {
-	if p.Ops < 0 || p.Concurrency < 0 {
-		return fmt.Errorf("ops and concurrency must not be negative")
+	if p.Ops < 0 || p.Concurrency < 0 || p.BudgetCapacity < 0 || p.MaxRetryAmplification < 0 {
+		return fmt.Errorf("ops, concurrency, budget-capacity and max-retry-amplification must not be negative")
 	}
 	for _, r := range []float64{p.DuplicateRate, p.RaceRate, p.ReuseRate} {
 		if r < 0 || r > 1 {
@@ -151,6 +158,12 @@ func (p Profile) Values() map[string]any {
 	if p.Concurrency > 0 {
 		m["concurrency"] = p.Concurrency
 	}
+	if p.BudgetCapacity > 0 {
+		m["budget-capacity"] = p.BudgetCapacity
+	}
+	if p.MaxRetryAmplification > 0 {
+		m["max-retry-amplification"] = p.MaxRetryAmplification
+	}
 	m["duplicate-rate"] = p.DuplicateRate
 	m["race-rate"] = p.RaceRate
 	m["reuse-rate"] = p.ReuseRate
@@ -171,6 +184,12 @@ func (p Profile) Injects() []string {
 	}
 	for _, f := range p.Faults {
 		out = append(out, f.Describe())
+	}
+	if p.BudgetCapacity > 0 {
+		out = append(out, fmt.Sprintf("retry budget of %g tokens", p.BudgetCapacity))
+	}
+	if p.MaxRetryAmplification > 0 {
+		out = append(out, fmt.Sprintf("retry amplification during an outage at most %gx", p.MaxRetryAmplification))
 	}
 	return out
 }

@@ -13,7 +13,7 @@ import (
 )
 
 func TestBuiltInProfilesLoadAndValidate(t *testing.T) {
-	want := []string{"backlog", "default", "key-reuse", "lost-response", "poison", "race", "redis-loss", "relay-crash"}
+	want := []string{"backlog", "default", "key-reuse", "lost-response", "outage", "poison", "race", "redis-loss", "relay-crash"}
 	if got := Names(); !slices.Equal(got, want) {
 		t.Fatalf("Names() = %v, want %v", got, want)
 	}
@@ -74,7 +74,7 @@ func TestLoadErrors(t *testing.T) {
 	tests := []struct {
 		in, want string
 	}{
-		{"nosuch", "backlog, default, key-reuse, lost-response, poison, race, redis-loss, relay-crash"},
+		{"nosuch", "backlog, default, key-reuse, lost-response, outage, poison, race, redis-loss, relay-crash"},
 		{badFault, "meteor"},
 		{typo, "opps"},
 		{filepath.Join(dir, "missing.yaml"), "missing.yaml"},

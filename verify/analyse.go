@@ -83,6 +83,7 @@ type analysis struct {
 	jitter     map[jitterKey]*jitterSamples
 	delays     []delayPoint
 	outOfRange int
+	outage     *outageTally // nil without an outage window
 }
 
 // cxList collects counterexamples up to a cap and counts them all.
@@ -106,6 +107,7 @@ func analyse(ctx context.Context, runDir string, ev *evidence, opts Options) (*a
 		pending:  map[senderKey]pendingRA{},
 		jitter:   map[jitterKey]*jitterSamples{},
 		raEarly:  cxList{max: opts.MaxCounterexamples},
+		outage:   newOutageTally(ev.faults),
 	}
 	err := history.ReadFile(filepath.Join(runDir, history.PlanFile), func(op history.Op) error {
 		if _, dup := a.index[op.Op]; dup {
@@ -166,6 +168,7 @@ func (a *analysis) add(at *history.Attempt) {
 	o.attempts++
 	outcome := internOutcome(at)
 	a.outcomes[outcome]++
+	a.outage.add(at, outcome)
 	switch outcome {
 	case history.OutcomeNew:
 		o.news++

@@ -53,6 +53,7 @@ func (a *analysis) report(ev *evidence, opts Options) *Report {
 	}
 	r.IdempotencyCache = ev.cache
 	r.Backlog = ev.backlogFigures()
+	r.Outage = a.outage.figures(a.runEnd(ev), ev, opts.MaxRetryAmplification)
 	if v, _, ok := ev.metricMax(MetricOutboxPending, "relay", promOutboxPending); ok {
 		r.OutboxPending = &v
 	}
@@ -72,6 +73,7 @@ func (a *analysis) report(ev *evidence, opts Options) *Report {
 		checkOutbox(ev),
 		checkDLQ(ev),
 		checkBacklog(r),
+		checkOutage(r.Outage),
 	)
 	return r
 }

@@ -60,6 +60,7 @@ code{font:13px ui-monospace,Menlo,Consolas,monospace}
 <tr><th>client attempts</th><td class="num">{{.R.Attempts}}</td><td class="detail">{{.R.Races}} races, {{.R.Reuses}} key reuses in the plan</td></tr>
 <tr><th>faults injected</th><td colspan="2">{{if .R.Faults}}{{faults .R.Faults}}{{else}}none{{end}}</td></tr>
 {{range .R.Backlog}}<tr><th>backlog drain</th><td colspan="2">{{.Summary}}</td></tr>
+{{end}}{{with .R.Outage}}<tr><th>outage</th><td colspan="2">{{.Summary}}</td></tr>
 {{end}}<tr><th>inbox duplicates · DLQ · outbox pending · outbox lag</th><td colspan="2">{{deref .R.InboxDuplicates}} · {{deref .R.DLQMessages}} · {{deref .R.OutboxPending}} · {{deref .R.OutboxLagSeconds}} s</td></tr>
 </table>
 

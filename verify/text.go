@@ -56,6 +56,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	for _, b := range r.Backlog {
 		fmt.Fprintf(bw, "backlog: %s\n", b.Summary())
 	}
+	if o := r.Outage; o != nil {
+		fmt.Fprintf(bw, "outage: %s\n", o.Summary())
+	}
 	for _, e := range r.EvidenceErrors {
 		fmt.Fprintf(bw, "evidence missing: %s\n", e)
 	}

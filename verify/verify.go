@@ -36,6 +36,10 @@
 //     duplicate per relay kill and effects-equal-ops held.
 //   - outbox-drained: outbox pending rows and lag are 0.
 //   - dlq-exact: the DLQ counter equals the poison injected.
+//   - no-retry-storm: during each outage window (the charge service's
+//     database cut), the attempts the client sent are at most
+//     max-retry-amplification (the outage profile: 1.2) times its first
+//     attempts. A run that sets no bound shows the figure unjudged.
 //
 // A check with nothing to look at says so (status nothing-to-check).
 //
@@ -142,6 +146,11 @@ type Options struct {
 	MinJitterSamples int
 	// SlotMS is the width of the synchronisation slots (default 10 ms).
 	SlotMS float64
+	// MaxRetryAmplification bounds the attempts sent during an outage per
+	// first attempt, for no-retry-storm. 0 takes run.yaml's
+	// max-retry-amplification (the outage profile sets 1.2); without
+	// either, the figure is shown and not judged.
+	MaxRetryAmplification float64
 	// NoHTML skips report.html and its plots.
 	NoHTML bool
 }
@@ -209,6 +218,9 @@ type Report struct {
 	// Backlog is how each broker cut's outbox backlog drained, when the
 	// metrics timeline has the relay's counter.
 	Backlog []BacklogFigures `json:"backlog,omitempty"`
+	// Outage is what the client sent while the charge service's database
+	// was cut, when the run had an outage fault.
+	Outage *OutageFigures `json:"outage,omitempty"`
 	// Jitter holds the full-jitter statistics per group of retries.
 	Jitter []JitterGroup `json:"jitter"`
 	// EvidenceErrors is what Collect could not gather (metrics/sources.json).

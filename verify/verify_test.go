@@ -357,7 +357,7 @@ func TestEveryCheckIsNamedOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{CheckEffectsEqualOps, CheckExactlyOncePerOp, CheckRaceSingleWinner, CheckKeyReuse422,
-		CheckRetryAfterHonoured, CheckFullJitter, CheckRelayCrashDeduped, CheckOutboxDrained, CheckDLQExact, CheckBacklogPaced}
+		CheckRetryAfterHonoured, CheckFullJitter, CheckRelayCrashDeduped, CheckOutboxDrained, CheckDLQExact, CheckBacklogPaced, CheckNoRetryStorm}
 	if len(rep.Checks) != len(want) {
 		t.Fatalf("%d checks; want %d", len(rep.Checks), len(want))
 	}

@@ -95,6 +95,8 @@ Exit codes: 0 held, 1 violated, 2 usage error, 3 inconclusive.`,
 	f.Int("max-attempts", attack.DefaultMaxAttempts, "attempts per sender, first included")
 	f.Bool("budget", true, "per-call-site retry budget (token bucket)")
 	f.Bool("no-budget", false, "disable the retry budget (same as --budget=false)")
+	f.Float64("budget-capacity", 0, "retry budget size in tokens, a retry costing 5 (0: the profile's, else 500 as in the AWS standard retry mode)")
+	f.Float64("max-retry-amplification", 0, "fail no-retry-storm when an outage's attempts exceed this many times its first attempts (0: the profile's; none: shown, not judged)")
 	f.Duration("reconcile-timeout", attack.DefaultReconcileTimeout, "deadline for re-driving unconfirmed operations")
 	f.Duration("drain-timeout", attack.DefaultDrainTimeout, "deadline for the outbox to drain and the consumer to catch up")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -230,7 +232,8 @@ func attackConfig(cmd *cobra.Command) (attack.Config, string, error) {
 		SideEffectQuery: v.GetString("side-effect-query"), LedgerQuery: v.GetString("ledger-query"),
 		KillCmd: v.GetString("kill-cmd"), RestartCmd: v.GetString("restart-cmd"),
 		Timeout: v.GetDuration("timeout"), MaxAttempts: v.GetInt("max-attempts"), NoJitter: v.GetBool("no-jitter"),
-		NoBudget:         v.GetBool("no-budget") || !v.GetBool("budget"),
+		NoBudget:       v.GetBool("no-budget") || !v.GetBool("budget"),
+		BudgetCapacity: v.GetFloat64("budget-capacity"), MaxRetryAmplification: v.GetFloat64("max-retry-amplification"),
 		ReconcileTimeout: v.GetDuration("reconcile-timeout"), DrainTimeout: v.GetDuration("drain-timeout"),
 		Progress: cmd.ErrOrStderr(), Bars: bars, Log: log, Settings: recorded,
 	}
