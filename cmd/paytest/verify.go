@@ -33,8 +33,8 @@ A ledger query returns rows of (merchant, key, effects) or (key, effects).
 
 Checks: effects-equal-ops, exactly-once-per-op, race-single-winner,
 key-reuse-422, retry-after-honoured, full-jitter, relay-crash-deduped,
-outbox-drained, dlq-exact, no-retry-storm. Exit codes: 0 held, 1 violated, 2 usage,
-3 inconclusive (evidence missing or unreachable).`,
+outbox-drained, dlq-exact, backlog-paced, no-retry-storm. Exit codes: 0 held,
+1 violated, 2 usage, 3 inconclusive (evidence missing or unreachable).`,
 		Example: `  paytest verify --run runs/2026-11-28T12-00-00
   paytest verify --metrics-url consumer=http://127.0.0.1:9102/metrics --database-url postgres://...
   paytest verify --metrics-url http://shop.internal/metrics --side-effect-metric shop_charges_applied_total
