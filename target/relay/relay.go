@@ -4,22 +4,42 @@
 //
 //	SELECT ... FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT n FOR UPDATE SKIP LOCKED
 //
-// inside a transaction, publishes each row and waits for the broker's ack,
-// then marks the acked rows published in the same transaction and commits.
-// A row whose id was allocated early but committed late is therefore never
-// skipped (an `id > last` poller would skip it for good), and two relays
-// never publish the same row twice in the normal path, because a claimed row
-// is locked. A crash between the ack and the commit republishes the batch:
-// the relay is at-least-once and the consumer's inbox absorbs the repeats.
+// inside a transaction, publishes each row asynchronously, waits for the
+// broker's acks, then marks the acked rows published (published_at is set by
+// that UPDATE, after the acks) and commits, in the same transaction. A row
+// whose id was allocated early but committed late is therefore never skipped
+// (an `id > last` poller would skip it for good), and two relays never
+// publish the same row twice in the normal path, because a claimed row is
+// locked. A crash between an ack and the commit republishes the batches in
+// flight: the relay is at-least-once and the consumer's inbox absorbs the
+// repeats.
 //
-// Config.Workers such loops run at once (SKIP LOCKED keeps their batches
-// apart), overlapping database and broker round trips; each batch's
-// transaction takes two round trips (BEGIN pipelined with the claim, the
-// marks with COMMIT).
+// Each worker is a two-stage pipeline: it claims and publishes batch k+1,
+// then settles batch k (whose acks arrived meanwhile): the database marks
+// one batch while the broker stores the next. A worker thus holds at most
+// two transactions; the claim of k+1 skips the rows k holds. Each
+// transaction takes two round trips: BEGIN, its settings and the claim
+// pipelined, then the marks pipelined with COMMIT. The claim reads the
+// partial index outbox_unpublished in id order and stops after Batch rows
+// (sorting is disabled for it: otherwise the planner may sort every
+// unpublished row for each claim). Config.Workers pipelines may run at once
+// (SKIP LOCKED keeps their batches apart), but one is the default: measured,
+// more workers only cost Postgres more CPU (each claim steps over the rows
+// the others hold), and one worker publishes in id order.
+//
+// Marking inside the claim (UPDATE ... WHERE id IN (claim) RETURNING) was
+// measured and rejected: Postgres locks each row for the subquery all the
+// same, so it writes as much WAL, and published_at would predate the ack.
+//
+// A drained relay does not keep every worker polling: one idle worker probes
+// for an unpublished row every Config.PollInterval (a read-only query) and
+// claims when there is one; the others wait until a worker that claimed a
+// full batch wakes one of them.
 //
 // Publishing goes through a token bucket (Config.PublishRate, Config.Burst)
-// so that a backlog drains at a set pace; failed publishes back off with full
-// jitter and bump the row's attempts and last_error.
+// so that a backlog drains at a set pace (a paced worker settles each batch
+// before publishing the next); failed publishes back off with full jitter
+// and bump the row's attempts and last_error.
 package relay
 
 import (
@@ -55,9 +75,9 @@ const CrashAfterPublish = "after-publish"
 
 // Defaults for the zero fields of Config.
 const (
-	DefaultBatch         = 100
-	DefaultWorkers       = 4
-	DefaultPollInterval  = 50 * time.Millisecond
+	DefaultBatch         = 1000
+	DefaultWorkers       = 1
+	DefaultPollInterval  = 10 * time.Millisecond
 	DefaultAckTimeout    = 10 * time.Second
 	DefaultBackoffBase   = 100 * time.Millisecond
 	DefaultBackoffMax    = 5 * time.Second
@@ -75,7 +95,9 @@ type Config struct {
 	// are published on (outbox.DefaultStream, outbox.DefaultSubject).
 	Stream  string
 	Subject string
-	// Batch is how many rows one transaction claims.
+	// Batch is how many rows one transaction claims (a paced relay claims
+	// at most a tenth of a second's worth of PublishRate). A worker has up
+	// to two batches in flight.
 	Batch int
 	// PublishRate caps publishing in events per second; 0 is unlimited.
 	PublishRate float64
@@ -86,12 +108,13 @@ type Config struct {
 	// republished event within its duplicates window. Crash tests turn it
 	// off to show that the consumer's inbox does the work.
 	PublishDedup bool
-	// Workers is how many claim-publish-mark loops run at once. They
-	// overlap database and broker round trips; like several relays, they
-	// give up global publish order (never a row). One worker publishes in
-	// id order.
+	// Workers is how many claim-publish-mark pipelines run at once. Like
+	// several relays, they give up global publish order (never a row). One
+	// worker publishes in id order and, measured, drains fastest: each
+	// worker already overlaps database and broker work.
 	Workers int
-	// PollInterval is how long the relay sleeps when the outbox is drained.
+	// PollInterval is how often one idle worker looks for new rows when
+	// the outbox is drained.
 	PollInterval time.Duration
 	// AckTimeout bounds the wait for a batch's publish acks.
 	AckTimeout time.Duration
@@ -112,6 +135,7 @@ type Config struct {
 // Run, and serve Handler for /metrics, /healthz and /readyz.
 type Relay struct {
 	cfg     Config
+	batch   int // rows per claim: cfg.Batch, or less when paced
 	log     *slog.Logger
 	crash   *crashpoint.Set
 	limiter *rate.Limiter
@@ -124,6 +148,8 @@ type Relay struct {
 
 	running atomic.Bool
 	ready   atomic.Bool
+	polling atomic.Bool   // an idle worker is polling for new rows
+	wake    chan struct{} // idle workers that do not poll wait here
 	pool    atomic.Pointer[pgxpool.Pool]
 	nc      atomic.Pointer[nats.Conn]
 }
@@ -179,13 +205,18 @@ func New(cfg Config) (*Relay, error) {
 		log.Warn("crash point armed", "crash_at", cfg.CrashAt)
 	}
 	limiter := rate.NewLimiter(rate.Inf, 0)
+	batch := cfg.Batch
 	if cfg.PublishRate > 0 {
 		if cfg.Burst == 0 {
 			cfg.Burst = max(1, int(math.Ceil(cfg.PublishRate/10)))
 		}
 		limiter = rate.NewLimiter(rate.Limit(cfg.PublishRate), cfg.Burst)
+		// A paced batch holds a tenth of a second's publishing at most, so
+		// that marks (and paytest_relay_published_total) follow the
+		// publishes closely instead of in steps of a whole batch.
+		batch = min(batch, max(1, int(math.Ceil(cfg.PublishRate/10))))
 	}
-	r := &Relay{cfg: cfg, log: log, crash: crash, limiter: limiter, reg: prometheus.NewRegistry()}
+	r := &Relay{cfg: cfg, batch: batch, log: log, crash: crash, limiter: limiter, reg: prometheus.NewRegistry(), wake: make(chan struct{})}
 	r.published = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "paytest_relay_published_total",
 		Help: "Outbox events the broker acknowledged (a republished event counts again).",
@@ -248,6 +279,9 @@ func (r *Relay) Run(ctx context.Context) error {
 	if err != nil {
 		return apperr.Wrap(apperr.EUSAGE, err, "relay: database URL")
 	}
+	// Each worker holds up to two transactions (one marking, one
+	// publishing); the stats loop and the idle poll take one more.
+	pcfg.MaxConns = max(pcfg.MaxConns, int32(2*r.cfg.Workers+2))
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return apperr.Wrap(apperr.EUNAVAILABLE, err, "relay: database")
@@ -262,7 +296,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		return apperr.Wrap(apperr.EUSAGE, err, "relay: NATS URL")
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(max(256, 2*r.cfg.Batch)))
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(max(4096, 2*r.cfg.Workers*r.cfg.Batch)))
 	if err != nil {
 		return apperr.Wrap(apperr.EINTERNAL, err, "relay: jetstream")
 	}
@@ -273,7 +307,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		return nil // ctx ended while waiting for the dependencies
 	}
 	r.ready.Store(true)
-	r.log.Info("relay running", "stream", r.cfg.Stream, "subject", r.cfg.Subject, "batch", r.cfg.Batch, "workers", r.cfg.Workers,
+	r.log.Info("relay running", "stream", r.cfg.Stream, "subject", r.cfg.Subject, "batch", r.batch, "workers", r.cfg.Workers,
 		"publish_rate", r.cfg.PublishRate, "burst", r.cfg.Burst, "publish_dedup", r.cfg.PublishDedup)
 
 	var wg sync.WaitGroup
@@ -288,17 +322,24 @@ func (r *Relay) Run(ctx context.Context) error {
 	return nil
 }
 
-// loop claims, publishes and marks batches until ctx ends, backing off
-// with full jitter after a failure.
+// loop runs one worker's pipeline until ctx ends, backing off with full
+// jitter after a failure. On the way out it settles the batch it has in
+// flight, so a graceful stop marks what it published.
 func (r *Relay) loop(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, js jetstream.JetStream) {
+	var inflight *batch
+	defer func() { r.settleLogged(inflight) }()
 	failures := 0
 	for ctx.Err() == nil {
 		if !nc.IsConnected() {
+			r.settleLogged(inflight)
+			inflight = nil
 			failures++
 			backoff.Sleep(ctx, r.backoff(failures))
 			continue
 		}
-		n, err := r.relayBatch(ctx, pool, js)
+		var n int
+		var err error
+		n, inflight, err = r.step(ctx, pool, js, inflight)
 		if err != nil {
 			failures++
 			d := r.backoff(failures)
@@ -314,9 +355,65 @@ func (r *Relay) loop(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, js 
 			continue
 		}
 		failures = 0
-		if n < r.cfg.Batch {
-			backoff.Sleep(ctx, r.cfg.PollInterval)
+		if n < r.batch {
+			r.idle(ctx, pool)
 		}
+	}
+}
+
+// settleLogged settles b, logging a failure (the rows it could not mark
+// stay unpublished and are claimed again).
+func (r *Relay) settleLogged(b *batch) {
+	if err := r.settle(b); err != nil {
+		r.log.Warn("relay batch failed", "err", err)
+	}
+}
+
+// idle returns when there may be rows to claim, or ctx ended. One idle
+// worker at a time polls: every PollInterval it asks whether any row is
+// unpublished (a read-only probe, lighter than a claim), and returns to
+// claim once one is. The other idle workers wait until a worker that
+// claimed a full batch wakes them, one at a time (step), so a backlog
+// brings every worker in while a trickle keeps one busy.
+func (r *Relay) idle(ctx context.Context, pool *pgxpool.Pool) {
+	if !r.polling.CompareAndSwap(false, true) {
+		select {
+		case <-r.wake:
+		case <-ctx.Done():
+		}
+		return
+	}
+	defer r.polling.Store(false)
+	t := time.NewTicker(r.cfg.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if r.unpublished(ctx, pool) {
+			return
+		}
+	}
+}
+
+// unpublished reports whether the outbox holds an unpublished row, or
+// whether the database could not say (the claim will then fail and back
+// off). The rows it sees may be claimed already; the claim skips those.
+func (r *Relay) unpublished(ctx context.Context, pool *pgxpool.Pool) bool {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	var found bool
+	err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM outbox WHERE published_at IS NULL)`).Scan(&found)
+	return err != nil || found
+}
+
+// wakeOne wakes one waiting idle worker, if any.
+func (r *Relay) wakeOne() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -361,144 +458,206 @@ type row struct {
 	payload []byte
 }
 
-// relayBatch claims up to Batch rows, publishes them, marks the acked ones
-// and records the failures, all in one transaction. It returns how many rows
-// it claimed, and an error if any publish failed or the database did.
-//
-// Once rows are claimed the batch finishes even if ctx ends (only the rate
-// limiter's wait stops early), so a graceful stop marks what it published.
-func (r *Relay) relayBatch(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream) (int, error) {
-	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.AckTimeout+30*time.Second)
-	defer cancel()
-	// The transaction is driven by hand so that its statements take two
-	// round trips: BEGIN and the claim are pipelined, and so are the
-	// marks and COMMIT (an explicit BEGIN inside a pipeline opens a
-	// transaction that outlives the pipeline's Sync). Round trips, not rows,
-	// bound the relay on a busy machine.
-	conn, err := pool.Acquire(bctx)
+// batch is one claimed batch: its transaction, open on conn until settle,
+// and its publishes.
+type batch struct {
+	ctx     context.Context // outlives the relay's ctx: a claimed batch is always settled
+	cancel  context.CancelFunc
+	conn    *pgxpool.Conn
+	rows    []row
+	futures []jetstream.PubAckFuture
+	errs    []error
+	sent    int
+}
+
+// step runs one turn of a worker's pipeline: claim a batch, publish it,
+// then settle prev (the batch published on the previous turn, whose acks
+// arrived meanwhile), so that the database marks one batch while the broker
+// stores the next. It returns how many rows it claimed and the batch left
+// in flight (nil once the outbox looks drained, on an error, or when ctx
+// ended: then everything is settled). A paced relay settles prev before
+// publishing, so a mark never waits for a slow batch.
+func (r *Relay) step(ctx context.Context, pool *pgxpool.Pool, js jetstream.JetStream, prev *batch) (int, *batch, error) {
+	cur, err := r.claim(ctx, pool)
 	if err != nil {
-		return 0, fmt.Errorf("connect: %w", err)
+		return 0, nil, errors.Join(err, r.settle(prev))
 	}
-	// pgxpool destroys a connection released inside a transaction.
-	defer conn.Release()
-	done := false
-	defer func() {
-		if !done {
-			_, _ = conn.Exec(context.WithoutCancel(bctx), "ROLLBACK")
+	n := len(cur.rows)
+	if n == r.batch {
+		r.wakeOne() // a backlog: bring another worker in
+	}
+	if prev != nil && r.cfg.PublishRate > 0 {
+		if err := r.settle(prev); err != nil {
+			return n, nil, errors.Join(err, r.settle(cur))
 		}
-	}()
-	claim := &pgx.Batch{}
-	claim.Queue("BEGIN")
-	// A mark lost in a database crash only republishes its rows, which
-	// at-least-once delivery already allows: the commit need not wait for
-	// the WAL flush.
-	claim.Queue("SET LOCAL synchronous_commit = off")
-	claim.Queue(claimSQL, r.cfg.Batch)
-	br := conn.SendBatch(bctx, claim)
+		prev = nil
+	}
+	r.publish(ctx, js, cur)
+	err = r.settle(prev)
+	if err != nil || n < r.batch || ctx.Err() != nil {
+		return n, nil, errors.Join(err, r.settle(cur))
+	}
+	return n, cur, nil
+}
+
+// claim opens a transaction and claims up to Batch unpublished rows in it.
+// BEGIN, the settings and the claim share one round trip (an explicit BEGIN
+// inside a pipeline opens a transaction that outlives the pipeline's Sync).
+// An empty claim ends its transaction at once.
+func (r *Relay) claim(ctx context.Context, pool *pgxpool.Pool) (*batch, error) {
+	b := &batch{}
+	b.ctx, b.cancel = context.WithTimeout(context.WithoutCancel(ctx), r.cfg.AckTimeout+30*time.Second)
+	conn, err := pool.Acquire(b.ctx)
+	if err != nil {
+		b.cancel()
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	b.conn = conn
+	q := &pgx.Batch{}
+	q.Queue("BEGIN")
+	q.Queue(settingsSQL)
+	q.Queue(claimSQL, r.batch)
+	br := conn.SendBatch(b.ctx, q)
 	for range 2 {
 		if _, err := br.Exec(); err != nil {
 			_ = br.Close()
-			return 0, fmt.Errorf("begin: %w", err)
+			r.release(b, false)
+			return nil, fmt.Errorf("begin: %w", err)
 		}
 	}
 	rows, err := br.Query()
-	if err != nil {
-		_ = br.Close()
-		return 0, fmt.Errorf("claim: %w", err)
-	}
-	batch, err := pgx.CollectRows(rows, func(rs pgx.CollectableRow) (row, error) {
+	if err == nil {
 		var x row
-		err := rs.Scan(&x.id, &x.eventID, &x.payload)
-		return x, err
-	})
+		_, err = pgx.ForEachRow(rows, []any{&x.id, &x.eventID, &x.payload}, func() error {
+			b.rows = append(b.rows, x)
+			return nil
+		})
+	}
 	if cerr := br.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return 0, fmt.Errorf("claim: %w", err)
+		r.release(b, false)
+		return nil, fmt.Errorf("claim: %w", err)
 	}
-	if len(batch) == 0 {
-		if _, err := conn.Exec(bctx, "COMMIT"); err != nil {
-			return 0, fmt.Errorf("commit: %w", err)
+	if len(b.rows) == 0 {
+		_, err := conn.Exec(b.ctx, "COMMIT")
+		r.release(b, err == nil)
+		if err != nil {
+			return nil, fmt.Errorf("commit: %w", err)
 		}
-		done = true
-		return 0, nil
 	}
+	return b, nil
+}
 
-	// Publish asynchronously, paced by the token bucket, then wait for
-	// every ack: one round trip's latency per batch instead of per row.
-	futures := make([]jetstream.PubAckFuture, len(batch))
-	errs := make([]error, len(batch))
-	sent := 0
-	for i, x := range batch {
+// release returns b's connection to the pool, rolling back first unless
+// its transaction ended (pgxpool destroys a connection released inside a
+// transaction).
+func (r *Relay) release(b *batch, ended bool) {
+	if b.conn == nil {
+		return
+	}
+	if !ended {
+		_, _ = b.conn.Exec(b.ctx, "ROLLBACK")
+	}
+	b.conn.Release()
+	b.conn = nil
+	b.cancel()
+}
+
+// publish sends b's rows asynchronously, paced by the token bucket. If ctx
+// ends while it waits for a token it publishes no more: settle marks what
+// was sent.
+func (r *Relay) publish(ctx context.Context, js jetstream.JetStream, b *batch) {
+	b.futures = make([]jetstream.PubAckFuture, len(b.rows))
+	b.errs = make([]error, len(b.rows))
+	for i, x := range b.rows {
 		if err := r.limiter.Wait(ctx); err != nil {
-			break // stopping: publish no more, mark what was acked
+			break
 		}
-		msg := &nats.Msg{Subject: r.cfg.Subject, Data: x.payload, Header: nats.Header{}}
+		msg := &nats.Msg{Subject: r.cfg.Subject, Data: x.payload}
 		if r.cfg.PublishDedup {
-			msg.Header.Set(jetstream.MsgIDHeader, x.eventID)
+			msg.Header = nats.Header{jetstream.MsgIDHeader: []string{x.eventID}}
 		}
-		futures[i], errs[i] = js.PublishMsgAsync(msg)
-		sent = i + 1
+		b.futures[i], b.errs[i] = js.PublishMsgAsync(msg)
+		b.sent = i + 1
+	}
+}
+
+// settle waits for b's acks, then marks the acked rows published, records
+// the failed ones and commits, in one round trip. It returns an error if
+// any publish failed or the database did. A nil or empty b is settled.
+func (r *Relay) settle(b *batch) error {
+	if b == nil || b.conn == nil {
+		return nil
 	}
 	errNoAck := errors.New("no publish ack within " + r.cfg.AckTimeout.String())
 	timeout := time.NewTimer(r.cfg.AckTimeout)
 	defer timeout.Stop()
 	timedOut := false
-	for i := range sent {
-		if errs[i] != nil {
+	for i := range b.sent {
+		if b.errs[i] != nil {
 			continue
 		}
 		if timedOut { // take what has resolved, fail the rest
 			select {
-			case <-futures[i].Ok():
-			case err := <-futures[i].Err():
-				errs[i] = err
+			case <-b.futures[i].Ok():
+			case err := <-b.futures[i].Err():
+				b.errs[i] = err
 			default:
-				errs[i] = errNoAck
+				b.errs[i] = errNoAck
 			}
 			continue
 		}
 		select {
-		case <-futures[i].Ok():
-		case err := <-futures[i].Err():
-			errs[i] = err
+		case <-b.futures[i].Ok():
+		case err := <-b.futures[i].Err():
+			b.errs[i] = err
 		case <-timeout.C:
-			timedOut, errs[i] = true, errNoAck
+			timedOut, b.errs[i] = true, errNoAck
 		}
 	}
 
-	var okIDs, failIDs []int64
+	okIDs := make([]int64, 0, b.sent)
+	var failIDs []int64
 	var failMsgs []string
-	for i := range sent {
-		if errs[i] != nil {
-			failIDs = append(failIDs, batch[i].id)
-			failMsgs = append(failMsgs, errs[i].Error())
+	var first error
+	for i := range b.sent {
+		if b.errs[i] != nil {
+			failIDs = append(failIDs, b.rows[i].id)
+			failMsgs = append(failMsgs, b.errs[i].Error())
+			if first == nil {
+				first = b.errs[i]
+			}
 			continue
 		}
 		r.published.Inc()
 		r.crash.Hit(CrashAfterPublish)
-		okIDs = append(okIDs, batch[i].id)
+		okIDs = append(okIDs, b.rows[i].id)
 	}
 	if len(failIDs) > 0 {
 		r.publishErrors.Add(float64(len(failIDs)))
 	}
-	if err := r.finish(bctx, conn, okIDs, failIDs, failMsgs); err != nil {
-		return len(batch), err
+	if err := r.finish(b.ctx, b.conn, okIDs, failIDs, failMsgs); err != nil {
+		r.release(b, false)
+		return err
 	}
-	done = true
-	if len(failIDs) > 0 {
-		var first error
-		for i := range sent {
-			if errs[i] != nil {
-				first = errs[i]
-				break
-			}
-		}
-		return len(batch), fmt.Errorf("%d of %d publishes failed: %w", len(failIDs), sent, first)
+	r.release(b, true)
+	if first != nil {
+		return fmt.Errorf("%d of %d publishes failed: %w", len(failIDs), b.sent, first)
 	}
-	return len(batch), nil
+	return nil
 }
+
+// settingsSQL sets the claim transaction's settings in one statement. A
+// mark lost in a database crash only republishes its rows, which
+// at-least-once delivery already allows: the commit need not wait for the
+// WAL flush. And the claim must read the partial index in id order and stop
+// after Batch rows: without enable_sort = off the planner, whose estimate
+// of unpublished rows is often far below Batch (a fresh or mostly published
+// table), sorts every unpublished row for each claim instead, which makes
+// draining a backlog quadratic.
+const settingsSQL = `SELECT set_config('synchronous_commit', 'off', true), set_config('enable_sort', 'off', true)`
 
 // claimSQL claims a batch by state, never by position.
 const claimSQL = `SELECT id, event_id::text, payload FROM outbox

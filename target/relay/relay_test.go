@@ -609,3 +609,62 @@ func TestRelayRecordsFailedPublishesAndRecovers(t *testing.T) {
 		t.Logf("attempts >= %d, last_error %q", minAttempts, *lastError)
 	}
 }
+
+// A relay stopped in the middle of a drain marks exactly what it published:
+// paced, the batch whose token wait the stop cut short; unpaced, the batch
+// it had in flight when the stop came. Every event in the stream has its
+// row marked, and every marked row is in the stream.
+func TestRelayGracefulStopMarksWhatItPublished(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		rows   int
+		stopAt int
+		tune   func(*relay.Config)
+	}{
+		{"paced", 1000, 120, func(c *relay.Config) { c.Batch, c.PublishRate, c.Burst = 50, 400, 1 }},
+		{"unpaced", 20000, 2000, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := consumertest.New(t, "")
+			env.Insert(t, tc.rows)
+			cfg := relayConfig(env)
+			cfg.PublishDedup = true
+			if tc.tune != nil {
+				tc.tune(&cfg)
+			}
+			_, stop := startRelay(t, cfg)
+			testinfra.WaitFor(t, 30*time.Second, func() error {
+				n, err := env.StreamLen(env.Stream)
+				if err != nil {
+					return err
+				}
+				if n < tc.stopAt {
+					return fmt.Errorf("stream has %d messages", n)
+				}
+				return nil
+			})
+			stop()
+			inStream := env.StreamCounts(t)
+			rows, err := env.Pool.Query(context.Background(), `SELECT event_id::text FROM outbox WHERE published_at IS NOT NULL`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			marked, err := pgx.CollectRows(rows, pgx.RowTo[string])
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, id := range marked {
+				if inStream[id] != 1 {
+					t.Errorf("event %s is marked published but in the stream %d times", id, inStream[id])
+				}
+			}
+			if len(marked) != len(inStream) {
+				t.Errorf("%d rows marked published, %d events in the stream: a graceful stop must mark what it published", len(marked), len(inStream))
+			}
+			if left := env.Unpublished(t); left == 0 || left == tc.rows {
+				t.Errorf("%d of %d rows unpublished: the stop did not fall in the middle of the drain", left, tc.rows)
+			}
+			t.Logf("stopped after %d of %d events, each marked", len(marked), tc.rows)
+		})
+	}
+}
