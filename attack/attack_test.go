@@ -339,6 +339,23 @@ func TestTargetEndpoints(t *testing.T) {
 	}
 }
 
+// childTmp is a TMPDIR for a paytest child that boots embedded Postgres:
+// short (the socket path must stay under 108 bytes) and world-writable
+// (Postgres runs as an unprivileged user when paytest is root; t.TempDir's
+// parent is not reachable for it). It is removed when the test ends.
+func childTmp(t *testing.T) string {
+	t.Helper()
+	tmp, err := os.MkdirTemp("", "pt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
+	if err := os.Chmod(tmp, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	return tmp
+}
+
 // paytestCmd runs the real binary with TMPDIR pointed at a directory of
 // its own.
 func paytestCmd(t *testing.T, tmp string, args ...string) *exec.Cmd {
@@ -365,17 +382,7 @@ func TestBadInputExitCodes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			// Embedded Postgres runs as an unprivileged user when paytest
-			// is root: its TMPDIR must be reachable (t.TempDir's parent is not).
-			tmp, err := os.MkdirTemp("", "pt")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { os.RemoveAll(tmp) })
-			if err := os.Chmod(tmp, 0o777); err != nil {
-				t.Fatal(err)
-			}
-			cmd := paytestCmd(t, tmp, append(tt.args, "--out", t.TempDir())...)
+			cmd := paytestCmd(t, childTmp(t), append(tt.args, "--out", t.TempDir())...)
 			out, err := cmd.CombinedOutput()
 			code := 0
 			if ee, ok := err.(*exec.ExitError); ok {
@@ -416,16 +423,7 @@ func children(pid int) []int {
 }
 
 func TestCtrlCLeavesNoProcessOrTempDirBehind(t *testing.T) {
-	// A short TMPDIR: Postgres's socket path must stay under 108 bytes.
-	tmp, err := os.MkdirTemp("", "pt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(tmp) })
-	// Embedded Postgres runs as an unprivileged user when paytest is root.
-	if err := os.Chmod(tmp, 0o777); err != nil {
-		t.Fatal(err)
-	}
+	tmp := childTmp(t)
 	cmd := paytestCmd(t, tmp, "attack", "--ops", "100000", "--no-progress", "--out", t.TempDir())
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

@@ -30,15 +30,13 @@ func reportText(rep *verify.Report) string {
 	return b.String()
 }
 
-func paced(t *testing.T, rep *verify.Report) verify.Check {
+func paced(t *testing.T, rep *verify.Report) *verify.Check {
 	t.Helper()
-	for _, c := range rep.Checks {
-		if c.Name == verify.CheckBacklogPaced {
-			return c
-		}
+	c := rep.Check(verify.CheckBacklogPaced)
+	if c == nil {
+		t.Fatalf("no %s check in the report", verify.CheckBacklogPaced)
 	}
-	t.Fatalf("no %s check in the report", verify.CheckBacklogPaced)
-	return verify.Check{}
+	return c
 }
 
 // TestBacklogProfileDrainsAtItsPublishRate: the broker is cut for the whole

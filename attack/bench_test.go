@@ -3,7 +3,6 @@ package attack
 import (
 	"context"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -24,29 +23,7 @@ func BenchmarkDefaultProfile(b *testing.B) {
 	}
 	bin := testinfra.Paytest(b)
 	for b.Loop() {
-		// The run directory is kept when the verdict is not held.
-		dir, err := os.MkdirTemp("", "paytest-bench-")
-		if err != nil {
-			b.Fatal(err)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		began := time.Now()
-		res, err := Run(ctx, Config{
-			Profile: prof, Ops: prof.Ops, Concurrency: prof.Concurrency,
-			DuplicateRate: prof.DuplicateRate, RaceRate: prof.RaceRate, ReuseRate: prof.ReuseRate,
-			Binary: bin, Out: dir,
-		})
-		took := time.Since(began)
-		cancel()
-		if err != nil {
-			b.Fatal(err)
-		}
-		if res.Report.Verdict != verify.VerdictHeld {
-			var sb strings.Builder
-			_ = res.Report.WriteText(&sb)
-			b.Fatalf("verdict %s in %s:\n%s", res.Report.Verdict, res.Dir, sb.String())
-		}
-		_ = os.RemoveAll(dir)
+		_, took := benchRun(b, prof, bin, 3*time.Minute)
 		b.ReportMetric(took.Seconds(), "s/run")
 		b.ReportMetric(took.Seconds()/target.Seconds(), "x-of-30s-target")
 		b.Logf("default profile, start to verdict: %s (target %s, ratio %.2f)", took.Round(time.Millisecond), target, took.Seconds()/target.Seconds())
@@ -73,29 +50,11 @@ func BenchmarkBacklog18kProfile(b *testing.B) {
 				p.Relay = append(append([]string(nil), prof.Relay...), "--publish-rate=0")
 				label = "unlimited"
 			}
-			dir, err := os.MkdirTemp("", "paytest-bench-")
-			if err != nil {
-				b.Fatal(err)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-			began := time.Now()
-			res, err := Run(ctx, Config{
-				Profile: p, Ops: p.Ops, Concurrency: p.Concurrency,
-				DuplicateRate: p.DuplicateRate, RaceRate: p.RaceRate, ReuseRate: p.ReuseRate,
-				Binary: bin, Out: dir,
-			})
-			took := time.Since(began)
-			cancel()
-			if err != nil {
-				b.Fatal(err)
-			}
+			res, took := benchRun(b, p, bin, 5*time.Minute)
 			rep := res.Report
-			if rep.Verdict != verify.VerdictHeld || len(rep.Backlog) != 1 {
-				var sb strings.Builder
-				_ = rep.WriteText(&sb)
-				b.Fatalf("%s: verdict %s, %d backlog figures in %s:\n%s", label, rep.Verdict, len(rep.Backlog), res.Dir, sb.String())
+			if len(rep.Backlog) != 1 {
+				b.Fatalf("%s: %d backlog figures, want 1", label, len(rep.Backlog))
 			}
-			_ = os.RemoveAll(dir)
 			d := rep.Backlog[0]
 			b.ReportMetric(d.PeakPending, label+"_peak_pending")
 			b.ReportMetric(d.DrainSeconds, label+"_drain_s")
@@ -107,4 +66,31 @@ func BenchmarkBacklog18kProfile(b *testing.B) {
 			b.Logf("%s (%d ops): %s; run %s", label, rep.Ops, d.Summary(), took.Round(time.Millisecond))
 		}
 	}
+}
+
+// benchRun runs prof on embedded defaults to its verdict, which must hold;
+// the run directory is removed then, and kept (named) when it does not.
+func benchRun(b *testing.B, prof profiles.Profile, bin string, limit time.Duration) (*Result, time.Duration) {
+	b.Helper()
+	dir, err := os.MkdirTemp("", "paytest-bench-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
+	defer cancel()
+	began := time.Now()
+	res, err := Run(ctx, Config{
+		Profile: prof, Ops: prof.Ops, Concurrency: prof.Concurrency,
+		DuplicateRate: prof.DuplicateRate, RaceRate: prof.RaceRate, ReuseRate: prof.ReuseRate,
+		Binary: bin, Out: dir,
+	})
+	took := time.Since(began)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if res.Report.Verdict != verify.VerdictHeld {
+		b.Fatalf("profile %s: verdict %s in %s:\n%s", prof.Name, res.Report.Verdict, res.Dir, reportText(res.Report))
+	}
+	_ = os.RemoveAll(dir)
+	return res, took
 }

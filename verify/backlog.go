@@ -65,11 +65,7 @@ func (ev *evidence) pageSeries(metric string) []sample {
 	for _, name := range sortedKeys(ev.timeline) {
 		var out []sample
 		for _, f := range ev.timeline[name] {
-			m, err := readPage(f.path)
-			if err != nil {
-				continue
-			}
-			if v, ok := m[metric]; ok {
+			if v, ok := ev.snapshot(f)[metric]; ok {
 				out = append(out, sample{f.t, v})
 			}
 		}
@@ -89,27 +85,35 @@ func at(s []sample, t time.Time) float64 {
 	return s[i-1].v
 }
 
-// window is one start/stop pair of a windowed fault.
-type window struct{ start, stop time.Time }
+// faultWindow is one start/stop pair of a windowed fault on one target.
+type faultWindow struct {
+	Target     string
+	Start, End time.Time
+	// Open is true when no stop record followed the start.
+	Open bool
+}
 
-// faultWindows pairs the start and stop records of one fault kind in time
-// order; a window that never stopped is left out.
-func faultWindows(faults []history.Fault, kind string) []window {
-	var out []window
-	var open *time.Time
+// faultWindows pairs each start record of kind with the next stop record of
+// the same target, in time order; a window that never stopped is Open.
+func faultWindows(faults []history.Fault, kind string) []faultWindow {
+	var recs []history.Fault
 	for _, f := range faults {
-		if f.Fault != kind {
-			continue
+		if f.Fault == kind && (f.Action == "start" || f.Action == "stop") {
+			recs = append(recs, f)
 		}
-		switch f.Action {
-		case "start":
-			t := f.Time
-			open = &t
-		case "stop":
-			if open != nil {
-				out = append(out, window{*open, f.Time})
-				open = nil
-			}
+	}
+	sort.SliceStable(recs, func(i, j int) bool { return recs[i].Time.Before(recs[j].Time) })
+	var out []faultWindow
+	open := map[string]int{} // target -> index of its open window
+	for _, f := range recs {
+		i, isOpen := open[f.Target]
+		switch {
+		case f.Action == "start" && !isOpen:
+			open[f.Target] = len(out)
+			out = append(out, faultWindow{Target: f.Target, Start: f.Time, Open: true})
+		case f.Action == "stop" && isOpen:
+			out[i].End, out[i].Open = f.Time, false
+			delete(open, f.Target)
 		}
 	}
 	return out
@@ -118,7 +122,12 @@ func faultWindows(faults []history.Fault, kind string) []window {
 // backlogFigures computes one BacklogFigures per broker-cut window, when the
 // timeline holds the relay's published counter.
 func (ev *evidence) backlogFigures() []BacklogFigures {
-	wins := faultWindows(ev.faults, faultBrokerCut)
+	var wins []faultWindow
+	for _, w := range faultWindows(ev.faults, faultBrokerCut) {
+		if !w.Open { // a cut that never ended has no drain
+			wins = append(wins, w)
+		}
+	}
 	if len(wins) == 0 {
 		return nil
 	}
@@ -138,29 +147,29 @@ func (ev *evidence) backlogFigures() []BacklogFigures {
 		// The drain ends at the next cut or at the end of the evidence.
 		end := published[len(published)-1].t
 		if i+1 < len(wins) {
-			end = wins[i+1].start
+			end = wins[i+1].Start
 		}
-		b := BacklogFigures{CutSeconds: w.stop.Sub(w.start).Seconds(), ResolutionSeconds: res}
+		b := BacklogFigures{CutSeconds: w.End.Sub(w.Start).Seconds(), ResolutionSeconds: res}
 		for _, s := range pending {
-			if !s.t.Before(w.start) && !s.t.After(end) {
+			if !s.t.Before(w.Start) && !s.t.After(end) {
 				b.PeakPending = math.Max(b.PeakPending, s.v)
 			}
 		}
-		p0 := at(published, w.stop)
+		p0 := at(published, w.End)
 		pEnd := at(published, end)
 		b.Published = pEnd - p0
 		var first, last *sample
 		if b.Published <= 0 {
 			b.Published = 0
-			end = w.stop // nothing to drain: no drain window either
+			end = w.End // nothing to drain: no drain window either
 		}
 		for j := range published {
 			s := &published[j]
-			if !s.t.After(w.stop) || s.t.After(end) {
+			if !s.t.After(w.End) || s.t.After(end) {
 				continue
 			}
 			if s.v >= pEnd {
-				b.DrainSeconds = s.t.Sub(w.stop).Seconds()
+				b.DrainSeconds = s.t.Sub(w.End).Seconds()
 				break
 			}
 			if s.v > p0 && first == nil {
@@ -179,8 +188,8 @@ func (ev *evidence) backlogFigures() []BacklogFigures {
 		if len(effects) > 0 {
 			eEnd := at(effects, end)
 			for _, s := range effects {
-				if s.t.After(w.stop) && !s.t.After(end) && s.v >= eEnd {
-					b.ApplySeconds = s.t.Sub(w.stop).Seconds()
+				if s.t.After(w.End) && !s.t.After(end) && s.v >= eEnd {
+					b.ApplySeconds = s.t.Sub(w.End).Seconds()
 					break
 				}
 			}
@@ -193,10 +202,10 @@ func (ev *evidence) backlogFigures() []BacklogFigures {
 			}
 		}
 		if len(redeliveries) > 0 {
-			b.Redeliveries = at(redeliveries, end) - at(redeliveries, w.stop)
+			b.Redeliveries = at(redeliveries, end) - at(redeliveries, w.End)
 		}
 		if len(limit) > 0 {
-			v := at(limit, w.stop)
+			v := at(limit, w.End)
 			b.PublishRateLimit = &v
 		}
 		out = append(out, b)

@@ -88,7 +88,10 @@ func TestBacklogFiguresFromTheTimeline(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c := backlogCheckNamed(t, rep, CheckBacklogPaced)
+			c := rep.Check(CheckBacklogPaced)
+			if c == nil {
+				t.Fatalf("report has no check %s", CheckBacklogPaced)
+			}
 			if c.Status != tc.status || !strings.Contains(c.Detail, tc.detail) {
 				t.Errorf("%s: %s %q (%s), want %s with %q", c.Name, c.Status, c.Figure, c.Detail, tc.status, tc.detail)
 			}
@@ -132,16 +135,4 @@ func TestBacklogFiguresFromTheTimeline(t *testing.T) {
 			}
 		})
 	}
-}
-
-// backlogCheckNamed returns rep's check called name.
-func backlogCheckNamed(tb testing.TB, rep *Report, name string) Check {
-	tb.Helper()
-	for _, c := range rep.Checks {
-		if c.Name == name {
-			return c
-		}
-	}
-	tb.Fatalf("report has no check %s", name)
-	return Check{}
 }

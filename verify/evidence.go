@@ -102,7 +102,25 @@ type evidence struct {
 
 	faults []history.Fault
 
-	timeline map[string][]timelineFile // page -> snapshots in time order
+	timeline map[string][]timelineFile     // page -> snapshots in time order
+	parsed   map[string]map[string]float64 // snapshot path -> its page, read once
+}
+
+// snapshot is one timeline snapshot's metrics, parsed on first use; an
+// unreadable snapshot reads as empty.
+func (ev *evidence) snapshot(f timelineFile) map[string]float64 {
+	if m, ok := ev.parsed[f.path]; ok {
+		return m
+	}
+	m, err := readPage(f.path)
+	if err != nil {
+		m = nil
+	}
+	if ev.parsed == nil {
+		ev.parsed = map[string]map[string]float64{}
+	}
+	ev.parsed[f.path] = m
+	return m
 }
 
 type timelineFile struct {

@@ -2,7 +2,6 @@ package verify
 
 import (
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -146,28 +145,9 @@ type windowAttempt struct {
 // newOutageTally pairs each outage start record with the next stop
 // record of the same target; nil when the run had no outage.
 func newOutageTally(faults []history.Fault) *outageTally {
-	sorted := make([]history.Fault, 0)
-	for _, f := range faults {
-		if f.Fault == faultOutage && (f.Action == "start" || f.Action == "stop") {
-			sorted = append(sorted, f)
-		}
-	}
-	if len(sorted) == 0 {
-		return nil
-	}
-	sort.SliceStable(sorted, func(i, j int) bool { return sorted[i].Time.Before(sorted[j].Time) })
 	t := &outageTally{}
-	open := map[string]int{} // target -> index of its open window
-	for _, f := range sorted {
-		i, isOpen := open[f.Target]
-		switch {
-		case f.Action == "start" && !isOpen:
-			open[f.Target] = len(t.windows)
-			t.windows = append(t.windows, OutageWindow{Target: f.Target, Start: f.Time, Open: true})
-		case f.Action == "stop" && isOpen:
-			t.windows[i].End, t.windows[i].Open = f.Time, false
-			delete(open, f.Target)
-		}
+	for _, w := range faultWindows(faults, faultOutage) {
+		t.windows = append(t.windows, OutageWindow{Target: w.Target, Start: w.Start, End: w.End, Open: w.Open})
 	}
 	if len(t.windows) == 0 {
 		return nil

@@ -335,11 +335,7 @@ func (ev *evidence) series(metric string, useMax bool) plotter.XYs {
 	var pts []point
 	for _, name := range sortedKeys(ev.timeline) {
 		for _, f := range ev.timeline[name] {
-			m, err := readPage(f.path)
-			if err != nil {
-				continue
-			}
-			if v, ok := m[metric]; ok {
+			if v, ok := ev.snapshot(f)[metric]; ok {
 				pts = append(pts, point{f.t.UnixNano(), v})
 			}
 		}
