@@ -54,7 +54,7 @@ type pendingCollector struct {
 var _ prometheus.Collector = (*pendingCollector)(nil)
 
 var pendingDesc = prometheus.NewDesc("paytest_outbox_pending",
-	"Outbox rows not yet published (published_at IS NULL).", nil, nil)
+	"Outbox rows not yet published.", nil, nil)
 
 func (c *pendingCollector) Describe(ch chan<- *prometheus.Desc) { ch <- pendingDesc }
 
@@ -64,7 +64,7 @@ func (c *pendingCollector) Collect(ch chan<- prometheus.Metric) {
 	if time.Since(c.at) >= time.Second {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		var n int64
-		if err := c.pool.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE published_at IS NULL`).Scan(&n); err == nil {
+		if err := c.pool.QueryRow(ctx, `SELECT count(*) FROM outbox`).Scan(&n); err == nil {
 			c.n, c.at = float64(n), time.Now()
 		}
 		cancel()

@@ -26,8 +26,22 @@ const DefaultStream = "PAYTEST_CHARGES"
 // EventType names the one event the reference system emits.
 const EventType = "charge.created"
 
-// Migrations create the outbox table. Both the charge service and the relay
-// apply them (idempotently) so either can start first.
+// Migrations create the outbox tables. Both the charge service and the
+// relay apply them (idempotently) so either can start first.
+//
+// outbox holds the rows not yet published, and only those: the relay
+// claims them by state (a row is unpublished while it is there, whatever its
+// id), and marks a published row, in the transaction that claimed it, by
+// deleting it, or (relay.Config.KeepPublished) by moving it to
+// outbox_published, which keeps when each event was published, how many
+// publishes it took (the failed ones counted in outbox.attempts plus the one
+// that was acked) and the last failure's error. Version 1 marked rows in
+// place with an UPDATE of published_at; version 2 moves the rows it had
+// marked to outbox_published. That UPDATE could never be a HOT update
+// (published_at was in the claim index's predicate), so each mark wrote a
+// whole new row version and two index entries: measured in Postgres alone,
+// marking 20,000 rows took 190 ms that way, 66 ms by moving them and 46 ms
+// by deleting them, and the relay was limited by exactly that cost.
 var Migrations = []string{`
 CREATE TABLE IF NOT EXISTS outbox (
 	id           bigserial PRIMARY KEY,
@@ -41,6 +55,22 @@ CREATE TABLE IF NOT EXISTS outbox (
 	last_error   text
 );
 CREATE INDEX IF NOT EXISTS outbox_unpublished ON outbox (id) WHERE published_at IS NULL;
+`, `
+CREATE TABLE outbox_published (
+	id           bigint NOT NULL,
+	event_id     uuid NOT NULL,
+	aggregate_id text NOT NULL,
+	created_at   timestamptz NOT NULL,
+	published_at timestamptz NOT NULL,
+	attempts     int NOT NULL,
+	last_error   text
+);
+INSERT INTO outbox_published
+	SELECT id, event_id, aggregate_id, created_at, published_at, attempts + 1, last_error
+	FROM outbox WHERE published_at IS NOT NULL;
+DELETE FROM outbox WHERE published_at IS NOT NULL;
+DROP INDEX outbox_unpublished;
+ALTER TABLE outbox DROP COLUMN published_at;
 `}
 
 // Migrate applies Migrations.

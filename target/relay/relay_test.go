@@ -570,11 +570,14 @@ func TestRelayAndConsumerStartInEitherOrder(t *testing.T) {
 
 // With the stream gone, publishes fail: the rows stay unpublished with
 // their attempts counted and the last error kept, the relay backs off, then
-// recreates the stream and publishes every row.
+// recreates the stream and publishes every row; with KeepPublished,
+// outbox_published keeps the attempts (the failed ones and the acked one)
+// and the last error.
 func TestRelayRecordsFailedPublishesAndRecovers(t *testing.T) {
 	env := consumertest.New(t, "")
 	cfg := relayConfig(env)
 	cfg.BackoffBase, cfg.BackoffMax = 50*time.Millisecond, 200*time.Millisecond
+	cfg.KeepPublished = true
 	url, _ := startRelay(t, cfg)
 	ctx := context.Background()
 	if err := env.JS.DeleteStream(ctx, env.Stream); err != nil {
@@ -589,10 +592,10 @@ func TestRelayRecordsFailedPublishesAndRecovers(t *testing.T) {
 	})
 	var minAttempts int
 	var lastError *string
-	if err := env.Pool.QueryRow(ctx, `SELECT min(attempts), max(last_error) FROM outbox`).Scan(&minAttempts, &lastError); err != nil {
+	if err := env.Pool.QueryRow(ctx, `SELECT min(attempts), max(last_error) FROM outbox_published`).Scan(&minAttempts, &lastError); err != nil {
 		t.Fatal(err)
 	}
-	if minAttempts < 1 || lastError == nil || *lastError == "" {
+	if minAttempts < 2 || lastError == nil || *lastError == "" {
 		t.Errorf("attempts %d, last_error %v: the failed publishes were not recorded", minAttempts, lastError)
 	}
 	counts := env.StreamCounts(t)
@@ -612,23 +615,28 @@ func TestRelayRecordsFailedPublishesAndRecovers(t *testing.T) {
 
 // A relay stopped in the middle of a drain marks exactly what it published:
 // paced, the batch whose token wait the stop cut short; unpaced, the batch
-// it had in flight when the stop came. Every event in the stream has its
-// row marked, and every marked row is in the stream.
+// it had in flight and the one it had claimed ahead when the stop came.
+// Every event in the stream has its row marked (gone from the outbox, and
+// with KeepPublished in outbox_published), and every marked row is in the
+// stream.
 func TestRelayGracefulStopMarksWhatItPublished(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		rows   int
 		stopAt int
+		keep   bool
 		tune   func(*relay.Config)
 	}{
-		{"paced", 1000, 120, func(c *relay.Config) { c.Batch, c.PublishRate, c.Burst = 50, 400, 1 }},
-		{"unpaced", 20000, 2000, nil},
+		{"paced", 1000, 120, false, func(c *relay.Config) { c.Batch, c.PublishRate, c.Burst = 50, 400, 1 }},
+		{"unpaced", 20000, 2000, false, nil},
+		{"unpaced keep published", 20000, 2000, true, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := consumertest.New(t, "")
-			env.Insert(t, tc.rows)
+			evs := env.Insert(t, tc.rows)
 			cfg := relayConfig(env)
 			cfg.PublishDedup = true
+			cfg.KeepPublished = tc.keep
 			if tc.tune != nil {
 				tc.tune(&cfg)
 			}
@@ -645,13 +653,12 @@ func TestRelayGracefulStopMarksWhatItPublished(t *testing.T) {
 			})
 			stop()
 			inStream := env.StreamCounts(t)
-			rows, err := env.Pool.Query(context.Background(), `SELECT event_id::text FROM outbox WHERE published_at IS NOT NULL`)
-			if err != nil {
-				t.Fatal(err)
-			}
-			marked, err := pgx.CollectRows(rows, pgx.RowTo[string])
-			if err != nil {
-				t.Fatal(err)
+			left := eventIDs(t, env, `SELECT event_id::text FROM outbox`)
+			var marked []string
+			for _, ev := range evs {
+				if !left[ev.EventID] {
+					marked = append(marked, ev.EventID)
+				}
 			}
 			for _, id := range marked {
 				if inStream[id] != 1 {
@@ -661,10 +668,37 @@ func TestRelayGracefulStopMarksWhatItPublished(t *testing.T) {
 			if len(marked) != len(inStream) {
 				t.Errorf("%d rows marked published, %d events in the stream: a graceful stop must mark what it published", len(marked), len(inStream))
 			}
-			if left := env.Unpublished(t); left == 0 || left == tc.rows {
-				t.Errorf("%d of %d rows unpublished: the stop did not fall in the middle of the drain", left, tc.rows)
+			if len(left) == 0 || len(left) == tc.rows {
+				t.Errorf("%d of %d rows unpublished: the stop did not fall in the middle of the drain", len(left), tc.rows)
+			}
+			kept := eventIDs(t, env, `SELECT event_id::text FROM outbox_published`)
+			if want := map[bool]int{true: len(marked), false: 0}[tc.keep]; len(kept) != want {
+				t.Errorf("outbox_published holds %d rows, want %d (keep published %v)", len(kept), want, tc.keep)
+			}
+			for _, id := range marked {
+				if tc.keep && !kept[id] {
+					t.Errorf("event %s is marked published but not kept in outbox_published", id)
+				}
 			}
 			t.Logf("stopped after %d of %d events, each marked", len(marked), tc.rows)
 		})
 	}
+}
+
+// eventIDs runs a query of event ids and returns them as a set.
+func eventIDs(t *testing.T, env *consumertest.Env, query string) map[string]bool {
+	t.Helper()
+	rows, err := env.Pool.Query(context.Background(), query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		set[id] = true
+	}
+	return set
 }

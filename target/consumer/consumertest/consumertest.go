@@ -164,11 +164,12 @@ func (e *Env) Insert(tb testing.TB, n int) []outbox.ChargeCreated {
 	return evs
 }
 
-// Unpublished counts outbox rows not yet marked published.
+// Unpublished counts outbox rows not yet published (the relay moves a
+// published row to outbox_published).
 func (e *Env) Unpublished(tb testing.TB) int {
 	tb.Helper()
 	var n int
-	if err := e.Pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE published_at IS NULL`).Scan(&n); err != nil {
+	if err := e.Pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox`).Scan(&n); err != nil {
 		tb.Fatal(err)
 	}
 	return n
