@@ -348,8 +348,9 @@ func (r *Relay) loop(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, js 
 			r.settleLogged(inflight)
 			r.settleLogged(ahead)
 			inflight, ahead = nil, nil
-			failures++
-			backoff.Sleep(ctx, r.backoff(failures))
+			if r.awaitBroker(ctx, nc) {
+				failures = 0 // a new connection: no reason to wait long
+			}
 			continue
 		}
 		var n int
@@ -374,6 +375,29 @@ func (r *Relay) loop(ctx context.Context, pool *pgxpool.Pool, nc *nats.Conn, js 
 			r.idle(ctx, pool)
 		}
 	}
+}
+
+// reconnectJitter bounds the random wait after the broker returns.
+const reconnectJitter = 100 * time.Millisecond
+
+// awaitBroker waits until the NATS connection is back (the client
+// reconnects on its own), checking every PollInterval, then a random part
+// of reconnectJitter, so that relays that lost the same broker do not all
+// come back at once. Waiting for the connection rather than backing off
+// exponentially while it is away means a backlog starts draining as soon as
+// the broker returns, not up to BackoffMax later. It reports whether the
+// connection is back (false: ctx ended).
+func (r *Relay) awaitBroker(ctx context.Context, nc *nats.Conn) bool {
+	t := time.NewTicker(r.cfg.PollInterval)
+	defer t.Stop()
+	for !nc.IsConnected() {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+	return backoff.Sleep(ctx, backoff.FullJitter(reconnectJitter, reconnectJitter, 0))
 }
 
 // settleLogged settles b, logging a failure (the rows it could not mark
