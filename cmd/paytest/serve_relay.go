@@ -46,7 +46,7 @@ NATS server (its URL is logged); both are removed on exit.`,
 	f.String("stream", outbox.DefaultStream, "JetStream stream to create or update")
 	f.String("subject", outbox.DefaultSubject, "subject to publish events on")
 	f.Int("batch", relay.DefaultBatch, "rows claimed per transaction")
-	f.Int("workers", relay.DefaultWorkers, "claim-publish-mark loops at once (each already overlaps the next claim with the acks of the last; more workers step over each other's locked rows)")
+	f.Int("workers", relay.DefaultWorkers, "claim-publish-mark pipelines at once (each already marks the last batch and claims the next while it publishes one; more workers step over each other's locked rows)")
 	f.Float64("publish-rate", 0, "publish at most this many events per second (0 = unlimited)")
 	f.Int("burst", 0, "token bucket size for --publish-rate (0 = a tenth of a second's worth)")
 	f.Bool("keep-published", false, "keep a record of each published row in outbox_published (published_at, attempts, last error) instead of deleting it; costs Postgres about 2 us per row")

@@ -105,7 +105,8 @@ type Config struct {
 	Subject string
 	// Batch is how many rows one transaction claims (a paced relay claims
 	// at most a tenth of a second's worth of PublishRate). A worker has up
-	// to two batches in flight.
+	// to two batches published and not yet marked (a crash republishes
+	// them) and, unless paced, one more claimed ahead.
 	Batch int
 	// PublishRate caps publishing in events per second; 0 is unlimited.
 	PublishRate float64
