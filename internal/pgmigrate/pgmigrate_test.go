@@ -5,7 +5,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/paytest/paytest/internal/testinfra"
 )
@@ -14,11 +13,7 @@ func TestMain(m *testing.M) { testinfra.Main(m) }
 
 func TestApplyTwiceAndConcurrently(t *testing.T) {
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, testinfra.Postgres(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := testinfra.PostgresPool(t)
 	steps := []string{
 		"CREATE TABLE widgets (id int PRIMARY KEY)",
 		"INSERT INTO widgets VALUES (1)",

@@ -15,6 +15,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"net/http"
 	"os"
 	"os/exec"
@@ -108,6 +109,18 @@ func Postgres(tb testing.TB) string {
 		}
 	})
 	return withDatabase(admin, name)
+}
+
+// PostgresPool returns a pool on a new, empty database (Postgres), closed
+// and dropped when the test ends.
+func PostgresPool(tb testing.TB) *pgxpool.Pool {
+	tb.Helper()
+	pool, err := pgxpool.New(context.Background(), Postgres(tb))
+	if err != nil {
+		tb.Fatalf("testinfra: connect: %v", err)
+	}
+	tb.Cleanup(pool.Close)
+	return pool
 }
 
 // withDatabase replaces the database in a postgres URL.

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/paytest/paytest/internal/pgmigrate"
 	"github.com/paytest/paytest/internal/testinfra"
@@ -21,16 +20,12 @@ func TestMain(m *testing.M) { testinfra.Main(m) }
 // migrating again changes nothing.
 func TestMigrateMovesRowsPublishedInPlace(t *testing.T) {
 	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, testinfra.Postgres(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool := testinfra.PostgresPool(t)
 	if err := pgmigrate.Apply(ctx, pool, "outbox", outbox.Migrations[:1]); err != nil {
 		t.Fatal(err)
 	}
 	published := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
-	_, err = pool.Exec(ctx, `INSERT INTO outbox (event_id, event_type, aggregate_id, payload, published_at, attempts, last_error)
+	_, err := pool.Exec(ctx, `INSERT INTO outbox (event_id, event_type, aggregate_id, payload, published_at, attempts, last_error)
 		SELECT gen_random_uuid(), 'charge.created', 'ch_' || g, '{}', CASE WHEN g <= 3 THEN $1::timestamptz END,
 			CASE WHEN g = 1 THEN 2 ELSE 0 END, CASE WHEN g = 1 THEN 'no responders' END
 		FROM generate_series(1, 5) g`, published)
