@@ -56,8 +56,9 @@ func TestBacklogProfileDrainsAtItsPublishRate(t *testing.T) {
 	}
 	// The relay refreshes its pending gauge every 500 ms, so the peak the
 	// timeline saw may trail the true one by up to half a second's drain.
-	if b.PeakPending < 0.5*ops || b.Published < ops {
-		t.Errorf("peak pending %v, published after the cut %v: want the whole backlog of %d held back, then published", b.PeakPending, b.Published, ops)
+	// A charge or two may be published before the cut takes hold.
+	if b.PeakPending < 0.5*ops || b.Published < 0.99*ops || b.Published > ops {
+		t.Errorf("peak pending %v, published after the cut %v: want the backlog of (nearly all) %d held back, then published", b.PeakPending, b.Published, ops)
 	}
 	if b.PublishRateLimit == nil || *b.PublishRateLimit != rate {
 		t.Errorf("publish_rate_limit %v, want %v", b.PublishRateLimit, rate)

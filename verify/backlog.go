@@ -85,6 +85,30 @@ func at(s []sample, t time.Time) float64 {
 	return s[i-1].v
 }
 
+// counter returns a counter's samples with its resets undone: a value
+// below the one before means the process restarted and counted from zero
+// again, so everything counted before the reset is added from then on.
+func counter(s []sample) []sample {
+	out := make([]sample, len(s))
+	offset := 0.0
+	for i, x := range s {
+		if i > 0 && x.v < s[i-1].v {
+			offset += s[i-1].v
+		}
+		out[i] = sample{x.t, x.v + offset}
+	}
+	return out
+}
+
+// atOrAfter is the first value at or after t (the last value when none is).
+func atOrAfter(s []sample, t time.Time) float64 {
+	i := sort.Search(len(s), func(i int) bool { return !s[i].t.Before(t) })
+	if i == len(s) {
+		return s[len(s)-1].v
+	}
+	return s[i].v
+}
+
 // faultWindow is one start/stop pair of a windowed fault on one target.
 type faultWindow struct {
 	Target     string
@@ -131,31 +155,60 @@ func (ev *evidence) backlogFigures() []BacklogFigures {
 	if len(wins) == 0 {
 		return nil
 	}
-	published := ev.pageSeries(MetricRelayPublished)
+	// Counters restart from zero when their process does (the relay-crash
+	// fault kills the relay): read them as Prometheus's increase() does.
+	published := counter(ev.pageSeries(MetricRelayPublished))
 	if len(published) < 2 {
 		return nil
 	}
+	created := counter(ev.pageSeries(MetricChargesCreated))
 	pending := ev.pageSeries(MetricOutboxPending)
-	effects := ev.pageSeries(ev.sideMetric)
+	effects := counter(ev.pageSeries(ev.sideMetric))
 	inflight := ev.pageSeries(MetricConsumerInflightMax)
-	redeliveries := ev.pageSeries(MetricConsumerRedeliveries)
+	redeliveries := counter(ev.pageSeries(MetricConsumerRedeliveries))
 	limit := ev.pageSeries(MetricRelayPublishLimit)
 	res := resolution(published)
 
 	var out []BacklogFigures
 	for i, w := range wins {
-		// The drain ends at the next cut or at the end of the evidence.
-		end := published[len(published)-1].t
+		// The window ends at the next cut or at the end of the evidence.
+		winEnd := published[len(published)-1].t
 		if i+1 < len(wins) {
-			end = wins[i+1].Start
+			winEnd = wins[i+1].Start
 		}
 		b := BacklogFigures{CutSeconds: w.End.Sub(w.Start).Seconds(), ResolutionSeconds: res}
 		for _, s := range pending {
-			if !s.t.Before(w.Start) && !s.t.After(end) {
+			if !s.t.Before(w.Start) && !s.t.After(winEnd) {
 				b.PeakPending = math.Max(b.PeakPending, s.v)
 			}
 		}
 		p0 := at(published, w.End)
+		// The drain ends when the relay has published the backlog: with the
+		// charge service's counter in the evidence, what it had created by
+		// the broker's return and the relay had not published (charges
+		// written after the return, by a load that goes on, do not stretch
+		// the drain); without it, everything published in the window. The
+		// count is the first snapshot's at or after the return: the one
+		// before may miss the charges of the last interval, while the one
+		// after adds at most an interval's worth of new ones.
+		end := winEnd
+		backlog, createdBy := math.NaN(), math.NaN()
+		if len(created) > 0 {
+			createdBy = atOrAfter(created, w.End)
+			backlog = createdBy - p0
+			if backlog <= 0 {
+				end = w.End
+			}
+			for _, s := range published {
+				if backlog <= 0 {
+					break
+				}
+				if s.t.After(w.End) && !s.t.After(winEnd) && s.v-p0 >= backlog {
+					end = s.t
+					break
+				}
+			}
+		}
 		pEnd := at(published, end)
 		b.Published = pEnd - p0
 		var first, last *sample
@@ -186,23 +239,28 @@ func (ev *evidence) backlogFigures() []BacklogFigures {
 			b.PublishRate = b.Published / b.DrainSeconds
 		}
 		if len(effects) > 0 {
-			eEnd := at(effects, end)
-			for _, s := range effects {
-				if s.t.After(w.End) && !s.t.After(end) && s.v >= eEnd {
-					b.ApplySeconds = s.t.Sub(w.End).Seconds()
-					break
-				}
+			// Applied when the side effects reach every charge created by
+			// the broker's return, or else stop growing in the window.
+			b.ApplySeconds = math.NaN()
+			if !math.IsNaN(backlog) {
+				b.ApplySeconds = firstAfter(effects, w.End, winEnd, createdBy)
+			}
+			if math.IsNaN(b.ApplySeconds) {
+				b.ApplySeconds = firstAfter(effects, w.End, winEnd, at(effects, winEnd))
+			}
+			if math.IsNaN(b.ApplySeconds) {
+				b.ApplySeconds = 0
 			}
 		}
 		if len(inflight) > 0 {
 			for _, s := range inflight {
-				if !s.t.After(end) {
+				if !s.t.After(winEnd) {
 					b.ConsumerInflightPeak = math.Max(b.ConsumerInflightPeak, s.v)
 				}
 			}
 		}
 		if len(redeliveries) > 0 {
-			b.Redeliveries = at(redeliveries, end) - at(redeliveries, w.End)
+			b.Redeliveries = at(redeliveries, winEnd) - at(redeliveries, w.End)
 		}
 		if len(limit) > 0 {
 			v := at(limit, w.End)
@@ -211,6 +269,17 @@ func (ev *evidence) backlogFigures() []BacklogFigures {
 		out = append(out, b)
 	}
 	return out
+}
+
+// firstAfter is the seconds from start to the first sample in (start, end]
+// whose value reaches v, or NaN when none does.
+func firstAfter(s []sample, start, end time.Time, v float64) float64 {
+	for _, x := range s {
+		if x.t.After(start) && !x.t.After(end) && x.v >= v {
+			return x.t.Sub(start).Seconds()
+		}
+	}
+	return math.NaN()
 }
 
 // resolution is the median gap between snapshots, in seconds.

@@ -20,23 +20,40 @@ import (
 // it exports none).
 func writeBacklogTimeline(tb testing.TB, dir string, extraRedeliveries, limit float64) {
 	tb.Helper()
+	writeTimeline(tb, dir, timelineSpec{redeliveries: extraRedeliveries, limit: limit, writes: 2000})
+}
+
+// timelineSpec shapes writeTimeline's run: writes rows are written at
+// 500/s from 1 s (2000: until the broker returns at 5 s; more: the load
+// goes on after it), and with charge the charge service's page, with its
+// created counter, is in the timeline too.
+type timelineSpec struct {
+	redeliveries, limit, writes float64
+	charge                      bool
+}
+
+func writeTimeline(tb testing.TB, dir string, spec timelineSpec) {
+	tb.Helper()
 	for i := 0; i <= 48; i++ {
 		s := float64(i) / 4
 		at := t0.Add(time.Duration(i) * 250 * time.Millisecond)
-		written := math.Min(2000, math.Max(0, s-1)*500)
+		written := math.Min(spec.writes, math.Max(0, s-1)*500)
 		published := math.Min(written, math.Max(0, s-5)*1000)
 		applied := math.Min(written, math.Max(0, s-5.5)*1000)
 		redeliveries := 3.0
 		if s > 5 {
-			redeliveries += math.Min(extraRedeliveries, (s-5)*extraRedeliveries)
+			redeliveries += math.Min(spec.redeliveries, (s-5)*spec.redeliveries)
 		}
 		pages := map[string]map[string]float64{
 			"relay": {MetricRelayPublished: published, MetricOutboxPending: written - published},
 			"consumer": {DefaultSideEffectMetric: applied, MetricConsumerInflightMax: math.Min(64, applied),
 				MetricConsumerRedeliveries: redeliveries},
 		}
-		if limit >= 0 {
-			pages["relay"][MetricRelayPublishLimit] = limit
+		if spec.charge {
+			pages["charge"] = map[string]float64{MetricChargesCreated: written}
+		}
+		if spec.limit >= 0 {
+			pages["relay"][MetricRelayPublishLimit] = spec.limit
 		}
 		for name, vals := range pages {
 			p := TimelinePath(dir, name, at)
@@ -134,5 +151,55 @@ func TestBacklogFiguresFromTheTimeline(t *testing.T) {
 				t.Errorf("transcript lacks the backlog line:\n%s", text)
 			}
 		})
+	}
+}
+
+// When the load goes on after the broker returns, the drain is the backlog
+// the charge service had created by then, not everything published later:
+// here 2000 rows wait at 5 s, the relay has published them by 7 s while
+// 2000 more keep arriving until 9 s, and the consumer has applied the
+// backlog by 7.5 s. Without the charge service's counter the figure can
+// only take everything published in the window.
+func TestBacklogDrainEndsWithTheBacklogWhileTheLoadGoesOn(t *testing.T) {
+	for _, tc := range []struct {
+		name                         string
+		charge                       bool
+		published, drain, apply, eps float64
+	}{
+		{"with the created counter", true, 2000, 2, 2.5, 0.25},
+		{"without it", false, 4000, 4, 4.5, 0.25},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := backlogRun(200).write(t, t.TempDir())
+			writeTimeline(t, dir, timelineSpec{limit: 1000, writes: 4000, charge: tc.charge})
+			rep, err := Verify(context.Background(), dir, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rep.Backlog) != 1 {
+				t.Fatalf("%d backlog figures, want 1", len(rep.Backlog))
+			}
+			b := rep.Backlog[0]
+			if b.Published != tc.published || math.Abs(b.DrainSeconds-tc.drain) > tc.eps || math.Abs(b.ApplySeconds-tc.apply) > tc.eps {
+				t.Errorf("published %v in %v s, applied in %v s; want %v in %v s, applied in %v s (+- %v)",
+					b.Published, b.DrainSeconds, b.ApplySeconds, tc.published, tc.drain, tc.apply, tc.eps)
+			}
+			if math.Abs(b.PublishRate-1000) > 10 {
+				t.Errorf("publish rate %v, want 1000", b.PublishRate)
+			}
+		})
+	}
+}
+
+func TestCounterUndoesResets(t *testing.T) {
+	var in []sample
+	for i, v := range []float64{0, 5, 9, 2, 4, 1} {
+		in = append(in, sample{t0.Add(time.Duration(i) * time.Second), v})
+	}
+	want := []float64{0, 5, 9, 11, 13, 14}
+	for i, x := range counter(in) {
+		if x.v != want[i] || !x.t.Equal(in[i].t) {
+			t.Errorf("sample %d: %v at %v, want %v", i, x.v, x.t, want[i])
+		}
 	}
 }
