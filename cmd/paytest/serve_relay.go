@@ -20,8 +20,10 @@ for the broker's acks, and marks the acked rows published in the same
 transaction by deleting them (--keep-published moves them to
 outbox_published instead, with published_at, attempts and last error). Rows
 that commit out of id order are never skipped, and two relays never publish
-one row twice in the normal path. A crash between the ack and the mark republishes the batch: the
-relay is at-least-once, and the consumer's inbox dedups.
+one row twice in the normal path. While it publishes one batch, the relay
+marks the last and claims the next. A crash between an ack and the mark
+republishes the batches in flight (at most two): the relay is at-least-once,
+and the consumer's inbox dedups.
 
 --publish-rate paces publishing with a token bucket (events per second, 0 =
 unlimited; --burst tokens, default a tenth of a second's worth), so a backlog
