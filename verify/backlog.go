@@ -52,6 +52,11 @@ type BacklogFigures struct {
 	Redeliveries float64 `json:"redeliveries"`
 	// ResolutionSeconds is the timeline's sampling interval.
 	ResolutionSeconds float64 `json:"resolution_seconds"`
+	// RelayKilled is true when the relay was killed during the cut or the
+	// drain: the increments of paytest_relay_published_total it made after
+	// its last scrape are lost, so Published and PublishRate are lower
+	// bounds and DrainSeconds may read long.
+	RelayKilled bool `json:"relay_killed,omitempty"`
 }
 
 // sample is one metric value at one snapshot time.
@@ -209,6 +214,11 @@ func (ev *evidence) backlogFigures() []BacklogFigures {
 				}
 			}
 		}
+		for _, f := range ev.faults {
+			if f.Fault == "kill" && strings.Contains(f.Target, "relay") && injected(f) && f.Time.After(w.Start) && !f.Time.After(end) {
+				b.RelayKilled = true
+			}
+		}
 		pEnd := at(published, end)
 		b.Published = pEnd - p0
 		var first, last *sample
@@ -305,9 +315,13 @@ func (b BacklogFigures) Summary() string {
 			limit = " (no limit)"
 		}
 	}
-	return fmt.Sprintf("broker cut %.1f s, peak %.0f pending; %.0f published in %.2f s at %.0f events/s%s, applied in %.2f s; consumer in-flight peak %.0f, %.0f redeliveries (timeline every %.2f s)",
+	killed := ""
+	if b.RelayKilled {
+		killed = "; the relay was killed meanwhile, so the published figures are lower bounds"
+	}
+	return fmt.Sprintf("broker cut %.1f s, peak %.0f pending; %.0f published in %.2f s at %.0f events/s%s, applied in %.2f s; consumer in-flight peak %.0f, %.0f redeliveries (timeline every %.2f s)%s",
 		b.CutSeconds, b.PeakPending, b.Published, b.DrainSeconds, b.PublishRate, limit, b.ApplySeconds,
-		b.ConsumerInflightPeak, b.Redeliveries, b.ResolutionSeconds)
+		b.ConsumerInflightPeak, b.Redeliveries, b.ResolutionSeconds, killed)
 }
 
 // CheckBacklogPaced is the check that a rate-limited relay drained each

@@ -203,3 +203,34 @@ func TestCounterUndoesResets(t *testing.T) {
 		}
 	}
 }
+
+// A relay killed during the drain loses its last counts: the figure says
+// its published counts are lower bounds; a kill outside the window does not.
+func TestBacklogFigureFlagsARelayKilledDuringTheDrain(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		at     time.Duration
+		killed bool
+	}{
+		{"killed during the drain", 6 * time.Second, true},
+		{"killed after it", 11 * time.Second, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := backlogRun(200)
+			spec.faults = append(spec.faults, history.Fault{Time: t0.Add(tc.at), Fault: "kill", Action: "inject", Target: "relay", Count: 1})
+			dir := spec.write(t, t.TempDir())
+			writeTimeline(t, dir, timelineSpec{limit: 1000, writes: 2000, charge: true})
+			rep, err := Verify(context.Background(), dir, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rep.Backlog) != 1 {
+				t.Fatalf("%d backlog figures, want 1", len(rep.Backlog))
+			}
+			b := rep.Backlog[0]
+			if b.RelayKilled != tc.killed || strings.Contains(b.Summary(), "lower bounds") != tc.killed {
+				t.Errorf("relay_killed %v, summary %q: want %v", b.RelayKilled, b.Summary(), tc.killed)
+			}
+		})
+	}
+}
