@@ -67,6 +67,22 @@ func writeTimeline(tb testing.TB, dir string, spec timelineSpec) {
 	}
 }
 
+// oneBacklog verifies spec's run with tl's timeline and returns its one
+// backlog figure.
+func oneBacklog(t *testing.T, spec *runSpec, tl timelineSpec) BacklogFigures {
+	t.Helper()
+	dir := spec.write(t, t.TempDir())
+	writeTimeline(t, dir, tl)
+	rep, err := Verify(context.Background(), dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Backlog) != 1 {
+		t.Fatalf("%d backlog figures, want 1", len(rep.Backlog))
+	}
+	return rep.Backlog[0]
+}
+
 func backlogRun(n int) *runSpec {
 	s := cleanRun(n)
 	s.faults = []history.Fault{
@@ -170,16 +186,7 @@ func TestBacklogDrainEndsWithTheBacklogWhileTheLoadGoesOn(t *testing.T) {
 		{"without it", false, 4000, 4, 4.5, 0.25},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := backlogRun(200).write(t, t.TempDir())
-			writeTimeline(t, dir, timelineSpec{limit: 1000, writes: 4000, charge: tc.charge})
-			rep, err := Verify(context.Background(), dir, Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(rep.Backlog) != 1 {
-				t.Fatalf("%d backlog figures, want 1", len(rep.Backlog))
-			}
-			b := rep.Backlog[0]
+			b := oneBacklog(t, backlogRun(200), timelineSpec{limit: 1000, writes: 4000, charge: tc.charge})
 			if b.Published != tc.published || math.Abs(b.DrainSeconds-tc.drain) > tc.eps || math.Abs(b.ApplySeconds-tc.apply) > tc.eps {
 				t.Errorf("published %v in %v s, applied in %v s; want %v in %v s, applied in %v s (+- %v)",
 					b.Published, b.DrainSeconds, b.ApplySeconds, tc.published, tc.drain, tc.apply, tc.eps)
@@ -218,16 +225,7 @@ func TestBacklogFigureFlagsARelayKilledDuringTheDrain(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			spec := backlogRun(200)
 			spec.faults = append(spec.faults, history.Fault{Time: t0.Add(tc.at), Fault: "kill", Action: "inject", Target: "relay", Count: 1})
-			dir := spec.write(t, t.TempDir())
-			writeTimeline(t, dir, timelineSpec{limit: 1000, writes: 2000, charge: true})
-			rep, err := Verify(context.Background(), dir, Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(rep.Backlog) != 1 {
-				t.Fatalf("%d backlog figures, want 1", len(rep.Backlog))
-			}
-			b := rep.Backlog[0]
+			b := oneBacklog(t, spec, timelineSpec{limit: 1000, writes: 2000, charge: true})
 			if b.RelayKilled != tc.killed || strings.Contains(b.Summary(), "lower bounds") != tc.killed {
 				t.Errorf("relay_killed %v, summary %q: want %v", b.RelayKilled, b.Summary(), tc.killed)
 			}
