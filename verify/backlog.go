@@ -197,25 +197,17 @@ func (ev *evidence) backlogFigures() []BacklogFigures {
 		// before may miss the charges of the last interval, while the one
 		// after adds at most an interval's worth of new ones.
 		end := winEnd
-		backlog, createdBy := math.NaN(), math.NaN()
+		var createdBy float64
 		if len(created) > 0 {
 			createdBy = atOrAfter(created, w.End)
-			backlog = createdBy - p0
-			if backlog <= 0 {
+			if t, ok := firstReach(published, w.End, winEnd, createdBy); createdBy <= p0 {
 				end = w.End
-			}
-			for _, s := range published {
-				if backlog <= 0 {
-					break
-				}
-				if s.t.After(w.End) && !s.t.After(winEnd) && s.v-p0 >= backlog {
-					end = s.t
-					break
-				}
+			} else if ok {
+				end = t
 			}
 		}
 		for _, f := range ev.faults {
-			if f.Fault == "kill" && strings.Contains(f.Target, "relay") && injected(f) && f.Time.After(w.Start) && !f.Time.After(end) {
+			if relayKill(f) && f.Time.After(w.Start) && !f.Time.After(end) {
 				b.RelayKilled = true
 			}
 		}
@@ -251,15 +243,15 @@ func (ev *evidence) backlogFigures() []BacklogFigures {
 		if len(effects) > 0 {
 			// Applied when the side effects reach every charge created by
 			// the broker's return, or else stop growing in the window.
-			b.ApplySeconds = math.NaN()
-			if !math.IsNaN(backlog) {
-				b.ApplySeconds = firstAfter(effects, w.End, winEnd, createdBy)
+			apply := math.NaN()
+			if len(created) > 0 {
+				apply = firstAfter(effects, w.End, winEnd, createdBy)
 			}
-			if math.IsNaN(b.ApplySeconds) {
-				b.ApplySeconds = firstAfter(effects, w.End, winEnd, at(effects, winEnd))
+			if math.IsNaN(apply) {
+				apply = firstAfter(effects, w.End, winEnd, at(effects, winEnd))
 			}
-			if math.IsNaN(b.ApplySeconds) {
-				b.ApplySeconds = 0
+			if !math.IsNaN(apply) {
+				b.ApplySeconds = apply
 			}
 		}
 		if len(inflight) > 0 {
@@ -281,13 +273,22 @@ func (ev *evidence) backlogFigures() []BacklogFigures {
 	return out
 }
 
-// firstAfter is the seconds from start to the first sample in (start, end]
-// whose value reaches v, or NaN when none does.
-func firstAfter(s []sample, start, end time.Time, v float64) float64 {
+// firstReach is the time of the first sample in (start, end] whose value
+// reaches v; false when none does.
+func firstReach(s []sample, start, end time.Time, v float64) (time.Time, bool) {
 	for _, x := range s {
 		if x.t.After(start) && !x.t.After(end) && x.v >= v {
-			return x.t.Sub(start).Seconds()
+			return x.t, true
 		}
+	}
+	return time.Time{}, false
+}
+
+// firstAfter is the seconds from start to firstReach, or NaN when no
+// sample reaches v.
+func firstAfter(s []sample, start, end time.Time, v float64) float64 {
+	if t, ok := firstReach(s, start, end, v); ok {
+		return t.Sub(start).Seconds()
 	}
 	return math.NaN()
 }

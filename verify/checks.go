@@ -576,6 +576,11 @@ func groupLabel(k jitterKey) string {
 	return "after Retry-After"
 }
 
+// relayKill reports whether f is the injection of a relay kill.
+func relayKill(f history.Fault) bool {
+	return f.Fault == "kill" && strings.Contains(f.Target, "relay") && injected(f)
+}
+
 // checkRelayCrash: each kill of the relay was followed by a republish that
 // the consumer's inbox deduped: paytest_inbox_duplicates_total >= kills,
 // and effects-equal-ops held.
@@ -583,7 +588,7 @@ func checkRelayCrash(ev *evidence, effects Check) Check {
 	const name = CheckRelayCrashDeduped
 	kills := 0
 	for _, f := range ev.faults {
-		if f.Fault == "kill" && strings.Contains(f.Target, "relay") && injected(f) {
+		if relayKill(f) {
 			kills += max(1, f.Count)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 
 	"github.com/paytest/paytest/internal/pgmigrate"
 	"github.com/paytest/paytest/internal/testinfra"
@@ -38,53 +39,39 @@ func TestMigrateMovesRowsPublishedInPlace(t *testing.T) {
 		}
 	}
 
-	var pending []string
 	rows, err := pool.Query(ctx, `SELECT aggregate_id FROM outbox ORDER BY id`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for rows.Next() {
-		var s string
-		if err := rows.Scan(&s); err != nil {
-			t.Fatal(err)
-		}
-		pending = append(pending, s)
-	}
-	if rows.Err() != nil || len(pending) != 2 || pending[0] != "ch_4" || pending[1] != "ch_5" {
-		t.Fatalf("outbox holds %v (%v), want the two unpublished rows [ch_4 ch_5]", pending, rows.Err())
+	pending, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(pending) != 2 || pending[0] != "ch_4" || pending[1] != "ch_5" {
+		t.Fatalf("outbox holds %v (%v), want the two unpublished rows [ch_4 ch_5]", pending, err)
 	}
 
 	type moved struct {
-		agg       string
-		at        time.Time
-		attempts  int
-		lastError *string
+		Agg       string
+		At        time.Time
+		Attempts  int
+		LastError *string
 	}
-	var got []moved
 	rows, err = pool.Query(ctx, `SELECT aggregate_id, published_at, attempts, last_error FROM outbox_published ORDER BY id`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for rows.Next() {
-		var m moved
-		if err := rows.Scan(&m.agg, &m.at, &m.attempts, &m.lastError); err != nil {
-			t.Fatal(err)
-		}
-		got = append(got, m)
-	}
-	if rows.Err() != nil || len(got) != 3 {
-		t.Fatalf("outbox_published holds %d rows (%v), want 3", len(got), rows.Err())
+	got, err := pgx.CollectRows(rows, pgx.RowToStructByPos[moved])
+	if err != nil || len(got) != 3 {
+		t.Fatalf("outbox_published holds %d rows (%v), want 3", len(got), err)
 	}
 	for i, m := range got {
 		wantAttempts := 1
 		if i == 0 {
 			wantAttempts = 3
-			if m.lastError == nil || *m.lastError != "no responders" {
-				t.Errorf("%s: last_error %v, want the failure it had", m.agg, m.lastError)
+			if m.LastError == nil || *m.LastError != "no responders" {
+				t.Errorf("%s: last_error %v, want the failure it had", m.Agg, m.LastError)
 			}
 		}
-		if !m.at.Equal(published) || m.attempts != wantAttempts {
-			t.Errorf("%s: published_at %v attempts %d, want %v and %d", m.agg, m.at, m.attempts, published, wantAttempts)
+		if !m.At.Equal(published) || m.Attempts != wantAttempts {
+			t.Errorf("%s: published_at %v attempts %d, want %v and %d", m.Agg, m.At, m.Attempts, published, wantAttempts)
 		}
 	}
 }

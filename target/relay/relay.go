@@ -148,7 +148,8 @@ type Config struct {
 // Run, and serve Handler for /metrics, /healthz and /readyz.
 type Relay struct {
 	cfg     Config
-	batch   int // rows per claim: cfg.Batch, or less when paced
+	batch   int    // rows per claim: cfg.Batch, or less when paced
+	markSQL string // deleteSQL, or moveSQL with KeepPublished
 	log     *slog.Logger
 	crash   *crashpoint.Set
 	limiter *rate.Limiter
@@ -229,7 +230,11 @@ func New(cfg Config) (*Relay, error) {
 		// publishes closely instead of in steps of a whole batch.
 		batch = min(batch, max(1, int(math.Ceil(cfg.PublishRate/10))))
 	}
-	r := &Relay{cfg: cfg, batch: batch, log: log, crash: crash, limiter: limiter, reg: prometheus.NewRegistry(), wake: make(chan struct{})}
+	markSQL := deleteSQL
+	if cfg.KeepPublished {
+		markSQL = moveSQL
+	}
+	r := &Relay{cfg: cfg, batch: batch, markSQL: markSQL, log: log, crash: crash, limiter: limiter, reg: prometheus.NewRegistry(), wake: make(chan struct{})}
 	r.published = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "paytest_relay_published_total",
 		Help: "Outbox events the broker acknowledged (a republished event counts again).",
@@ -748,18 +753,13 @@ const moveSQL = `WITH moved AS (DELETE FROM outbox WHERE id = ANY($1)
 	INSERT INTO outbox_published (id, event_id, aggregate_id, created_at, published_at, attempts, last_error)
 	SELECT id, event_id, aggregate_id, created_at, clock_timestamp(), attempts + 1, last_error FROM moved`
 
-// finish marks the acked rows published (deletes or moves them), records the
-// failed ones, and
-// commits, in one pipelined round trip. A failed statement makes the server
+// finish marks the acked rows published (deletes or moves them), records
+// the failed ones, and commits, in one pipelined round trip. A failed statement makes the server
 // skip the rest, COMMIT included; the caller then rolls back.
 func (r *Relay) finish(ctx context.Context, conn *pgxpool.Conn, okIDs, failIDs []int64, failMsgs []string) error {
 	b := &pgx.Batch{}
 	if len(okIDs) > 0 {
-		mark := deleteSQL
-		if r.cfg.KeepPublished {
-			mark = moveSQL
-		}
-		b.Queue(mark, okIDs)
+		b.Queue(r.markSQL, okIDs)
 	}
 	if len(failIDs) > 0 {
 		b.Queue(`UPDATE outbox o SET attempts = o.attempts + 1, last_error = f.msg
