@@ -106,8 +106,7 @@ func TestMismatchAndReplay(t *testing.T) {
 	if err := json.Unmarshal(first.body, &ch); err != nil || ch.ID == "" || ch.Amount != 1299 || ch.Merchant != DefaultMerchant {
 		t.Fatalf("first body %s: %+v %v", first.body, ch, err)
 	}
-	var updated time.Time
-	_ = h.pool.QueryRow(context.Background(), `SELECT updated_at FROM idempotency_keys`).Scan(&updated)
+	updated := keyUpdatedAt(t, h, "k1")
 
 	changed := h.post(t, DefaultAPIKey, "k1", strings.Replace(demoBody, "1299", "1300", 1))
 	if changed.status != 422 || changed.header.Get("Content-Type") != "application/problem+json" {
@@ -118,8 +117,7 @@ func TestMismatchAndReplay(t *testing.T) {
 		t.Fatalf("422 problem %s: %v", changed.body, err)
 	}
 	keys, charges, events := rows(t, h.pool)
-	var updated2 time.Time
-	_ = h.pool.QueryRow(context.Background(), `SELECT updated_at FROM idempotency_keys`).Scan(&updated2)
+	updated2 := keyUpdatedAt(t, h, "k1")
 	if keys != 1 || charges != 1 || events != 1 || !updated.Equal(updated2) {
 		t.Fatalf("after 422: keys=%d charges=%d events=%d key touched=%v: a 422 must write nothing", keys, charges, events, !updated.Equal(updated2))
 	}
@@ -137,6 +135,17 @@ func TestMismatchAndReplay(t *testing.T) {
 	if _, charges, _ := rows(t, h.pool); charges != 1 {
 		t.Fatalf("%d charges after replays, want 1", charges)
 	}
+}
+
+// keyUpdatedAt reads when the demo merchant's key was last written.
+func keyUpdatedAt(t *testing.T, h *harness, key string) time.Time {
+	t.Helper()
+	var at time.Time
+	if err := h.pool.QueryRow(context.Background(), `SELECT updated_at FROM idempotency_keys WHERE merchant = $1 AND key = $2`,
+		DefaultMerchant, key).Scan(&at); err != nil {
+		t.Fatalf("updated_at of key %q: %v", key, err)
+	}
+	return at
 }
 
 // TestMerchantsScoped: the same key from two merchants is two operations
@@ -157,7 +166,9 @@ func TestMerchantsScoped(t *testing.T) {
 	}{{"sk_a", "acme", a}, {"sk_g", "globex", g}} {
 		r := h.post(t, tc.secret, "shared", demoBody)
 		var ch Charge
-		_ = json.Unmarshal(r.body, &ch)
+		if err := json.Unmarshal(r.body, &ch); err != nil {
+			t.Fatalf("%s replay body %s: %v", tc.merchant, r.body, err)
+		}
 		if !r.replayed() || string(r.body) != string(tc.want.body) || ch.Merchant != tc.merchant {
 			t.Fatalf("%s replay: %s, want its own %s", tc.merchant, r, tc.want)
 		}
