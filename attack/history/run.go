@@ -21,6 +21,15 @@ type Run struct {
 	Concurrency int       `yaml:"concurrency" json:"concurrency"`
 	NoJitter    bool      `yaml:"no_jitter,omitempty" json:"no_jitter,omitempty"`
 	Unsafe      []string  `yaml:"unsafe,omitempty" json:"unsafe,omitempty"`
+	// ReuseStatuses are the statuses the endpoint answers a changed body
+	// under a used key with (--reuse-status); empty means [422].
+	ReuseStatuses []int `yaml:"reuse_statuses,omitempty" json:"reuse_statuses,omitempty"`
+	// IDField is the JSON pointer that picked each 2xx answer's resource id
+	// (--id-field, default /id).
+	IDField string `yaml:"id_field,omitempty" json:"id_field,omitempty"`
+	// ReplayHeader is the header (NAME or NAME=VALUE) that marked an answer
+	// as a replay (--replay-header, default Idempotent-Replayed: true).
+	ReplayHeader string `yaml:"replay_header,omitempty" json:"replay_header,omitempty"`
 	Started     time.Time `yaml:"started" json:"started"`
 	Ended       time.Time `yaml:"ended,omitempty" json:"ended,omitempty"`
 	// Config is the whole resolved configuration, flag names as keys.
