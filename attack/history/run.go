@@ -14,13 +14,13 @@ const RunFile = "run.yaml"
 // Run is run.yaml: what was asked for and when it ran. attack writes it at
 // the start (Ended zero) and again at the end; verify reads it.
 type Run struct {
-	Seed        int64     `yaml:"seed" json:"seed"`
-	Profile     string    `yaml:"profile" json:"profile"`
-	Target      string    `yaml:"target" json:"target"`
-	Ops         int       `yaml:"ops" json:"ops"`
-	Concurrency int       `yaml:"concurrency" json:"concurrency"`
-	NoJitter    bool      `yaml:"no_jitter,omitempty" json:"no_jitter,omitempty"`
-	Unsafe      []string  `yaml:"unsafe,omitempty" json:"unsafe,omitempty"`
+	Seed        int64    `yaml:"seed" json:"seed"`
+	Profile     string   `yaml:"profile" json:"profile"`
+	Target      string   `yaml:"target" json:"target"`
+	Ops         int      `yaml:"ops" json:"ops"`
+	Concurrency int      `yaml:"concurrency" json:"concurrency"`
+	NoJitter    bool     `yaml:"no_jitter,omitempty" json:"no_jitter,omitempty"`
+	Unsafe      []string `yaml:"unsafe,omitempty" json:"unsafe,omitempty"`
 	// ReuseStatuses are the statuses the endpoint answers a changed body
 	// under a used key with (--reuse-status); empty means [422].
 	ReuseStatuses []int `yaml:"reuse_statuses,omitempty" json:"reuse_statuses,omitempty"`
@@ -29,9 +29,9 @@ type Run struct {
 	IDField string `yaml:"id_field,omitempty" json:"id_field,omitempty"`
 	// ReplayHeader is the header (NAME or NAME=VALUE) that marked an answer
 	// as a replay (--replay-header, default Idempotent-Replayed: true).
-	ReplayHeader string `yaml:"replay_header,omitempty" json:"replay_header,omitempty"`
-	Started     time.Time `yaml:"started" json:"started"`
-	Ended       time.Time `yaml:"ended,omitempty" json:"ended,omitempty"`
+	ReplayHeader string    `yaml:"replay_header,omitempty" json:"replay_header,omitempty"`
+	Started      time.Time `yaml:"started" json:"started"`
+	Ended        time.Time `yaml:"ended,omitempty" json:"ended,omitempty"`
 	// Config is the whole resolved configuration, flag names as keys.
 	Config map[string]any `yaml:"config,omitempty" json:"config,omitempty"`
 }
