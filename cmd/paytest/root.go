@@ -57,7 +57,48 @@ Exit codes: 0 held, 1 violated, 2 usage error, 3 inconclusive.`,
 		newRunbookCmd(),
 		newProfilesCmd(),
 	)
+	strictArgs(root)
 	return root
+}
+
+// strictArgs makes every positional argument that names no command a usage
+// error (exit 2) with cobra's suggestions, on every command of the tree:
+// cobra's own "unknown command" errors carry no code (exit 3), and a
+// command that only groups others would print its help and exit 0.
+func strictArgs(cmd *cobra.Command) {
+	for _, c := range cmd.Commands() {
+		strictArgs(c)
+	}
+	if cmd.HasSubCommands() {
+		cmd.Args = unknownCommand
+		if cmd.RunE == nil && cmd.Run == nil {
+			// Bare "paytest" or "paytest serve": the help, exit 0.
+			cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+		}
+		return
+	}
+	// No paytest command that runs takes positional arguments.
+	cmd.Args = func(c *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return apperr.Errorf(apperr.EUSAGE, "unknown command %q for %q: it takes no arguments\n\nRun '%s --help' for usage.",
+				args[0], c.CommandPath(), c.CommandPath())
+		}
+		return nil
+	}
+}
+
+// unknownCommand refuses any argument of a command that groups others,
+// naming the closest subcommands.
+func unknownCommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	cmd.SuggestionsMinimumDistance = 2
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t")
+	}
+	return apperr.Errorf(apperr.EUSAGE, "%s\n\nRun '%s --help' for usage.", msg, cmd.CommandPath())
 }
 
 func newVersionCmd() *cobra.Command {

@@ -5,7 +5,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/paytest/paytest/internal/apperr"
 	"github.com/paytest/paytest/runbook"
 )
 
@@ -22,12 +21,7 @@ and growing outbox lag each mean, the PromQL to look at, and the fix for each.
 rule_files:) instead; each alert's runbook_url names its runbook section.`,
 		Example: `  paytest runbook | less
   paytest runbook --alerts > /etc/prometheus/rules/paytest.yaml && promtool check rules /etc/prometheus/rules/paytest.yaml`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return apperr.Errorf(apperr.EUSAGE, "%s takes no arguments, got %q", cmd.CommandPath(), args)
-			}
-			return nil
-		},
+		Args: cobra.NoArgs,
 	}
 	cmd.Flags().Bool("alerts", false, "print the Prometheus alerting rules (YAML) instead of the runbook")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
