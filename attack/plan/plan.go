@@ -7,6 +7,7 @@ package plan
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -26,10 +27,16 @@ type Merchant struct {
 	APIKey string
 }
 
+// MaxOps is the largest plan paytest builds: a plan is held in memory
+// (about 400 bytes an op, bodies included), and the run keeps a record of
+// every op besides, so this keeps a plan near 200 MB. Larger values are
+// refused before anything starts.
+const MaxOps = 500_000
+
 // Config describes a plan. Rates are taken as given (0 means none); start
 // from DefaultConfig for the documented defaults.
 type Config struct {
-	// Ops is the number of logical charges (0 means 1000).
+	// Ops is the number of logical charges (0 means 1000, at most MaxOps).
 	Ops int
 	// DuplicateRate is the share of charges sent again, later, by an
 	// independent sender.
@@ -97,7 +104,15 @@ type Plan struct {
 var currencies = []string{"EUR", "USD", "GBP"}
 
 // New generates the plan for cfg. Invalid values are apperr.EUSAGE errors.
-func New(cfg Config) (*Plan, error) {
+func New(cfg Config) (*Plan, error) { return Build(context.Background(), cfg) }
+
+// cancelEvery is how many ops Build generates between looks at its context:
+// a few milliseconds of work.
+const cancelEvery = 4096
+
+// Build generates the plan for cfg, as New, and returns ctx's error as soon
+// as ctx ends, so that an interrupt is not held up by a large plan.
+func Build(ctx context.Context, cfg Config) (*Plan, error) {
 	if cfg.Ops == 0 {
 		cfg.Ops = 1000
 	}
@@ -123,6 +138,9 @@ func New(cfg Config) (*Plan, error) {
 	idOf := make([]int, cfg.Ops) // charge index -> op id
 	var body bytes.Buffer
 	for i := range cfg.Ops {
+		if i%cancelEvery == 0 && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		m := cfg.Merchants[rng.IntN(len(cfg.Merchants))]
 		op := Op{
 			Op: history.Op{
@@ -168,6 +186,8 @@ func (c Config) validate() error {
 	switch {
 	case c.Ops < 1:
 		return apperr.Errorf(apperr.EUSAGE, "ops must be at least 1, got %d", c.Ops)
+	case c.Ops > MaxOps:
+		return apperr.Errorf(apperr.EUSAGE, "ops must be at most %d (a plan is held in memory), got %d", MaxOps, c.Ops)
 	case c.Catalog < 1:
 		return apperr.Errorf(apperr.EUSAGE, "catalog must be at least 1 SKU, got %d", c.Catalog)
 	}

@@ -1,6 +1,8 @@
 package plan
 
 import (
+	"context"
+	"errors"
 	"math"
 	"path/filepath"
 	"regexp"
@@ -8,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"text/template"
+	"time"
 
 	"github.com/paytest/paytest/attack/history"
 	"github.com/paytest/paytest/internal/apperr"
@@ -192,6 +195,8 @@ func TestInvalidConfigIsAUsageError(t *testing.T) {
 		msg  string
 	}{
 		{"negative ops", Config{Ops: -1}, "ops must be at least 1"},
+		{"more ops than fit", Config{Ops: 99_999_999_999}, "ops must be at most 500000"},
+		{"one op too many", Config{Ops: MaxOps + 1}, "ops must be at most"},
 		{"duplicate rate above 1", Config{DuplicateRate: 1.5}, "duplicate-rate must be between 0 and 1"},
 		{"negative race rate", Config{RaceRate: -0.1}, "race-rate must be between 0 and 1"},
 		{"NaN reuse rate", Config{ReuseRate: math.NaN()}, "reuse-rate must be between 0 and 1"},
@@ -205,5 +210,42 @@ func TestInvalidConfigIsAUsageError(t *testing.T) {
 				t.Fatalf("err = %v (%s), want EUSAGE %q", err, apperr.Code(err), tc.msg)
 			}
 		})
+	}
+}
+
+func TestBuildStopsWhenCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	start := time.Now()
+	if _, err := Build(ctx, Config{Ops: MaxOps}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Build with an ended context: %v, want context.Canceled", err)
+	}
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Fatalf("Build with an ended context took %s", d)
+	}
+
+	// Cancelled while building the largest plan, it stops within a few
+	// milliseconds' worth of ops, not at the end.
+	ctx, cancel = context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	var cancelledAt time.Time
+	go func() {
+		_, err := Build(ctx, Config{Ops: MaxOps, Seed: 1})
+		done <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // let the build get going
+	cancelledAt = time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Build cancelled midway: %v, want context.Canceled", err)
+		}
+		if d := time.Since(cancelledAt); d > 500*time.Millisecond {
+			t.Fatalf("Build returned %s after the cancel", d)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Build ignored the cancel")
 	}
 }
