@@ -9,13 +9,15 @@ package client
 import (
 	"bytes"
 	"context"
-	"encoding/json"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -75,8 +77,23 @@ type Options struct {
 	Rand *rand.Rand
 	// Seed seeds the jitter when Rand is nil.
 	Seed int64
-	// MaxBody bounds how much of a response body is read (default 1 MiB).
+	// MaxBody bounds how much of a response body is kept (default 1 MiB).
+	// A longer body is still read to its end, so a cut-off is seen and
+	// BodySHA256 covers all of it, but no id is read from it.
 	MaxBody int64
+	// IDField is an RFC 6901 JSON pointer to the resource id in a 2xx JSON
+	// body, recorded as the attempt's ChargeID (default "/id"). A string or
+	// a number is taken as its text; anything else is no id.
+	IDField string
+	// ReplayHeader is the response header that marks a 2xx as a replay:
+	// "Name" (present) or "Name=Value" (present with that value, compared
+	// case-insensitively). Default "Idempotent-Replayed=true".
+	ReplayHeader string
+	// ReuseStatuses are the statuses with which a reuse op
+	// (history.KindReuse) expects its changed body to be refused: such an
+	// answer is a definite mismatch, never retried (default [422]). Every
+	// one must be a 4xx.
+	ReuseStatuses []int
 	// Sleep waits d or until ctx ends (default: a real timer). Tests
 	// inject one to avoid sleeping.
 	Sleep func(ctx context.Context, d time.Duration) error
@@ -113,14 +130,19 @@ type Result struct {
 	// Outcome is the last attempt's history.Outcome*.
 	Outcome  string
 	Attempts int
-	// Body is the last response's body.
+	// Body is the last response's body (nil when it was cut off).
 	Body []byte
-	// ChargeID is the "id" of the last 2xx JSON body, if any.
+	// ChargeID is the id (Options.IDField) in the complete 2xx JSON body,
+	// if any.
 	ChargeID string
-	// Definite is true when the op's fate is known: a 2xx, or a definite
-	// rejection (a 4xx other than 408, 409, 425 and 429).
+	// BodySHA256 is the hex SHA-256 of the complete 2xx body.
+	BodySHA256 string
+	// Definite is true when the op's fate is known: a complete 2xx, or a
+	// definite rejection (a 4xx other than 408, 409, 425 and 429; for a
+	// reuse op, also one of Options.ReuseStatuses).
 	Definite bool
-	// Succeeded is true when any attempt got a 2xx.
+	// Succeeded is true when an attempt got a complete 2xx. A 2xx whose
+	// body was cut off is indeterminate, and retried.
 	Succeeded bool
 	// Err says why Do gave up without a definite answer (nil when Definite).
 	Err error
@@ -130,6 +152,8 @@ type Result struct {
 type Client struct {
 	o         Options
 	hc        *http.Client
+	idField   jsonPointer
+	replay    replayRule
 	attempts  [maxAttemptLabel]prometheus.Counter
 	exhausted prometheus.Counter
 
@@ -180,6 +204,9 @@ func New(o Options) (*Client, error) {
 		o.Now = time.Now
 	}
 	c := &Client{o: o, hc: o.HTTPClient, rng: o.Rand}
+	if err := c.answerOptions(); err != nil {
+		return nil, err
+	}
 	if c.hc == nil {
 		c.hc = NewHTTPClient(o.MaxIdleConnsPerHost)
 	}
@@ -209,6 +236,32 @@ func New(o Options) (*Client, error) {
 	}
 	c.exhausted = exhausted.WithLabelValues(o.CallSite)
 	return c, nil
+}
+
+// answerOptions fills in and checks the options that read an answer.
+func (c *Client) answerOptions() error {
+	o := &c.o
+	if o.IDField == "" {
+		o.IDField = DefaultIDField
+	}
+	if o.ReplayHeader == "" {
+		o.ReplayHeader = DefaultReplayHeader
+	}
+	if len(o.ReuseStatuses) == 0 {
+		o.ReuseStatuses = DefaultReuseStatuses
+	}
+	o.ReuseStatuses = slices.Clone(o.ReuseStatuses)
+	for _, s := range o.ReuseStatuses {
+		if s < 400 || s > 499 {
+			return fmt.Errorf("client: reuse status %d is not a 4xx: a reuse must be refused with a client error", s)
+		}
+	}
+	var err error
+	if c.idField, err = parsePointer(o.IDField); err != nil {
+		return err
+	}
+	c.replay, err = parseReplayHeader(o.ReplayHeader)
+	return err
 }
 
 // NewHTTPClient returns the default HTTP client: keep-alive with
@@ -303,8 +356,9 @@ func (c *Client) Do(ctx context.Context, req Request, record func(history.Attemp
 		res.Outcome = a.Outcome
 		res.Body = body
 		switch {
-		case a.Status >= 200 && a.Status < 300 && err == nil:
-			res.Definite, res.Succeeded, res.ChargeID, res.Err = true, true, a.ChargeID, nil
+		case err == nil && (a.Outcome == history.OutcomeNew || a.Outcome == history.OutcomeReplay):
+			res.Definite, res.Succeeded, res.Err = true, true, nil
+			res.ChargeID, res.BodySHA256 = a.ChargeID, a.BodySHA256
 			if c.o.Budget != nil {
 				c.o.Budget.Success(retryCost)
 			}
@@ -388,16 +442,65 @@ func (c *Client) float64() float64 {
 func (c *Client) send(ctx context.Context, req Request, a *history.Attempt) (ra time.Duration, hasRA bool, body []byte, err error) {
 	actx, cancel := context.WithTimeout(ctx, c.o.Timeout)
 	defer cancel()
+	a.Start = c.o.Now()
+	defer func() { a.End = c.o.Now() }()
+	hreq, err := newHTTPRequest(actx, req)
+	if err != nil {
+		a.Outcome, a.Error = history.OutcomeRejected, err.Error()
+		return 0, false, nil, err
+	}
+	resp, err := c.hc.Do(hreq)
+	if err != nil {
+		a.Outcome, a.Error = failure(ctx, actx, err)
+		return 0, false, nil, err
+	}
+	defer resp.Body.Close()
+	a.Status = resp.StatusCode
+	if v := resp.Header.Get("Retry-After"); v != "" {
+		if d, ok := ParseRetryAfter(v, c.o.Now()); ok {
+			ra, hasRA = d, true
+			a.RetryAfterMS = ms(d)
+		}
+	}
+	ok2xx := a.Status >= 200 && a.Status < 300
+	body, sum, err := c.readBody(resp.Body, ok2xx)
+	if err != nil {
+		// The status line came but the body did not: the answer is lost,
+		// whatever the status said.
+		a.Outcome, a.Error = failure(ctx, actx, err)
+		return ra, hasRA, nil, err
+	}
+	a.Outcome = c.outcome(req.Kind, resp.StatusCode)
+	if ok2xx {
+		if c.replay.marks(resp.Header) {
+			a.Replayed = true
+			a.Outcome = history.OutcomeReplay
+		}
+		a.ChargeID = c.idField.lookup(body)
+		a.BodySHA256 = sum
+	}
+	return ra, hasRA, body, nil
+}
+
+// newHTTPRequest builds the request of one attempt. The body cannot be
+// rewound (no GetBody) and is never http.NoBody: net/http then never sends
+// it a second time on its own, as it would when a reused keep-alive
+// connection drops after the request went out and the request carries an
+// Idempotency-Key header or has no body. Every request on the wire is then
+// one recorded attempt, whatever transport wraps this one. An empty body is
+// thereby sent chunked on methods that usually carry one (POST, PUT, PATCH).
+func newHTTPRequest(ctx context.Context, req Request) (*http.Request, error) {
 	method := req.Method
 	if method == "" {
 		method = http.MethodPost
 	}
-	a.Start = c.o.Now()
-	defer func() { a.End = c.o.Now() }()
-	hreq, err := http.NewRequestWithContext(actx, method, req.URL, bytes.NewReader(req.Body))
+	hreq, err := http.NewRequestWithContext(ctx, method, req.URL, bytes.NewReader(req.Body))
 	if err != nil {
-		a.Outcome, a.Error = history.OutcomeRejected, err.Error()
-		return 0, false, nil, err
+		return nil, err
+	}
+	hreq.GetBody = nil
+	if hreq.Body == http.NoBody {
+		hreq.Body = io.NopCloser(bytes.NewReader(nil))
 	}
 	h := make(http.Header, len(req.Header)+2)
 	for k, v := range req.Header {
@@ -414,37 +517,29 @@ func (c *Client) send(ctx context.Context, req Request, a *history.Attempt) (ra 
 		h["Content-Type"] = jsonContentType
 	}
 	hreq.Header = h
-	resp, err := c.hc.Do(hreq)
-	if err != nil {
-		a.Outcome, a.Error = failure(ctx, actx, err)
-		return 0, false, nil, err
-	}
-	defer resp.Body.Close()
-	a.Status = resp.StatusCode
-	if v := resp.Header.Get("Retry-After"); v != "" {
-		if d, ok := ParseRetryAfter(v, c.o.Now()); ok {
-			ra, hasRA = d, true
-			a.RetryAfterMS = ms(d)
-		}
-	}
+	return hreq, nil
+}
+
+// readBody reads a response body to its end, keeping at most MaxBody
+// bytes, and for a 2xx returns the hex SHA-256 of all of it. err is
+// non-nil when the body was cut off (short of its Content-Length, a
+// chunked body without its last chunk, a reset or a timeout).
+func (c *Client) readBody(r io.Reader, digest bool) (body []byte, sum string, err error) {
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer bufPool.Put(buf)
-	if _, err = buf.ReadFrom(io.LimitReader(resp.Body, c.o.MaxBody)); err != nil {
-		// The status line came but the body did not: the answer is lost.
-		a.Outcome, a.Error = failure(ctx, actx, err)
-		return ra, hasRA, nil, err
+	var w io.Writer = capBuffer{buf: buf, max: c.o.MaxBody}
+	h := sha256.New()
+	if digest {
+		w = io.MultiWriter(w, h)
 	}
-	body = bytes.Clone(buf.Bytes())
-	a.Outcome = outcome(resp.StatusCode)
-	if a.Status >= 200 && a.Status < 300 {
-		if resp.Header.Get("Idempotent-Replayed") == "true" {
-			a.Replayed = true
-			a.Outcome = history.OutcomeReplay
-		}
-		a.ChargeID = chargeID(body)
+	if _, err := io.Copy(w, r); err != nil {
+		return nil, "", err
 	}
-	return ra, hasRA, body, nil
+	if digest {
+		sum = hex.EncodeToString(h.Sum(nil))
+	}
+	return bytes.Clone(buf.Bytes()), sum, nil
 }
 
 var jsonContentType = []string{"application/json"}
@@ -460,6 +555,21 @@ func failure(ctx, actx context.Context, err error) (string, string) {
 	default:
 		return history.OutcomeNetwork, err.Error()
 	}
+}
+
+// outcome maps a complete answer's status to a history.Outcome*. For a
+// reuse op, a declared reuse status is the expected mismatch; an
+// undeclared 422 is still a definite refusal, but not the one declared.
+func (c *Client) outcome(kind string, status int) string {
+	if kind == history.KindReuse {
+		if slices.Contains(c.o.ReuseStatuses, status) {
+			return history.OutcomeMismatch
+		}
+		if status == http.StatusUnprocessableEntity {
+			return history.OutcomeRejected
+		}
+	}
+	return outcome(status)
 }
 
 // outcome maps a status to a history.Outcome*.
@@ -489,25 +599,6 @@ func Retryable(outcome string) bool {
 		return true
 	}
 	return false
-}
-
-// chargeID returns the top-level "id" string of a JSON object body.
-func chargeID(body []byte) string {
-	b := bytes.TrimLeft(body, " \t\r\n")
-	if len(b) == 0 || b[0] != '{' || !bytes.Contains(b, []byte(`"id"`)) {
-		return ""
-	}
-	var v struct {
-		ID json.RawMessage `json:"id"`
-	}
-	if json.Unmarshal(b, &v) != nil || len(v.ID) == 0 {
-		return ""
-	}
-	var s string
-	if json.Unmarshal(v.ID, &s) == nil {
-		return s
-	}
-	return strings.Trim(string(v.ID), `"`)
 }
 
 // ParseRetryAfter parses a Retry-After value, delay-seconds (fractions

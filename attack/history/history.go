@@ -28,8 +28,9 @@ const (
 const (
 	// KindCharge is a logical charge: it must move money exactly once.
 	KindCharge = "charge"
-	// KindReuse reuses another op's key with a changed body: it must get
-	// 422 and move no money.
+	// KindReuse reuses another op's key with a changed body: it must be
+	// rejected (422 unless the run declares other statuses) and move no
+	// money.
 	KindReuse = "reuse"
 )
 
@@ -53,15 +54,15 @@ type Op struct {
 
 // Outcomes of an attempt, as the client saw it.
 const (
-	OutcomeNew         = "new"          // 2xx, not replayed
-	OutcomeReplay      = "replay"       // 2xx with Idempotent-Replayed: true
-	OutcomeConflict    = "conflict"     // 409
-	OutcomeMismatch    = "mismatch"     // 422
+	OutcomeNew         = "new"          // complete 2xx, not marked as a replay
+	OutcomeReplay      = "replay"       // complete 2xx with the replay header (Idempotent-Replayed: true by default)
+	OutcomeConflict    = "conflict"     // 409: the key is in flight
+	OutcomeMismatch    = "mismatch"     // 422, or a reuse op's declared rejection status
 	OutcomeUnavailable = "unavailable"  // 429 or 503
 	OutcomeRejected    = "rejected"     // any other 4xx: a definite failure
 	OutcomeServerError = "server-error" // other 5xx: indeterminate
-	OutcomeTimeout     = "timeout"      // no answer within the attempt timeout
-	OutcomeNetwork     = "network"      // connection refused, reset, closed
+	OutcomeTimeout     = "timeout"      // no complete answer within the attempt timeout
+	OutcomeNetwork     = "network"      // connection refused, reset, closed, or the body cut off
 	OutcomeBudget      = "budget"       // not sent: the retry budget was empty
 )
 
@@ -90,14 +91,20 @@ type Attempt struct {
 	// for backoff, [retry_after, retry_after+cap] for retry-after.
 	CapMS float64 `json:"cap_ms,omitempty"`
 	// RetryAfterMS is the Retry-After this attempt's response carried.
-	RetryAfterMS float64   `json:"retry_after_ms,omitempty"`
-	Status       int       `json:"status"`
-	Outcome      string    `json:"outcome"`
-	Replayed     bool      `json:"replayed,omitempty"`
-	ChargeID     string    `json:"charge_id,omitempty"`
-	Error        string    `json:"error,omitempty"`
-	Start        time.Time `json:"start"`
-	End          time.Time `json:"end"`
+	RetryAfterMS float64 `json:"retry_after_ms,omitempty"`
+	// Status is the status line's code, kept when the body that followed
+	// was cut off (then Outcome is timeout or network and Error says why).
+	Status   int    `json:"status"`
+	Outcome  string `json:"outcome"`
+	Replayed bool   `json:"replayed,omitempty"`
+	// ChargeID is the resource id read from a complete 2xx JSON body.
+	ChargeID string `json:"charge_id,omitempty"`
+	// BodySHA256 is the hex SHA-256 of a complete 2xx body: two answers
+	// with the same digest are the same answer replayed.
+	BodySHA256 string    `json:"body_sha256,omitempty"`
+	Error      string    `json:"error,omitempty"`
+	Start      time.Time `json:"start"`
+	End        time.Time `json:"end"`
 }
 
 // Fault is one fault injected into the system, or its end.

@@ -52,9 +52,10 @@ type Config struct {
 
 // Summary is what a Run or Reconcile achieved. Every op is counted in
 // exactly one of Succeeded (a 2xx), Rejected (a definite 4xx, including
-// the 422 a reuse op expects) and Indeterminate (no definite answer, or
+// the refusal a reuse op expects) and Indeterminate (no definite answer, or
 // never sent). Confirmed counts the charges that got a 2xx and the reuse
-// ops that got a 422.
+// ops that got their expected refusal (the client's mismatch outcome: 422
+// unless client.Options.ReuseStatuses says otherwise).
 type Summary struct {
 	Ops           int
 	Confirmed     int
@@ -72,7 +73,7 @@ type Summary struct {
 // Op state flags.
 const (
 	fSucceeded uint32 = 1 << iota // a sender got a 2xx
-	fMismatch                     // a sender got a 422
+	fMismatch                     // a sender got a mismatch (a reuse op's expected refusal)
 	fRejected                     // a sender got another definite 4xx
 	fDone                         // every sender finished
 )
@@ -166,7 +167,7 @@ func flagsOf(res client.Result) uint32 {
 	switch {
 	case res.Succeeded:
 		return fSucceeded
-	case res.Definite && res.Status == http.StatusUnprocessableEntity:
+	case res.Definite && res.Outcome == history.OutcomeMismatch:
 		return fMismatch
 	case res.Definite:
 		return fRejected
@@ -284,7 +285,8 @@ func dupDelay(seed int64, id, s int, max time.Duration) time.Duration {
 
 // Run sends every op of p and returns when all are done or ctx ends. A
 // charge is confirmed when any of its senders got a 2xx; a reuse op, sent
-// only after the op it reuses succeeded, is confirmed by a 422 (a reuse op
+// only after the op it reuses succeeded, is confirmed by its expected
+// refusal (the client's mismatch outcome, 422 by default; a reuse op
 // whose original did not succeed is not sent and stays unconfirmed). The
 // error is ctx's when it ended the run early, or a history write failure.
 func Run(ctx context.Context, p *plan.Plan, cfg Config) (*Summary, error) {

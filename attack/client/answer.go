@@ -1,0 +1,188 @@
+package client
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// Defaults of the Options that read a 2xx answer.
+const (
+	// DefaultIDField points at the resource id of a 2xx JSON body.
+	DefaultIDField = "/id"
+	// DefaultReplayHeader marks a 2xx as a replay.
+	DefaultReplayHeader = "Idempotent-Replayed=true"
+)
+
+// DefaultReuseStatuses are the statuses a reuse op expects by default: the
+// IETF idempotency-key draft's 422.
+var DefaultReuseStatuses = []int{http.StatusUnprocessableEntity}
+
+// jsonPointer is a parsed RFC 6901 pointer: its reference tokens, unescaped.
+type jsonPointer []string
+
+var pointerUnescape = strings.NewReplacer("~1", "/", "~0", "~")
+
+// parsePointer parses a non-empty RFC 6901 pointer such as "/data/0/id".
+func parsePointer(p string) (jsonPointer, error) {
+	if !strings.HasPrefix(p, "/") {
+		return nil, fmt.Errorf("client: id field %q is not a JSON pointer: it must start with \"/\" (e.g. /id or /data/charge/id)", p)
+	}
+	toks := strings.Split(p[1:], "/")
+	for i, t := range toks {
+		for j := 0; j < len(t); j++ {
+			if t[j] == '~' && (j+1 == len(t) || (t[j+1] != '0' && t[j+1] != '1')) {
+				return nil, fmt.Errorf("client: id field %q: a \"~\" in a name is written ~0 and a \"/\" ~1", p)
+			}
+		}
+		toks[i] = pointerUnescape.Replace(t)
+	}
+	return toks, nil
+}
+
+// lookup returns the text of the string or number the pointer designates in
+// a JSON body, or "" when the body is not JSON, the pointer leads nowhere,
+// or the value is neither a string nor a number. A number keeps its exact
+// text, so a 20-digit id is not rounded through a float.
+func (p jsonPointer) lookup(body []byte) string {
+	raw := bytes.TrimSpace(body)
+	for _, tok := range p {
+		if len(raw) == 0 {
+			return ""
+		}
+		switch raw[0] {
+		case '{':
+			var m map[string]json.RawMessage
+			if json.Unmarshal(raw, &m) != nil {
+				return ""
+			}
+			v, ok := m[tok]
+			if !ok {
+				return ""
+			}
+			raw = bytes.TrimSpace(v)
+		case '[':
+			i, ok := arrayIndex(tok)
+			if !ok {
+				return ""
+			}
+			var a []json.RawMessage
+			if json.Unmarshal(raw, &a) != nil || i >= len(a) {
+				return ""
+			}
+			raw = bytes.TrimSpace(a[i])
+		default:
+			return ""
+		}
+	}
+	return scalarText(raw)
+}
+
+// arrayIndex parses an RFC 6901 array index: "0" or digits without a
+// leading zero.
+func arrayIndex(tok string) (int, bool) {
+	if tok == "" || (len(tok) > 1 && tok[0] == '0') {
+		return 0, false
+	}
+	for i := 0; i < len(tok); i++ {
+		if tok[i] < '0' || tok[i] > '9' {
+			return 0, false
+		}
+	}
+	i, err := strconv.Atoi(tok)
+	return i, err == nil
+}
+
+func scalarText(raw []byte) string {
+	if len(raw) == 0 {
+		return ""
+	}
+	switch c := raw[0]; {
+	case c == '"':
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return ""
+		}
+		return s
+	case c == '-' || (c >= '0' && c <= '9'):
+		var n json.Number
+		if json.Unmarshal(raw, &n) != nil {
+			return ""
+		}
+		return n.String()
+	}
+	return ""
+}
+
+// replayRule says which response header marks a 2xx as a replay.
+type replayRule struct {
+	name     string // canonical header name
+	value    string
+	hasValue bool
+}
+
+// parseReplayHeader parses "Name" or "Name=Value".
+func parseReplayHeader(s string) (replayRule, error) {
+	name, value, hasValue := strings.Cut(s, "=")
+	name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+	if !validToken(name) {
+		return replayRule{}, fmt.Errorf("client: replay header %q: %q is not a header name (want NAME or NAME=VALUE, e.g. Idempotent-Replayed=true)", s, name)
+	}
+	if hasValue && (value == "" || strings.ContainsAny(value, "\r\n\x00")) {
+		return replayRule{}, fmt.Errorf("client: replay header %q: the value after \"=\" must be non-empty text (write NAME alone to mean \"present\")", s)
+	}
+	return replayRule{name: http.CanonicalHeaderKey(name), value: value, hasValue: hasValue}, nil
+}
+
+// marks reports whether h carries the replay header (with its value, case
+// aside, when the rule names one).
+func (r replayRule) marks(h http.Header) bool {
+	vs, ok := h[r.name]
+	if !ok {
+		return false
+	}
+	if !r.hasValue {
+		return true
+	}
+	for _, v := range vs {
+		if strings.EqualFold(strings.TrimSpace(v), r.value) {
+			return true
+		}
+	}
+	return false
+}
+
+// validToken reports whether s is an RFC 9110 token, the syntax of a
+// header field name.
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// capBuffer keeps the first max bytes written to it and discards the rest,
+// so a long body is still read to its end.
+type capBuffer struct {
+	buf *bytes.Buffer
+	max int64
+}
+
+func (w capBuffer) Write(p []byte) (int, error) {
+	if room := w.max - int64(w.buf.Len()); room > 0 {
+		w.buf.Write(p[:min(int64(len(p)), room)])
+	}
+	return len(p), nil
+}
