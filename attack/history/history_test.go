@@ -1,6 +1,7 @@
 package history
 
 import (
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -57,6 +58,48 @@ func TestDecodeNamesTheBadLine(t *testing.T) {
 	err := Decode(strings.NewReader(in), func(Attempt) error { n++; return nil })
 	if err == nil || !strings.Contains(err.Error(), "line 4") || n != 2 {
 		t.Fatalf("err = %v after %d records; want an error naming line 4 after 2", err, n)
+	}
+}
+
+// The answer fields a verifier compares: written only when set, and read
+// back from lines written before they existed.
+func TestAttemptAnswerFields(t *testing.T) {
+	digest := strings.Repeat("ab", 32)
+	cases := []struct {
+		name    string
+		in      Attempt
+		line    string // a substring the line must hold
+		without string // a key the line must not hold
+	}{
+		{"complete 2xx", Attempt{Op: 1, Status: 200, Outcome: OutcomeNew, ChargeID: "ch_1", BodySHA256: digest},
+			`"charge_id":"ch_1","body_sha256":"` + digest + `"`, ""},
+		{"cut-off 2xx", Attempt{Op: 2, Status: 200, Outcome: OutcomeNetwork, Error: "unexpected EOF"},
+			`"status":200,"outcome":"network"`, "body_sha256"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var b strings.Builder
+			w := json.NewEncoder(&b)
+			if err := w.Encode(tc.in); err != nil {
+				t.Fatal(err)
+			}
+			line := b.String()
+			if !strings.Contains(line, tc.line) || (tc.without != "" && strings.Contains(line, tc.without)) {
+				t.Fatalf("line %s: want %s, without %q", line, tc.line, tc.without)
+			}
+			var got []Attempt
+			if err := Decode(strings.NewReader(line), func(a Attempt) error { got = append(got, a); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 1 || got[0].BodySHA256 != tc.in.BodySHA256 || got[0].ChargeID != tc.in.ChargeID || got[0].Status != tc.in.Status {
+				t.Fatalf("read back %+v", got)
+			}
+		})
+	}
+	old := `{"op":3,"key":"k","attempt":1,"status":201,"outcome":"replay","replayed":true,"charge_id":"ch_3"}`
+	var got Attempt
+	if err := Decode(strings.NewReader(old), func(a Attempt) error { got = a; return nil }); err != nil || got.BodySHA256 != "" || got.ChargeID != "ch_3" {
+		t.Fatalf("a line without body_sha256: %+v, %v", got, err)
 	}
 }
 

@@ -2,6 +2,7 @@ package load
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"path/filepath"
 	"sync"
@@ -165,6 +166,46 @@ func TestRunAgainstANonIdempotentServerShowsDoubleCharges(t *testing.T) {
 	// The reuse ops got a 2xx: not confirmed, counted as succeeded.
 	if nReuse := len(p.Ops) - p.Charges(); sum.Confirmed != p.Charges() || sum.Succeeded != len(p.Ops) || nReuse == 0 {
 		t.Fatalf("summary %+v", sum)
+	}
+}
+
+// A reuse op is confirmed by the refusal the run declares, and by no other.
+func TestReuseIsConfirmedByTheDeclaredStatus(t *testing.T) {
+	cases := []struct {
+		serverCode int
+		declared   []int
+		confirmed  bool
+	}{
+		{422, nil, true},
+		{400, nil, false},
+		{400, []int{400}, true},
+		{417, []int{400, 417}, true},
+		{409, []int{409}, true},
+		{422, []int{400}, false},
+	}
+	for _, tc := range cases {
+		t.Run(fmt.Sprintf("server=%d/declared=%v", tc.serverCode, tc.declared), func(t *testing.T) {
+			srv, url := newChargeServer(t, true)
+			srv.reuseCode = tc.serverCode
+			p := newPlan(t, plan.Config{Ops: 40, DuplicateRate: 0, ReuseRate: 0.2, Seed: 7})
+			nReuse := len(p.Ops) - p.Charges()
+			sum, err := Run(context.Background(), p, Config{URL: url, Concurrency: 4,
+				Client: newClient(t, client.Options{ReuseStatuses: tc.declared, MaxAttempts: 3})})
+			if err != nil {
+				t.Fatal(err)
+			}
+			charges, _, statuses := srv.snapshot()
+			if nReuse == 0 || statuses[tc.serverCode] != nReuse || charges != p.Charges() {
+				t.Fatalf("server: %d charges for %d, %d answers %d for %d reuses", charges, p.Charges(), statuses[tc.serverCode], tc.serverCode, nReuse)
+			}
+			want := p.Charges()
+			if tc.confirmed {
+				want = len(p.Ops)
+			}
+			if sum.Confirmed != want || sum.Succeeded != p.Charges() || sum.Rejected != nReuse || sum.Indeterminate != 0 {
+				t.Fatalf("summary %+v; want %d confirmed, %d succeeded, %d rejected", sum, want, p.Charges(), nReuse)
+			}
+		})
 	}
 }
 

@@ -13,11 +13,13 @@ import (
 )
 
 // chargeServer is a tiny charge endpoint: idempotent (per merchant and key,
-// 409 while in flight, 422 on a changed body, the stored answer replayed)
+// 409 while in flight, 422 or reuseCode on a changed body, the stored answer
+// replayed)
 // or, with idempotent false, one that charges every request it gets.
 type chargeServer struct {
 	idempotent bool
 	hold       time.Duration // how long a new charge takes
+	reuseCode  int           // the status refusing a changed body (422)
 	merchants  map[string]string
 
 	mu         sync.Mutex
@@ -38,7 +40,7 @@ type entry struct {
 
 func newChargeServer(t *testing.T, idempotent bool) (*chargeServer, string) {
 	s := &chargeServer{
-		idempotent: idempotent, hold: 5 * time.Millisecond,
+		idempotent: idempotent, hold: 5 * time.Millisecond, reuseCode: 422,
 		merchants: map[string]string{"sk_test_demo": "demo", "sk_b": "b"},
 		entries:   map[string]*entry{}, active: map[string]int{}, overlapped: map[string]bool{},
 		requests: map[string]int{}, charges: map[string]int{}, statuses: map[int]int{},
@@ -95,7 +97,7 @@ func (s *chargeServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case !s.idempotent:
 	case e != nil && e.sum != sum:
 		s.mu.Unlock()
-		s.reply(w, 422, "", `{"title":"key reused with another body"}`)
+		s.reply(w, s.reuseCode, "", `{"title":"key reused with another body"}`)
 		return
 	case e != nil && !e.done:
 		s.mu.Unlock()
