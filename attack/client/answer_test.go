@@ -103,15 +103,22 @@ func TestNoIDOrDigestFromAnythingButA2xx(t *testing.T) {
 	}
 }
 
-func TestLongBodyIsReadToTheEndButKeptShort(t *testing.T) {
+func TestLongBodyIsKeptShort(t *testing.T) {
 	body := `{"id":"ch_long","pad":"` + strings.Repeat("x", 5000) + `"}`
-	_, url := serve(t, answer(200, nil, body))
-	res, got := doOnce(t, Options{MaxBody: 100}, url, history.KindCharge)
-	if !res.Succeeded || len(res.Body) != 100 || got[0].BodySHA256 != sha(body) {
-		t.Fatalf("kept %d bytes, digest %q; want 100 bytes and the digest of all %d", len(res.Body), got[0].BodySHA256, len(body))
-	}
-	if got[0].ChargeID != "" {
-		t.Fatalf("id %q read from a body cut at MaxBody", got[0].ChargeID)
+	for _, tc := range []struct {
+		status int
+		digest string // a 2xx is read to its end and digested whole
+	}{{200, sha(body)}, {400, ""}} {
+		t.Run(http.StatusText(tc.status), func(t *testing.T) {
+			_, url := serve(t, answer(tc.status, nil, body))
+			res, got := doOnce(t, Options{MaxBody: 100}, url, history.KindCharge)
+			if !res.Definite || len(res.Body) != 100 || got[0].BodySHA256 != tc.digest {
+				t.Fatalf("kept %d bytes, digest %q; want 100 bytes and digest %q", len(res.Body), got[0].BodySHA256, tc.digest)
+			}
+			if got[0].ChargeID != "" {
+				t.Fatalf("id %q read from a body cut at MaxBody", got[0].ChargeID)
+			}
+		})
 	}
 }
 

@@ -78,8 +78,9 @@ type Options struct {
 	// Seed seeds the jitter when Rand is nil.
 	Seed int64
 	// MaxBody bounds how much of a response body is kept (default 1 MiB).
-	// A longer body is still read to its end, so a cut-off is seen and
-	// BodySHA256 covers all of it, but no id is read from it.
+	// A longer 2xx body is still read to its end, so a cut-off is seen and
+	// BodySHA256 covers all of it, but no id is read from it; any other
+	// body is read no further.
 	MaxBody int64
 	// IDField is an RFC 6901 JSON pointer to the resource id in a 2xx JSON
 	// body, recorded as the attempt's ChargeID (default "/id"). A string or
@@ -520,11 +521,15 @@ func newHTTPRequest(ctx context.Context, req Request) (*http.Request, error) {
 	return hreq, nil
 }
 
-// readBody reads a response body to its end, keeping at most MaxBody
-// bytes, and for a 2xx returns the hex SHA-256 of all of it. err is
-// non-nil when the body was cut off (short of its Content-Length, a
-// chunked body without its last chunk, a reset or a timeout).
+// readBody reads a response body, keeping at most MaxBody bytes. A 2xx
+// body (digest) is read to its end and its hex SHA-256 returned: only a
+// body that arrived whole is an answer. err is non-nil when the body was
+// cut off (short of its Content-Length, a chunked body without its last
+// chunk, a reset or a timeout).
 func (c *Client) readBody(r io.Reader, digest bool) (body []byte, sum string, err error) {
+	if !digest {
+		r = io.LimitReader(r, c.o.MaxBody)
+	}
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer bufPool.Put(buf)
