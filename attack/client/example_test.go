@@ -41,3 +41,34 @@ func Example() {
 	// attempt 2: new after retry-after (waited >= 10ms: true)
 	// 200 ch_1 true
 }
+
+// An endpoint with its own conventions: the id nested in the body, replays
+// marked by a header of its own, a changed body under a used key refused
+// with 400 (as Stripe does).
+func ExampleOptions() {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/reuse":
+			w.WriteHeader(http.StatusBadRequest)
+		case "/replay":
+			w.Header().Set("X-Cache", "HIT")
+			fmt.Fprint(w, `{"data":{"charge":{"id":4711}}}`)
+		default:
+			fmt.Fprint(w, `{"data":{"charge":{"id":4711}}}`)
+		}
+	}))
+	defer srv.Close()
+
+	c, err := client.New(client.Options{IDField: "/data/charge/id", ReplayHeader: "X-Cache=hit", ReuseStatuses: []int{400}})
+	if err != nil {
+		panic(err)
+	}
+	for _, send := range []struct{ path, kind string }{{"/", history.KindCharge}, {"/replay", history.KindCharge}, {"/reuse", history.KindReuse}} {
+		res := c.Do(context.Background(), client.Request{Op: 1, Kind: send.kind, URL: srv.URL + send.path, Key: "order-42", Body: []byte(`{"amount":1299}`)}, nil)
+		fmt.Printf("%s: %d %s id=%q definite=%v\n", send.kind, res.Status, res.Outcome, res.ChargeID, res.Definite)
+	}
+	// Output:
+	// charge: 200 new id="4711" definite=true
+	// charge: 200 replay id="4711" definite=true
+	// reuse: 400 mismatch id="" definite=true
+}
