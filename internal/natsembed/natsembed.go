@@ -9,14 +9,19 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/paytest/paytest/internal/proc"
 )
+
+// dirPattern names the temporary store directories.
+const dirPattern = "paytest-nats-"
 
 // Options configures an embedded server. The zero value is ready to use.
 type Options struct {
 	// Port to listen on; 0 picks a free loopback port.
 	Port int
 	// StoreDir for JetStream; empty means a new temporary directory that
-	// Shutdown removes.
+	// Shutdown removes (or, after a SIGKILL, the next Start of any process).
 	StoreDir string
 }
 
@@ -33,7 +38,10 @@ type Server struct {
 func Start(opts Options) (*Server, error) {
 	s := &Server{dir: opts.StoreDir}
 	if s.dir == "" {
-		d, err := os.MkdirTemp("", "paytest-nats-")
+		// A paytest killed outright (SIGKILL) could not remove its
+		// store: take that space back first.
+		proc.SweepOrphans(dirPattern, nil)
+		d, err := proc.OwnedTempDir(dirPattern)
 		if err != nil {
 			return nil, fmt.Errorf("natsembed: temp dir: %w", err)
 		}
@@ -68,6 +76,9 @@ func Start(opts Options) (*Server, error) {
 
 // URL returns the client URL, nats://127.0.0.1:PORT.
 func (s *Server) URL() string { return s.ns.ClientURL() }
+
+// StoreDir returns the JetStream store directory.
+func (s *Server) StoreDir() string { return s.dir }
 
 // Shutdown stops the server and removes a store directory it created. It is
 // safe to call more than once.

@@ -1,7 +1,8 @@
 // Package pgembed starts a throwaway PostgreSQL cluster from the machine's own
 // binaries: initdb into a temporary directory, postgres on a free loopback
 // port, and on Stop a fast shutdown and the directory removed. It is paytest's
-// embedded default when no --database-url is given.
+// embedded default when no --database-url is given. A directory left behind
+// by a paytest killed outright is removed by the next Start.
 package pgembed
 
 import (
@@ -23,7 +24,24 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/paytest/paytest/internal/apperr"
+	"github.com/paytest/paytest/internal/proc"
 )
+
+// dirPattern names the temporary directories of clusters.
+const dirPattern = "paytest-pg-"
+
+// postmasterRunning reports whether a postgres still runs in a cluster
+// directory (its postmaster.pid names a live process): its directory is
+// left alone even if the paytest that started it is gone.
+func postmasterRunning(dir string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid"))
+	if err != nil {
+		return false
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	return err == nil && pid > 0 && proc.Alive(pid, "")
+}
 
 // ErrNoBinaries is returned when no initdb/postgres pair can be found.
 var ErrNoBinaries = &apperr.Error{
@@ -72,7 +90,10 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "paytest-pg-")
+	// A paytest killed outright (SIGKILL) could not remove its cluster:
+	// take that space back first.
+	proc.SweepOrphans(dirPattern, postmasterRunning)
+	dir, err := proc.OwnedTempDir(dirPattern)
 	if err != nil {
 		return nil, fmt.Errorf("pgembed: temp dir: %w", err)
 	}

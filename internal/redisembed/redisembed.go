@@ -18,7 +18,11 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/paytest/paytest/internal/apperr"
+	"github.com/paytest/paytest/internal/proc"
 )
+
+// dirPattern names the servers' temporary directories.
+const dirPattern = "paytest-redis-"
 
 // ErrNoBinary is returned when redis-server cannot be found.
 var ErrNoBinary = &apperr.Error{
@@ -44,7 +48,10 @@ func Start(ctx context.Context) (*Server, error) {
 	if err != nil {
 		return nil, ErrNoBinary
 	}
-	dir, err := os.MkdirTemp("", "paytest-redis-")
+	// A paytest killed outright (SIGKILL) could not remove its directory:
+	// take it back first.
+	proc.SweepOrphans(dirPattern, nil)
+	dir, err := proc.OwnedTempDir(dirPattern)
 	if err != nil {
 		return nil, fmt.Errorf("redisembed: %w", err)
 	}
@@ -104,6 +111,9 @@ func (s *Server) start(ctx context.Context, port int) error {
 
 // Addr returns host:port.
 func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
+
+// Dir returns the server's temporary directory.
+func (s *Server) Dir() string { return s.dir }
 
 // URL returns redis://host:port/0.
 func (s *Server) URL() string { return "redis://" + s.Addr() + "/0" }
