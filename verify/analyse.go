@@ -25,6 +25,7 @@ const (
 type opState struct {
 	merchant, key string
 	op            int
+	amount        int64
 	reuseOf       int32
 	senders       int32
 	kind          uint8
@@ -33,9 +34,47 @@ type opState struct {
 	// The client's view, by attempt: 2xx (new or replay) and the rest.
 	news, replays, conflicts, mismatches, rejected, budget, indeterminate int32
 	firstOK                                                               int64 // unix nanos of the first 2xx's end
+	// newIDs are the distinct identities (resource id, else body digest)
+	// of the unmarked 2xx answers; anonNews counts those without either.
+	// okIDs are the identities of every 2xx, marked replays included.
+	newIDs, okIDs []string
+	anonNews      int32
+	// otherStatus is a reuse's first definite answer that is neither 2xx
+	// nor a declared reuse status (400 where 422 was expected...).
+	otherStatus int32
+	// The 409s: first and last seen (unix nanos of their ends), and
+	// whether the op's last answer was one.
+	firstConflict, lastConflict, lastEnd int64
+	endedInConflict                      bool
 }
 
 func (o *opState) ok() int32 { return o.news + o.replays }
+
+// charges is how many distinct charges the client saw created for the op:
+// unmarked 2xx answers that carry the same resource id (or, without one,
+// the same body) are one charge replayed, not several.
+func (o *opState) charges() int { return len(o.newIDs) + int(o.anonNews) }
+
+// identity names the charge a complete 2xx answer describes: its resource
+// id, else its body's digest; "" when the client recorded neither.
+func identity(at *history.Attempt) string {
+	switch {
+	case at.ChargeID != "":
+		return "id " + at.ChargeID
+	case at.BodySHA256 != "":
+		return "body " + at.BodySHA256
+	}
+	return ""
+}
+
+func addID(ids []string, id string) []string {
+	for _, x := range ids {
+		if x == id {
+			return ids
+		}
+	}
+	return append(ids, id)
+}
 
 // definite is true when every attempt was definitely not applied (or no
 // attempt was sent at all).
@@ -73,6 +112,9 @@ type analysis struct {
 	planned bool
 
 	nCharge, nReuse, nRace int
+	reuseStatuses          []int
+	// reuses maps an op to the reuse ops of its key.
+	reuses map[int][]int32
 	attempts               int
 	outcomes               map[string]int
 	histStart, histEnd     time.Time
@@ -108,12 +150,20 @@ func analyse(ctx context.Context, runDir string, ev *evidence, opts Options) (*a
 		jitter:   map[jitterKey]*jitterSamples{},
 		raEarly:  cxList{max: opts.MaxCounterexamples},
 		outage:   newOutageTally(ev.faults),
+		reuses:   map[int][]int32{},
+	}
+	a.reuseStatuses = opts.ReuseStatuses
+	if len(a.reuseStatuses) == 0 && ev.hasRun {
+		a.reuseStatuses = ev.run.ReuseStatuses
+	}
+	if len(a.reuseStatuses) == 0 {
+		a.reuseStatuses = []int{422}
 	}
 	err := history.ReadFile(filepath.Join(runDir, history.PlanFile), func(op history.Op) error {
 		if _, dup := a.index[op.Op]; dup {
 			return fmt.Errorf("op %d planned twice", op.Op)
 		}
-		s := opState{merchant: op.Merchant, key: op.Key, op: op.Op, reuseOf: int32(op.ReuseOf), senders: int32(op.Senders), race: op.Race}
+		s := opState{merchant: op.Merchant, key: op.Key, op: op.Op, amount: op.Amount, reuseOf: int32(op.ReuseOf), senders: int32(op.Senders), race: op.Race}
 		switch op.Kind {
 		case history.KindCharge:
 			s.kind = kindCharge
@@ -124,6 +174,7 @@ func analyse(ctx context.Context, runDir string, ev *evidence, opts Options) (*a
 		case history.KindReuse:
 			s.kind = kindReuse
 			a.nReuse++
+			a.reuses[op.ReuseOf] = append(a.reuses[op.ReuseOf], int32(len(a.ops)))
 		default:
 			s.kind = kindOther
 		}
@@ -138,6 +189,11 @@ func analyse(ctx context.Context, runDir string, ev *evidence, opts Options) (*a
 	default:
 		return nil, err
 	}
+	merchants := map[string]bool{}
+	for i := range a.ops {
+		merchants[a.ops[i].merchant] = true
+	}
+	ev.matchMerchants(merchants)
 	n := 0
 	err = history.ReadFile(filepath.Join(runDir, history.HistoryFile), func(at history.Attempt) error {
 		if n++; n%4096 == 0 {
@@ -167,13 +223,25 @@ func (a *analysis) add(at *history.Attempt) {
 	o := &a.ops[i]
 	o.attempts++
 	outcome := internOutcome(at)
+	if o.kind == kindReuse {
+		outcome = a.reuseOutcome(at, outcome)
+	}
 	a.outcomes[outcome]++
 	a.outage.add(at, outcome)
 	switch outcome {
 	case history.OutcomeNew:
 		o.news++
+		if id := identity(at); id != "" {
+			o.newIDs = addID(o.newIDs, id)
+			o.okIDs = addID(o.okIDs, id)
+		} else {
+			o.anonNews++
+		}
 	case history.OutcomeReplay:
 		o.replays++
+		if id := identity(at); id != "" {
+			o.okIDs = addID(o.okIDs, id)
+		}
 	case history.OutcomeConflict:
 		o.conflicts++
 	case history.OutcomeMismatch:
@@ -185,6 +253,10 @@ func (a *analysis) add(at *history.Attempt) {
 	default:
 		o.indeterminate++
 	}
+	if o.kind == kindReuse && o.otherStatus == 0 && (outcome == history.OutcomeConflict || outcome == history.OutcomeRejected) {
+		o.otherStatus = int32(at.Status)
+	}
+	a.trackConflict(o, at, outcome)
 	if (outcome == history.OutcomeNew || outcome == history.OutcomeReplay) && !at.End.IsZero() {
 		if e := at.End.UnixNano(); o.firstOK == 0 || e < o.firstOK {
 			o.firstOK = e
@@ -249,6 +321,52 @@ func (a *analysis) add(at *history.Attempt) {
 	}
 }
 
+// reuseOutcome reads a reuse's answer against the run's declared reuse
+// statuses: a declared status is the correct rejection (mismatch), another
+// 4xx is not, whatever label the client gave it.
+func (a *analysis) reuseOutcome(at *history.Attempt, outcome string) string {
+	if at.Status < 400 || at.Status >= 500 {
+		return outcome
+	}
+	for _, s := range a.reuseStatuses {
+		if at.Status == s {
+			return history.OutcomeMismatch
+		}
+	}
+	switch {
+	case at.Status == 409:
+		return history.OutcomeConflict
+	case at.Status == 429:
+		return history.OutcomeUnavailable
+	}
+	return history.OutcomeRejected
+}
+
+// trackConflict follows an op's 409s in time, for no-key-stuck-in-flight.
+func (a *analysis) trackConflict(o *opState, at *history.Attempt, outcome string) {
+	if outcome == history.OutcomeBudget {
+		return
+	}
+	end := at.End
+	if end.IsZero() {
+		end = at.Start
+	}
+	if end.IsZero() {
+		return
+	}
+	e := end.UnixNano()
+	if outcome == history.OutcomeConflict {
+		if o.firstConflict == 0 || e < o.firstConflict {
+			o.firstConflict = e
+		}
+		o.lastConflict = max(o.lastConflict, e)
+	}
+	if e >= o.lastEnd {
+		o.lastEnd = e
+		o.endedInConflict = outcome == history.OutcomeConflict
+	}
+}
+
 func (a *analysis) sample(k jitterKey, u, capMS float64) {
 	if u < 0 || u > 1+1e-9 {
 		a.outOfRange++
@@ -265,9 +383,13 @@ func (a *analysis) sample(k jitterKey, u, capMS float64) {
 
 // internOutcome names the attempt's outcome with one of history's
 // constants (so per-op state shares them), trusting the status over the
-// label for 2xx answers.
+// label for 2xx answers, except one whose body was cut off (the client
+// labels it timeout or network): that answer is indeterminate.
 func internOutcome(at *history.Attempt) string {
 	if at.Status >= 200 && at.Status < 300 {
+		if at.Outcome == history.OutcomeTimeout || at.Outcome == history.OutcomeNetwork {
+			return at.Outcome
+		}
 		if at.Replayed || at.Outcome == history.OutcomeReplay {
 			return history.OutcomeReplay
 		}

@@ -24,10 +24,17 @@ import (
 )
 
 // DefaultLedgerQuery counts the reference consumer's ledger entries per
-// (merchant, key). A ledger query returns rows of (merchant, key, effects)
-// or (key, effects): text-like key columns and an integer count of the side
-// effects applied under that key.
+// (merchant, key). A ledger query returns rows of (key, effects),
+// (merchant, key, effects) or (merchant, key, amount, effects): text-like
+// key columns, an integer amount and an integer count of the side effects
+// applied under that key. With the amount, a changed-body reuse's effects
+// (its amount differs from the original op's) are told apart from the
+// original's.
 const DefaultLedgerQuery = "SELECT merchant, idempotency_key, count(*) FROM ledger_entries GROUP BY 1, 2"
+
+// LedgerAmountQuery is the reference consumer's ledger per (merchant, key,
+// amount): the four-column form, which attributes effects per op.
+const LedgerAmountQuery = "SELECT merchant, idempotency_key, amount, count(*) FROM ledger_entries GROUP BY 1, 2, 3"
 
 // Sources says where Collect finds a system's evidence. Every field is
 // optional, but Collect needs at least one of MetricsURLs, PrometheusURL
@@ -49,6 +56,12 @@ type Sources struct {
 	// query (default DefaultLedgerQuery).
 	DatabaseURL string
 	LedgerQuery string
+	// EventsQuery, optional, lists the events the consumer applied more
+	// than once: rows of (event, applied) or (event, merchant, key,
+	// applied). It is what tells a repeated event (the consumer's fault)
+	// from a second charge (the charge service's), and is saved as
+	// events.jsonl.
+	EventsQuery string
 	// PrometheusWait, when positive, makes Collect wait (up to that long)
 	// until Prometheus has scraped every target after Collect began
 	// (min(timestamp(up)) >= start), so its answers are not older than the
@@ -104,7 +117,7 @@ func Collect(ctx context.Context, src Sources, runDir string) error {
 		}
 	}
 	if src.DatabaseURL != "" {
-		stale = append(stale, filepath.Join(runDir, LedgerFile))
+		stale = append(stale, filepath.Join(runDir, LedgerFile), filepath.Join(runDir, EventsFile))
 	}
 	for _, p := range stale {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -144,6 +157,12 @@ func Collect(ctx context.Context, src Sources, runDir string) error {
 		rec.Database, rec.LedgerQuery = redact(src.DatabaseURL), src.LedgerQuery
 		if err := queryLedger(ctx, src.DatabaseURL, src.LedgerQuery, filepath.Join(runDir, LedgerFile)); err != nil {
 			errs = append(errs, fmt.Errorf("ledger at %s: %w", redact(src.DatabaseURL), err))
+		}
+		if src.EventsQuery != "" {
+			rec.EventsQuery = src.EventsQuery
+			if err := queryEvents(ctx, src.DatabaseURL, src.EventsQuery, filepath.Join(runDir, EventsFile)); err != nil {
+				errs = append(errs, fmt.Errorf("events at %s: %w", redact(src.DatabaseURL), err))
+			}
 		}
 	}
 	for _, err := range errs {
@@ -331,6 +350,62 @@ func InstantQuery(ctx context.Context, hc *http.Client, base *url.URL, q string)
 
 // queryLedger runs the ledger query and writes one LedgerRow per row.
 func queryLedger(ctx context.Context, dbURL, query, path string) error {
+	cols := func(n int) error {
+		if n < 2 || n > 4 {
+			return fmt.Errorf("the ledger query returns %d columns: want (key, effects), (merchant, key, effects) or (merchant, key, amount, effects)", n)
+		}
+		return nil
+	}
+	return queryRows(ctx, dbURL, query, path, cols, func(vals []any) (LedgerRow, error) {
+		var row LedgerRow
+		var err error
+		switch len(vals) {
+		case 2:
+			row.Key = asText(vals[0])
+		case 3:
+			row.Merchant, row.Key = asText(vals[0]), asText(vals[1])
+		default:
+			row.Merchant, row.Key = asText(vals[0]), asText(vals[1])
+			amount, err := asInt(vals[2])
+			if err != nil {
+				return row, fmt.Errorf("amount column: %w", err)
+			}
+			row.Amount = &amount
+		}
+		if row.Effects, err = asInt(vals[len(vals)-1]); err != nil {
+			return row, fmt.Errorf("effects column: %w", err)
+		}
+		return row, nil
+	})
+}
+
+// queryEvents runs the events query and writes one EventRow per row.
+func queryEvents(ctx context.Context, dbURL, query, path string) error {
+	cols := func(n int) error {
+		if n != 2 && n != 4 {
+			return fmt.Errorf("the events query returns %d columns: want (event, applied) or (event, merchant, key, applied)", n)
+		}
+		return nil
+	}
+	return queryRows(ctx, dbURL, query, path, cols, func(vals []any) (EventRow, error) {
+		var row EventRow
+		var err error
+		if len(vals) == 2 {
+			row.Event = asText(vals[0])
+		} else {
+			row.Event, row.Merchant, row.Key = asText(vals[0]), asText(vals[1]), asText(vals[2])
+		}
+		if row.Applied, err = asInt(vals[len(vals)-1]); err != nil {
+			return row, fmt.Errorf("applied column: %w", err)
+		}
+		return row, nil
+	})
+}
+
+// queryRows runs query and writes one JSON line per row, converted by
+// conv, to path (through a temporary file: a failed query leaves none).
+// cols vets the number of columns before any row is read.
+func queryRows[T any](ctx context.Context, dbURL, query, path string, cols func(int) error, conv func([]any) (T, error)) error {
 	conn, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
 		return err
@@ -341,12 +416,11 @@ func queryLedger(ctx context.Context, dbURL, query, path string) error {
 		return err
 	}
 	defer rows.Close()
-	cols := len(rows.FieldDescriptions())
-	if cols != 2 && cols != 3 {
-		return fmt.Errorf("the ledger query returns %d columns: want (merchant, key, effects) or (key, effects)", cols)
+	if err := cols(len(rows.FieldDescriptions())); err != nil {
+		return err
 	}
 	tmp := path + ".tmp"
-	w, err := history.Create[LedgerRow](tmp)
+	w, err := history.Create[T](tmp)
 	if err != nil {
 		return err
 	}
@@ -357,14 +431,10 @@ func queryLedger(ctx context.Context, dbURL, query, path string) error {
 			w.Close()
 			return err
 		}
-		var row LedgerRow
-		if cols == 3 {
-			row.Merchant = asText(vals[0])
-		}
-		row.Key = asText(vals[cols-2])
-		if row.Effects, err = asInt(vals[cols-1]); err != nil {
+		row, err := conv(vals)
+		if err != nil {
 			w.Close()
-			return fmt.Errorf("effects column: %w", err)
+			return err
 		}
 		if err := w.Write(row); err != nil {
 			w.Close()

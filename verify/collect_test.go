@@ -196,7 +196,10 @@ func TestCollectFailuresAreInconclusive(t *testing.T) {
 		{"bad page name", Sources{MetricsURLs: map[string]string{"../x": fs.consumer.URL}}, "page name"},
 		{"database down", Sources{DatabaseURL: "postgres://postgres@127.0.0.1:1/x?connect_timeout=2"}, "ledger at postgres://postgres@127.0.0.1:1/x"},
 		{"ledger query fails", Sources{DatabaseURL: fs.dbURL, LedgerQuery: "SELECT nope FROM nowhere"}, "nowhere"},
-		{"ledger query shape", Sources{DatabaseURL: fs.dbURL, LedgerQuery: "SELECT 1, 2, 3, 4"}, "4 columns"},
+		{"ledger query shape", Sources{DatabaseURL: fs.dbURL, LedgerQuery: "SELECT 1, 2, 3, 4, 5"}, "5 columns"},
+		{"ledger amount not a number", Sources{DatabaseURL: fs.dbURL, LedgerQuery: "SELECT 'm', 'k', 'lots', 1"}, "amount column"},
+		{"events query shape", Sources{DatabaseURL: fs.dbURL, LedgerQuery: "SELECT 'k', 1", EventsQuery: "SELECT 'e', 'm', 2"}, "events query returns 3 columns"},
+		{"events applied not a number", Sources{DatabaseURL: fs.dbURL, LedgerQuery: "SELECT 'k', 1", EventsQuery: "SELECT 'e', 'x'"}, "applied column"},
 		{"ledger effects not a number", Sources{DatabaseURL: fs.dbURL, LedgerQuery: "SELECT 'k', 'many'"}, "effects column"},
 		{"prometheus unreachable", Sources{PrometheusURL: closedURL}, "prometheus at " + closedURL},
 	}

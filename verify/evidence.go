@@ -22,11 +22,26 @@ import (
 )
 
 // LedgerRow is one line of ledger.jsonl: the effects the ledger holds for
-// one (merchant, key). Merchant is empty for a two-column ledger query.
+// one (merchant, key), or one (merchant, key, amount) for a four-column
+// query. Merchant is empty for a two-column ledger query.
 type LedgerRow struct {
 	Merchant string `json:"merchant,omitempty"`
 	Key      string `json:"key"`
-	Effects  int64  `json:"effects"`
+	// Amount, from a four-column query, lets a changed-body reuse's
+	// effects (its amount differs from the original's) be told apart from
+	// the original op's.
+	Amount  *int64 `json:"amount,omitempty"`
+	Effects int64  `json:"effects"`
+}
+
+// EventRow is one line of events.jsonl: an event the consumer applied more
+// than once (Applied times), with its merchant and key when the events
+// query returns them.
+type EventRow struct {
+	Event    string `json:"event"`
+	Merchant string `json:"merchant,omitempty"`
+	Key      string `json:"key,omitempty"`
+	Applied  int64  `json:"applied"`
 }
 
 // Collected is metrics/sources.json: what Collect was asked to gather, so an
@@ -40,6 +55,7 @@ type Collected struct {
 	SideEffectQuery  string            `json:"side_effect_query,omitempty"`
 	Database         string            `json:"database,omitempty"`
 	LedgerQuery      string            `json:"ledger_query,omitempty"`
+	EventsQuery      string            `json:"events_query,omitempty"`
 	// Errors lists what could not be collected. A run directory with any
 	// is never judged "held".
 	Errors []string `json:"errors,omitempty"`
@@ -99,6 +115,22 @@ type evidence struct {
 	ledger          map[string]int // mkey(merchant, key) -> effects
 	ledgerMerchants bool           // some row names a merchant
 	ledgerTotal     int
+	// ledgerAmounts is the effects per (merchant, key, amount), from a
+	// four-column ledger query (hasAmounts).
+	ledgerAmounts map[string]int
+	hasAmounts    bool
+	// ledgerMatch says how ledger rows were matched to ops.
+	ledgerMatch string
+
+	// Events applied more than once, from events.jsonl (hasEvents).
+	hasEvents    bool
+	eventRepeats []EventRow
+	repeatsByKey map[string][]EventRow // mkey(merchant, key)
+
+	// Counters summed across resets (see applyTimeline).
+	resets       []CounterReset
+	hidden       map[string]float64
+	countersFrom string
 
 	faults []history.Fault
 
@@ -183,20 +215,11 @@ func readEvidence(runDir string, opts Options) (*evidence, error) {
 	if err := readTimeline(filepath.Join(mdir, TimelineDir), ev); err != nil {
 		return nil, err
 	}
-	ev.ledger = map[string]int{}
-	err = history.ReadFile(filepath.Join(runDir, LedgerFile), func(r LedgerRow) error {
-		if r.Merchant != "" {
-			ev.ledgerMerchants = true
-		}
-		ev.ledger[mkey(r.Merchant, r.Key)] += int(r.Effects)
-		ev.ledgerTotal += int(r.Effects)
-		return nil
-	})
-	switch {
-	case err == nil:
-		ev.hasLedger = true
-	case errors.Is(err, fs.ErrNotExist):
-	default:
+	ev.applyTimeline(mdir)
+	if err := ev.readLedger(runDir); err != nil {
+		return nil, err
+	}
+	if err := ev.readEvents(runDir); err != nil {
 		return nil, err
 	}
 	err = history.ReadFile(filepath.Join(runDir, history.FaultsFile), func(f history.Fault) error {
@@ -207,6 +230,100 @@ func readEvidence(runDir string, opts Options) (*evidence, error) {
 		return nil, err
 	}
 	return ev, nil
+}
+
+func (ev *evidence) readLedger(runDir string) error {
+	ev.ledger, ev.ledgerAmounts = map[string]int{}, map[string]int{}
+	err := history.ReadFile(filepath.Join(runDir, LedgerFile), func(r LedgerRow) error {
+		if r.Merchant != "" {
+			ev.ledgerMerchants = true
+		}
+		ev.ledger[mkey(r.Merchant, r.Key)] += int(r.Effects)
+		if r.Amount != nil {
+			ev.hasAmounts = true
+			ev.ledgerAmounts[akey(r.Merchant, r.Key, *r.Amount)] += int(r.Effects)
+		}
+		ev.ledgerTotal += int(r.Effects)
+		return nil
+	})
+	switch {
+	case err == nil:
+		ev.hasLedger = true
+		ev.ledgerMatch = "key"
+		if ev.ledgerMerchants {
+			ev.ledgerMatch = "merchant and key"
+		}
+		if ev.hasAmounts {
+			ev.ledgerMatch += ", amount"
+		}
+	case errors.Is(err, fs.ErrNotExist):
+	default:
+		return err
+	}
+	return nil
+}
+
+func (ev *evidence) readEvents(runDir string) error {
+	ev.repeatsByKey = map[string][]EventRow{}
+	err := history.ReadFile(filepath.Join(runDir, EventsFile), func(r EventRow) error {
+		if r.Applied > 1 {
+			ev.eventRepeats = append(ev.eventRepeats, r)
+			if r.Key != "" {
+				k := mkey(r.Merchant, r.Key)
+				ev.repeatsByKey[k] = append(ev.repeatsByKey[k], r)
+			}
+		}
+		return nil
+	})
+	switch {
+	case err == nil:
+		ev.hasEvents = true
+	case errors.Is(err, fs.ErrNotExist):
+	default:
+		return err
+	}
+	return nil
+}
+
+func akey(merchant, key string, amount int64) string {
+	return mkey(merchant, key) + "\x00" + strconv.FormatInt(amount, 10)
+}
+
+// targetRun is true for a run against a team's endpoint.
+func (ev *evidence) targetRun() bool {
+	return ev.hasRun && ev.run.Target != "" && ev.run.Target != "bundled"
+}
+
+// matchMerchants decides how ledger rows are matched to ops. Against a
+// team's endpoint the ledger's merchant column holds the endpoint's own
+// names, not the plan's ("target"): unless some of the plan's merchants are
+// in the ledger, keys are matched whatever the merchant column says.
+func (ev *evidence) matchMerchants(planMerchants map[string]bool) {
+	if !ev.ledgerMerchants || !ev.targetRun() {
+		return
+	}
+	for k := range ev.ledger {
+		if m, _, _ := strings.Cut(k, "\x00"); planMerchants[m] {
+			return
+		}
+	}
+	collapse := func(in map[string]int) map[string]int {
+		out := make(map[string]int, len(in))
+		for k, v := range in {
+			_, rest, _ := strings.Cut(k, "\x00")
+			out[mkey("", rest)] += v
+		}
+		return out
+	}
+	ev.ledger, ev.ledgerAmounts = collapse(ev.ledger), collapse(ev.ledgerAmounts)
+	byKey := map[string][]EventRow{}
+	for k, rows := range ev.repeatsByKey {
+		_, key, _ := strings.Cut(k, "\x00")
+		byKey[mkey("", key)] = append(byKey[mkey("", key)], rows...)
+	}
+	ev.repeatsByKey = byKey
+	ev.ledgerMerchants = false
+	ev.ledgerMatch = strings.Replace(ev.ledgerMatch, "merchant and key", "key (the ledger's merchants are the endpoint's own, not the plan's)", 1)
 }
 
 // readPage parses a Prometheus text page and sums each metric's counter,
@@ -359,4 +476,22 @@ func (ev *evidence) ledgerEffects(merchant, key string) int {
 		merchant = ""
 	}
 	return ev.ledger[mkey(merchant, key)]
+}
+
+// ledgerAmount returns the ledger's effects for one (merchant, key, amount);
+// 0 without a four-column ledger.
+func (ev *evidence) ledgerAmount(merchant, key string, amount int64) int {
+	if !ev.ledgerMerchants {
+		merchant = ""
+	}
+	return ev.ledgerAmounts[akey(merchant, key, amount)]
+}
+
+// repeats returns the events of one op's key the consumer applied more
+// than once.
+func (ev *evidence) repeats(merchant, key string) []EventRow {
+	if !ev.ledgerMerchants {
+		merchant = ""
+	}
+	return ev.repeatsByKey[mkey(merchant, key)]
 }

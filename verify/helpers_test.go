@@ -27,6 +27,7 @@ type runSpec struct {
 	faults   []history.Fault
 	pages    map[string]string // name -> Prometheus text
 	ledger   []LedgerRow       // nil: no ledger.jsonl
+	events   []EventRow        // nil: no events.jsonl
 	sources  *Collected        // nil: no sources.json
 	prom     *PromAnswers
 }
@@ -135,6 +136,9 @@ func (s *runSpec) write(tb testing.TB, dir string) string {
 	}
 	if s.ledger != nil {
 		writeLines(tb, filepath.Join(dir, LedgerFile), s.ledger)
+	}
+	if s.events != nil {
+		writeLines(tb, filepath.Join(dir, EventsFile), s.events)
 	}
 	mdir := filepath.Join(dir, MetricsDir)
 	must(os.MkdirAll(mdir, 0o755))

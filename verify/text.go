@@ -31,6 +31,9 @@ func statusWord(c Check) string {
 func (r *Report) WriteText(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "verdict: %s (exit %d)\n", strings.ToUpper(r.Verdict), r.ExitCode)
+	if r.Stopped != "" {
+		fmt.Fprintf(bw, "stopped early: %s (judged from what was collected)\n", r.Stopped)
+	}
 	fmt.Fprintf(bw, "seed %d", r.Seed)
 	if r.Profile != "" {
 		fmt.Fprintf(bw, ", profile %s", r.Profile)
@@ -62,12 +65,20 @@ func (r *Report) WriteText(w io.Writer) error {
 	for _, e := range r.EvidenceErrors {
 		fmt.Fprintf(bw, "evidence missing: %s\n", e)
 	}
+	for _, x := range r.CounterResets {
+		fmt.Fprintf(bw, "counter reset: %s %s at %s: %s -> %s (summed across it)\n",
+			x.Page, x.Metric, x.Time.UTC().Format("15:04:05.000"), fmtNum(x.Before), fmtNum(x.After))
+	}
 	width := 0
 	for _, c := range r.Checks {
 		width = max(width, len(c.Name))
 	}
 	for _, c := range r.Checks {
-		fmt.Fprintf(bw, "  %-12s %-*s  %s\n", statusWord(c), width, c.Name, c.Figure)
+		fmt.Fprintf(bw, "  %-12s %-*s  %s", statusWord(c), width, c.Name, c.Figure)
+		if c.Evidence != "" {
+			fmt.Fprintf(bw, " [%s]", c.Evidence)
+		}
+		fmt.Fprintln(bw)
 		if c.Detail != "" && c.Status != StatusHeld {
 			fmt.Fprintf(bw, "  %-12s %-*s  %s\n", "", width, "", c.Detail)
 		}

@@ -96,6 +96,13 @@ const (
 	CheckRelayCrashDeduped  = "relay-crash-deduped"
 	CheckOutboxDrained      = "outbox-drained"
 	CheckDLQExact           = "dlq-exact"
+	// CheckNoKeyStuck fails when a key was still answered "in progress"
+	// (409) at the end of the run, after every definite answer was sought.
+	CheckNoKeyStuck = "no-key-stuck-in-flight"
+	// CheckFaultsFired is inconclusive when a fault failed while running
+	// (faults.jsonl has an "error" record): the run did not do what its
+	// profile said, so its other checks cannot read "held".
+	CheckFaultsFired = "faults-fired"
 )
 
 // File names inside a run directory that verify reads or writes (attack's
@@ -106,6 +113,7 @@ const (
 	PrometheusFile = "prometheus.json" // in MetricsDir: PromQL answers
 	TimelineDir    = "timeline"        // in MetricsDir: snapshots over time
 	LedgerFile     = "ledger.jsonl"
+	EventsFile     = "events.jsonl" // events applied more than once
 	ReportFile     = "report.json"
 	HTMLFile       = "report.html"
 	TranscriptFile = "transcript.txt"
@@ -151,6 +159,15 @@ type Options struct {
 	// max-retry-amplification (the outage profile sets 1.2); without
 	// either, the figure is shown and not judged.
 	MaxRetryAmplification float64
+	// ReuseStatuses are the statuses that count as the correct rejection
+	// of a changed body under a used key. Empty takes run.yaml's
+	// reuse_statuses, else [422].
+	ReuseStatuses []int
+	// Stopped, when set, says why attack stopped before the end (a failed
+	// reconcile, a dependency gone, evidence not collected). The report is
+	// written from what there is, its verdict at best inconclusive (a
+	// failed check still makes it violated), and carries the reason.
+	Stopped string
 	// NoHTML skips report.html and its plots.
 	NoHTML bool
 }
@@ -174,8 +191,10 @@ func (o Options) withDefaults() Options {
 // Report is the verdict and everything it was computed from; its JSON is
 // the contract's report.json.
 type Report struct {
-	Verdict         string         `json:"verdict"`
-	ExitCode        int            `json:"exit_code"`
+	Verdict  string `json:"verdict"`
+	ExitCode int    `json:"exit_code"`
+	// Stopped is why attack stopped early (Options.Stopped), if it did.
+	Stopped         string         `json:"stopped,omitempty"`
 	Seed            int64          `json:"seed"`
 	Profile         string         `json:"profile,omitempty"`
 	Target          string         `json:"target,omitempty"`
@@ -193,8 +212,22 @@ type Report struct {
 	// SideEffectsSource is the evidence SideEffects was read from
 	// ("metrics/consumer.prom", "prometheus"), empty when missing.
 	SideEffectsSource string `json:"side_effects_source"`
-	// LedgerSource is ledger.jsonl when the ledger was read, else empty.
+	// LedgerSource is ledger.jsonl when the ledger was read, else empty;
+	// LedgerMatch how its rows were matched to ops ("merchant and key",
+	// "key", with ", amount" for a four-column query).
 	LedgerSource string `json:"ledger_source"`
+	LedgerMatch  string `json:"ledger_match,omitempty"`
+	// EventRepeats counts the events the consumer applied more than once
+	// (events.jsonl), nil without that evidence.
+	EventRepeats *int `json:"event_repeats,omitempty"`
+	// CountersFrom says how counters were read: "timeline" (summed across
+	// the resets the metrics timeline saw, final page included) or "last
+	// page" (no timeline: a reset cannot be seen).
+	CountersFrom string `json:"counters_from,omitempty"`
+	// CounterResets lists every counter reset seen in the timeline.
+	CounterResets []CounterReset `json:"counter_resets,omitempty"`
+	// ReuseStatuses are the statuses counted as a reuse's correct rejection.
+	ReuseStatuses []int `json:"reuse_statuses,omitempty"`
 	// Reuses counts the key-reuse operations of the plan, Races the race ops.
 	Reuses int `json:"reuses"`
 	Races  int `json:"races"`
@@ -236,6 +269,9 @@ type Check struct {
 	Status string `json:"status"`
 	Figure string `json:"figure"`
 	Detail string `json:"detail"`
+	// Evidence names what the check was judged from ("ledger", "client
+	// history: resource ids", "metrics", "faults.jsonl"...).
+	Evidence string `json:"evidence,omitempty"`
 	// Counterexamples lists (at most Options.MaxCounterexamples of) the
 	// operations that break the check; CounterexamplesTotal counts all.
 	Counterexamples      []Counterexample `json:"counterexamples,omitempty"`
@@ -298,6 +334,9 @@ func (r *Report) Err() error {
 	case VerdictViolated:
 		return apperr.Errorf(apperr.EVIOLATED, "verdict violated: %s failed", strings.Join(r.names(StatusFailed), ", "))
 	default:
+		if r.Stopped != "" {
+			return apperr.Errorf(apperr.EINCONCLUSIVE, "verdict inconclusive: the run stopped early: %s", r.Stopped)
+		}
 		if len(r.EvidenceErrors) > 0 {
 			return apperr.Errorf(apperr.EINCONCLUSIVE, "verdict inconclusive: evidence missing: %s", strings.Join(r.EvidenceErrors, "; "))
 		}
@@ -329,7 +368,8 @@ func (r *Report) names(status string) []string {
 }
 
 // decide sets the verdict from the checks: violated when any failed;
-// inconclusive when effects-equal-ops could not be judged or Collect could
+// inconclusive when the run stopped early, a fault failed while running
+// (faults-fired), effects-equal-ops could not be judged or Collect could
 // not gather some evidence; else held. Other inconclusive checks (a per-op
 // judgement without a ledger) are reported as such without withholding the
 // verdict.
@@ -341,7 +381,10 @@ func (r *Report) decide() {
 			return
 		}
 	}
-	if c := r.Check(CheckEffectsEqualOps); c == nil || c.Status == StatusInconclusive || len(r.EvidenceErrors) > 0 {
+	c := r.Check(CheckEffectsEqualOps)
+	f := r.Check(CheckFaultsFired)
+	if c == nil || c.Status == StatusInconclusive || len(r.EvidenceErrors) > 0 || r.Stopped != "" ||
+		(f != nil && f.Status == StatusInconclusive) {
 		r.Verdict, r.ExitCode = VerdictInconclusive, ExitInconclusive
 	}
 }
@@ -368,6 +411,7 @@ func Verify(ctx context.Context, runDir string, opts Options) (*Report, error) {
 		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "reading history in %s", runDir)
 	}
 	rep := a.report(ev, opts)
+	rep.Stopped = opts.Stopped
 	rep.decide()
 	if !opts.NoHTML {
 		plots, err := a.plots(ev)

@@ -1,0 +1,96 @@
+package verify
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// checkStuck: no key was still answered "in progress" (409) when the run
+// ended. An op that never got a definite answer and whose last answer was a
+// 409, after attack re-drove it up to its reconcile deadline, has a key the
+// endpoint will not let go of: its customer can never pay. The counter-
+// examples say how long each key was seen stuck, from its first 409 to its
+// last.
+func (a *analysis) checkStuck(opts Options) Check {
+	const name = CheckNoKeyStuck
+	cx := cxList{max: opts.MaxCounterexamples}
+	answered409 := 0
+	seen := map[string]bool{}
+	var longest time.Duration
+	for i := range a.ops {
+		o := &a.ops[i]
+		if o.kind != kindCharge || o.conflicts == 0 {
+			continue
+		}
+		answered409++
+		k := mkey(o.merchant, o.key)
+		if o.ok() > 0 || o.mismatches > 0 || o.rejected > 0 || !o.endedInConflict || seen[k] {
+			continue
+		}
+		seen[k] = true
+		stuck := time.Duration(o.lastConflict - o.firstConflict)
+		longest = max(longest, stuck)
+		cx.add(Counterexample{Op: o.op, Key: o.key, Merchant: o.merchant, Attempts: int(o.attempts),
+			Why: fmt.Sprintf("still in progress at the end of the run: answered 409 for %s (from %s to %s; %s), never a definite answer",
+				stuck.Round(time.Millisecond), time.Unix(0, o.firstConflict).UTC().Format("15:04:05.000"),
+				time.Unix(0, o.lastConflict).UTC().Format("15:04:05.000"), o.describe())})
+	}
+	if answered409 == 0 {
+		c := nothing(name, "0 keys answered 409", "no key was answered in progress (409)")
+		c.Evidence = evHistory
+		return c
+	}
+	figure := fmt.Sprintf("%d of %d keys answered 409 stayed in flight", cx.total, answered409)
+	var c Check
+	if cx.total > 0 {
+		c = failed(name, figure, fmt.Sprintf("%d keys were still answered 409 when the run ended (the longest for %s): the endpoint never released them, so their charges can never be made", cx.total, longest.Round(time.Millisecond)), cx)
+	} else {
+		c = held(name, figure, "every key answered 409 later got a definite answer")
+	}
+	c.Evidence = evHistory
+	return c
+}
+
+// checkFaultsFired: every fault of the run fired. A fault that failed while
+// running (faults.jsonl action "error": a kill whose command failed, a
+// restart that did not come back, latency on an unknown proxy) leaves the
+// run short of what its profile promised, so the verdict is withheld
+// (inconclusive) rather than read "held" for a scenario that did not run.
+func checkFaultsFired(ev *evidence, opts Options) Check {
+	const name = CheckFaultsFired
+	fired, failedN := 0, 0
+	cx := cxList{max: opts.MaxCounterexamples}
+	for _, f := range ev.faults {
+		switch {
+		case f.Action == "error":
+			failedN++
+			what := f.Fault
+			if f.Target != "" {
+				what += " " + f.Target
+			}
+			cx.add(Counterexample{Op: -1, Why: fmt.Sprintf("%s failed at %s: %s", what, f.Time.UTC().Format("15:04:05.000"), f.Detail)})
+		case injected(f) || f.Action == "start":
+			fired++
+		}
+	}
+	if fired == 0 && failedN == 0 {
+		c := nothing(name, "0 faults", "no fault in "+evFaults)
+		c.Evidence = evFaults
+		return c
+	}
+	figure := fmt.Sprintf("%d fired, %d failed while running", fired, failedN)
+	var c Check
+	if failedN > 0 {
+		whys := make([]string, len(cx.list))
+		for i, x := range cx.list {
+			whys[i] = x.Why
+		}
+		c = inconclusive(name, figure, "the run did not do what its profile said: "+strings.Join(whys, "; "))
+		c.Counterexamples, c.CounterexamplesTotal = cx.list, cx.total
+	} else {
+		c = held(name, figure, "")
+	}
+	c.Evidence = evFaults
+	return c
+}

@@ -1,0 +1,453 @@
+package verify
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// Evidence names, for Check.Evidence.
+const (
+	evLedger      = "ledger"
+	evIDs         = "client history: resource ids"
+	evHistory     = "client history"
+	evMetrics     = "metrics"
+	evFaults      = "faults.jsonl"
+	evEvents      = "ledger: events applied"
+	evPlanHistory = "plan and client history"
+)
+
+// opEffects is the ledger's effects for one op: its key's, unless the
+// ledger has amounts; then a reuse whose amount differs from its original's
+// owns the effects at its amount, and the original op the key's others
+// (so a double charge of the original is not blamed on its reuse, nor a
+// charged reuse on its original). attributed says the figure is the op's
+// own rather than its key's.
+func (a *analysis) opEffects(ev *evidence, o *opState) (e int, attributed bool) {
+	e = ev.ledgerEffects(o.merchant, o.key)
+	if !ev.hasAmounts {
+		return e, false
+	}
+	switch o.kind {
+	case kindReuse:
+		orig := a.op(int(o.reuseOf))
+		if orig == nil || orig.amount == o.amount {
+			return e, false
+		}
+		return ev.ledgerAmount(o.merchant, o.key, o.amount), true
+	case kindCharge:
+		seen := map[int64]bool{o.amount: true}
+		for _, ri := range a.reuses[o.op] {
+			r := &a.ops[ri]
+			if r.key != o.key || seen[r.amount] {
+				continue
+			}
+			seen[r.amount] = true
+			e -= ev.ledgerAmount(r.merchant, r.key, r.amount)
+		}
+		return e, true
+	}
+	return e, false
+}
+
+// repeatNote says, for an op applied more than once, whether the consumer
+// applied one event twice (its fault) or the events were distinct (the
+// charge service made several charges), when events.jsonl can tell.
+func repeatNote(ev *evidence, o *opState) string {
+	if !ev.hasEvents {
+		return ""
+	}
+	if reps := ev.repeats(o.merchant, o.key); len(reps) > 0 {
+		return fmt.Sprintf("; event %s was applied %d times: the consumer applied a repeated event, not a second charge", reps[0].Event, reps[0].Applied)
+	}
+	for _, r := range ev.eventRepeats {
+		if r.Key != "" {
+			return "; no event of this key was applied twice: the charge service made more than one charge"
+		}
+	}
+	return ""
+}
+
+// clientCharges describes the charges the client saw for an op.
+func (o *opState) clientCharges() string {
+	switch {
+	case o.charges() == 0:
+		return "the client saw no `new` answer"
+	case o.charges() == 1:
+		return fmt.Sprintf("the client saw 1 charge in %d 2xx answers", o.ok())
+	case len(o.newIDs) > 1 && o.anonNews == 0:
+		return fmt.Sprintf("the client got %d `new` answers with %d distinct resource ids or bodies (%s)", o.news, len(o.newIDs), strings.Join(firstN(o.newIDs, 3), ", "))
+	case o.anonNews > 0 && len(o.newIDs) == 0:
+		return fmt.Sprintf("the client got %d `new` answers (no resource id or body digest to tell them apart)", o.news)
+	}
+	return fmt.Sprintf("the client got %d `new` answers, %d of them distinct charges", o.news, o.charges())
+}
+
+func firstN(xs []string, n int) []string {
+	if len(xs) > n {
+		return append(append([]string{}, xs[:n]...), "...")
+	}
+	return xs
+}
+
+// checkExactlyOnce is Jepsen's model per operation: a 2xx the client saw
+// means applied exactly once; only definite rejections (409, 422, other
+// 4xx, never sent) mean applied zero times; anything else (timeouts,
+// network errors, 5xx, 429/503, a 2xx whose body was cut off) is
+// indeterminate: at most once. Nothing twice. The ledger, where there is
+// one, is the authority (per op where its amounts tell a reuse apart, else
+// per key); without it, 2xx answers that carry the same resource id or body
+// are one charge, and distinct ones fail the op.
+func (a *analysis) checkExactlyOnce(ev *evidence, opts Options) Check {
+	const name = CheckExactlyOncePerOp
+	cx := cxList{max: opts.MaxCounterexamples}
+	var nOK, nFail, nIndet, twice, lost, repeats int
+	for i := range a.ops {
+		o := &a.ops[i]
+		if o.kind != kindCharge {
+			continue
+		}
+		switch {
+		case o.ok() > 0:
+			nOK++
+		case o.definite():
+			nFail++
+		default:
+			nIndet++
+		}
+		var effects *int
+		var why string
+		if !ev.hasLedger {
+			if o.charges() > 1 {
+				twice++
+				why = fmt.Sprintf("%s: applied at least %d times", o.clientCharges(), o.charges())
+			}
+		} else {
+			e, _ := a.opEffects(ev, o)
+			effects = &e
+			switch {
+			case o.ok() > 0 && e == 0:
+				lost++
+				why = "acknowledged (2xx) but not in the ledger: lost"
+			case o.ok() > 0 && e > 1:
+				twice++
+				why = fmt.Sprintf("acknowledged (2xx) and applied %d times", e)
+			case o.definite() && e > 0:
+				twice += b2i(e > 1)
+				why = fmt.Sprintf("definitely failed (%s) but applied %d times", o.describe(), e)
+			case o.ok() == 0 && !o.definite() && e > 1:
+				twice++
+				why = fmt.Sprintf("indeterminate (%s) and applied %d times", o.describe(), e)
+			}
+			if e > 1 && why != "" {
+				if note := repeatNote(ev, o); note != "" {
+					why += note
+					repeats += b2i(strings.Contains(note, "repeated event"))
+				}
+			}
+		}
+		if why != "" {
+			cx.add(Counterexample{Op: o.op, Key: o.key, Merchant: o.merchant, Attempts: int(o.attempts), LedgerEffects: effects, Why: why})
+		}
+	}
+	if !a.planned && ev.hasLedger {
+		return a.exactlyOnceLedgerOnly(ev, opts)
+	}
+	total := nOK + nFail + nIndet
+	unplanned := 0
+	for i := range a.ops {
+		if a.ops[i].kind == kindUnplanned {
+			unplanned++
+		}
+	}
+	note := ""
+	if a.planned && unplanned > 0 {
+		note = fmt.Sprintf("; %d ops in history.jsonl are not in the plan (not judged)", unplanned)
+	}
+	evidence := evIDs
+	if ev.hasLedger {
+		evidence = evLedger
+	}
+	figure := fmt.Sprintf("%d of %d ops wrong (%d acknowledged: exactly once; %d failed: zero times; %d indeterminate: at most once)", cx.total, total, nOK, nFail, nIndet)
+	if cx.total > 0 {
+		detail := fmt.Sprintf("%d applied more than once, %d acknowledged but lost", twice, lost)
+		if repeats > 0 {
+			detail += fmt.Sprintf("; %d of them by the consumer applying a repeated event (see %s)", repeats, CheckRelayCrashDeduped)
+		}
+		c := failed(name, figure, detail+note, cx)
+		c.Evidence = evidence
+		return c
+	}
+	if !a.planned {
+		return inconclusive(name, "0 ops", "no plan.jsonl and no ledger: nothing to judge operations by")
+	}
+	if !ev.hasLedger {
+		figure = fmt.Sprintf("%d ops: %d acknowledged, %d failed, %d indeterminate; ledger effects unknown", total, nOK, nFail, nIndet)
+		c := inconclusive(name, figure, "no ledger evidence (no --database-url): per-operation effects cannot be counted; only the client's view was judged (no op got two distinct charges)")
+		c.Evidence = evidence
+		return c
+	}
+	if total == 0 {
+		return nothing(name, "0 ops", "the plan has no charge operations"+note)
+	}
+	c := held(name, figure, strings.TrimPrefix(note, "; "))
+	c.Evidence = evidence
+	return c
+}
+
+// exactlyOnceLedgerOnly judges a live system attack did not drive: each
+// ledger key at most once.
+func (a *analysis) exactlyOnceLedgerOnly(ev *evidence, opts Options) Check {
+	const name = CheckExactlyOncePerOp
+	cx := cxList{max: opts.MaxCounterexamples}
+	keys := make([]string, 0)
+	for k, e := range ev.ledger {
+		if e > 1 {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		e := ev.ledger[k]
+		m, key, _ := strings.Cut(k, "\x00")
+		cx.add(Counterexample{Op: -1, Merchant: m, Key: key, LedgerEffects: &e, Why: fmt.Sprintf("applied %d times", e)})
+	}
+	figure := fmt.Sprintf("%d of %d keys applied more than once", cx.total, len(ev.ledger))
+	var c Check
+	if cx.total > 0 {
+		c = failed(name, figure, "no plan.jsonl: judged from the ledger alone", cx)
+	} else {
+		c = held(name, figure, "no plan.jsonl: judged from the ledger alone (each key at most once)")
+	}
+	c.Evidence = evLedger
+	return c
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// describe summarises the client's view of an op for counterexamples.
+func (o *opState) describe() string {
+	if o.attempts == 0 {
+		return "never sent"
+	}
+	var parts []string
+	add := func(n int32, what string) {
+		if n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, what))
+		}
+	}
+	add(o.news, "new")
+	add(o.replays, "replay")
+	add(o.conflicts, "409")
+	add(o.mismatches, "mismatch")
+	add(o.rejected, "rejected")
+	add(o.budget, "budget")
+	add(o.indeterminate, "indeterminate")
+	return strings.Join(parts, ", ")
+}
+
+// checkRaces: each race op has exactly one winner. With a ledger, the
+// ledger's effects for the op are the winners; without one, the distinct
+// charges (resource ids, else bodies) among the senders' 2xx answers. The
+// other senders' answers are 409s, replays (marked or not) or lost. No
+// winner at all is fine only when an answer may have been lost.
+func (a *analysis) checkRaces(ev *evidence, opts Options) Check {
+	const name = CheckRaceSingleWinner
+	if a.nRace == 0 {
+		return nothing(name, "0 races", "the plan has no same-key races")
+	}
+	cx := cxList{max: opts.MaxCounterexamples}
+	var single, hidden, lost int
+	for i := range a.ops {
+		o := &a.ops[i]
+		if o.kind != kindCharge || !o.race {
+			continue
+		}
+		var why string
+		var effects *int
+		winners := o.charges()
+		if ev.hasLedger {
+			e, _ := a.opEffects(ev, o)
+			effects, winners = &e, e
+		}
+		switch {
+		case winners > 1 && ev.hasLedger:
+			why = fmt.Sprintf("the ledger holds %d effects for the race: more than one winner (%s)", winners, o.clientCharges())
+		case winners > 1:
+			why = fmt.Sprintf("%s: more than one winner", o.clientCharges())
+		case o.mismatches+o.rejected > 0:
+			why = fmt.Sprintf("senders got answers other than 409 or replay (%s)", o.describe())
+		case winners == 1:
+			single++
+		case ev.hasLedger && o.ok() > 0:
+			lost++ // acknowledged, not applied: exactly-once-per-op's to report
+		case o.ok() == 0 && o.indeterminate == 0:
+			why = fmt.Sprintf("no sender won (%s)", o.describe())
+		default:
+			hidden++
+		}
+		if why != "" {
+			cx.add(Counterexample{Op: o.op, Key: o.key, Merchant: o.merchant, Attempts: int(o.attempts), LedgerEffects: effects, Why: why})
+		}
+	}
+	figure := fmt.Sprintf("%d of %d races with a single winner", single, a.nRace)
+	var detail string
+	if ev.hasLedger {
+		detail = fmt.Sprintf("winners counted in the ledger: %d with one effect, %d with none whose answers were lost", single, hidden)
+		if lost > 0 {
+			detail += fmt.Sprintf(", %d acknowledged but not in the ledger (see %s)", lost, CheckExactlyOncePerOp)
+		}
+	} else {
+		detail = fmt.Sprintf("winners counted by distinct resource ids (else bodies) among the 2xx answers: %d with one, %d whose winner's answer was lost (timeouts only)", single, hidden)
+	}
+	var c Check
+	if cx.total > 0 {
+		c = failed(name, figure, detail, cx)
+	} else {
+		c = held(name, figure, detail)
+	}
+	c.Evidence = evIDs
+	if ev.hasLedger {
+		c.Evidence = evLedger
+	}
+	return c
+}
+
+// statusList renders the declared reuse statuses: "422", "400 or 422".
+func statusList(xs []int) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = strconv.Itoa(x)
+	}
+	return strings.Join(parts, " or ")
+}
+
+// reuseCharged says whether a reuse's 2xx answers show a charge of their
+// own: a resource id (or body) none of the original op's answers carried,
+// or an answer the client cannot identify.
+func (a *analysis) reuseCharged(o *opState) (charged bool, how string) {
+	if o.anonNews > 0 {
+		return true, "a 2xx the client cannot tell from a new charge (no resource id or body digest)"
+	}
+	orig := a.op(int(o.reuseOf))
+	for _, id := range o.okIDs {
+		known := false
+		if orig != nil {
+			for _, x := range orig.okIDs {
+				known = known || x == id
+			}
+		}
+		if !known {
+			return true, "a 2xx with a new charge (" + id + ")"
+		}
+	}
+	return false, "a 2xx replaying the original op's charge (the changed body was ignored)"
+}
+
+// checkReuse: every changed-body reuse got a declared rejection status
+// (422 by default), never a charge of its own. A reuse fails when it was
+// charged (a 2xx with a new resource id or body, or ledger effects at its
+// own amount), or answered another status (the counterexample names it).
+// Effects of its key beyond the original op's are the original's to answer
+// for (exactly-once-per-op) unless the ledger attributes them to the reuse.
+func (a *analysis) checkReuse(ev *evidence, opts Options) Check {
+	const name = CheckKeyReuse422
+	want := statusList(a.reuseStatuses)
+	if a.nReuse == 0 {
+		return nothing(name, "0 reuses", "the plan reuses no key with a changed body")
+	}
+	cx := cxList{max: opts.MaxCounterexamples}
+	var rejected, unanswered []int
+	replayed, blamedOrig := 0, 0
+	for i := range a.ops {
+		o := &a.ops[i]
+		if o.kind != kindReuse {
+			continue
+		}
+		var effects *int
+		e, attributed := 0, false
+		if ev.hasLedger {
+			e, attributed = a.opEffects(ev, o)
+			effects = &e
+		}
+		orig := a.op(int(o.reuseOf))
+		origMax := 1
+		if orig != nil && orig.kind == kindCharge && orig.definite() {
+			origMax = 0
+		}
+		var why string
+		charged, how := a.reuseCharged(o)
+		switch {
+		case o.ok() > 0 && charged:
+			why = fmt.Sprintf("answered %s, not %s: the changed body was charged", how, want)
+		case attributed && e > 0:
+			why = fmt.Sprintf("the ledger holds %d effects at the reuse's amount %d: the changed body was charged", e, o.amount)
+		case o.mismatches == 0 && o.otherStatus != 0:
+			why = fmt.Sprintf("got %d, not %s; declare it with --reuse-status %d if that is the endpoint's answer to a changed body", o.otherStatus, want, o.otherStatus)
+		case ev.hasLedger && !attributed && e > origMax && o.mismatches > 0:
+			blamedOrig++ // the reuse was rejected: the extra effects are the original's
+			rejected = append(rejected, o.op)
+		case o.ok() > 0:
+			replayed++
+		case o.mismatches > 0:
+			rejected = append(rejected, o.op)
+		default:
+			unanswered = append(unanswered, o.op)
+		}
+		if why != "" {
+			cx.add(Counterexample{Op: o.op, Key: o.key, Merchant: o.merchant, Attempts: int(o.attempts), LedgerEffects: effects, Why: why})
+		}
+	}
+	figure := fmt.Sprintf("%d of %d reuses got %s", len(rejected), a.nReuse, want)
+	if ev.hasLedger {
+		figure += ", none charged"
+		if cx.total > 0 {
+			figure = fmt.Sprintf("%d of %d reuses got %s without a charge", len(rejected), a.nReuse, want)
+		}
+	}
+	var notes []string
+	if replayed > 0 {
+		notes = append(notes, fmt.Sprintf("%d reuses were answered with the original op's charge replayed (no second charge, but the changed body was not rejected)", replayed))
+	}
+	if blamedOrig > 0 {
+		notes = append(notes, fmt.Sprintf("%d reuses were rejected while their key holds more effects than its original op may: that is the original's (see %s)", blamedOrig, CheckExactlyOncePerOp))
+	}
+	evidence := evIDs
+	if ev.hasLedger {
+		evidence = evLedger
+	}
+	var c Check
+	switch {
+	case cx.total > 0:
+		c = failed(name, figure, strings.Join(append([]string{fmt.Sprintf("%d reuses broke the rule", cx.total)}, notes...), "; "), cx)
+	case len(unanswered) > 0:
+		c = inconclusive(name, figure, strings.Join(append([]string{fmt.Sprintf("%d reuses never got a definite answer (ops %s)", len(unanswered), intList(unanswered, 10))}, notes...), "; "))
+	case !ev.hasLedger:
+		c = inconclusive(name, figure, strings.Join(append([]string{"no ledger evidence: whether a reuse charged cannot be seen"}, notes...), "; "))
+	default:
+		c = held(name, figure, strings.Join(notes, "; "))
+	}
+	c.Evidence = evidence
+	return c
+}
+
+func intList(xs []int, limit int) string {
+	var b strings.Builder
+	for i, x := range xs {
+		if i == limit {
+			fmt.Fprintf(&b, ", ... (%d more)", len(xs)-limit)
+			break
+		}
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(strconv.Itoa(x))
+	}
+	return b.String()
+}
