@@ -114,10 +114,10 @@ type analysis struct {
 	nCharge, nReuse, nRace int
 	reuseStatuses          []int
 	// reuses maps an op to the reuse ops of its key.
-	reuses map[int][]int32
-	attempts               int
-	outcomes               map[string]int
-	histStart, histEnd     time.Time
+	reuses             map[int][]int32
+	attempts           int
+	outcomes           map[string]int
+	histStart, histEnd time.Time
 
 	pending    map[senderKey]pendingRA
 	raChecked  int
