@@ -15,6 +15,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,6 +24,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -49,7 +51,12 @@ const (
 	DefaultDrainTimeout     = 60 * time.Second
 	DefaultTimeout          = 2 * time.Second
 	DefaultMaxAttempts      = 6
-	callSite                = "charge"
+	// DefaultIDField is the JSON pointer of a charge's resource id.
+	DefaultIDField = "/id"
+	// DefaultReuseStatus is the answer to a key reused with a changed
+	// body, as the IETF Idempotency-Key draft says.
+	DefaultReuseStatus = 422
+	callSite           = "charge"
 )
 
 // Config is one attack, fully resolved (cmd/paytest fills it from flags,
@@ -101,8 +108,26 @@ type Config struct {
 	SideEffectQuery  string
 	LedgerQuery      string
 	// KillCmd and RestartCmd run (via /bin/sh -c) at the profile's kill
-	// points against a Target.
+	// points against a Target, with PAYTEST_COMPONENT=target.
 	KillCmd, RestartCmd string
+	// ReplayHeader marks a replayed answer the endpoint's own way: "Name"
+	// (present) or "Name=Value" (that value). Empty: Idempotent-Replayed
+	// or, without it, the id and body comparisons.
+	ReplayHeader string
+	// IDField is the JSON pointer of a 2xx answer's resource id (default
+	// "/id"): two 2xx answers for one key with the same id are one charge.
+	IDField string
+	// ReuseStatuses are the statuses the endpoint answers a key reused
+	// with a changed body (default 422).
+	ReuseStatuses []int
+	// KillAt fires a kill at each fraction of the run (0..1), without a
+	// profile: of the endpoint through KillCmd/RestartCmd for a Target,
+	// of the charge service (SIGKILL, restarted 500 ms later) on the
+	// bundled system.
+	KillAt []float64
+	// SkipFaults leaves the named kinds out of the profile's schedule (a
+	// fault that cannot fire against a Target is otherwise refused).
+	SkipFaults []string
 
 	// The retrying client.
 	Timeout     time.Duration
@@ -129,6 +154,9 @@ type Config struct {
 	Log *slog.Logger
 	// Settings is the resolved configuration to record in run.yaml.
 	Settings map[string]any
+
+	// faults is the schedule this run fires (planFaults).
+	faults []fault.Spec
 }
 
 // Result is what a run produced.
@@ -199,6 +227,26 @@ func (c *Config) defaults() error {
 			return apperr.Errorf(apperr.EUSAGE, "rates must be within 0..1")
 		}
 	}
+	if c.IDField == "" {
+		c.IDField = DefaultIDField
+	}
+	if !strings.HasPrefix(c.IDField, "/") {
+		return apperr.Errorf(apperr.EUSAGE, "--id-field %q: want a JSON pointer such as /id or /data/charge_id", c.IDField)
+	}
+	if len(c.ReuseStatuses) == 0 {
+		c.ReuseStatuses = []int{DefaultReuseStatus}
+	}
+	for _, st := range c.ReuseStatuses {
+		if st < 400 || st > 599 {
+			return apperr.Errorf(apperr.EUSAGE, "--reuse-status %d: want a 4xx or 5xx status", st)
+		}
+	}
+	if name, _, _ := strings.Cut(c.ReplayHeader, "="); c.ReplayHeader != "" && !validHeaderName(name) {
+		return apperr.Errorf(apperr.EUSAGE, "--replay-header %q: want NAME or NAME=VALUE with a valid header name", c.ReplayHeader)
+	}
+	if c.Target == "" && (c.ReplayHeader != "" || c.IDField != DefaultIDField || !slices.Equal(c.ReuseStatuses, []int{DefaultReuseStatus})) {
+		return apperr.Errorf(apperr.EUSAGE, "--replay-header, --id-field and --reuse-status describe your endpoint: they apply only with --target")
+	}
 	if c.Target != "" && len(c.Unsafe) > 0 {
 		return apperr.Errorf(apperr.EUSAGE, "--unsafe applies to the bundled reference system, not to --target")
 	}
@@ -245,10 +293,8 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	if err := cfg.defaults(); err != nil {
 		return nil, err
 	}
-	for _, f := range cfg.Profile.Faults {
-		if err := f.Validate(); err != nil {
-			return nil, err
-		}
+	if cfg.faults, err = planFaults(&cfg); err != nil {
+		return nil, err
 	}
 	if err := clearRunDir(cfg.Out); err != nil {
 		return nil, apperr.Wrap(apperr.EUSAGE, err, "run directory %s", cfg.Out)
@@ -270,6 +316,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		Seed: cfg.Seed, Profile: cfg.Profile.Name, Target: cfg.Target, Ops: cfg.Ops,
 		Concurrency: cfg.Concurrency, NoJitter: cfg.NoJitter, Unsafe: cfg.Unsafe,
 		Started: began.UTC(), Config: cfg.Settings,
+		ReuseStatuses: cfg.ReuseStatuses, IDField: cfg.IDField, ReplayHeader: cfg.ReplayHeader,
 	}
 	if runRec.Target == "" {
 		runRec.Target = "bundled"
@@ -336,6 +383,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	cl, err := client.New(client.Options{
 		CallSite: callSite, Timeout: cfg.Timeout, MaxAttempts: cfg.MaxAttempts, NoJitter: cfg.NoJitter,
 		Budget: budget, HTTPClient: sys.httpClient, Registerer: reg, Seed: cfg.Seed,
+		IDField: cfg.IDField, ReplayHeader: cfg.ReplayHeader, ReuseStatuses: cfg.ReuseStatuses,
 	})
 	if err != nil {
 		return nil, apperr.Wrap(apperr.EUSAGE, err, "client")
@@ -355,7 +403,12 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	// The faults.
 	sys.env.Log = j
 	sys.env.Ops = cfg.Ops
-	sched, err := newSchedule(applicable(cfg.Profile.Faults, cfg.Target != "", sys.env, j), len(pl.Ops), cfg.Ops, sys.env, j)
+	for _, f := range cfg.Profile.Faults {
+		if slices.Contains(cfg.SkipFaults, f.Fault) {
+			j.printf(time.Now(), "schedule: left out by --skip-fault: %s", f.Describe())
+		}
+	}
+	sched, err := newSchedule(cfg.faults, len(pl.Ops), cfg.Ops, sys.env, j)
 	if err != nil {
 		return nil, err
 	}
@@ -438,52 +491,41 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	}
 	defer func() { stopSampling(); sampling.Wait() }()
 	chaosBegan := time.Now()
+	var stopped stops
 	sum, loadErr := load.Run(runCtx, pl, lcfg)
 	close(loadDone)
 	<-schedDone
 	if loadErr != nil {
-		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, loadErr, "load")
+		if ctx.Err() != nil {
+			return nil, apperr.Wrap(apperr.EINCONCLUSIVE, loadErr, "load")
+		}
+		stopped.add(j, "the load failed: %v", loadErr)
 	}
 	res.Load = sum
 	if err := (fault.Toxiproxy{Client: tp.Client()}).Heal(); err != nil {
 		j.printf(time.Now(), "healing the proxies: %v", err)
 	}
-	j.printf(time.Now(), "chaos phase done in %s: %d ops, %d confirmed, %d attempts, %d unconfirmed",
-		time.Since(chaosBegan).Round(time.Millisecond), sum.Ops, sum.Confirmed, sum.Attempts, len(sum.Unconfirmed))
-	pr.line("paytest: chaos phase %s: %d ops, %d confirmed, %d attempts, %d to reconcile",
-		time.Since(chaosBegan).Round(time.Millisecond), sum.Ops, sum.Confirmed, sum.Attempts, len(sum.Unconfirmed))
-
-	// Reconciliation.
-	if len(sum.Unconfirmed) > 0 {
-		rb := time.Now()
-		rs, err := load.Reconcile(runCtx, pl, sum.Unconfirmed, lcfg, time.Now().Add(cfg.ReconcileTimeout))
-		if err != nil {
-			return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "reconcile")
+	if sum != nil {
+		j.printf(time.Now(), "chaos phase done in %s: %d ops, %d confirmed, %d attempts, %d unconfirmed",
+			time.Since(chaosBegan).Round(time.Millisecond), sum.Ops, sum.Confirmed, sum.Attempts, len(sum.Unconfirmed))
+		pr.line("paytest: chaos phase %s: %d ops, %d confirmed, %d attempts, %d to reconcile",
+			time.Since(chaosBegan).Round(time.Millisecond), sum.Ops, sum.Confirmed, sum.Attempts, len(sum.Unconfirmed))
+		if loadErr == nil && len(sum.Unconfirmed) > 0 {
+			res.Reconciled = reconcilePhase(runCtx, &cfg, pl, sum.Unconfirmed, lcfg, j, pr, &stopped)
 		}
-		res.Reconciled = rs
-		j.printf(time.Now(), "reconciled %d ops in %s: %d confirmed, %d still unconfirmed",
-			len(sum.Unconfirmed), time.Since(rb).Round(time.Millisecond), rs.Confirmed, len(rs.Unconfirmed))
-		pr.line("paytest: reconciled %d ops in %s, %d still unconfirmed", len(sum.Unconfirmed), time.Since(rb).Round(time.Millisecond), len(rs.Unconfirmed))
+	}
+	if err := cancelled(ctx); err != nil {
+		return nil, err
 	}
 
 	// Drain.
 	sched.waitCrashes(runCtx, 30*time.Second)
-	if sys.drain.EffectsURL != "" || sys.drain.PendingURL != "" || sys.drain.PrometheusURL != "" {
-		sys.drain.Deadline = cfg.DrainTimeout
-		if sys.drain.Expected == 0 {
-			sys.drain.Expected = pl.Charges()
-		}
-		if sys.drain.PendingURL != "" {
-			sys.drain.DLQExpected = j.Counts()[fault.Poison]
-		}
-		dr := waitDrained(runCtx, evidence, sys.drain, pr)
-		res.Drained = dr.Settled
-		j.printf(time.Now(), "drain: settled=%v in %s, outbox pending %.0f, side effects %.0f (expected %d)%s",
-			dr.Settled, dr.Took.Round(time.Millisecond), dr.Pending, dr.Effects, sys.drain.Expected, errSuffix(dr.LastErr))
-		pr.line("paytest: drained=%v in %s: outbox %.0f, side effects %.0f", dr.Settled, dr.Took.Round(time.Millisecond), dr.Pending, dr.Effects)
+	res.Drained = drainPhase(runCtx, sys, &cfg, pl.Charges(), evidence, j, pr, &stopped)
+	for _, e := range j.Errors() {
+		stopped.add(j, "a fault failed: %s", e)
 	}
-	for _, e := range sched.errors() {
-		j.printf(time.Now(), "fault error: %v", e)
+	for _, d := range sched.unfired() {
+		stopped.add(j, "%s never fired: the component never reached its crash point", d)
 	}
 	res.Faults = j.Counts()
 
@@ -503,7 +545,11 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing run.yaml")
 	}
 	if err := verify.Collect(ctx, sys.sources, cfg.Out); err != nil {
-		return nil, err
+		if cerr := cancelled(ctx); cerr != nil {
+			return nil, cerr
+		}
+		// What was collected is still judged: the run says why it is not all.
+		stopped.add(j, "collecting the evidence failed: %v", err)
 	}
 	sys.stop()
 	tp.Shutdown()
@@ -511,13 +557,77 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing the transcript")
 	}
 	pr.done()
-	rep, err := verify.Verify(ctx, cfg.Out, verify.Options{SideEffectMetric: cfg.SideEffectMetric, MaxRetryAmplification: cfg.MaxRetryAmplification})
+	rep, err := verify.Verify(ctx, cfg.Out, verify.Options{
+		SideEffectMetric: cfg.SideEffectMetric, MaxRetryAmplification: cfg.MaxRetryAmplification,
+		Stopped: stopped.String(),
+	})
 	if err != nil {
 		return nil, err
 	}
 	res.Report = rep
 	res.Duration = time.Since(began)
 	return res, nil
+}
+
+// stops collects why a run's evidence is incomplete (it stopped early, a
+// fault failed, the drain's deadline passed): each reason is told in the
+// transcript, and verify's Options.Stopped gets them all, so that the
+// report says so and reads inconclusive unless a check failed.
+type stops []string
+
+func (s *stops) add(j *journal, format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	j.printf(time.Now(), "stopped early: %s", msg)
+	*s = append(*s, msg)
+}
+
+func (s stops) String() string { return strings.Join(s, "; ") }
+
+// reconcilePhase re-drives the operations the chaos left unconfirmed until
+// the reconcile deadline. A key still in flight at the deadline is a
+// finding about the endpoint (verify's no-key-stuck-in-flight), not an
+// early stop: the run goes on to drain, collect and verify.
+func reconcilePhase(ctx context.Context, cfg *Config, pl *plan.Plan, unconfirmed []int, lcfg load.Config, j *journal, pr *progress, stopped *stops) *load.Summary {
+	rb := time.Now()
+	rs, err := load.Reconcile(ctx, pl, unconfirmed, lcfg, time.Now().Add(cfg.ReconcileTimeout))
+	switch {
+	case err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded):
+		j.printf(time.Now(), "reconcile deadline (%s) passed with %d ops still unconfirmed", cfg.ReconcileTimeout, len(rs.Unconfirmed))
+	case err != nil:
+		stopped.add(j, "reconciliation failed: %v", err)
+	}
+	if rs == nil {
+		return nil
+	}
+	j.printf(time.Now(), "reconciled %d ops in %s: %d confirmed, %d still unconfirmed",
+		len(unconfirmed), time.Since(rb).Round(time.Millisecond), rs.Confirmed, len(rs.Unconfirmed))
+	pr.line("paytest: reconciled %d ops in %s, %d still unconfirmed", len(unconfirmed), time.Since(rb).Round(time.Millisecond), len(rs.Unconfirmed))
+	return rs
+}
+
+// drainPhase waits for the outbox, the broker and the side effects to
+// settle (see waitDrained). When the deadline passes first, the evidence
+// is taken early and the run says so.
+func drainPhase(ctx context.Context, sys *system, cfg *Config, charges int, hc *http.Client, j *journal, pr *progress, stopped *stops) bool {
+	d := sys.drain
+	if d.EffectsURL == "" && d.PendingURL == "" && d.PrometheusURL == "" && d.Broker == nil {
+		return true
+	}
+	d.Deadline = cfg.DrainTimeout
+	if d.Expected == 0 {
+		d.Expected = charges
+	}
+	if d.PendingURL != "" {
+		d.DLQExpected = j.Counts()[fault.Poison]
+	}
+	dr := waitDrained(ctx, hc, d, pr)
+	j.printf(time.Now(), "drain: settled=%v in %s, %s%s", dr.Settled, dr.Took.Round(time.Millisecond), dr.describe(d), errSuffix(dr.LastErr))
+	pr.line("paytest: drained=%v in %s: %s", dr.Settled, dr.Took.Round(time.Millisecond), dr.describe(d))
+	if !dr.Settled && ctx.Err() == nil {
+		stopped.add(j, "the drain deadline (%s) passed before the system settled (%s%s): the evidence was taken early",
+			cfg.DrainTimeout, dr.describe(d), errSuffix(dr.LastErr))
+	}
+	return dr.Settled
 }
 
 func errSuffix(err error) string {
@@ -535,37 +645,6 @@ func cancelled(ctx context.Context) error {
 	return nil
 }
 
-// applicable adapts the profile's schedule to what the run can do: against
-// a team's endpoint a crash-point kill becomes a kill by --kill-cmd (and is
-// skipped without one), and the faults that need the bundled system's
-// broker, database or cache are skipped, each with a line in the
-// transcript.
-func applicable(specs []fault.Spec, target bool, env *fault.Env, j *journal) []fault.Spec {
-	var out []fault.Spec
-	for _, s := range specs {
-		if target {
-			switch s.Fault {
-			case fault.EatResponse, fault.Latency:
-			case fault.Kill:
-				if env.Components == nil {
-					j.printf(time.Now(), "schedule: skipping %s: no --kill-cmd", s.Describe())
-					continue
-				}
-				s.Crash = ""
-			default:
-				j.printf(time.Now(), "schedule: skipping %s: it needs the bundled reference system", s.Describe())
-				continue
-			}
-		}
-		if s.Fault == fault.Kill && s.Crash == "" && s.Duration == 0 && s.Until == 0 {
-			// A plain kill restarts after a short downtime.
-			s.Duration = 500 * time.Millisecond
-		}
-		out = append(out, s)
-	}
-	return out
-}
-
 // clearRunDir removes an earlier run's files from dir (a reused --out such
 // as `make demo`'s), so that no stale snapshot or ledger mixes with this
 // run's evidence. Files it does not know are left alone.
@@ -580,4 +659,18 @@ func clearRunDir(dir string) error {
 		}
 	}
 	return nil
+}
+
+// validHeaderName reports whether name is an HTTP header name (an RFC 9110
+// token).
+func validHeaderName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for _, r := range name {
+		if r > 0x7e || r <= ' ' || strings.ContainsRune("\"(),/:;<=>?@[\\]{}", r) {
+			return false
+		}
+	}
+	return true
 }

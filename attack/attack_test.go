@@ -379,7 +379,7 @@ func TestBadInputExitCodes(t *testing.T) {
 		want string
 	}{
 		{"unknown profile", []string{"attack", "--profile", "meteor"}, 2, "backlog, default, key-reuse, lost-response, outage, poison, race, redis-loss, relay-crash"},
-		{"unreachable target", []string{"attack", "--target", "http://127.0.0.1:1/charge", "--metrics-url", "http://127.0.0.1:1/metrics", "--no-progress"}, 3, "unreachable"},
+		{"unreachable target", []string{"attack", "--profile", "lost-response", "--target", "http://127.0.0.1:1/charge", "--metrics-url", "http://127.0.0.1:1/metrics", "--no-progress"}, 3, "unreachable"},
 		{"bad output", []string{"attack", "--output", "xml"}, 2, "--output"},
 		{"unknown unsafe mode", []string{"attack", "--unsafe", "no-brakes"}, 2, "no-idempotency"},
 		{"component flag with a target", []string{"attack", "--target", "http://127.0.0.1:1/charge", "--relay-arg=--publish-rate=0"}, 2, "--relay-arg applies only to the bundled"},
@@ -566,7 +566,9 @@ faults:
 }
 
 // TestTargetKillCommandsRunAtTheKillPoints: against a team's endpoint the
-// relay-crash profile's kill runs --kill-cmd and then --restart-cmd.
+// relay-crash profile's kill runs --kill-cmd and then --restart-cmd, each
+// told it acts on "target" (the endpoint has no relay), and faults.jsonl
+// records a kill of "target".
 func TestTargetKillCommandsRunAtTheKillPoints(t *testing.T) {
 	srv := httptest.NewServer(&shop{idempotent: true, seen: map[string]string{}})
 	t.Cleanup(srv.Close)
@@ -587,11 +589,27 @@ func TestTargetKillCommandsRunAtTheKillPoints(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(b) != "kill relay\nrestart relay\n" {
+	if string(b) != "kill target\nrestart target\n" {
 		t.Fatalf("commands ran: %q", b)
 	}
 	if res.Report.Faults["kill"] != 1 || res.Report.Verdict != verify.VerdictHeld {
 		t.Fatalf("faults %v, verdict %s", res.Report.Faults, res.Report.Verdict)
+	}
+	var kills []string
+	for _, f := range faultRecords(t, res.Dir) {
+		if f.Fault == "kill" {
+			kills = append(kills, f.Action+" "+f.Target)
+		}
+	}
+	if !slices.Equal(kills, []string{"inject target", "stop target"}) {
+		t.Fatalf("faults.jsonl kill records: %v", kills)
+	}
+	tr, err := os.ReadFile(filepath.Join(res.Dir, verify.TranscriptFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(tr), "kill relay") || !strings.Contains(string(tr), "kill         inject  target") {
+		t.Fatalf("the transcript does not tell a kill of target (or names a relay):\n%s", tr)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/paytest/paytest/internal/apperr"
 	"github.com/paytest/paytest/internal/pgembed"
 	"github.com/paytest/paytest/internal/toxiembed"
+	"github.com/paytest/paytest/target/consumer"
 	"github.com/paytest/paytest/target/idemcache"
 	"github.com/paytest/paytest/target/outbox"
 	"github.com/paytest/paytest/target/stack"
@@ -50,7 +51,7 @@ func startBundled(ctx context.Context, cfg *Config, tp *toxiembed.Server) (_ *sy
 		}
 	}()
 	needRedis := cfg.Profile.Redis
-	for _, f := range cfg.Profile.Faults {
+	for _, f := range cfg.faults {
 		if f.Fault == fault.RedisLoss {
 			needRedis = true
 		}
@@ -114,16 +115,18 @@ func startBundled(ctx context.Context, cfg *Config, tp *toxiembed.Server) (_ *sy
 		stack.Relay:    append([]string(nil), cfg.Profile.Relay...),
 		stack.Consumer: append([]string(nil), cfg.Profile.Consumer...),
 	}
-	for _, f := range cfg.Profile.Faults {
+	dbProxy := false
+	for _, f := range cfg.faults {
 		if comp, args := fault.CrashArgs(f, cfg.Ops); comp != "" {
 			extra[comp] = append(extra[comp], args...)
 		}
-		if f.Fault == fault.Outage {
+		if !dbProxy && ((f.Fault == fault.Outage && f.Target == "") || f.Target == fault.ProxyPostgres) {
+			dbProxy = true
 			// The charge service reaches its database through a proxy the
-			// outage disables.
+			// outage disables (or a latency fault slows).
 			u, perr := url.Parse(infra.DatabaseURL)
 			if perr != nil || u.Host == "" {
-				return sys, apperr.Errorf(apperr.EUSAGE, "the outage fault needs a URL-form database URL")
+				return sys, apperr.Errorf(apperr.EUSAGE, "a fault on the database proxy needs a URL-form database URL")
 			}
 			pp, perr := tp.CreateProxy(fault.ProxyPostgres, u.Host)
 			if perr != nil {
@@ -173,7 +176,10 @@ func startBundled(ctx context.Context, cfg *Config, tp *toxiembed.Server) (_ *sy
 	}
 	sys.env.Publisher = &natsPublisher{url: infra.NATSURL, subject: subject}
 	metrics := st.MetricsURLs()
-	sys.sources = verify.Sources{MetricsURLs: metrics, DatabaseURL: infra.DatabaseURL}
+	sys.sources = verify.Sources{
+		MetricsURLs: metrics, DatabaseURL: infra.DatabaseURL,
+		LedgerQuery: verify.LedgerAmountQuery, EventsQuery: consumer.EventsQuery,
+	}
 	sys.drain = drainSpec{
 		PendingURL: metrics[stack.Relay], EffectsURL: metrics[stack.Consumer],
 		EffectsMetric: verify.DefaultSideEffectMetric, Stable: 500 * time.Millisecond,
@@ -183,6 +189,15 @@ func startBundled(ctx context.Context, cfg *Config, tp *toxiembed.Server) (_ *sy
 		// exact count, only for the count to settle.
 		sys.drain.Expected = -1
 	}
+	if stream == "" {
+		stream = outbox.DefaultStream
+	}
+	bb, err := newBrokerBacklog(infra.NATSURL, stream, durableArg(extra[stack.Consumer]))
+	if err != nil {
+		return sys, apperr.Wrap(apperr.EINCONCLUSIVE, err, "reading the consumer's backlog on the broker")
+	}
+	sys.teardown = append(sys.teardown, bb.close)
+	sys.drain.Broker = bb.read
 	sys.description = fmt.Sprintf("reference system (charge %s via proxy %s, nats %s via proxy %s)",
 		st.Addr(stack.Charge), cp.Listen, natsAddr, np.Listen)
 	return sys, nil
@@ -321,6 +336,56 @@ func (n *natsPublisher) Publish(ctx context.Context, data []byte) error {
 	_, err = js.Publish(ctx, n.subject, data)
 	return err
 }
+
+// durableArg is the consumer's durable name: the last --durable among its
+// extra arguments, else the consumer's default.
+func durableArg(args []string) string {
+	name := consumer.DefaultDurable
+	for i, a := range args {
+		switch {
+		case strings.HasPrefix(a, "--durable="):
+			name = strings.TrimPrefix(a, "--durable=")
+		case a == "--durable" && i+1 < len(args):
+			name = args[i+1]
+		}
+	}
+	return name
+}
+
+// brokerReader reads the consumer's durable state straight from the broker
+// (not through the proxy a broker-cut disables).
+type brokerReader struct {
+	nc              *nats.Conn
+	js              jetstream.JetStream
+	stream, durable string
+}
+
+func newBrokerBacklog(natsURL, stream, durable string) (*brokerReader, error) {
+	nc, err := nats.Connect(natsURL, nats.Timeout(2*time.Second), nats.MaxReconnects(-1))
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return &brokerReader{nc: nc, js: js, stream: stream, durable: durable}, nil
+}
+
+// read returns the consumer's unacknowledged and undelivered counts.
+func (b *brokerReader) read(ctx context.Context) (brokerBacklog, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	c, err := b.js.Consumer(ctx, b.stream, b.durable)
+	if err != nil {
+		return brokerBacklog{}, fmt.Errorf("consumer %s on stream %s: %w", b.durable, b.stream, err)
+	}
+	info := c.CachedInfo()
+	return brokerBacklog{AckPending: info.NumAckPending, Pending: info.NumPending, Redelivered: info.NumRedelivered}, nil
+}
+
+func (b *brokerReader) close() { b.nc.Close() }
 
 // withDatabase replaces the database in a postgres URL.
 func withDatabase(raw, name string) string {

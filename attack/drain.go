@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -73,20 +74,64 @@ type drainSpec struct {
 	// Stable is how long effects must not move to count as settled.
 	Stable   time.Duration
 	Deadline time.Duration
+	// Broker, when set, reads the consumer's backlog on the broker: the
+	// drain ends only once nothing is left unacknowledged (awaiting a
+	// redelivery after the ack wait) or undelivered, so that a late
+	// redelivery lands inside the evidence. With it, Expected is shown
+	// but not required (a counter restarted by a crash reads low).
+	Broker func(ctx context.Context) (brokerBacklog, error)
 }
+
+// brokerBacklog is a durable consumer's state on the broker.
+type brokerBacklog struct {
+	// AckPending counts messages delivered and not yet acknowledged: a
+	// consumer that died before its ack leaves them here until the ack
+	// wait ends and they are redelivered.
+	AckPending int
+	// Pending counts messages not yet delivered.
+	Pending uint64
+	// Redelivered counts the ack-pending messages delivered more than once.
+	Redelivered int
+}
+
+func (b brokerBacklog) empty() bool { return b.AckPending == 0 && b.Pending == 0 && b.Redelivered == 0 }
 
 // drainResult is what the wait saw last.
 type drainResult struct {
 	Pending float64
 	Effects float64
 	DLQ     float64
+	Broker  *brokerBacklog
 	Took    time.Duration
 	Settled bool
 	LastErr error
 }
 
-// waitDrained polls until the outbox is empty and the side effects have
-// stopped growing (and reached Expected when known), or the deadline.
+// describe says what the drain saw last, for the transcript.
+func (r drainResult) describe(d drainSpec) string {
+	var parts []string
+	if d.PendingURL != "" {
+		parts = append(parts, fmt.Sprintf("outbox pending %.0f", r.Pending))
+	}
+	if r.Broker != nil {
+		parts = append(parts, fmt.Sprintf("broker: %d unacknowledged (%d redelivered), %d undelivered", r.Broker.AckPending, r.Broker.Redelivered, r.Broker.Pending))
+	}
+	if d.EffectsURL != "" || d.PrometheusURL != "" {
+		exp := ""
+		if d.Expected > 0 {
+			exp = fmt.Sprintf(" (expected %d)", d.Expected)
+		}
+		parts = append(parts, fmt.Sprintf("side effects %.0f%s", r.Effects, exp))
+	}
+	if d.DLQExpected > 0 {
+		parts = append(parts, fmt.Sprintf("dead-lettered %.0f of %d", r.DLQ, d.DLQExpected))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// waitDrained polls until the outbox is empty, the broker holds nothing
+// for the consumer, and the side effects have stopped growing (and reached
+// Expected when known and no broker is read), or the deadline.
 func waitDrained(ctx context.Context, hc *http.Client, d drainSpec, pr *progress) drainResult {
 	began := time.Now()
 	deadline := began.Add(d.Deadline)
@@ -124,7 +169,7 @@ func waitDrained(ctx context.Context, hc *http.Client, d drainSpec, pr *progress
 					lastEffects, lastChange = v, now
 				}
 				effectsOK = now.Sub(lastChange) >= d.Stable
-				if d.Expected > 0 && int(v) < d.Expected {
+				if d.Expected > 0 && d.Broker == nil && int(v) < d.Expected {
 					effectsOK = false
 				}
 			}
@@ -137,7 +182,16 @@ func waitDrained(ctx context.Context, hc *http.Client, d drainSpec, pr *progress
 				effectsOK = false
 			}
 		}
-		if pendingOK && effectsOK {
+		brokerOK := true
+		if d.Broker != nil {
+			b, err := d.Broker(ctx)
+			if err != nil {
+				res.LastErr, brokerOK = err, false
+			} else {
+				res.Broker, brokerOK = &b, b.empty()
+			}
+		}
+		if pendingOK && effectsOK && brokerOK {
 			res.Settled, res.Took = true, time.Since(began)
 			return res
 		}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +22,8 @@ type journal struct {
 	tf     *os.File
 	tw     *bufio.Writer
 	counts map[string]int
+	// errs are the faults that failed to start, stop or restart.
+	errs   []string
 	closed bool
 	echo   func(string)
 	// eating is true while an eat-response window is open.
@@ -42,10 +45,11 @@ func openJournal(faultsPath, transcriptPath string, start time.Time) (*journal, 
 	return &journal{start: start, faults: fw, tf: tf, tw: bufio.NewWriterSize(tf, 64<<10), counts: map[string]int{}}, nil
 }
 
-// Record writes a fault record. Injections and window starts and stops go
-// to faults.jsonl and the transcript; other actions (arm, error) are notes
-// for the transcript only. An eat-response window is a note too: what
-// faults.jsonl counts for it is each response actually eaten (see attempt).
+// Record writes a fault record. Injections, window starts and stops, and
+// errors (a fault that failed: the run is inconclusive) go to faults.jsonl
+// and the transcript; other actions (arm) are notes for the transcript
+// only. An eat-response window is a note too: what faults.jsonl counts for
+// it is each response actually eaten (see attempt).
 func (j *journal) Record(f history.Fault) {
 	if f.Time.IsZero() {
 		f.Time = time.Now()
@@ -60,7 +64,12 @@ func (j *journal) Record(f history.Fault) {
 		j.counts[f.Fault] += max(1, f.Count)
 		j.mu.Unlock()
 	}
-	if counted {
+	if f.Action == "error" {
+		j.mu.Lock()
+		j.errs = append(j.errs, fmt.Sprintf("%s %s: %s", f.Fault, f.Target, f.Detail))
+		j.mu.Unlock()
+	}
+	if counted || f.Action == "error" {
 		_ = j.faults.Write(f)
 		_ = j.faults.Flush()
 	}
@@ -116,6 +125,13 @@ func (j *journal) Counts() map[string]int {
 		out[k] = v
 	}
 	return out
+}
+
+// Errors lists the faults that failed, one line each.
+func (j *journal) Errors() []string {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return slices.Clone(j.errs)
 }
 
 // Close flushes and closes both files; safe to call more than once.

@@ -4,12 +4,174 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/paytest/paytest/attack/fault"
+	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/internal/apperr"
+	"github.com/paytest/paytest/profiles"
+	"github.com/paytest/paytest/target/charge"
+	"github.com/paytest/paytest/target/consumer"
+	"github.com/paytest/paytest/target/relay"
+	"github.com/paytest/paytest/target/stack"
 )
+
+// TargetComponent is what a kill of a team's endpoint is called everywhere:
+// the transcript, faults.jsonl and --kill-cmd's PAYTEST_COMPONENT.
+const TargetComponent = "target"
+
+// plainKillDowntime is how long a plain kill (no crash point) keeps the
+// component down before it is restarted.
+const plainKillDowntime = 500 * time.Millisecond
+
+// crashPoints lists each bundled component's crash points.
+var crashPoints = map[string][]string{
+	stack.Charge:   charge.CrashPoints,
+	stack.Relay:    {relay.CrashAfterPublish},
+	stack.Consumer: {consumer.CrashAfterApplyBeforeAck},
+}
+
+// bundledComponents are the reference system's components a kill may name.
+var bundledComponents = []string{stack.Charge, stack.Relay, stack.Consumer}
+
+// bundledProxies are the proxies a fault may name on the bundled system:
+// client to charge service, relay and consumer to the broker, charge
+// service to its database.
+var bundledProxies = []string{fault.ProxyCharge, fault.ProxyNATS, fault.ProxyPostgres}
+
+// planFaults turns the profile's schedule, --skip-fault and --kill-at into
+// the faults this run fires. Every fault either acts on the system under
+// attack or is refused here, before anything starts, with EUSAGE naming it
+// and the profile: against a team's endpoint eat-response, latency and
+// outage act through the proxy in front of it and kill through --kill-cmd;
+// on the bundled system a fault must name a component, crash point or
+// proxy that exists.
+func planFaults(cfg *Config) ([]fault.Spec, error) {
+	for _, name := range cfg.SkipFaults {
+		if !slices.Contains(fault.Names(), name) {
+			return nil, apperr.Errorf(apperr.EUSAGE, "--skip-fault %q: known faults are %s", name, strings.Join(fault.Names(), ", "))
+		}
+	}
+	var out []fault.Spec
+	for _, s := range cfg.Profile.Faults {
+		if err := s.Validate(); err != nil {
+			return nil, apperr.Wrap(apperr.EUSAGE, err, "profile %s", cfg.Profile.Name)
+		}
+		if slices.Contains(cfg.SkipFaults, s.Fault) {
+			continue
+		}
+		var err error
+		if cfg.Target != "" {
+			s, err = targetFault(cfg, s)
+		} else {
+			err = bundledFault(cfg.Profile.Name, s)
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	for _, at := range cfg.KillAt {
+		if at < 0 || at > 1 {
+			return nil, apperr.Errorf(apperr.EUSAGE, "--kill-at %v: want a fraction of the run within 0..1", at)
+		}
+		if cfg.Target != "" && cfg.KillCmd == "" {
+			return nil, apperr.Errorf(apperr.EUSAGE, "--kill-at needs --kill-cmd (and --restart-cmd) to kill your endpoint")
+		}
+		// On the bundled system the endpoint under attack is the charge
+		// service, as a team's endpoint is with --target.
+		comp := stack.Charge
+		if cfg.Target != "" {
+			comp = TargetComponent
+		}
+		out = append(out, fault.Spec{Fault: fault.Kill, Target: comp, At: at})
+	}
+	for i := range out {
+		if s := &out[i]; s.Fault == fault.Kill && s.Crash == "" && s.Duration == 0 && s.Until == 0 {
+			s.Duration = plainKillDowntime
+		}
+	}
+	return out, nil
+}
+
+// targetFault adapts one fault to a team's endpoint, or refuses it.
+func targetFault(cfg *Config, s fault.Spec) (fault.Spec, error) {
+	refuse := func(why string) error {
+		return apperr.Errorf(apperr.EUSAGE, "profile %s: fault %q cannot fire against --target: %s; "+
+			"choose a profile whose faults can (%s), write your own, or leave it out with --skip-fault %s",
+			cfg.Profile.Name, s.Describe(), why, strings.Join(targetProfiles(), ", "), s.Fault)
+	}
+	switch s.Fault {
+	case fault.EatResponse:
+	case fault.Latency, fault.Outage:
+		// The proxy in front of the endpoint: latency on its responses, an
+		// outage as the proxy refusing connections for the window.
+		if s.Target != "" && s.Target != fault.ProxyCharge && s.Target != TargetComponent {
+			return s, refuse(fmt.Sprintf("the only proxy is the one in front of your endpoint (%q), not %q", TargetComponent, s.Target))
+		}
+		s.Target = fault.ProxyCharge
+	case fault.Kill:
+		if cfg.KillCmd == "" {
+			return s, refuse("a kill of your endpoint needs --kill-cmd (and --restart-cmd)")
+		}
+		// A component's crash point becomes a kill of the whole endpoint
+		// at the same point of the run.
+		s.Target, s.Crash = TargetComponent, ""
+	case fault.BrokerCut:
+		return s, refuse("it cuts the bundled system's broker")
+	case fault.RedisLoss:
+		return s, refuse("it empties the bundled charge service's Redis")
+	case fault.Poison:
+		return s, refuse("it publishes malformed events on the bundled system's broker")
+	default:
+		return s, refuse("it needs the bundled reference system")
+	}
+	return s, nil
+}
+
+// targetProfiles lists the built-in profiles whose every fault can fire
+// against a team's endpoint without --kill-cmd.
+func targetProfiles() []string {
+	var out []string
+	for _, p := range profiles.List() {
+		ok := true
+		for _, f := range p.Faults {
+			ok = ok && (f.Fault == fault.EatResponse || f.Fault == fault.Latency || f.Fault == fault.Outage)
+		}
+		if ok {
+			out = append(out, p.Name)
+		}
+	}
+	return out
+}
+
+// bundledFault checks that a fault names what the bundled system has.
+func bundledFault(profile string, s fault.Spec) error {
+	switch s.Fault {
+	case fault.Kill:
+		points, ok := crashPoints[s.Target]
+		if !ok {
+			return apperr.Errorf(apperr.EUSAGE, "profile %s: fault %q: kill needs a target component of the reference system (%s), not %q",
+				profile, s.Describe(), strings.Join(bundledComponents, ", "), s.Target)
+		}
+		if s.Crash != "" && !slices.Contains(points, s.Crash) {
+			return apperr.Errorf(apperr.EUSAGE, "profile %s: fault %q: %s has no crash point %q (it has %s)",
+				profile, s.Describe(), s.Target, s.Crash, strings.Join(points, ", "))
+		}
+	case fault.Latency, fault.BrokerCut, fault.Outage:
+		if s.Target != "" && !slices.Contains(bundledProxies, s.Target) {
+			return apperr.Errorf(apperr.EUSAGE, "profile %s: fault %q: no proxy %q on the reference system (it has %s)",
+				profile, s.Describe(), s.Target, strings.Join(bundledProxies, ", "))
+		}
+	}
+	if s.Crash != "" && s.Fault != fault.Kill {
+		return apperr.Errorf(apperr.EUSAGE, "profile %s: fault %q: only kill takes a crash point", profile, s.Describe())
+	}
+	return nil
+}
 
 // scheduled is one fault of the profile's schedule.
 type scheduled struct {
@@ -37,7 +199,6 @@ type schedule struct {
 	mu      sync.Mutex
 	done    int
 	wake    chan struct{}
-	errs    []error
 }
 
 func newSchedule(specs []fault.Spec, ops, charges int, env *fault.Env, j *journal) (*schedule, error) {
@@ -99,11 +260,11 @@ func (s *schedule) arm(ctx context.Context) {
 	}
 }
 
+// fail records a fault that could not start or stop (faults.jsonl action
+// "error"): the run is then inconclusive.
 func (s *schedule) fail(it *scheduled, err error) {
-	s.j.printf(time.Now(), "FAULT %s failed: %v", it.spec.Fault, err)
-	s.mu.Lock()
-	s.errs = append(s.errs, fmt.Errorf("%s: %w", it.spec.Describe(), err))
-	s.mu.Unlock()
+	s.j.Record(history.Fault{Fault: it.spec.Fault, Action: "error", Target: it.spec.Target,
+		Detail: fmt.Sprintf("%s: %v", it.spec.Describe(), err)})
 }
 
 // step starts and stops what is due.
@@ -207,10 +368,36 @@ func (s *schedule) waitCrashes(ctx context.Context, timeout time.Duration) {
 	}
 }
 
-func (s *schedule) errors() []error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]error(nil), s.errs...)
+// unfired describes the armed crash-point kills whose component has not
+// died (it never reached its crash point): faults that never fired.
+func (s *schedule) unfired() []string {
+	var out []string
+	for _, it := range s.crash {
+		if !it.running {
+			continue // failed to arm: recorded as an error
+		}
+		select {
+		case <-s.env.Components.Exited(it.spec.Target):
+		default:
+			if w, ok := it.f.(fault.Waiter); !ok || !closed(w.Wait()) {
+				out = append(out, it.spec.Describe())
+			}
+		}
+	}
+	return out
+}
+
+// closed reports whether c is closed (a nil channel never is).
+func closed(c <-chan struct{}) bool {
+	if c == nil {
+		return false
+	}
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 // wait waits for the crash-point watchers to end (after the run's context

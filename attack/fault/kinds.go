@@ -215,7 +215,7 @@ func (k *kill) Stop(ctx context.Context, env *Env) error {
 	}
 	began := time.Now()
 	if err := env.Components.Restart(ctx, k.spec.Target, k.spec.Restart...); err != nil {
-		env.record(history.Fault{Fault: Kill, Action: "error", Target: k.spec.Target, Detail: "restart: " + err.Error()})
+		// The caller records the error (Stop's contract: it returns it).
 		return fmt.Errorf("fault kill: restart %s: %w", k.spec.Target, err)
 	}
 	env.record(history.Fault{Fault: Kill, Action: "stop", Target: k.spec.Target,
