@@ -69,6 +69,11 @@ const (
 // ledger effects per logical operation (merchant, idempotency key).
 const LedgerQuery = "SELECT merchant, idempotency_key, count(*) FROM ledger_entries GROUP BY 1, 2"
 
+// EventsQuery lists the events the consumer applied more than once, with
+// their merchant and key: what tells an event applied twice (the inbox let
+// a repeat through) from two charges (two distinct events).
+const EventsQuery = "SELECT event_id::text, merchant, idempotency_key, count(*) FROM ledger_entries GROUP BY 1, 2, 3 HAVING count(*) > 1"
+
 // DLQSubject is the dead-letter subject for events published on subject.
 func DLQSubject(subject string) string { return subject + ".dlq" }
 
