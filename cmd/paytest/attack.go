@@ -4,7 +4,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"strings"
 	"text/template"
@@ -15,6 +14,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/paytest/paytest/attack"
+	"github.com/paytest/paytest/attack/plan"
 	"github.com/paytest/paytest/internal/apperr"
 	"github.com/paytest/paytest/profiles"
 	"github.com/paytest/paytest/target/stack"
@@ -62,8 +62,8 @@ Exit codes: 0 held, 1 violated, 2 usage error, 3 inconclusive.`,
 	}
 	f := cmd.Flags()
 	f.String("profile", profiles.Default, "scenario: a built-in name ("+strings.Join(profiles.Names(), ", ")+") or a YAML file")
-	f.Int("ops", 1000, "logical operations (charges) to drive")
-	f.Int("concurrency", 32, "concurrent senders")
+	f.Int("ops", 1000, fmt.Sprintf("logical operations (charges) to drive, at most %d (the plan is held in memory)", plan.MaxOps))
+	f.Int("concurrency", 32, fmt.Sprintf("concurrent senders, at most %d", maxConcurrency))
 	f.Float64("duplicate-rate", 0.2, "share of operations sent again by an independent sender")
 	f.Float64("race-rate", 0.05, "share of operations released to several senders at once")
 	f.Float64("reuse-rate", 0.02, "share of operations whose key is reused with a changed body (must get 422)")
@@ -92,7 +92,7 @@ Exit codes: 0 held, 1 violated, 2 usage error, 3 inconclusive.`,
 	f.String("restart-cmd", "", "shell command run to restart after a kill (with --target)")
 	f.Bool("no-jitter", false, "UNSAFE: retry without jitter (to prove the jitter check fails)")
 	f.Duration("timeout", attack.DefaultTimeout, "per-attempt timeout of the client")
-	f.Int("max-attempts", attack.DefaultMaxAttempts, "attempts per sender, first included")
+	f.Int("max-attempts", attack.DefaultMaxAttempts, "attempts per sender, first included (1: no retries; -1: retry until the deadline)")
 	f.Bool("budget", true, "per-call-site retry budget (token bucket)")
 	f.Bool("no-budget", false, "disable the retry budget (same as --budget=false)")
 	f.Float64("budget-capacity", 0, "retry budget size in tokens, a retry costing 5 (0: the profile's, else 500 as in the AWS standard retry mode)")
@@ -157,13 +157,9 @@ func attackConfig(cmd *cobra.Command) (attack.Config, string, error) {
 	if output != "text" && output != "json" {
 		return fail(apperr.Errorf(apperr.EUSAGE, "--output %q: want text or json", output))
 	}
-	header := http.Header{}
-	for _, h := range v.GetStringSlice("header") {
-		k, val, ok := strings.Cut(h, ":")
-		if !ok || strings.TrimSpace(k) == "" {
-			return fail(apperr.Errorf(apperr.EUSAGE, "--header %q: want Name: value", h))
-		}
-		header.Add(strings.TrimSpace(k), strings.TrimSpace(val))
+	header, err := parseHeaders(v.GetStringSlice("header"))
+	if err != nil {
+		return fail(err)
 	}
 	var tmpl *template.Template
 	if path := v.GetString("body-template"); path != "" {
@@ -237,11 +233,8 @@ func attackConfig(cmd *cobra.Command) (attack.Config, string, error) {
 		ReconcileTimeout: v.GetDuration("reconcile-timeout"), DrainTimeout: v.GetDuration("drain-timeout"),
 		Progress: cmd.ErrOrStderr(), Bars: bars, Log: log, Settings: recorded,
 	}
-	if cfg.Ops <= 0 || cfg.Concurrency <= 0 {
-		return fail(apperr.Errorf(apperr.EUSAGE, "--ops and --concurrency must be positive"))
-	}
-	if cfg.Timeout <= 0 {
-		return fail(apperr.Errorf(apperr.EUSAGE, "--timeout must be positive"))
+	if err := checkAttack(cfg); err != nil {
+		return fail(err)
 	}
 	return cfg, output, nil
 }

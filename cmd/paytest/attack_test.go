@@ -85,7 +85,7 @@ func TestAttackUsageErrors(t *testing.T) {
 		{[]string{"--metrics-url", "http://x/metrics"}, "only with --target"},
 		{[]string{"--body-template", "/no/such/file"}, "--body-template"},
 		{[]string{"--unsafe", "no-brakes"}, "no-idempotency"},
-		{[]string{"--ops", "-1"}, "positive"},
+		{[]string{"--ops", "-1"}, "--ops -1: want 1 to"},
 		{[]string{"--ca-cert", "/no/such.pem"}, "only with --target"},
 		{[]string{"--target", "https://x.test/", "--metrics-url", "https://x.test/m", "--ca-cert", "/no/such.pem"}, "--ca-cert"},
 	}

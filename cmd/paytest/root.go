@@ -139,6 +139,9 @@ func settings(cmd *cobra.Command, profile map[string]any) (*viper.Viper, error) 
 		return nil, bindErr
 	}
 	if path, _ := cmd.Flags().GetString("config"); path != "" {
+		if err := checkConfigKeys(cmd, path); err != nil {
+			return nil, err
+		}
 		v.SetConfigFile(path)
 		if err := v.ReadInConfig(); err != nil {
 			return nil, apperr.Wrap(apperr.EUSAGE, err, "reading config file %s", path)

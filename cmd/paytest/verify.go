@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/paytest/paytest/internal/apperr"
+	"github.com/paytest/paytest/internal/redact"
 	"github.com/paytest/paytest/verify"
 )
 
@@ -67,8 +68,8 @@ func parseMetricsURLs(vals []string) (map[string]string, error) {
 		if i := strings.IndexByte(v, '='); i > 0 && metricsName.MatchString(v[:i]) && !strings.Contains(v[:i], ":") {
 			name, u = v[:i], v[i+1:]
 		}
-		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
-			return nil, apperr.Errorf(apperr.EUSAGE, "--metrics-url %q: want name=http(s)://... or a URL", v)
+		if err := httpURL("metrics-url", u); err != nil {
+			return nil, apperr.Errorf(apperr.EUSAGE, "--metrics-url %q: want name=http(s)://... or a URL with a host", redact.String(v))
 		}
 		if _, dup := out[name]; dup {
 			return nil, apperr.Errorf(apperr.EUSAGE, "--metrics-url: %q given twice", name)
@@ -107,6 +108,19 @@ func runVerify(cmd *cobra.Command, _ []string) error {
 		SideEffectQuery:  v.GetString("side-effect-query"),
 		DatabaseURL:      v.GetString("database-url"),
 		LedgerQuery:      v.GetString("ledger-query"),
+	}
+	if src.PrometheusURL != "" {
+		if err := httpURL("prometheus-url", src.PrometheusURL); err != nil {
+			return err
+		}
+	}
+	if src.DatabaseURL != "" {
+		if err := checkDatabaseURL("database-url", src.DatabaseURL); err != nil {
+			return err
+		}
+	}
+	if src.PrometheusWait < 0 {
+		return apperr.Errorf(apperr.EUSAGE, "--prometheus-wait %s: must not be negative", src.PrometheusWait)
 	}
 	live := len(src.MetricsURLs) > 0 || src.PrometheusURL != "" || src.DatabaseURL != ""
 	runDir := v.GetString("run")
