@@ -365,3 +365,63 @@ func TestPartialCollectionIsNeverHeld(t *testing.T) {
 		t.Fatalf("verdict %s, evidence errors %q; want inconclusive naming relay and ledger", rep.Verdict, rep.EvidenceErrors)
 	}
 }
+
+// TestCollectEventsTellRepeatsFromSecondCharges runs the bundled queries
+// (per amount, and the events applied more than once) against a real
+// ledger_entries table: a repeated event is the relay check's failure and
+// exactly-once-per-op names the consumer; a second charge (a new event) is
+// exactly-once-per-op's alone.
+func TestCollectEventsTellRepeatsFromSecondCharges(t *testing.T) {
+	const n = 150
+	tests := []struct {
+		name         string
+		sql          string // a second row for key k-17
+		relay        string
+		exactlyOnceW string
+	}{
+		{"an event applied twice", `INSERT INTO ledger_entries(event_id, charge_id, merchant, idempotency_key, amount, currency, sku, quantity)
+			SELECT event_id, charge_id, merchant, idempotency_key, amount, currency, sku, quantity FROM ledger_entries WHERE idempotency_key = 'k-17'`,
+			StatusFailed, "the consumer applied a repeated event"},
+		{"a second charge", `INSERT INTO ledger_entries(event_id, charge_id, merchant, idempotency_key, amount, currency, sku, quantity)
+			VALUES (gen_random_uuid(), 'ch_x', 'demo', 'k-17', 1299, 'EUR', 'sku-1', 1)`,
+			StatusHeld, "the charge service made more than one charge"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			fs := newFakeSystem(t, n, "", 0)
+			conn, err := pgx.Connect(context.Background(), fs.dbURL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := conn.Exec(context.Background(), tc.sql); err != nil {
+				t.Fatal(err)
+			}
+			conn.Close(context.Background())
+			dir := t.TempDir()
+			s := cleanRun(n)
+			s.pages, s.ledger = nil, nil
+			s.faults = []history.Fault{{Time: t0, Fault: "kill", Action: "inject", Target: "relay"}}
+			s.write(t, dir)
+			src := fs.sources()
+			src.LedgerQuery = LedgerAmountQuery
+			src.EventsQuery = "SELECT event_id::text, merchant, idempotency_key, count(*) FROM ledger_entries GROUP BY 1, 2, 3 HAVING count(*) > 1"
+			if err := Collect(context.Background(), src, dir); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := Verify(context.Background(), dir, Options{NoHTML: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c := rep.Check(CheckRelayCrashDeduped); c.Status != tc.relay {
+				t.Errorf("relay-crash-deduped %s (%s: %s); want %s", c.Status, c.Figure, c.Detail, tc.relay)
+			}
+			c := rep.Check(CheckExactlyOncePerOp)
+			if c.Status != StatusFailed || c.CounterexamplesTotal != 1 || !strings.Contains(c.Counterexamples[0].Why, tc.exactlyOnceW) {
+				t.Errorf("exactly-once-per-op %s %+v; want op 17 failed with %q", c.Status, c.Counterexamples, tc.exactlyOnceW)
+			}
+			if rep.LedgerMatch != "merchant and key, amount" {
+				t.Errorf("ledger match %q", rep.LedgerMatch)
+			}
+		})
+	}
+}

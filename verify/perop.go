@@ -61,12 +61,16 @@ func repeatNote(ev *evidence, o *opState) string {
 	if reps := ev.repeats(o.merchant, o.key); len(reps) > 0 {
 		return fmt.Sprintf("; event %s was applied %d times: the consumer applied a repeated event, not a second charge", reps[0].Event, reps[0].Applied)
 	}
+	const second = "; no event of this key was applied twice: the charge service made more than one charge"
+	if len(ev.eventRepeats) == 0 {
+		return second
+	}
 	for _, r := range ev.eventRepeats {
 		if r.Key != "" {
-			return "; no event of this key was applied twice: the charge service made more than one charge"
+			return second
 		}
 	}
-	return ""
+	return "" // repeats without keys: which op they were cannot be told
 }
 
 // clientCharges describes the charges the client saw for an op.

@@ -1,0 +1,845 @@
+package verify
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/paytest/paytest/attack/history"
+)
+
+// These tests judge endpoints that behave differently from the reference
+// system but correctly (the verdict must hold: no false alarm) and ones
+// that break a property (it must fail, with exact counts: no miss).
+
+// checkWant is one check's expected status and, when set, substrings its
+// figure and its detail (or a counterexample's why) must contain.
+type checkWant struct {
+	status string
+	figure string
+	text   string // in the detail or in some counterexample's why
+}
+
+type verdictCase struct {
+	name    string
+	n       int // ops of cleanRun (default 200)
+	build   func(t *testing.T, s *runSpec, dir string)
+	opts    Options
+	verdict string
+	checks  map[string]checkWant
+	// cxTotal, when set, is the counterexample total a check must report.
+	cxTotal map[string]int
+	inText  []string // the text report must contain each
+}
+
+func runVerdictCases(t *testing.T, cases []verdictCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			n := tc.n
+			if n == 0 {
+				n = 200
+			}
+			s := cleanRun(n)
+			dir := t.TempDir()
+			if tc.build != nil {
+				tc.build(t, s, dir)
+			}
+			s.write(t, dir)
+			opts := tc.opts
+			opts.NoHTML = true
+			rep, err := Verify(context.Background(), dir, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var text bytes.Buffer
+			if err := rep.WriteText(&text); err != nil {
+				t.Fatal(err)
+			}
+			if rep.Verdict != tc.verdict {
+				t.Fatalf("verdict %s; want %s\n%s", rep.Verdict, tc.verdict, text.String())
+			}
+			for name, w := range tc.checks {
+				c := rep.Check(name)
+				if c == nil {
+					t.Fatalf("no check %s", name)
+				}
+				if c.Status != w.status {
+					t.Errorf("%s = %s (%s: %s); want %s", name, c.Status, c.Figure, c.Detail, w.status)
+				}
+				if w.figure != "" && !strings.Contains(c.Figure, w.figure) {
+					t.Errorf("%s figure %q; want it to contain %q", name, c.Figure, w.figure)
+				}
+				if w.text != "" && !checkSays(c, w.text) {
+					t.Errorf("%s detail %q and counterexamples %+v; want %q", name, c.Detail, c.Counterexamples, w.text)
+				}
+				if c.Evidence == "" && c.Status != StatusNothing && name != CheckRetryAfterHonoured && name != CheckFullJitter &&
+					name != CheckOutboxDrained && name != CheckDLQExact && name != CheckBacklogPaced && name != CheckNoRetryStorm {
+					t.Errorf("%s names no evidence", name)
+				}
+			}
+			for name, total := range tc.cxTotal {
+				if c := rep.Check(name); c.CounterexamplesTotal != total {
+					t.Errorf("%s counterexamples total %d; want %d: %+v", name, c.CounterexamplesTotal, total, c.Counterexamples)
+				}
+			}
+			for _, w := range tc.inText {
+				if !strings.Contains(text.String(), w) {
+					t.Errorf("text report lacks %q:\n%s", w, text.String())
+				}
+			}
+		})
+	}
+}
+
+func checkSays(c *Check, s string) bool {
+	if strings.Contains(c.Detail, s) {
+		return true
+	}
+	for _, x := range c.Counterexamples {
+		if strings.Contains(x.Why, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// unmarkReplays makes the endpoint replay without a marker: every 2xx of
+// an op carries its charge id "ch-<op>" and no Idempotent-Replayed, as
+// middlewares that store and replay the response verbatim do.
+func unmarkReplays(s *runSpec) {
+	for i := range s.attempts {
+		a := &s.attempts[i]
+		if a.Status >= 200 && a.Status < 300 {
+			a.Outcome, a.Replayed = history.OutcomeNew, false
+			a.ChargeID = fmt.Sprintf("ch-%d", a.Op)
+			a.BodySHA256 = fmt.Sprintf("%064x", a.Op)
+		}
+	}
+}
+
+// lockWaitRace makes op 3's race the way a per-key lock answers it: the
+// second racer waits for the first and gets the same response, unmarked.
+func lockWaitRace(s *runSpec) {
+	var keep []history.Attempt
+	for _, a := range s.attempts {
+		if a.Op == 3 && a.Sender == 1 && a.Attempt > 1 {
+			continue
+		}
+		if a.Op == 3 && a.Sender == 1 {
+			a.Status, a.Outcome, a.RetryAfterMS = 200, history.OutcomeNew, 0
+		}
+		keep = append(keep, a)
+	}
+	s.attempts = keep
+}
+
+// secondCharge gives op its own second `new` answer with another id.
+func (s *runSpec) secondCharge(op int, id string) {
+	last := s.attempts[len(s.attempts)-1].End
+	s.attempts = append(s.attempts, history.Attempt{
+		Op: op, Kind: history.KindCharge, Sender: 0, CallSite: "charge", Merchant: "demo", Key: fmt.Sprintf("k-%d", op),
+		Attempt: 9, DelayReason: history.ReasonReconcile, Status: 201, Outcome: history.OutcomeNew, ChargeID: id,
+		BodySHA256: fmt.Sprintf("%064x", 1<<20+op), Start: last.Add(time.Millisecond), End: last.Add(2 * time.Millisecond),
+	})
+}
+
+func TestUnmarkedReplaysAndDistinctCharges(t *testing.T) {
+	runVerdictCases(t, []verdictCase{
+		{
+			name: "unmarked replays, ledger one per key: held",
+			build: func(t *testing.T, s *runSpec, _ string) {
+				unmarkReplays(s)
+				lockWaitRace(s)
+				unmarkReplays(s)
+			},
+			verdict: VerdictHeld,
+			checks: map[string]checkWant{
+				CheckExactlyOncePerOp: {status: StatusHeld, figure: "0 of 200 ops wrong"},
+				CheckRaceSingleWinner: {status: StatusHeld, figure: "1 of 1 races with a single winner"},
+				CheckKeyReuse422:      {status: StatusHeld},
+			},
+			inText: []string{"[ledger]"},
+		},
+		{
+			name: "unmarked replays without a ledger: one charge per id, not failed",
+			build: func(t *testing.T, s *runSpec, _ string) {
+				lockWaitRace(s)
+				unmarkReplays(s)
+				s.ledger = nil
+			},
+			verdict: VerdictInconclusive,
+			checks: map[string]checkWant{
+				CheckExactlyOncePerOp: {status: StatusInconclusive, text: "no op got two distinct charges"},
+				CheckRaceSingleWinner: {status: StatusHeld, figure: "1 of 1 races with a single winner"},
+			},
+			inText: []string{"[client history: resource ids]"},
+		},
+		{
+			name: "identical bodies without a resource id are one charge",
+			build: func(t *testing.T, s *runSpec, _ string) {
+				lockWaitRace(s)
+				unmarkReplays(s)
+				for i := range s.attempts {
+					s.attempts[i].ChargeID = ""
+				}
+				s.ledger = nil
+			},
+			verdict: VerdictInconclusive,
+			checks: map[string]checkWant{
+				CheckExactlyOncePerOp: {status: StatusInconclusive},
+				CheckRaceSingleWinner: {status: StatusHeld},
+			},
+		},
+		{
+			name: "two distinct ids for one key without a ledger: failed, exact count",
+			build: func(t *testing.T, s *runSpec, _ string) {
+				unmarkReplays(s)
+				s.ledger = nil
+				for _, op := range []int{20, 60, 170} {
+					s.secondCharge(op, fmt.Sprintf("ch-%d-again", op))
+				}
+			},
+			verdict: VerdictViolated,
+			checks: map[string]checkWant{
+				CheckExactlyOncePerOp: {status: StatusFailed, figure: "3 of 200 ops wrong", text: "2 distinct resource ids or bodies"},
+			},
+			cxTotal: map[string]int{CheckExactlyOncePerOp: 3},
+		},
+		{
+			name: "two distinct ids and a ledger of two: failed",
+			build: func(t *testing.T, s *runSpec, _ string) {
+				unmarkReplays(s)
+				s.secondCharge(170, "ch-170-again")
+				s.setLedger("k-170", 2)
+				s.pages["consumer"] = page(map[string]float64{DefaultSideEffectMetric: 201, MetricInboxDuplicates: 1})
+			},
+			verdict: VerdictViolated,
+			checks: map[string]checkWant{
+				CheckExactlyOncePerOp: {status: StatusFailed, figure: "1 of 200 ops wrong", text: "applied 2 times"},
+				CheckEffectsEqualOps:  {status: StatusFailed, text: "1 extra"},
+			},
+			cxTotal: map[string]int{CheckExactlyOncePerOp: 1},
+		},
+		{
+			name: "the ledger decides: two unmarked 2xx with distinct ids, ledger one: held",
+			build: func(t *testing.T, s *runSpec, _ string) {
+				unmarkReplays(s)
+				s.secondCharge(170, "ch-170-again")
+			},
+			verdict: VerdictHeld,
+			checks:  map[string]checkWant{CheckExactlyOncePerOp: {status: StatusHeld}},
+		},
+		{
+			name: "race with several distinct winners without a ledger: failed",
+			build: func(t *testing.T, s *runSpec, _ string) {
+				lockWaitRace(s)
+				unmarkReplays(s)
+				s.findAttempt(t, 3, 1, 1).ChargeID = "ch-3-b"
+				s.ledger = nil
+			},
+			verdict: VerdictViolated,
+			checks: map[string]checkWant{
+				CheckRaceSingleWinner: {status: StatusFailed, figure: "0 of 1 races", text: "more than one winner"},
+				CheckExactlyOncePerOp: {status: StatusFailed, figure: "1 of 200 ops wrong"},
+			},
+		},
+		{
+			name: "race with a ledger of two: failed even with one id seen",
+			build: func(t *testing.T, s *runSpec, _ string) {
+				lockWaitRace(s)
+				unmarkReplays(s)
+				s.setLedger("k-3", 2)
+			},
+			verdict: VerdictViolated,
+			checks: map[string]checkWant{
+				CheckRaceSingleWinner: {status: StatusFailed, text: "the ledger holds 2 effects for the race"},
+			},
+		},
+		{
+			name: "a 2xx whose body was cut off is indeterminate, not acknowledged",
+			build: func(t *testing.T, s *runSpec, _ string) {
+				a := s.findAttempt(t, 170, 0, 1)
+				a.Outcome, a.Error = history.OutcomeNetwork, "unexpected EOF reading the body"
+				s.setLedger("k-170", 0)
+				s.pages["consumer"] = page(map[string]float64{DefaultSideEffectMetric: 199, MetricInboxDuplicates: 1})
+			},
+			// The charge never landed: effects-equal-ops counts it lost,
+			// but the op itself was indeterminate (at most once): held.
+			verdict: VerdictViolated,
+			checks: map[string]checkWant{
+				CheckExactlyOncePerOp: {status: StatusHeld, figure: "1 indeterminate"},
+				CheckEffectsEqualOps:  {status: StatusFailed, text: "1 lost"},
+			},
+		},
+	})
+}
+
+// timelinePage writes one snapshot of a page at t0+ms.
+func timelinePage(t *testing.T, dir, name string, ms int, text string) {
+	t.Helper()
+	p := TimelinePath(dir, name, t0.Add(time.Duration(ms)*time.Millisecond))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// consumerTimeline writes the consumer's side effects every 250 ms, each
+// value a snapshot, and its final page.
+func consumerTimeline(t *testing.T, s *runSpec, dir string, values []float64, final float64) {
+	t.Helper()
+	for i, v := range values {
+		timelinePage(t, dir, "consumer", i*250, page(map[string]float64{DefaultSideEffectMetric: v, MetricInboxDuplicates: 1}))
+	}
+	s.pages["consumer"] = page(map[string]float64{DefaultSideEffectMetric: final, MetricInboxDuplicates: 1, MetricDLQMessages: 0})
+}
+
+func TestCountersSummedAcrossResets(t *testing.T) {
+	// The consumer restarts after 110 effects; its counter starts again
+	// at 0 and reads 36 at the next snapshot.
+	restart := []float64{0, 40, 80, 110, 36, 100, 150}
+	runVerdictCases(t, []verdictCase{
+		{
+			name: "a restarted consumer: 110 -> 36 still gives 300 of 300",
+			n:    300,
+			build: func(t *testing.T, s *runSpec, dir string) {
+				consumerTimeline(t, s, dir, restart, 190)
+			},
+			verdict: VerdictHeld,
+			checks: map[string]checkWant{
+				CheckEffectsEqualOps: {status: StatusHeld, figure: "300 of 300 (ledger 300 of 300)", text: "summed across 1 counter resets"},
+			},
+			inText: []string{"counter reset: consumer " + DefaultSideEffectMetric + " at 12:00:01.000: 110 -> 36"},
+		},
+		{
+			name: "increments lost with the process, ledger exact: held",
+			n:    300,
+			build: func(t *testing.T, s *runSpec, dir string) {
+				consumerTimeline(t, s, dir, restart, 187)
+			},
+			verdict: VerdictHeld,
+			checks: map[string]checkWant{
+				CheckEffectsEqualOps: {status: StatusHeld, figure: "297 of 300 (ledger 300 of 300)", text: "the ledger holds all 300"},
+			},
+		},
+		{
+			name: "increments lost with the process, no ledger: inconclusive",
+			n:    300,
+			build: func(t *testing.T, s *runSpec, dir string) {
+				consumerTimeline(t, s, dir, restart, 187)
+				s.ledger = nil
+			},
+			verdict: VerdictInconclusive,
+			checks: map[string]checkWant{
+				CheckEffectsEqualOps: {status: StatusInconclusive, figure: "297 of 300", text: "the 3 short may be increments"},
+			},
+		},
+		{
+			name: "a reset and real lost effects: failed with the exact count",
+			n:    300,
+			build: func(t *testing.T, s *runSpec, dir string) {
+				consumerTimeline(t, s, dir, restart, 185)
+				for _, k := range []string{"k-160", "k-161", "k-162", "k-163", "k-164"} {
+					s.setLedger(k, 0)
+				}
+			},
+			verdict: VerdictViolated,
+			checks: map[string]checkWant{
+				CheckEffectsEqualOps:  {status: StatusFailed, figure: "295 of 300 (ledger 295 of 300)", text: "5 lost"},
+				CheckExactlyOncePerOp: {status: StatusFailed, text: "acknowledged (2xx) but not in the ledger: lost"},
+			},
+			cxTotal: map[string]int{CheckExactlyOncePerOp: 5},
+		},
+		{
+			name: "a reset and far more missing than it can hide, no ledger: failed",
+			n:    300,
+			build: func(t *testing.T, s *runSpec, dir string) {
+				consumerTimeline(t, s, dir, []float64{0, 40, 80, 110, 36, 60}, 90)
+				s.ledger = nil
+			},
+			verdict: VerdictViolated,
+			checks: map[string]checkWant{
+				CheckEffectsEqualOps: {status: StatusFailed, figure: "200 of 300", text: "100 lost"},
+			},
+		},
+		{
+			name: "without a timeline the last page is all there is, and the report says so",
+			n:    300,
+			build: func(t *testing.T, s *runSpec, dir string) {
+				s.pages["consumer"] = page(map[string]float64{DefaultSideEffectMetric: 190, MetricInboxDuplicates: 1})
+			},
+			verdict: VerdictViolated,
+			checks: map[string]checkWant{
+				CheckEffectsEqualOps: {status: StatusFailed, figure: "190 of 300", text: "last page only"},
+			},
+		},
+		{
+			name: "a restart seen by the process start time, the counter past its old value",
+			n:    300,
+			build: func(t *testing.T, s *runSpec, dir string) {
+				for i, v := range []float64{40, 80, 100, 160} {
+					start := 1000.0
+					if i >= 2 {
+						start = 2000
+					}
+					timelinePage(t, dir, "consumer", i*250, page(map[string]float64{DefaultSideEffectMetric: v, metricProcessStart: start}))
+				}
+				s.pages["consumer"] = page(map[string]float64{DefaultSideEffectMetric: 220, MetricInboxDuplicates: 1, metricProcessStart: 2000})
+			},
+			verdict: VerdictHeld,
+			checks: map[string]checkWant{
+				CheckEffectsEqualOps: {status: StatusHeld, figure: "300 of 300"},
+			},
+		},
+		{
+			name: "per series: one shard resets, the other does not",
+			n:    300,
+			build: func(t *testing.T, s *runSpec, dir string) {
+				series := func(a, b float64) string {
+					return fmt.Sprintf("# TYPE %[1]s counter\n%[1]s{shard=\"a\"} %[2]g\n%[1]s{shard=\"b\"} %[3]g\n", DefaultSideEffectMetric, a, b)
+				}
+				timelinePage(t, dir, "consumer", 0, series(10, 10))
+				timelinePage(t, dir, "consumer", 250, series(60, 50))
+				timelinePage(t, dir, "consumer", 500, series(100, 10))
+				s.pages["consumer"] = series(150, 100) + page(map[string]float64{MetricInboxDuplicates: 1})
+			},
+			verdict: VerdictHeld,
+			checks: map[string]checkWant{
+				CheckEffectsEqualOps: {status: StatusHeld, figure: "300 of 300"},
+			},
+			inText: []string{`consumer ` + DefaultSideEffectMetric + `{shard="b"} at 12:00:00.500: 50 -> 10`},
+		},
+		{
+			name: "the DLQ and inbox counters are summed across resets too; gauges are not",
+			build: func(t *testing.T, s *runSpec, dir string) {
+				s.faults = append(s.faults, history.Fault{Time: t0.Add(5 * time.Second), Fault: "poison", Action: "inject", Target: "broker", Count: 3})
+				timelinePage(t, dir, "consumer", 0, page(map[string]float64{DefaultSideEffectMetric: 150, MetricDLQMessages: 2, MetricInboxDuplicates: 1}))
+				timelinePage(t, dir, "relay", 0, page(map[string]float64{MetricOutboxPending: 7}))
+				s.pages["consumer"] = page(map[string]float64{DefaultSideEffectMetric: 50, MetricDLQMessages: 1, MetricInboxDuplicates: 0})
+			},
+			verdict: VerdictHeld,
+			checks: map[string]checkWant{
+				CheckEffectsEqualOps:   {status: StatusHeld, figure: "200 of 200"},
+				CheckDLQExact:          {status: StatusHeld, figure: "3 in the DLQ for 3 poison injected"},
+				CheckRelayCrashDeduped: {status: StatusHeld, figure: "1 duplicates deduped"},
+				CheckOutboxDrained:     {status: StatusHeld, figure: "pending 0"},
+			},
+		},
+	})
+}
+
+func TestResetsAreListedInReportJSON(t *testing.T) {
+	s := cleanRun(300)
+	dir := t.TempDir()
+	consumerTimeline(t, s, dir, []float64{0, 40, 80, 110, 36, 100, 150}, 190)
+	s.write(t, dir)
+	if _, err := Verify(context.Background(), dir, Options{NoHTML: true}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := ReadReport(filepath.Join(dir, ReportFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := CounterReset{Page: "consumer", Metric: DefaultSideEffectMetric, Time: t0.Add(time.Second), Before: 110, After: 36}
+	if len(rep.CounterResets) != 1 || rep.CounterResets[0] != want {
+		t.Fatalf("counter resets %+v; want [%+v]", rep.CounterResets, want)
+	}
+	if !strings.HasPrefix(rep.CountersFrom, "timeline") || rep.SideEffects != 300 {
+		t.Fatalf("counters from %q, side effects %d; want timeline, 300", rep.CountersFrom, rep.SideEffects)
+	}
+}
+
+// targetRun makes s a run against a team's endpoint: the plan's merchant is
+// "target", the ledger's the endpoint's own names.
+func targetRun(s *runSpec, ledgerMerchant string) {
+	s.run.Target = "http://127.0.0.1:9/charges"
+	for i := range s.plan {
+		s.plan[i].Merchant = "target"
+	}
+	for i := range s.attempts {
+		s.attempts[i].Merchant = "target"
+	}
+	for i := range s.ledger {
+		s.ledger[i].Merchant = ledgerMerchant
+	}
+	s.faults = nil
+	s.pages = map[string]string{"target": page(map[string]float64{"shop_charges_total": float64(len(s.ledger))})}
+	s.sources = &Collected{Pages: map[string]string{"target": "http://127.0.0.1:9/metrics"}, SideEffectMetric: "shop_charges_total", Database: "postgres://x"}
+}
+
+// withAmounts turns s's ledger into the four-column form: each key's
+// effects at its op's amount.
+func withAmounts(s *runSpec) {
+	amount := map[string]int64{}
+	for _, op := range s.plan {
+		if op.Kind == history.KindCharge {
+			amount[op.Key] = op.Amount
+		}
+	}
+	for i := range s.ledger {
+		a := amount[s.ledger[i].Key]
+		s.ledger[i].Amount = &a
+	}
+}
+
+func TestLedgerQueryForms(t *testing.T) {
+	runVerdictCases(t, []verdictCase{
+		{
+			name:    "a target's three-column ledger names its own merchants: keys match whatever it says",
+			build:   func(t *testing.T, s *runSpec, _ string) { targetRun(s, "acct_1Nx") },
+			verdict: VerdictHeld,
+			checks: map[string]checkWant{
+				CheckExactlyOncePerOp: {status: StatusHeld, figure: "0 of 200 ops wrong"},
+				CheckEffectsEqualOps:  {status: StatusHeld, figure: "200 of 200 (ledger 200 of 200)"},
+				CheckKeyReuse422:      {status: StatusHeld},
+			},
+		},
+		{
+			name: "a target's three-column ledger still catches a double charge",
+			build: func(t *testing.T, s *runSpec, _ string) {
+				targetRun(s, "acct_1Nx")
+				s.setLedger("k-33", 2)
+			},
+			verdict: VerdictViolated,
+			checks: map[string]checkWant{
+				CheckExactlyOncePerOp: {status: StatusFailed, figure: "1 of 200 ops wrong", text: "applied 2 times"},
+			},
+			cxTotal: map[string]int{CheckExactlyOncePerOp: 1},
+		},
+		{
+			name:    "a target's two-column ledger",
+			build:   func(t *testing.T, s *runSpec, _ string) { targetRun(s, "") },
+			verdict: VerdictHeld,
+			checks:  map[string]checkWant{CheckExactlyOncePerOp: {status: StatusHeld}},
+		},
+		{
+			name: "four columns: a reuse charged at its own amount fails the reuse, not its original",
+			build: func(t *testing.T, s *runSpec, _ string) {
+				withAmounts(s)
+				reuse := s.plan[len(s.plan)-1]
+				amt := reuse.Amount
+				s.ledger = append(s.ledger, LedgerRow{Merchant: "demo", Key: reuse.Key, Amount: &amt, Effects: 1})
+			},
+			verdict: VerdictViolated,
+			checks: map[string]checkWant{
+				CheckKeyReuse422:      {status: StatusFailed, text: "the ledger holds 1 effects at the reuse's amount 999"},
+				CheckExactlyOncePerOp: {status: StatusHeld},
+			},
+		},
+		{
+			name: "four columns: a double charge of the original is not its reuse's",
+			build: func(t *testing.T, s *runSpec, _ string) {
+				s.setLedger("k-0", 2)
+				withAmounts(s)
+			},
+			verdict: VerdictViolated,
+			checks: map[string]checkWant{
+				CheckKeyReuse422:      {status: StatusHeld},
+				CheckExactlyOncePerOp: {status: StatusFailed, text: "applied 2 times"},
+			},
+		},
+	})
+}
+
+func TestKeyReuseStatuses(t *testing.T) {
+	const reuseOp = 200
+	answer := func(status int, outcome string) func(t *testing.T, s *runSpec, _ string) {
+		return func(t *testing.T, s *runSpec, _ string) {
+			a := s.findAttempt(t, reuseOp, 0, 1)
+			a.Status, a.Outcome = status, outcome
+		}
+	}
+	runVerdictCases(t, []verdictCase{
+		{
+			name:    "400 undeclared: the counterexample names it",
+			build:   answer(400, history.OutcomeRejected),
+			verdict: VerdictViolated,
+			checks: map[string]checkWant{
+				CheckKeyReuse422: {status: StatusFailed, text: "got 400, not 422; declare it with --reuse-status 400"},
+			},
+			cxTotal: map[string]int{CheckKeyReuse422: 1},
+		},
+		{
+			name:    "400 declared with Options.ReuseStatuses",
+			build:   answer(400, history.OutcomeRejected),
+			opts:    Options{ReuseStatuses: []int{400}},
+			verdict: VerdictHeld,
+			checks:  map[string]checkWant{CheckKeyReuse422: {status: StatusHeld, figure: "1 of 1 reuses got 400, none charged"}},
+		},
+		{
+			name: "417 declared in run.yaml (the client labelled it mismatch)",
+			build: func(t *testing.T, s *runSpec, dir string) {
+				answer(417, history.OutcomeMismatch)(t, s, dir)
+				s.run.ReuseStatuses = []int{409, 417}
+			},
+			verdict: VerdictHeld,
+			checks:  map[string]checkWant{CheckKeyReuse422: {status: StatusHeld, figure: "got 409 or 417"}},
+		},
+		{
+			name:    "409 undeclared",
+			build:   answer(409, history.OutcomeConflict),
+			verdict: VerdictViolated,
+			checks:  map[string]checkWant{CheckKeyReuse422: {status: StatusFailed, text: "got 409, not 422"}},
+		},
+		{
+			name: "a 2xx with a new resource id: charged",
+			build: func(t *testing.T, s *runSpec, dir string) {
+				unmarkReplays(s)
+				a := s.findAttempt(t, reuseOp, 0, 1)
+				a.Status, a.Outcome, a.ChargeID = 201, history.OutcomeNew, "ch-reuse"
+			},
+			verdict: VerdictViolated,
+			checks:  map[string]checkWant{CheckKeyReuse422: {status: StatusFailed, text: "a 2xx with a new charge (id ch-reuse), not 422"}},
+		},
+		{
+			name: "a 2xx replaying the original's charge: no second charge, noted",
+			build: func(t *testing.T, s *runSpec, dir string) {
+				unmarkReplays(s)
+				a := s.findAttempt(t, reuseOp, 0, 1)
+				a.Status, a.Outcome, a.ChargeID = 200, history.OutcomeNew, "ch-0"
+			},
+			verdict: VerdictHeld,
+			checks:  map[string]checkWant{CheckKeyReuse422: {status: StatusHeld, figure: "0 of 1 reuses got 422", text: "replayed"}},
+		},
+		{
+			name:    "a per-key ledger of two with the reuse rejected: the original's double charge",
+			build:   func(t *testing.T, s *runSpec, _ string) { s.setLedger("k-0", 2) },
+			verdict: VerdictViolated,
+			checks: map[string]checkWant{
+				CheckKeyReuse422:      {status: StatusHeld, text: "that is the original's"},
+				CheckExactlyOncePerOp: {status: StatusFailed},
+			},
+			cxTotal: map[string]int{CheckExactlyOncePerOp: 1},
+		},
+	})
+}
+
+func TestRelayCrashJudgesItsOwnEvidence(t *testing.T) {
+	pages := func(dups, published, created float64) func(s *runSpec) {
+		return func(s *runSpec) {
+			s.pages["consumer"] = page(map[string]float64{DefaultSideEffectMetric: 200, MetricInboxDuplicates: dups, MetricDLQMessages: 0})
+			s.pages["relay"] = page(map[string]float64{MetricOutboxPending: 0, MetricOutboxLag: 0, MetricRelayPublished: published})
+			s.pages["charge"] = page(map[string]float64{MetricChargesCreated: created})
+		}
+	}
+	runVerdictCases(t, []verdictCase{
+		{
+			name: "(a) the broker's publish dedup absorbed the republish",
+			build: func(t *testing.T, s *runSpec, _ string) {
+				pages(0, 202, 200)(s)
+				s.events = []EventRow{}
+			},
+			verdict: VerdictHeld,
+			checks: map[string]checkWant{
+				CheckRelayCrashDeduped: {status: StatusHeld, figure: "no repeat reached the consumer", text: "republished 2, and the broker's publish dedup absorbed them"},
+			},
+			inText: []string{"[ledger: events applied]"},
+		},
+		{
+			name: "(a) the kill hit no batch in flight",
+			build: func(t *testing.T, s *runSpec, _ string) {
+				pages(0, 200, 200)(s)
+				s.events = []EventRow{}
+			},
+			verdict: VerdictHeld,
+			checks:  map[string]checkWant{CheckRelayCrashDeduped: {status: StatusHeld, text: "the kill hit no batch in flight"}},
+		},
+		{
+			name: "(b) repeats reached the consumer and the inbox deduped them",
+			build: func(t *testing.T, s *runSpec, _ string) {
+				pages(3, 203, 200)(s)
+				s.events = []EventRow{}
+			},
+			verdict: VerdictHeld,
+			checks: map[string]checkWant{
+				CheckRelayCrashDeduped: {status: StatusHeld, figure: "3 duplicates deduped for 1 relay kills, no event applied twice"},
+			},
+		},
+		{
+			name: "the charge service double-charges: not the relay's failure",
+			build: func(t *testing.T, s *runSpec, _ string) {
+				pages(345, 545, 400)(s)
+				s.run.Unsafe = []string{"no-idempotency"}
+				s.pages["consumer"] = page(map[string]float64{DefaultSideEffectMetric: 203, MetricInboxDuplicates: 345})
+				for _, k := range []string{"k-20", "k-21", "k-22"} {
+					s.setLedger(k, 2)
+				}
+				s.events = []EventRow{}
+			},
+			verdict: VerdictViolated,
+			checks: map[string]checkWant{
+				CheckRelayCrashDeduped: {status: StatusHeld},
+				CheckExactlyOncePerOp:  {status: StatusFailed, figure: "3 of 200 ops wrong"},
+				CheckEffectsEqualOps:   {status: StatusFailed, text: "3 extra"},
+			},
+		},
+		{
+			name: "an event applied twice: the consumer's failure, and exactly-once says so",
+			build: func(t *testing.T, s *runSpec, _ string) {
+				pages(0, 201, 200)(s)
+				s.run.Unsafe = []string{"no-inbox-dedup"}
+				s.pages["consumer"] = page(map[string]float64{DefaultSideEffectMetric: 201, MetricInboxDuplicates: 0})
+				s.setLedger("k-42", 2)
+				s.events = []EventRow{{Event: "0b7e4f7c-0000-4000-8000-000000000042", Merchant: "demo", Key: "k-42", Applied: 2}}
+			},
+			verdict: VerdictViolated,
+			checks: map[string]checkWant{
+				CheckRelayCrashDeduped: {status: StatusFailed, text: "event 0b7e4f7c-0000-4000-8000-000000000042 applied 2 times"},
+				CheckExactlyOncePerOp:  {status: StatusFailed, text: "the consumer applied a repeated event, not a second charge"},
+			},
+			cxTotal: map[string]int{CheckRelayCrashDeduped: 1, CheckExactlyOncePerOp: 1},
+		},
+		{
+			name: "a kill of a team's target is not a relay kill",
+			build: func(t *testing.T, s *runSpec, _ string) {
+				targetRun(s, "")
+				s.faults = []history.Fault{{Time: t0.Add(time.Second), Fault: "kill", Action: "inject", Target: "target"}}
+			},
+			verdict: VerdictHeld,
+			checks:  map[string]checkWant{CheckRelayCrashDeduped: {status: StatusNothing}},
+		},
+	})
+}
+
+// stickKey makes op's key stuck in flight: its first attempt timed out
+// (the endpoint was killed mid-request) and every later try until the run's
+// end got 409.
+func stickKey(s *runSpec, op int, tries int, every time.Duration) {
+	var keep []history.Attempt
+	var first time.Time
+	for _, a := range s.attempts {
+		if a.Op != op {
+			keep = append(keep, a)
+			continue
+		}
+		if a.Attempt == 1 {
+			a.Status, a.Outcome, a.Error = 0, history.OutcomeTimeout, "context deadline exceeded"
+			first = a.End
+			keep = append(keep, a)
+		}
+	}
+	for i := 0; i < tries; i++ {
+		st := first.Add(time.Duration(i+1) * every)
+		keep = append(keep, history.Attempt{Op: op, Kind: history.KindCharge, CallSite: "charge", Merchant: "demo",
+			Key: fmt.Sprintf("k-%d", op), Attempt: i + 2, DelayReason: history.ReasonReconcile, Status: 409,
+			Outcome: history.OutcomeConflict, Start: st, End: st.Add(time.Millisecond)})
+	}
+	s.attempts = keep
+}
+
+func TestNoKeyStuckInFlight(t *testing.T) {
+	runVerdictCases(t, []verdictCase{
+		{
+			name:    "two keys answered 409 until the end: failed, each with how long",
+			build:   func(t *testing.T, s *runSpec, _ string) { stickKey(s, 170, 6, time.Second); stickKey(s, 171, 3, time.Second) },
+			verdict: VerdictViolated,
+			checks: map[string]checkWant{
+				CheckNoKeyStuck:       {status: StatusFailed, figure: "2 of 3 keys answered 409 stayed in flight", text: "answered 409 for 5s"},
+				CheckExactlyOncePerOp: {status: StatusHeld, figure: "2 indeterminate"},
+				CheckEffectsEqualOps:  {status: StatusHeld},
+			},
+			cxTotal: map[string]int{CheckNoKeyStuck: 2},
+			inText:  []string{"answered 409 for 2s"},
+		},
+		{
+			name: "409 then a definite answer is fine",
+			build: func(t *testing.T, s *runSpec, _ string) {
+				stickKey(s, 170, 4, time.Second)
+				last := s.attempts[len(s.attempts)-1]
+				last.Attempt++
+				last.Start, last.End = last.End.Add(time.Second), last.End.Add(time.Second+time.Millisecond)
+				last.Status, last.Outcome, last.ChargeID = 200, history.OutcomeNew, "ch-170"
+				s.attempts = append(s.attempts, last)
+			},
+			verdict: VerdictHeld,
+			checks:  map[string]checkWant{CheckNoKeyStuck: {status: StatusHeld, figure: "0 of 2 keys"}},
+		},
+	})
+}
+
+func TestFaultsThatFailedMakeTheRunInconclusive(t *testing.T) {
+	runVerdictCases(t, []verdictCase{
+		{
+			name: "a kill that failed while running",
+			build: func(t *testing.T, s *runSpec, _ string) {
+				s.faults = append(s.faults, history.Fault{Time: t0.Add(6 * time.Second), Fault: "kill", Action: "error", Target: "consumer", Detail: "restart: exit status 1"})
+			},
+			verdict: VerdictInconclusive,
+			checks: map[string]checkWant{
+				CheckFaultsFired:     {status: StatusInconclusive, figure: "3 fired, 1 failed while running", text: "kill consumer failed at 12:00:06.000: restart: exit status 1"},
+				CheckEffectsEqualOps: {status: StatusHeld},
+			},
+		},
+		{
+			name: "a failed check still makes it violated",
+			build: func(t *testing.T, s *runSpec, _ string) {
+				s.faults = append(s.faults, history.Fault{Time: t0.Add(6 * time.Second), Fault: "latency", Action: "error", Target: "nope", Detail: "no such proxy"})
+				s.setLedger("k-9", 2)
+			},
+			verdict: VerdictViolated,
+			checks:  map[string]checkWant{CheckFaultsFired: {status: StatusInconclusive}, CheckExactlyOncePerOp: {status: StatusFailed}},
+		},
+	})
+}
+
+func TestStoppedRunsStillGetAReport(t *testing.T) {
+	tests := []struct {
+		name    string
+		build   func(s *runSpec)
+		verdict string
+	}{
+		{"run.yaml only", func(s *runSpec) {
+			s.plan, s.attempts, s.faults, s.pages, s.ledger = nil, nil, nil, nil, nil
+		}, VerdictInconclusive},
+		{"plan and part of the history, no metrics, no ledger", func(s *runSpec) {
+			s.attempts = s.attempts[:100]
+			s.pages, s.ledger = nil, nil
+		}, VerdictInconclusive},
+		{"everything collected and correct: still not held", nil, VerdictInconclusive},
+		{"a double charge seen before stopping is a finding", func(s *runSpec) {
+			unmarkReplays(s)
+			s.secondCharge(170, "ch-170-again")
+			s.pages, s.ledger = nil, nil
+		}, VerdictViolated},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := cleanRun(200)
+			if tc.build != nil {
+				tc.build(s)
+			}
+			dir := s.write(t, t.TempDir())
+			const why = "reconcile failed: 2 keys still in flight at the deadline"
+			rep, err := Verify(context.Background(), dir, Options{Stopped: why})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Verdict != tc.verdict {
+				t.Fatalf("verdict %s; want %s", rep.Verdict, tc.verdict)
+			}
+			saved, err := ReadReport(filepath.Join(dir, ReportFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if saved.Stopped != why || len(saved.Checks) != len(rep.Checks) {
+				t.Fatalf("report.json stopped %q with %d checks", saved.Stopped, len(saved.Checks))
+			}
+			for _, f := range []string{HTMLFile, TranscriptFile} {
+				if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+					t.Errorf("%s not written: %v", f, err)
+				}
+			}
+			if tc.verdict == VerdictInconclusive && !strings.Contains(rep.Err().Error(), why) {
+				t.Errorf("Err() = %v; want it to name why the run stopped", rep.Err())
+			}
+		})
+	}
+}
