@@ -738,8 +738,11 @@ func stickKey(s *runSpec, op int, tries int, every time.Duration) {
 func TestNoKeyStuckInFlight(t *testing.T) {
 	runVerdictCases(t, []verdictCase{
 		{
-			name:    "two keys answered 409 until the end: failed, each with how long",
-			build:   func(t *testing.T, s *runSpec, _ string) { stickKey(s, 170, 6, time.Second); stickKey(s, 171, 3, time.Second) },
+			name: "two keys answered 409 until the end: failed, each with how long",
+			build: func(t *testing.T, s *runSpec, _ string) {
+				stickKey(s, 170, 6, time.Second)
+				stickKey(s, 171, 3, time.Second)
+			},
 			verdict: VerdictViolated,
 			checks: map[string]checkWant{
 				CheckNoKeyStuck:       {status: StatusFailed, figure: "2 of 3 keys answered 409 stayed in flight", text: "answered 409 for 5s"},
