@@ -1,0 +1,476 @@
+package attack
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/paytest/paytest/attack/fault"
+	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/internal/foreign"
+	"github.com/paytest/paytest/internal/testinfra"
+	"github.com/paytest/paytest/profiles"
+	"github.com/paytest/paytest/verify"
+)
+
+// The test binary doubles as the endpoint process of the kill rows (and as
+// the client of its control page in --kill-cmd and --restart-cmd).
+func init() { foreign.Main() }
+
+// foreignSeeds are the seeds every row runs with: a row holds (or fails
+// with exact counts) on each of them.
+var foreignSeeds = []int64{3, 11, 29}
+
+const foreignLedgerQuery = `SELECT idem_key, count(*) FROM ledger GROUP BY 1`
+
+// foreignCase is one foreign behaviour: the endpoint, the attack on it and
+// what paytest must say, judged against the endpoint's own ledger.
+type foreignCase struct {
+	name string
+	ep   foreign.Options
+	// process runs the endpoint as a real process, killed and restarted
+	// at killAt through --kill-cmd and --restart-cmd.
+	process bool
+	killAt  []float64
+	// The plan's shape and the profile's faults.
+	ops                    int
+	concurrency            int
+	duplicate, race, reuse float64
+	faults                 []fault.Spec
+	// tune adjusts the attack's Config (evidence knobs).
+	tune  func(*Config)
+	check func(t *testing.T, g *ground)
+}
+
+// ground is what a run said and what the endpoint really did.
+type ground struct {
+	rep  *verify.Report
+	dir  string
+	plan []history.Op
+	// ledger is the ledger's rows per key; rows their sum.
+	ledger map[string]int
+	rows   int
+	// stuck are the keys the endpoint left in progress.
+	stuck []string
+	// received counts the requests an in-process endpoint read per key
+	// (nil for a process); sent the attempts history.jsonl records as
+	// sent per key.
+	received map[string]int
+	sent     map[string]int
+	process  bool
+}
+
+var eatResponses = []fault.Spec{{Fault: fault.EatResponse, At: 0.05, Until: 0.9, Toxicity: 0.5}}
+
+// TestForeignIdempotencyImplementations runs paytest against endpoints that
+// do idempotency correctly but unlike the reference service (each must
+// hold: no false alarm) and against ones that break it (each must fail
+// with the ledger's exact counts: no miss).
+func TestForeignIdempotencyImplementations(t *testing.T) {
+	cases := []foreignCase{
+		{
+			// Stripe v1: the stored status and body replayed verbatim, no
+			// replay header; eaten responses make the client retry.
+			name: "unmarked-replays", ep: foreign.Options{Store: foreign.StoreAtomic, Status: 200},
+			ops: 200, concurrency: 16, duplicate: 0.3, race: 0.1, reuse: 0.05, faults: eatResponses,
+			check: func(t *testing.T, g *ground) { g.holds(t) },
+		},
+		{
+			// express-idempotency's "X-Cache: HIT" as --replay-header.
+			name: "replays-marked-their-own-way", ep: foreign.Options{Store: foreign.StoreAtomic, ReplayHeader: "X-Cache: HIT"},
+			ops: 150, concurrency: 16, duplicate: 0.3, race: 0.1, faults: eatResponses,
+			tune:  func(c *Config) { c.ReplayHeader = "X-Cache=HIT" },
+			check: func(t *testing.T, g *ground) { g.holds(t) },
+		},
+		{
+			// Fiber: a per-key lock; the second racer waits and gets the
+			// replay (a 2xx, unmarked) instead of a 409.
+			name: "per-key-lock", ep: foreign.Options{Store: foreign.StoreMemory, InFlight: foreign.InFlightWait, Delay: 20 * time.Millisecond},
+			ops: 200, concurrency: 16, duplicate: 0.4, race: 0.5,
+			check: func(t *testing.T, g *ground) { g.holds(t) },
+		},
+		{
+			// The connection closes after the request was read: after
+			// the charge for some keys, before it for others.
+			name: "connection-dropped", ep: foreign.Options{Store: foreign.StoreAtomic, Fault: foreign.FaultDropMixed, FaultOneIn: 3},
+			ops: 200, concurrency: 16, duplicate: 0.3, race: 0.1,
+			check: func(t *testing.T, g *ground) {
+				g.holds(t)
+				g.everyRequestRecorded(t)
+			},
+		},
+		{
+			// The IETF draft: 409 while the first request is in flight,
+			// here without Retry-After.
+			name: "409-without-retry-after", ep: foreign.Options{Store: foreign.StoreLease, Delay: 30 * time.Millisecond},
+			ops: 200, concurrency: 16, duplicate: 0.4, race: 0.5,
+			check: func(t *testing.T, g *ground) { g.holds(t) },
+		},
+		reuseCase("stripe-400-declared", 400, true),
+		reuseCase("stripe-400-undeclared", 400, false),
+		reuseCase("417-declared", 417, true),
+		reuseCase("417-undeclared", 417, false),
+		{
+			// A durable store, a counter that starts again at 0 when the
+			// process is killed and restarted mid-run.
+			name: "counter-resets-on-restart", ep: foreign.Options{Store: foreign.StoreAtomic, Delay: 5 * time.Millisecond},
+			process: true, killAt: []float64{0.4},
+			ops: 250, concurrency: 16, duplicate: 0.3, race: 0.1,
+			check: func(t *testing.T, g *ground) { g.holds(t) },
+		},
+		{
+			// A lease that never expires: the process killed mid-request
+			// leaves keys "in progress"; every later try gets 409.
+			name: "keys-stuck-in-flight", ep: foreign.Options{Store: foreign.StoreLease, Delay: 40 * time.Millisecond},
+			process: true, killAt: []float64{0.4},
+			ops: 200, concurrency: 16, duplicate: 0.2,
+			tune:  func(c *Config) { c.ReconcileTimeout = 3 * time.Second },
+			check: func(t *testing.T, g *ground) { g.stuckKeysFail(t) },
+		},
+		{
+			// Fiber's in-memory storage: a restart forgets every key, and
+			// retries after it charge again.
+			name: "in-memory-keys-lost-on-restart", ep: foreign.Options{Store: foreign.StoreMemory, Delay: 5 * time.Millisecond},
+			process: true, killAt: []float64{0.5},
+			ops: 250, concurrency: 16, duplicate: 0.3, faults: eatResponses,
+			check: func(t *testing.T, g *ground) { g.doubleChargesFail(t, true) },
+		},
+		{
+			// Headers and half of a 2xx body, then the connection closes.
+			name: "truncated-2xx", ep: foreign.Options{Store: foreign.StoreAtomic, Fault: foreign.FaultTruncate, FaultOneIn: 3},
+			ops: 200, concurrency: 16, duplicate: 0.3, race: 0.1,
+			check: func(t *testing.T, g *ground) { g.holds(t) },
+		},
+		{
+			// No idempotency at all: every request is a charge.
+			name: "non-idempotent", ep: foreign.Options{Store: foreign.StoreNone},
+			ops: 150, concurrency: 16, duplicate: 0.3, race: 0.1,
+			check: func(t *testing.T, g *ground) { g.doubleChargesFail(t, false) },
+		},
+		{
+			// The --help example's 3-column ledger query, with the
+			// endpoint's own merchant name.
+			name: "three-column-ledger-query", ep: foreign.Options{Store: foreign.StoreAtomic, Merchant: "acme-eu"},
+			ops: 150, concurrency: 16, duplicate: 0.3, race: 0.1, faults: eatResponses,
+			tune: func(c *Config) {
+				c.LedgerQuery = `SELECT merchant, idem_key, count(*) FROM ledger GROUP BY 1, 2`
+			},
+			check: func(t *testing.T, g *ground) { g.holds(t) },
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, seed := range foreignSeeds {
+				t.Run(fmt.Sprint("seed-", seed), func(t *testing.T) {
+					g := runForeign(t, tc, seed)
+					tc.check(t, g)
+					if t.Failed() {
+						var b strings.Builder
+						_ = g.rep.WriteText(&b)
+						t.Logf("ground truth: %d ledger rows over %d keys, %d stuck\n%s", g.rows, len(g.ledger), len(g.stuck), b.String())
+					}
+				})
+			}
+		})
+	}
+}
+
+// reuseCase: a changed body under a used key gets status (Stripe's 400, or
+// 417); declared with --reuse-status it holds, undeclared key-reuse-422
+// fails naming the status while every money check holds.
+func reuseCase(name string, status int, declared bool) foreignCase {
+	return foreignCase{
+		name: name, ep: foreign.Options{Store: foreign.StoreAtomic, ReuseStatus: status},
+		ops: 150, concurrency: 16, duplicate: 0.2, reuse: 0.2,
+		tune: func(c *Config) {
+			if declared {
+				c.ReuseStatuses = []int{status}
+			}
+		},
+		check: func(t *testing.T, g *ground) {
+			if declared {
+				g.holds(t)
+				return
+			}
+			g.moneyHolds(t)
+			c := g.mustCheck(t, verify.CheckKeyReuse422)
+			reuses := g.count(func(o history.Op) bool { return o.Kind == history.KindReuse })
+			if c.Status != verify.StatusFailed || c.CounterexamplesTotal != reuses || g.rep.Verdict != verify.VerdictViolated {
+				t.Errorf("%s: %s %q with %d counterexamples, want failed for all %d reuses", c.Name, c.Status, c.Figure, c.CounterexamplesTotal, reuses)
+			}
+			for _, cx := range c.Counterexamples {
+				if !strings.Contains(cx.Why, fmt.Sprint(status)) {
+					t.Errorf("%s counterexample does not name the status %d: %q", c.Name, status, cx.Why)
+				}
+			}
+		},
+	}
+}
+
+// runForeign starts tc's endpoint over a fresh ledger, attacks it with seed
+// and gathers the ground truth.
+func runForeign(t *testing.T, tc foreignCase, seed int64) *ground {
+	t.Helper()
+	ctx := context.Background()
+	dbURL := testinfra.Postgres(t)
+	db, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	o := tc.ep
+	o.Table = "ledger"
+	cfg := Config{
+		Profile: profiles.Profile{Name: "foreign-" + tc.name, Faults: tc.faults},
+		Ops:     tc.ops, Concurrency: tc.concurrency, Seed: seed,
+		DuplicateRate: tc.duplicate, RaceRate: tc.race, ReuseRate: tc.reuse,
+		SideEffectMetric: foreign.DefaultMetric, DatabaseURL: dbURL, LedgerQuery: foreignLedgerQuery,
+		Out: t.TempDir(), DrainTimeout: 5 * time.Second, ReconcileTimeout: 20 * time.Second,
+	}
+	var e *foreign.Endpoint
+	if tc.process {
+		p, err := foreign.StartProcess(ctx, foreign.ProcessConfig{Options: o, DatabaseURL: dbURL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(p.Stop)
+		ctl := httptest.NewServer(p)
+		t.Cleanup(ctl.Close)
+		cfg.Target, cfg.MetricsURL = p.URL(), p.MetricsURL()
+		cfg.KillCmd, cfg.RestartCmd = p.Commands(ctl.URL)
+		cfg.KillAt = tc.killAt
+		defer func() {
+			if p.Kills() != len(tc.killAt) {
+				t.Errorf("the endpoint process was killed %d times, want %d", p.Kills(), len(tc.killAt))
+			}
+		}()
+	} else {
+		if e, err = foreign.New(ctx, db, o); err != nil {
+			t.Fatal(err)
+		}
+		srv := httptest.NewServer(e)
+		t.Cleanup(srv.Close)
+		cfg.Target, cfg.MetricsURL = srv.URL+foreign.Path, srv.URL+"/metrics"
+	}
+	if tc.tune != nil {
+		tc.tune(&cfg)
+	}
+	res := run(t, cfg)
+	g := &ground{rep: res.Report, dir: res.Dir, process: tc.process, sent: map[string]int{}}
+	if e != nil {
+		g.received = e.Received()
+	}
+	if g.ledger, err = foreign.LedgerCounts(ctx, db, "ledger"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range g.ledger {
+		g.rows += n
+	}
+	if g.stuck, err = foreign.StuckKeys(ctx, db, "ledger"); err != nil {
+		t.Fatal(err)
+	}
+	if err := history.ReadFile(filepath.Join(res.Dir, history.PlanFile), func(op history.Op) error {
+		g.plan = append(g.plan, op)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := history.ReadFile(filepath.Join(res.Dir, history.HistoryFile), func(a history.Attempt) error {
+		if a.Outcome != history.OutcomeBudget {
+			g.sent[a.Key]++
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+func (g *ground) mustCheck(t *testing.T, name string) *verify.Check {
+	t.Helper()
+	c := g.rep.Check(name)
+	if c == nil {
+		t.Fatalf("report.json has no %s check", name)
+	}
+	return c
+}
+
+func (g *ground) count(f func(history.Op) bool) int {
+	n := 0
+	for _, o := range g.plan {
+		if f(o) {
+			n++
+		}
+	}
+	return n
+}
+
+func (g *ground) charges() int {
+	return g.count(func(o history.Op) bool { return o.Kind == history.KindCharge })
+}
+
+// doubled counts the charge ops (race ops only, if races) whose key the
+// ledger holds more than once.
+func (g *ground) doubled(races bool) int {
+	return g.count(func(o history.Op) bool {
+		return o.Kind == history.KindCharge && (!races || o.Race) && g.ledger[o.Key] > 1
+	})
+}
+
+// effectsFigure: effects-equal-ops and the report read the ledger as it
+// is; a single process's counter equals it too.
+func (g *ground) effectsFigure(t *testing.T) *verify.Check {
+	t.Helper()
+	c := g.mustCheck(t, verify.CheckEffectsEqualOps)
+	if want := fmt.Sprintf("ledger %d of %d", g.rows, g.charges()); !strings.Contains(c.Figure, want) {
+		t.Errorf("%s figure %q, want %q", c.Name, c.Figure, want)
+	}
+	if g.rep.LedgerEffects != g.rows {
+		t.Errorf("report ledger effects %d, the ledger holds %d rows", g.rep.LedgerEffects, g.rows)
+	}
+	if !g.process && g.rep.SideEffects != g.rows {
+		t.Errorf("report side effects %d (%s), the endpoint's counter ends at the ledger's %d", g.rep.SideEffects, g.rep.SideEffectsSource, g.rows)
+	}
+	return c
+}
+
+// moneyHolds: the ledger holds each charge exactly once, and the money
+// checks say so with the ledger's figures.
+func (g *ground) moneyHolds(t *testing.T) {
+	t.Helper()
+	for _, o := range g.plan {
+		if o.Kind == history.KindCharge && g.ledger[o.Key] != 1 {
+			t.Fatalf("the endpoint itself is wrong: op %d (key %s) has %d ledger rows", o.Op, o.Key, g.ledger[o.Key])
+		}
+	}
+	if g.rows != g.charges() {
+		t.Fatalf("the endpoint itself is wrong: %d ledger rows for %d charges", g.rows, g.charges())
+	}
+	if c := g.effectsFigure(t); c.Status != verify.StatusHeld {
+		t.Errorf("%s: %s %q: %s", c.Name, c.Status, c.Figure, c.Detail)
+	}
+	c := g.mustCheck(t, verify.CheckExactlyOncePerOp)
+	if want := fmt.Sprintf("0 of %d ops wrong", g.charges()); c.Status != verify.StatusHeld || !strings.HasPrefix(c.Figure, want) {
+		t.Errorf("%s: %s %q, want held %q...: %s %v", c.Name, c.Status, c.Figure, want, c.Detail, c.Counterexamples)
+	}
+	races := g.count(func(o history.Op) bool { return o.Race })
+	c = g.mustCheck(t, verify.CheckRaceSingleWinner)
+	switch {
+	case races == 0 && c.Status != verify.StatusNothing:
+		t.Errorf("%s: %s %q with no races in the plan", c.Name, c.Status, c.Figure)
+	case races > 0 && (c.Status != verify.StatusHeld || !strings.HasPrefix(c.Figure, fmt.Sprintf("%d of %d races", races, races))):
+		t.Errorf("%s: %s %q, want held for all %d races (each has one ledger row): %s %v", c.Name, c.Status, c.Figure, races, c.Detail, c.Counterexamples)
+	}
+}
+
+// holds: no false alarm. The money checks hold with the ledger's figures,
+// and so does every other check.
+func (g *ground) holds(t *testing.T) {
+	t.Helper()
+	g.moneyHolds(t)
+	if len(g.stuck) > 0 {
+		t.Fatalf("the endpoint left keys in flight: %v", g.stuck)
+	}
+	for _, c := range g.rep.Checks {
+		if c.Status != verify.StatusHeld && c.Status != verify.StatusNothing {
+			t.Errorf("%s: %s %q: %s %v", c.Name, c.Status, c.Figure, c.Detail, c.Counterexamples)
+		}
+	}
+	if g.rep.Verdict != verify.VerdictHeld {
+		t.Errorf("verdict %s, want held", g.rep.Verdict)
+	}
+}
+
+// doubleChargesFail: no miss. exactly-once-per-op fails with exactly the
+// ops the ledger holds twice, and effects-equal-ops with its row count.
+func (g *ground) doubleChargesFail(t *testing.T, restart bool) {
+	t.Helper()
+	twice := g.doubled(false)
+	if twice == 0 {
+		t.Fatalf("the endpoint charged no op twice (%d rows for %d charges): the row proves nothing", g.rows, g.charges())
+	}
+	c := g.mustCheck(t, verify.CheckExactlyOncePerOp)
+	if c.Status != verify.StatusFailed || c.CounterexamplesTotal != twice {
+		t.Errorf("%s: %s %q with %d counterexamples, the ledger holds %d ops more than once", c.Name, c.Status, c.Figure, c.CounterexamplesTotal, twice)
+	}
+	for _, cx := range c.Counterexamples {
+		if cx.LedgerEffects == nil || *cx.LedgerEffects != g.ledger[cx.Key] {
+			t.Errorf("counterexample op %d: ledger effects %v, the ledger holds %d", cx.Op, cx.LedgerEffects, g.ledger[cx.Key])
+		}
+	}
+	if e := g.effectsFigure(t); e.Status != verify.StatusFailed {
+		t.Errorf("%s: %s %q with %d ledger rows for %d charges", e.Name, e.Status, e.Figure, g.rows, g.charges())
+	}
+	if races := g.doubled(true); races > 0 {
+		r := g.mustCheck(t, verify.CheckRaceSingleWinner)
+		if r.Status != verify.StatusFailed || r.CounterexamplesTotal != races {
+			t.Errorf("%s: %s %q with %d counterexamples, the ledger holds %d race ops more than once", r.Name, r.Status, r.Figure, r.CounterexamplesTotal, races)
+		}
+	}
+	if g.rep.Verdict != verify.VerdictViolated || g.rep.ExitCode != verify.ExitViolated {
+		t.Errorf("verdict %s (exit %d), want violated (exit 1)", g.rep.Verdict, g.rep.ExitCode)
+	}
+	t.Logf("%d ops charged more than once (%d ledger rows for %d charges)", twice, g.rows, g.charges())
+}
+
+// stuckKeysFail: the report is written, no-key-stuck-in-flight fails
+// listing exactly the keys the endpoint left in progress, and the money
+// checks are computed from what was collected.
+func (g *ground) stuckKeysFail(t *testing.T) {
+	t.Helper()
+	if len(g.stuck) == 0 {
+		t.Fatalf("the kill left no key in progress: the row proves nothing")
+	}
+	c := g.mustCheck(t, verify.CheckNoKeyStuck)
+	var listed []string
+	for _, cx := range c.Counterexamples {
+		listed = append(listed, cx.Key)
+	}
+	slices.Sort(listed)
+	if c.Status != verify.StatusFailed || c.CounterexamplesTotal != len(g.stuck) ||
+		(len(g.stuck) <= len(listed) && !slices.Equal(listed, g.stuck)) {
+		t.Errorf("%s: %s %q lists %v (total %d), the endpoint left %v in progress", c.Name, c.Status, c.Figure, listed, c.CounterexamplesTotal, g.stuck)
+	}
+	for _, k := range g.stuck {
+		if g.ledger[k] != 0 {
+			t.Errorf("stuck key %s has %d ledger rows", k, g.ledger[k])
+		}
+	}
+	g.effectsFigure(t)
+	if e := g.mustCheck(t, verify.CheckExactlyOncePerOp); e.Status != verify.StatusHeld {
+		t.Errorf("%s: %s %q: nothing was charged twice: %s %v", e.Name, e.Status, e.Figure, e.Detail, e.Counterexamples)
+	}
+	if g.rep.Verdict != verify.VerdictViolated || g.rep.ExitCode != verify.ExitViolated {
+		t.Errorf("verdict %s (exit %d), want violated (exit 1)", g.rep.Verdict, g.rep.ExitCode)
+	}
+	t.Logf("%d keys stuck in flight", len(g.stuck))
+}
+
+// everyRequestRecorded: each request the endpoint read is one attempt in
+// history.jsonl, and each attempt sent reached it.
+func (g *ground) everyRequestRecorded(t *testing.T) {
+	t.Helper()
+	bad := 0
+	for k, n := range g.received {
+		if g.sent[k] != n {
+			if bad++; bad <= 5 {
+				t.Errorf("key %s: the endpoint read %d requests, history.jsonl records %d attempts", k, n, g.sent[k])
+			}
+		}
+	}
+	for k, n := range g.sent {
+		if _, ok := g.received[k]; !ok {
+			t.Errorf("key %s: history.jsonl records %d attempts, the endpoint read none", k, n)
+		}
+	}
+	if bad > 5 {
+		t.Errorf("... %d keys in all", bad)
+	}
+}
