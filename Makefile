@@ -5,7 +5,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(shell git rev-parse --short HEAD 2>/dev/null || echo none)
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 
-.PHONY: build test demo bench lint fuzz clean
+.PHONY: build test soak demo bench lint fuzz clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/paytest
@@ -13,6 +13,11 @@ build:
 ## test: the whole suite against real Postgres, NATS, Redis and Prometheus.
 test:
 	$(GO) test -count=1 -timeout 9m ./...
+
+## soak: the whole crash matrix (every crash profile, safe and with the
+## unsafe mode that breaks it, three seeds, as shipped) and its table.
+soak:
+	PAYTEST_SOAK=1 $(GO) test -count=1 -v -run '^TestCrashMatrix$$' -timeout 60m ./attack/
 
 ## demo: the main job on embedded defaults.
 demo: build
