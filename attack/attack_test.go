@@ -214,6 +214,8 @@ type shop struct {
 	charges    int
 	// ledger, when set, gets one row per charge.
 	ledger *pgxpool.Pool
+	// delay, when set, is each charge's processing time.
+	delay time.Duration
 }
 
 func (s *shop) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -229,6 +231,7 @@ func (s *shop) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body, _ := io.ReadAll(r.Body)
+	time.Sleep(s.delay)
 	key := r.Header.Get("Idempotency-Key")
 	if key == "" || r.Header.Get("X-Shop") != "yes" {
 		http.Error(w, "bad request", http.StatusBadRequest)

@@ -1,0 +1,443 @@
+package attack
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/paytest/paytest/attack/fault"
+	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/internal/apperr"
+	"github.com/paytest/paytest/internal/testinfra"
+	"github.com/paytest/paytest/profiles"
+	"github.com/paytest/paytest/verify"
+)
+
+// TestPlanFaults: every fault of a profile either acts on the system under
+// attack (adapted to it) or is refused with EUSAGE naming the fault and
+// the profile, and --skip-fault and --kill-at change the schedule.
+func TestPlanFaults(t *testing.T) {
+	prof := func(name string, specs ...fault.Spec) profiles.Profile {
+		return profiles.Profile{Name: name, Faults: specs}
+	}
+	target := "http://127.0.0.1:1/pay"
+	tests := []struct {
+		name string
+		cfg  Config
+		want []fault.Spec // nil with err
+		err  []string     // substrings of the usage error
+	}{
+		{"target: broker-cut refused, naming it and the profile",
+			Config{Target: target, Profile: mustProfile(t, "default"), KillCmd: "true"}, nil,
+			[]string{"profile default", "broker-cut", "--skip-fault broker-cut", "lost-response"}},
+		{"target: redis-loss refused", Config{Target: target, Profile: mustProfile(t, "redis-loss")}, nil,
+			[]string{"profile redis-loss", "redis-loss", "cannot fire against --target"}},
+		{"target: poison refused", Config{Target: target, Profile: mustProfile(t, "poison")}, nil,
+			[]string{"profile poison", "poison"}},
+		{"target: backlog's broker-cut refused", Config{Target: target, Profile: mustProfile(t, "backlog")}, nil,
+			[]string{"profile backlog", "broker-cut"}},
+		{"target: kill without --kill-cmd refused", Config{Target: target, Profile: mustProfile(t, "relay-crash")}, nil,
+			[]string{"profile relay-crash", "--kill-cmd"}},
+		{"target: a relay crash point becomes a kill of target",
+			Config{Target: target, Profile: mustProfile(t, "relay-crash"), KillCmd: "true"},
+			[]fault.Spec{{Fault: fault.Kill, Target: TargetComponent, At: 0.3, Duration: plainKillDowntime, Restart: []string{"--publish-dedup=false"}}}, nil},
+		{"target: outage and latency act on the proxy in front of it",
+			Config{Target: target, Profile: prof("p", fault.Spec{Fault: fault.Outage, At: 0.3, Duration: time.Second}, fault.Spec{Fault: fault.Latency, Target: "target", Latency: time.Millisecond})},
+			[]fault.Spec{{Fault: fault.Outage, Target: fault.ProxyCharge, At: 0.3, Duration: time.Second}, {Fault: fault.Latency, Target: fault.ProxyCharge, Latency: time.Millisecond}}, nil},
+		{"target: latency on another proxy refused",
+			Config{Target: target, Profile: prof("p", fault.Spec{Fault: fault.Latency, Target: "nats"})}, nil,
+			[]string{"profile p", "latency nats"}},
+		{"target: --skip-fault leaves the default profile's broker-cut and kill out",
+			Config{Target: target, Profile: mustProfile(t, "default"), SkipFaults: []string{"broker-cut", "kill"}},
+			[]fault.Spec{{Fault: fault.EatResponse, At: 0.1, Until: 0.6, Toxicity: 0.3}}, nil},
+		{"--skip-fault of an unknown fault", Config{Target: target, SkipFaults: []string{"meteor"}}, nil,
+			[]string{"--skip-fault \"meteor\"", "eat-response"}},
+		{"target: --kill-at kills target at each fraction",
+			Config{Target: target, KillCmd: "true", KillAt: []float64{0.3, 0.7}},
+			[]fault.Spec{{Fault: fault.Kill, Target: TargetComponent, At: 0.3, Duration: plainKillDowntime}, {Fault: fault.Kill, Target: TargetComponent, At: 0.7, Duration: plainKillDowntime}}, nil},
+		{"target: --kill-at without --kill-cmd", Config{Target: target, KillAt: []float64{0.5}}, nil, []string{"--kill-at needs --kill-cmd"}},
+		{"--kill-at out of range", Config{KillAt: []float64{1.5}}, nil, []string{"--kill-at 1.5"}},
+		{"bundled: --kill-at kills the charge service", Config{KillAt: []float64{0.5}},
+			[]fault.Spec{{Fault: fault.Kill, Target: "charge", At: 0.5, Duration: plainKillDowntime}}, nil},
+		{"bundled: kill with no target", Config{Profile: prof("p", fault.Spec{Fault: fault.Kill, At: 0.5})}, nil,
+			[]string{"profile p", "kill needs a target component", "charge, relay, consumer"}},
+		{"bundled: kill of database", Config{Profile: prof("p", fault.Spec{Fault: fault.Kill, Target: "database", At: 0.5})}, nil,
+			[]string{"profile p", `not "database"`}},
+		{"bundled: unknown crash point", Config{Profile: prof("p", fault.Spec{Fault: fault.Kill, Target: "relay", Crash: "after-lunch", At: 0.5})}, nil,
+			[]string{"profile p", `relay has no crash point "after-lunch"`, "after-publish"}},
+		{"bundled: a crash point of another component", Config{Profile: prof("p", fault.Spec{Fault: fault.Kill, Target: "charge", Crash: "after-publish", At: 0.5})}, nil,
+			[]string{`charge has no crash point "after-publish"`, "after-claim"}},
+		{"bundled: latency on an unknown proxy", Config{Profile: prof("p", fault.Spec{Fault: fault.Latency, Target: "redis", Latency: time.Millisecond})}, nil,
+			[]string{"profile p", `no proxy "redis"`, "charge, nats, postgres"}},
+		{"bundled: a crash point on a fault that is not a kill", Config{Profile: prof("p", fault.Spec{Fault: fault.BrokerCut, Crash: "after-publish"})}, nil,
+			[]string{"only kill takes a crash point"}},
+		{"bundled: the default profile as it is", Config{Profile: mustProfile(t, "default")}, mustProfile(t, "default").Faults, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := planFaults(&tt.cfg)
+			if tt.err != nil {
+				if apperr.Code(err) != apperr.EUSAGE {
+					t.Fatalf("planFaults = %v, %v; want a usage error", got, err)
+				}
+				for _, w := range tt.err {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q does not mention %q", err, w)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Fatalf("planFaults =\n%+v\nwant\n%+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func mustProfile(t *testing.T, name string) profiles.Profile {
+	t.Helper()
+	p, err := profiles.Load(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestAFaultPaytestCannotFireStopsTheRunBeforeAnythingStarts: Run refuses
+// such a profile (and bad endpoint descriptions) with a usage error before
+// it creates the run directory or starts any server.
+func TestAFaultPaytestCannotFireStopsTheRunBeforeAnythingStarts(t *testing.T) {
+	srv := httptest.NewServer(&shop{idempotent: true, seen: map[string]string{}})
+	t.Cleanup(srv.Close)
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"broker-cut against a target", Config{Profile: mustProfile(t, "default"), Target: srv.URL, MetricsURL: srv.URL + "/metrics", KillCmd: "true"}, "broker-cut"},
+		{"kill of database", Config{Profile: profiles.Profile{Name: "p", Faults: []fault.Spec{{Fault: fault.Kill, Target: "database", At: 0.5}}}}, "database"},
+		{"bad --id-field", Config{Target: srv.URL, MetricsURL: srv.URL + "/metrics", IDField: "id"}, "--id-field"},
+		{"bad --reuse-status", Config{Target: srv.URL, MetricsURL: srv.URL + "/metrics", ReuseStatuses: []int{200}}, "--reuse-status 200"},
+		{"bad --replay-header", Config{Target: srv.URL, MetricsURL: srv.URL + "/metrics", ReplayHeader: "Re played=1"}, "--replay-header"},
+		{"--replay-header on the bundled system", Config{ReplayHeader: "X-Replay"}, "only with --target"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.cfg.Out = filepath.Join(t.TempDir(), "run")
+			_, err := Run(context.Background(), tt.cfg)
+			if apperr.Code(err) != apperr.EUSAGE || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Run = %v; want a usage error mentioning %q", err, tt.want)
+			}
+			if _, err := os.Stat(tt.cfg.Out); !os.IsNotExist(err) {
+				t.Fatalf("the run directory was created before the refusal: %v", err)
+			}
+		})
+	}
+}
+
+// stuckShop is an idempotent endpoint with a Postgres ledger that "crashes"
+// in the middle of the first request of some keys (the connection is
+// dropped after the key was claimed, before the charge): from then on the
+// key stays in progress and every try gets 409, as a lease that never
+// expires would.
+type stuckShop struct {
+	ledger *pgxpool.Pool
+	mu     sync.Mutex
+	done   map[string]string // key -> response body
+	stuck  map[string]bool
+}
+
+func isStuckKey(key string) bool {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return h.Sum32()%8 == 0
+}
+
+func (s *stuckShop) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if _, err := io.ReadAll(r.Body); err != nil {
+		return
+	}
+	key := r.Header.Get("Idempotency-Key")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stuck[key] {
+		w.WriteHeader(http.StatusConflict)
+		fmt.Fprint(w, `{"error":"a request with this key is in progress"}`)
+		return
+	}
+	if body, ok := s.done[key]; ok {
+		w.Header().Set("Idempotent-Replayed", "true")
+		fmt.Fprint(w, body)
+		return
+	}
+	if isStuckKey(key) {
+		s.stuck[key] = true
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			conn.Close()
+		}
+		return
+	}
+	if _, err := s.ledger.Exec(r.Context(), `INSERT INTO stuck_ledger (idem_key) VALUES ($1)`, key); err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	s.done[key] = fmt.Sprintf(`{"id":"ch_%s"}`, key)
+	fmt.Fprint(w, s.done[key])
+}
+
+// TestKeysStuckInFlightStillGetAReport: an endpoint that answers 409
+// forever for some keys used to make attack spend the whole reconcile
+// timeout and exit 3 with no report. Now the run goes on at the reconcile
+// deadline: report.json is written, no-key-stuck-in-flight fails naming
+// exactly the endpoint's stuck keys, the verdict is violated (exit 1) and
+// every other check is computed from the ledger collected.
+func TestKeysStuckInFlightStillGetAReport(t *testing.T) {
+	dbURL := testinfra.Postgres(t)
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if _, err := pool.Exec(ctx, `CREATE TABLE stuck_ledger (id bigserial PRIMARY KEY, idem_key text NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	h := &stuckShop{ledger: pool, done: map[string]string{}, stuck: map[string]bool{}}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	began := time.Now()
+	res := run(t, Config{
+		Profile: profiles.Profile{Name: "stuck"}, Ops: 120, Concurrency: 8, DuplicateRate: 0.2, RaceRate: 0.05, Seed: 31,
+		Target: srv.URL, DatabaseURL: dbURL, LedgerQuery: `SELECT idem_key, count(*) FROM stuck_ledger GROUP BY 1`,
+		Out: t.TempDir(), ReconcileTimeout: 2 * time.Second, DrainTimeout: 5 * time.Second,
+	})
+	took := time.Since(began)
+	h.mu.Lock()
+	var want []string
+	for k := range h.stuck {
+		want = append(want, k)
+	}
+	h.mu.Unlock()
+	sort.Strings(want)
+	if len(want) == 0 {
+		t.Fatal("no key got stuck: the test proves nothing")
+	}
+	rep := res.Report
+	var b strings.Builder
+	_ = rep.WriteText(&b)
+	if rep.Verdict != verify.VerdictViolated || rep.ExitCode != 1 {
+		t.Fatalf("verdict %s (exit %d), want violated (1):\n%s", rep.Verdict, rep.ExitCode, b.String())
+	}
+	c := rep.Check(verify.CheckNoKeyStuck)
+	if c == nil || c.Status != verify.StatusFailed || c.CounterexamplesTotal != len(want) {
+		t.Fatalf("%s: %+v; want failed with %d keys:\n%s", verify.CheckNoKeyStuck, c, len(want), b.String())
+	}
+	var got []string
+	for _, cx := range c.Counterexamples {
+		got = append(got, cx.Key)
+	}
+	sort.Strings(got)
+	if !slices.Equal(got, want) {
+		t.Fatalf("stuck keys named %v, the endpoint's are %v", got, want)
+	}
+	// The other checks are computed from the ledger: one row per key
+	// charged, none for the stuck ones, so exactly-once holds.
+	if c := rep.Check(verify.CheckExactlyOncePerOp); c == nil || c.Status != verify.StatusHeld {
+		t.Fatalf("%s: %+v:\n%s", verify.CheckExactlyOncePerOp, c, b.String())
+	}
+	if rep.LedgerEffects != 120-len(want) {
+		t.Fatalf("ledger effects %d, want %d", rep.LedgerEffects, 120-len(want))
+	}
+	var onDisk map[string]any
+	raw, err := os.ReadFile(filepath.Join(res.Dir, verify.ReportFile))
+	if err != nil || json.Unmarshal(raw, &onDisk) != nil {
+		t.Fatalf("report.json: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(res.Dir, verify.HTMLFile)); err != nil {
+		t.Fatal(err)
+	}
+	if took > 30*time.Second {
+		t.Fatalf("the run took %s with a 2 s reconcile deadline", took)
+	}
+}
+
+// TestKillAtFiresAtTheFractions: --kill-at 0.3,0.7 against a team's
+// endpoint runs --kill-cmd and --restart-cmd at 30% and 70% of the run,
+// each as a kill of "target", without a profile.
+func TestKillAtFiresAtTheFractions(t *testing.T) {
+	// Slow enough (100 ops at 4 x 50/s) that the ops done when a kill
+	// fires are not overtaken while its command runs.
+	h := &shop{idempotent: true, seen: map[string]string{}, delay: 20 * time.Millisecond}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	log := filepath.Join(t.TempDir(), "kills.log")
+	// The kill command records how many charges the endpoint had made.
+	res := run(t, Config{
+		Profile: profiles.Profile{Name: "none"}, Ops: 100, Concurrency: 4, Seed: 8,
+		Target: srv.URL + "/api/pay", Header: http.Header{"X-Shop": {"yes"}},
+		MetricsURL: srv.URL + "/metrics", SideEffectMetric: "shop_charges_total",
+		KillCmd:    "echo kill $PAYTEST_COMPONENT $(curl -s " + srv.URL + "/metrics | tail -1 | cut -d' ' -f2) >> " + log,
+		RestartCmd: "echo restart $PAYTEST_COMPONENT >> " + log,
+		KillAt:     []float64{0.3, 0.7},
+		Out:        t.TempDir(), DrainTimeout: 5 * time.Second,
+	})
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The endpoint here does not die, so the load outruns the 500 ms
+	// downtime and the two restarts may both follow the second kill.
+	var kl, rl []string
+	for _, l := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if strings.HasPrefix(l, "kill ") {
+			kl = append(kl, l)
+		} else {
+			rl = append(rl, l)
+		}
+	}
+	if len(kl) != 2 || !slices.Equal(rl, []string{"restart target", "restart target"}) {
+		t.Fatalf("commands ran: %q", b)
+	}
+	var at []int
+	for _, l := range kl {
+		var n int
+		if _, err := fmt.Sscanf(l, "kill target %d", &n); err != nil {
+			t.Fatalf("kill line %q: %v", l, err)
+		}
+		at = append(at, n)
+	}
+	// Each kill fires once that share of the ops is done; the endpoint
+	// has charged about as many (at most the senders' in-flight more).
+	if at[0] < 30 || at[0] > 40 || at[1] < 70 || at[1] > 80 {
+		t.Fatalf("kills fired at %v charges, want about 30 and 70", at)
+	}
+	var kills int
+	for _, f := range faultRecords(t, res.Dir) {
+		if f.Fault == fault.Kill && f.Action == "inject" {
+			kills++
+			if f.Target != TargetComponent {
+				t.Errorf("faults.jsonl kill of %q", f.Target)
+			}
+		}
+	}
+	if kills != 2 || res.Report.Faults[fault.Kill] != 2 || res.Report.Verdict != verify.VerdictHeld {
+		t.Fatalf("%d kills in faults.jsonl, report %v, verdict %s", kills, res.Report.Faults, res.Report.Verdict)
+	}
+}
+
+// TestOutageAgainstATargetActs: an outage against a team's endpoint is the
+// proxy in front of it refusing connections for the window: it is
+// recorded, requests fail during it, and an idempotent endpoint still
+// holds (every op charged exactly once after the retries and the
+// reconciliation).
+func TestOutageAgainstATargetActs(t *testing.T) {
+	h := &shop{idempotent: true, seen: map[string]string{}}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	prof := profiles.Profile{Name: "target-outage", Faults: []fault.Spec{{Fault: fault.Outage, At: 0.3, Duration: time.Second}}}
+	res := run(t, Config{
+		Profile: prof, Ops: 200, Concurrency: 8, DuplicateRate: 0.1, Seed: 12,
+		Target: srv.URL + "/api/pay", Header: http.Header{"X-Shop": {"yes"}},
+		MetricsURL: srv.URL + "/metrics", SideEffectMetric: "shop_charges_total",
+		Out: t.TempDir(), DrainTimeout: 5 * time.Second,
+	})
+	var start, stop time.Time
+	for _, f := range faultRecords(t, res.Dir) {
+		if f.Fault == fault.Outage && f.Target == fault.ProxyCharge {
+			switch f.Action {
+			case "start":
+				start = f.Time
+			case "stop":
+				stop = f.Time
+			}
+		}
+	}
+	if start.IsZero() || stop.Before(start.Add(900*time.Millisecond)) {
+		t.Fatalf("outage window %s .. %s in faults.jsonl", start, stop)
+	}
+	failedIn := 0
+	if err := history.ReadFile(filepath.Join(res.Dir, history.HistoryFile), func(a history.Attempt) error {
+		if a.Outcome == history.OutcomeNetwork && !a.End.Before(start) && !a.Start.After(stop) {
+			failedIn++
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if failedIn == 0 {
+		t.Fatal("no request failed during the outage window")
+	}
+	rep := res.Report
+	if rep.Verdict != verify.VerdictHeld || rep.Faults[fault.Outage] != 1 || rep.SideEffects != 200 {
+		var b strings.Builder
+		_ = rep.WriteText(&b)
+		t.Fatalf("verdict %s, faults %v, side effects %d:\n%s", rep.Verdict, rep.Faults, rep.SideEffects, b.String())
+	}
+	h.mu.Lock()
+	charges := h.charges
+	h.mu.Unlock()
+	if charges != 200 {
+		t.Fatalf("the endpoint made %d charges, want 200", charges)
+	}
+	t.Logf("%d attempts failed during the %s outage", failedIn, stop.Sub(start).Round(time.Millisecond))
+}
+
+// TestTheDrainWaitsForARedelivery: the consumer dies after applying an
+// event and before acking it, and the broker redelivers it only after the
+// ack wait. With the inbox disabled, the redelivery is applied again: the
+// drain must wait for the broker to have nothing unacknowledged, so that
+// the double apply is inside the evidence and caught (the drain used to end
+// once the effects looked settled, before the redelivery, and the run
+// read held).
+func TestTheDrainWaitsForARedelivery(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "late.yaml")
+	if err := os.WriteFile(path, []byte(`name: late-redelivery
+description: the consumer killed after apply and before ack, redelivered after a 4 s ack wait
+ops: 100
+concurrency: 8
+consumer-args: ["--ack-wait=4s"]
+faults:
+  - {fault: kill, target: consumer, crash: after-apply-before-ack, at: 0.5, restart: ["--ack-wait=4s"]}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := bundled(t, path)
+	cfg.Seed = 5
+	cfg.Unsafe = []string{"no-inbox-dedup"}
+	cfg.DrainTimeout = 30 * time.Second
+	res := run(t, cfg)
+	rep := res.Report
+	var b strings.Builder
+	_ = rep.WriteText(&b)
+	if !res.Drained {
+		t.Fatalf("the drain did not settle:\n%s", b.String())
+	}
+	c := rep.Check(verify.CheckExactlyOncePerOp)
+	if rep.Verdict != verify.VerdictViolated || c == nil || c.Status != verify.StatusFailed || rep.LedgerEffects <= 100 {
+		t.Fatalf("verdict %s, ledger effects %d; want the redelivered event applied twice and caught:\n%s", rep.Verdict, rep.LedgerEffects, b.String())
+	}
+	tr, err := os.ReadFile(filepath.Join(res.Dir, verify.TranscriptFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(tr), "broker: 0 unacknowledged (0 redelivered), 0 undelivered") {
+		t.Fatalf("the drain line does not show the broker empty:\n%s", tr)
+	}
+}
