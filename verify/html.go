@@ -51,12 +51,15 @@ code{font:13px ui-monospace,Menlo,Consolas,monospace}
 <body>
 <h1>paytest verify <span class="verdict v-{{.R.Verdict}}">{{upper .R.Verdict}}</span></h1>
 <p>exit code {{.R.ExitCode}} · seed <code>{{.R.Seed}}</code>{{if .R.Profile}} · profile <code>{{.R.Profile}}</code>{{end}}{{if .R.Target}} · target <code>{{.R.Target}}</code>{{end}}{{if .R.Unsafe}} · unsafe <code>{{range .R.Unsafe}}{{.}} {{end}}</code>{{end}}{{if .R.NoJitter}} · <code>--no-jitter</code>{{end}} · {{printf "%.1f" .R.DurationSeconds}} s</p>
-
+{{if .R.Stopped}}<p id="stopped"><b>Stopped early:</b> {{.R.Stopped}} (judged from what was collected).</p>
+{{end}}
 <h2>Evidence</h2>
 <table id="summary">
 <tr><th>logical operations</th><td class="num">{{.R.Ops}}</td><td class="detail">from {{.R.OpsSource}}</td></tr>
 <tr><th>side effects (metrics)</th><td class="num">{{have .R.SideEffects .R.SideEffectsSource}}</td><td class="detail">{{.R.SideEffectsSource}}</td></tr>
-<tr><th>ledger effects</th><td class="num">{{have .R.LedgerEffects .R.LedgerSource}}</td><td class="detail">{{.R.LedgerSource}}{{if .R.LedgerSource}}, {{.R.LedgerKeys}} keys{{end}}</td></tr>
+<tr><th>ledger effects</th><td class="num">{{have .R.LedgerEffects .R.LedgerSource}}</td><td class="detail">{{.R.LedgerSource}}{{if .R.LedgerSource}}, {{.R.LedgerKeys}} keys, matched by {{.R.LedgerMatch}}{{end}}</td></tr>
+{{if .R.CountersFrom}}<tr><th>counters read from</th><td colspan="2">{{.R.CountersFrom}}{{range .R.CounterResets}}<div class="detail">reset: {{.Page}} <code>{{.Metric}}</code> at {{.Time.Format "15:04:05.000"}}: {{.Before}} → {{.After}}</div>{{end}}</td></tr>
+{{end}}
 <tr><th>client attempts</th><td class="num">{{.R.Attempts}}</td><td class="detail">{{.R.Races}} races, {{.R.Reuses}} key reuses in the plan</td></tr>
 <tr><th>faults injected</th><td colspan="2">{{if .R.Faults}}{{faults .R.Faults}}{{else}}none{{end}}</td></tr>
 {{range .R.Backlog}}<tr><th>backlog drain</th><td colspan="2">{{.Summary}}</td></tr>
@@ -66,8 +69,8 @@ code{font:13px ui-monospace,Menlo,Consolas,monospace}
 
 <h2>Checks</h2>
 <table id="checks">
-<tr><th>check</th><th>status</th><th>figure</th></tr>
-{{range .R.Checks}}<tr id="check-{{.Name}}"><td><code>{{.Name}}</code></td><td class="s-{{status .}}">{{status .}}</td><td>{{.Figure}}{{if .Detail}}<div class="detail">{{.Detail}}</div>{{end}}{{if .Counterexamples}}<ul class="cx">{{range .Counterexamples}}<li>{{.String}}</li>{{end}}{{if gt .CounterexamplesTotal (len .Counterexamples)}}<li>… {{.CounterexamplesTotal}} in all</li>{{end}}</ul>{{end}}</td></tr>
+<tr><th>check</th><th>status</th><th>figure</th><th>evidence</th></tr>
+{{range .R.Checks}}<tr id="check-{{.Name}}"><td><code>{{.Name}}</code></td><td class="s-{{status .}}">{{status .}}</td><td>{{.Figure}}{{if .Detail}}<div class="detail">{{.Detail}}</div>{{end}}{{if .Counterexamples}}<ul class="cx">{{range .Counterexamples}}<li>{{.String}}</li>{{end}}{{if gt .CounterexamplesTotal (len .Counterexamples)}}<li>… {{.CounterexamplesTotal}} in all</li>{{end}}</ul>{{end}}</td><td class="detail">{{.Evidence}}</td></tr>
 {{end}}</table>
 
 {{if .R.Jitter}}<h2>Full jitter</h2>

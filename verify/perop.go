@@ -27,7 +27,7 @@ const (
 func (a *analysis) opEffects(ev *evidence, o *opState) (e int, attributed bool) {
 	e = ev.ledgerEffects(o.merchant, o.key)
 	if !ev.hasAmounts {
-		return e, false
+		return a.lessChargedReuses(o, e), false
 	}
 	switch o.kind {
 	case kindReuse:
@@ -49,6 +49,23 @@ func (a *analysis) opEffects(ev *evidence, o *opState) (e int, attributed bool) 
 		return e, true
 	}
 	return e, false
+}
+
+// lessChargedReuses takes from a per-key count the effects of the op's
+// reuses that the client saw charged (a 2xx with a charge of their own),
+// while more than one effect remains: those are the reuses' to answer for
+// (key-reuse-422), not the original's.
+func (a *analysis) lessChargedReuses(o *opState, e int) int {
+	if o.kind != kindCharge {
+		return e
+	}
+	for _, ri := range a.reuses[o.op] {
+		r := &a.ops[ri]
+		if charged, _ := a.reuseCharged(r); r.key == o.key && r.ok() > 0 && charged && e > 1 {
+			e--
+		}
+	}
+	return e
 }
 
 // repeatNote says, for an op applied more than once, whether the consumer

@@ -600,6 +600,21 @@ func TestKeyReuseStatuses(t *testing.T) {
 			checks:  map[string]checkWant{CheckKeyReuse422: {status: StatusFailed, text: "a 2xx with a new charge (id ch-reuse), not 422"}},
 		},
 		{
+			name: "a per-key ledger of two and a reuse charged: the reuse's, not the original's",
+			build: func(t *testing.T, s *runSpec, dir string) {
+				unmarkReplays(s)
+				a := s.findAttempt(t, reuseOp, 0, 1)
+				a.Status, a.Outcome, a.ChargeID = 201, history.OutcomeNew, "ch-reuse"
+				s.setLedger("k-0", 2)
+			},
+			verdict: VerdictViolated,
+			checks: map[string]checkWant{
+				CheckKeyReuse422:      {status: StatusFailed, text: "the changed body was charged"},
+				CheckExactlyOncePerOp: {status: StatusHeld},
+				CheckEffectsEqualOps:  {status: StatusFailed, text: "1 extra"},
+			},
+		},
+		{
 			name: "a 2xx replaying the original's charge: no second charge, noted",
 			build: func(t *testing.T, s *runSpec, dir string) {
 				unmarkReplays(s)
