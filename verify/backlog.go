@@ -18,7 +18,7 @@ const (
 	MetricRelayPublishLimit    = "paytest_relay_publish_rate_limit"
 )
 
-// faultBrokerCut is the contract's name of the fault that builds a backlog.
+// faultBrokerCut is faults.jsonl's name of the fault that builds a backlog.
 const faultBrokerCut = "broker-cut"
 
 // BacklogFigures is one entry of report.json's "backlog": how the outbox

@@ -88,7 +88,7 @@ const (
 	promRelayPublished  = "relay_published"
 )
 
-// promQueries are the contract's other metrics Collect asks Prometheus for.
+// promQueries are the other metrics (README.md lists them) Collect asks Prometheus for.
 var promQueries = map[string]string{
 	promInboxDuplicates: "sum(" + MetricInboxDuplicates + ")",
 	promDLQ:             "sum(" + MetricDLQMessages + ")",

@@ -25,7 +25,7 @@ const settingMaxRetryAmplification = "max-retry-amplification"
 // refused, by call site (metrics/client.prom).
 const MetricRetryBudgetExhausted = "paytest_retry_budget_exhausted_total"
 
-// faultOutage is the contract's name of the fault that cuts the charge
+// faultOutage is faults.jsonl's name of the fault that cuts the charge
 // service from its database.
 const faultOutage = "outage"
 

@@ -11,40 +11,69 @@
 // offline and reads only the run directory, so `paytest verify --run DIR`
 // recomputes a verdict long after the system is gone.
 //
-// The checks, by name:
+// The checks, by name (each names the evidence it was judged from):
 //
 //   - effects-equal-ops: side effects from metrics == logical charges in
 //     the plan == effects in the ledger ("1000 of 1000 (ledger 1000 of
-//     1000)"); effects under keys no op used count against it.
-//   - exactly-once-per-op (Jepsen's model, per (merchant, key) of the
-//     ledger): an op the client saw succeed (any 2xx) was applied exactly
-//     once; one with only definite rejections (409, 422, other 4xx, never
-//     sent) zero times; an indeterminate one (timeouts, network errors, 5xx,
-//     429/503) at most once; none twice. Two `new` answers for one op fail
-//     it even without a ledger; otherwise no ledger makes it inconclusive.
-//   - race-single-winner: each race op got exactly one `new` across its
-//     senders, the rest 409 or replays (or answers lost and retried).
-//   - key-reuse-422: each changed-body reuse got 422, never a 2xx, and its
-//     key's ledger effects stayed at the original op's 1.
+//     1000)"); effects under keys no op used count against it. Counters
+//     are summed across resets as Prometheus's increase() does, from the
+//     metrics timeline (metrics/timeline/, every 250 ms) and the final
+//     pages; report.json lists the resets. Effects a process counted after
+//     its last snapshot before a restart are never seen: a shortfall after
+//     a reset holds when the ledger holds every charge, and is inconclusive
+//     without a ledger when the resets may hide it.
+//   - exactly-once-per-op (Jepsen's model): an op the client saw succeed
+//     (a complete 2xx) was applied exactly once; one with only definite
+//     rejections (409, 422, other 4xx, never sent) zero times; an
+//     indeterminate one (timeouts, network errors, a 2xx whose body was cut
+//     off, 5xx, 429/503) at most once; none twice. The ledger decides: per
+//     op when it has amounts ((merchant, key, amount, effects): a reuse's
+//     effects are its own), else per key. Without a ledger, 2xx answers
+//     with the same resource id (else body) are one charge replayed, marked
+//     or not; distinct ones fail the op. When events.jsonl can tell, a
+//     failure says whether the consumer applied one event twice or the
+//     charge service made two charges.
+//   - race-single-winner: each race op has one winner: one ledger effect
+//     for it, or without a ledger one distinct charge among the senders'
+//     2xx answers (the others 409, replays or lost).
+//   - key-reuse-422: each changed-body reuse got a declared rejection
+//     status (422, or --reuse-status) and no charge of its own (a 2xx with
+//     a new resource id, or ledger effects at its amount). Another status
+//     is named in the counterexample; a double charge of the original op
+//     is exactly-once-per-op's, not the reuse's.
 //   - retry-after-honoured: no sender's next attempt came sooner than the
 //     Retry-After its previous attempt carried (by recorded delay and clock).
 //   - full-jitter: per attempt number, backoff delays/cap against
 //     Uniform(0,1) (Kolmogorov-Smirnov, alpha 0.001, never below 0.05) and
 //     the fullest 10 ms slot against the binomial maximum chance allows;
 //     retries after a Retry-After are judged the same way above it.
-//   - relay-crash-deduped: the consumer's inbox counted at least one
-//     duplicate per relay kill and effects-equal-ops held.
+//   - relay-crash-deduped: after relay kills (only kills of the relay), no
+//     event was applied twice (events.jsonl). It holds when no repeat
+//     reached the consumer (the broker's publish dedup absorbed it, or the
+//     kill hit no batch in flight: the detail says which) or when the
+//     inbox deduped the repeats; a charge service that double-charges is
+//     not this check's failure.
 //   - outbox-drained: outbox pending rows and lag are 0.
 //   - dlq-exact: the DLQ counter equals the poison injected.
+//   - backlog-paced: a relay with --publish-rate drained each broker cut's
+//     backlog at its pace (at most 1.1 times the limit) without the broker
+//     redelivering to the consumer.
 //   - no-retry-storm: during each outage window (the charge service's
 //     database cut), the attempts the client sent are at most
 //     max-retry-amplification (the outage profile: 1.2) times its first
 //     attempts. A run that sets no bound shows the figure unjudged.
+//   - no-key-stuck-in-flight: no key was still answered 409 (in progress)
+//     when the run ended without ever getting a definite answer; each
+//     stuck key is listed with how long it was seen stuck.
+//   - faults-fired: every fault fired; one that failed while running
+//     (faults.jsonl action "error") makes the run inconclusive, naming it.
 //
 // A check with nothing to look at says so (status nothing-to-check).
 //
-// Verdicts follow the contract: held (exit 0), violated (exit 1) and
-// inconclusive (exit 3, evidence missing: never a false "held").
+// Verdicts: held (exit 0), violated (exit 1) and inconclusive (exit 3,
+// evidence missing, a fault that failed, or a run stopped early: never a
+// false "held"). A run stopped early (Options.Stopped) still gets a report,
+// at best inconclusive.
 package verify
 
 import (
@@ -65,7 +94,7 @@ const (
 	VerdictInconclusive = "inconclusive"
 )
 
-// Exit codes of the contract for each verdict.
+// Exit codes for each verdict (README.md).
 const (
 	ExitHeld         = 0
 	ExitViolated     = 1
@@ -119,7 +148,7 @@ const (
 	TranscriptFile = "transcript.txt"
 )
 
-// Metric names of the contract that verify reads.
+// Metric names verify reads (README.md lists them).
 const (
 	DefaultSideEffectMetric = "paytest_side_effects_applied_total"
 	DefaultSideEffectQuery  = "sum(paytest_side_effects_applied_total)"
@@ -189,7 +218,7 @@ func (o Options) withDefaults() Options {
 }
 
 // Report is the verdict and everything it was computed from; its JSON is
-// the contract's report.json.
+// report.json.
 type Report struct {
 	Verdict  string `json:"verdict"`
 	ExitCode int    `json:"exit_code"`
