@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -859,5 +863,46 @@ func TestStoppedRunsStillGetAReport(t *testing.T) {
 				t.Errorf("Err() = %v; want it to name why the run stopped", rep.Err())
 			}
 		})
+	}
+}
+
+// TestPackageDocListsEveryCheck keeps the package documentation's list of
+// checks complete: every Check* constant is described there.
+func TestPackageDocListsEveryCheck(t *testing.T) {
+	fset := token.NewFileSet()
+	pkgs, err := parser.ParseDir(fset, ".", func(fi fs.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, parser.ParseComments)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc string
+	var names []string
+	for _, f := range pkgs["verify"].Files {
+		if f.Doc != nil {
+			doc += f.Doc.Text()
+		}
+		for _, d := range f.Decls {
+			g, ok := d.(*ast.GenDecl)
+			if !ok || g.Tok != token.CONST {
+				continue
+			}
+			for _, spec := range g.Specs {
+				vs := spec.(*ast.ValueSpec)
+				for i, id := range vs.Names {
+					if strings.HasPrefix(id.Name, "Check") && i < len(vs.Values) {
+						if lit, ok := vs.Values[i].(*ast.BasicLit); ok {
+							names = append(names, strings.Trim(lit.Value, `"`))
+						}
+					}
+				}
+			}
+		}
+	}
+	if len(names) < 13 {
+		t.Fatalf("found %d check constants: %v", len(names), names)
+	}
+	for _, n := range names {
+		if !strings.Contains(doc, "  - "+n+":") {
+			t.Errorf("the package doc does not describe %s", n)
+		}
 	}
 }

@@ -22,7 +22,7 @@
 //     its last snapshot before a restart are never seen: a shortfall after
 //     a reset holds when the ledger holds every charge, and is inconclusive
 //     without a ledger when the resets may hide it.
-//   - exactly-once-per-op (Jepsen's model): an op the client saw succeed
+//   - exactly-once-per-op: Jepsen's model. An op the client saw succeed
 //     (a complete 2xx) was applied exactly once; one with only definite
 //     rejections (409, 422, other 4xx, never sent) zero times; an
 //     indeterminate one (timeouts, network errors, a 2xx whose body was cut
