@@ -3,8 +3,10 @@ package main
 import (
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"text/template"
 	"time"
@@ -37,14 +39,44 @@ operation with its same key, waits for the outbox to drain and the consumer
 to catch up, and prints the verdict.
 
 With --target URL it attacks your endpoint through the embedded toxiproxy
-(which can still eat responses) and verifies from the evidence you point it
-at: --metrics-url with --side-effect-metric, --prometheus-url with
---side-effect-query, and/or --database-url with --ledger-query.
+and verifies from the evidence you point it at: --database-url with
+--ledger-query (the authority: one row per idempotency key with the number
+of charges it made), --metrics-url with --side-effect-metric, or
+--prometheus-url with --side-effect-query (counters are summed across
+restarts). See README.md, "Attacking your own endpoint".
+
+What paytest assumes of your endpoint: a POST of the body (--body-template)
+with the key in --key-header; a 2xx means charged (a replay of the stored
+answer, marked or not, counts once: same --id-field or the same body, or
+--replay-header); 409 means the key is in flight (retried, honouring
+Retry-After); a key reused with a changed body gets one of --reuse-status;
+5xx and dropped connections are retried with the same key. A key still
+answered 409 when the run ends fails no-key-stuck-in-flight.
+
+The ledger query returns one row per key, in either form:
+  SELECT idem_key, count(*) FROM ledger GROUP BY 1               (key, count)
+  SELECT merchant, idem_key, count(*) FROM ledger GROUP BY 1, 2  (merchant, key, count)
+Against --target the keys are matched whatever the merchant column says.
+
+Faults against --target: eat-response and latency act on the proxy in front
+of your endpoint, outage makes that proxy refuse connections for its
+window, kill runs --kill-cmd then --restart-cmd (PAYTEST_COMPONENT=target),
+also at each --kill-at fraction. broker-cut, redis-loss and poison need the
+bundled system: a profile with them (default, backlog, redis-loss, poison)
+is refused unless --skip-fault leaves them out; lost-response, key-reuse,
+race and outage run as they are. On the bundled system --kill-at kills the
+charge service (SIGKILL, restarted 500 ms later).
+
+A run always ends with report.json and report.html: when it stops early
+(reconciliation or evidence collection failed, a fault failed, the drain's
+deadline passed) the report says why and reads inconclusive unless a check
+failed.
 
 Everything lands in the run directory (--out): run.yaml, plan.jsonl,
 history.jsonl, faults.jsonl, transcript.txt, metrics/, report.json,
-report.html, and the reference components' own logs in components.log. Configuration precedence: flag, PAYTEST_* environment, --config
-file, the profile, built-in default.
+report.html, and the reference components' own logs in components.log.
+Configuration precedence: flag, PAYTEST_* environment, --config file, the
+profile, built-in default.
 
 Exit codes: 0 held, 1 violated, 2 usage error, 3 inconclusive.`,
 		Example: `  paytest attack                                   # the default profile on embedded infrastructure
@@ -52,12 +84,14 @@ Exit codes: 0 held, 1 violated, 2 usage error, 3 inconclusive.`,
   paytest attack --unsafe no-idempotency           # watch the checker catch double charges
   paytest attack --output json --no-progress > report.json
   paytest attack --profile backlog --relay-arg=--publish-rate=0   # the same backlog drained with no limit
-  paytest attack --target https://api.example.test/v1/charges \
+  paytest attack --profile lost-response --target https://api.example.test/v1/charges \
       --header 'Authorization: Bearer sk_test_x' --body-template body.tmpl \
       --metrics-url https://api.example.test/metrics --side-effect-metric payments_captured_total
-  paytest attack --target http://localhost:8080/pay --database-url postgres://... \
-      --ledger-query 'SELECT merchant, idem_key, count(*) FROM ledger GROUP BY 1, 2' \
-      --kill-cmd 'systemctl kill payments' --restart-cmd 'systemctl start payments'`,
+  paytest attack --profile lost-response --target http://localhost:8080/pay \
+      --database-url postgres://app@localhost/shop \
+      --ledger-query 'SELECT idem_key, count(*) FROM ledger GROUP BY 1' \
+      --replay-header X-Cache=HIT --reuse-status 400,422 \
+      --kill-cmd 'systemctl kill -s KILL payments' --restart-cmd 'systemctl start payments' --kill-at 0.3,0.7`,
 		Args: cobra.NoArgs,
 	}
 	f := cmd.Flags()
@@ -87,9 +121,14 @@ Exit codes: 0 held, 1 violated, 2 usage error, 3 inconclusive.`,
 	f.String("metrics-url", "", "your /metrics page (with --side-effect-metric)")
 	f.String("side-effect-metric", "", "counter of applied side effects on --metrics-url (default "+verify.DefaultSideEffectMetric+")")
 	f.String("side-effect-query", "", "PromQL giving the number of applied side effects (with --prometheus-url)")
-	f.String("ledger-query", "", "SQL returning (merchant, key, count) per idempotency key (with --database-url)")
-	f.String("kill-cmd", "", "shell command run at the profile's kill points (with --target)")
-	f.String("restart-cmd", "", "shell command run to restart after a kill (with --target)")
+	f.String("ledger-query", "", "SQL returning (key, count) or (merchant, key, count) per idempotency key, one row per key (with --database-url)")
+	f.String("kill-cmd", "", "shell command killing your endpoint at the profile's kill points and --kill-at (with --target; gets PAYTEST_COMPONENT=target)")
+	f.String("restart-cmd", "", "shell command restarting your endpoint after a kill, once it is down (with --target; gets PAYTEST_COMPONENT=target)")
+	f.StringSlice("kill-at", nil, "kill at these fractions of the run, e.g. 0.3,0.7 (repeatable): your endpoint through --kill-cmd, or the bundled charge service")
+	f.String("replay-header", "", "header NAME or NAME=VALUE your endpoint marks replayed answers with (default: Idempotent-Replayed, else same id or body)")
+	f.String("id-field", attack.DefaultIDField, "JSON pointer to the resource id in a 2xx body: two 2xx answers for one key with the same id are one charge")
+	f.StringSlice("reuse-status", []string{"422"}, "status(es) your endpoint answers a key reused with a changed body, e.g. 400,422 (repeatable)")
+	f.StringSlice("skip-fault", nil, "leave these faults out of the profile (repeatable): those that cannot fire against --target are refused otherwise")
 	f.Bool("no-jitter", false, "UNSAFE: retry without jitter (to prove the jitter check fails)")
 	f.Duration("timeout", attack.DefaultTimeout, "per-attempt timeout of the client")
 	f.Int("max-attempts", attack.DefaultMaxAttempts, "attempts per sender, first included (1: no retries; -1: retry until the deadline)")
@@ -195,6 +234,33 @@ func attackConfig(cmd *cobra.Command) (attack.Config, string, error) {
 			}
 		}
 	}
+	killAt, err := parseList(v.GetStringSlice("kill-at"), "--kill-at", func(s string) (float64, error) {
+		x, err := strconv.ParseFloat(s, 64)
+		if err == nil && (x < 0 || x > 1) {
+			err = fmt.Errorf("not within 0..1")
+		}
+		return x, err
+	})
+	if err != nil {
+		return fail(err)
+	}
+	reuse, err := parseList(v.GetStringSlice("reuse-status"), "--reuse-status", func(s string) (int, error) {
+		x, err := strconv.Atoi(s)
+		if err == nil && (x < 400 || x > 599) {
+			err = fmt.Errorf("not a 4xx or 5xx status")
+		}
+		return x, err
+	})
+	if err != nil {
+		return fail(err)
+	}
+	if v.GetString("target") == "" {
+		for _, n := range []string{"replay-header", "id-field", "reuse-status"} {
+			if cmd.Flags().Changed(n) || v.InConfig(n) || os.Getenv("PAYTEST_"+strings.ToUpper(strings.ReplaceAll(n, "-", "_"))) != "" {
+				return fail(apperr.Errorf(apperr.EUSAGE, "--%s describes your endpoint: it applies only with --target", n))
+			}
+		}
+	}
 	var roots *x509.CertPool
 	if path := v.GetString("ca-cert"); path != "" {
 		pem, err := os.ReadFile(path)
@@ -226,8 +292,10 @@ func attackConfig(cmd *cobra.Command) (attack.Config, string, error) {
 		KeyHeader: v.GetString("key-header"), RootCAs: roots, MetricsURL: v.GetString("metrics-url"),
 		SideEffectMetric: v.GetString("side-effect-metric"), PrometheusURL: v.GetString("prometheus-url"),
 		SideEffectQuery: v.GetString("side-effect-query"), LedgerQuery: v.GetString("ledger-query"),
-		KillCmd: v.GetString("kill-cmd"), RestartCmd: v.GetString("restart-cmd"),
-		Timeout: v.GetDuration("timeout"), MaxAttempts: v.GetInt("max-attempts"), NoJitter: v.GetBool("no-jitter"),
+		KillCmd: v.GetString("kill-cmd"), RestartCmd: v.GetString("restart-cmd"), KillAt: killAt,
+		ReplayHeader: v.GetString("replay-header"), IDField: v.GetString("id-field"), ReuseStatuses: reuse,
+		SkipFaults: splitCommas(v.GetStringSlice("skip-fault")),
+		Timeout:    v.GetDuration("timeout"), MaxAttempts: v.GetInt("max-attempts"), NoJitter: v.GetBool("no-jitter"),
 		NoBudget:       v.GetBool("no-budget") || !v.GetBool("budget"),
 		BudgetCapacity: v.GetFloat64("budget-capacity"), MaxRetryAmplification: v.GetFloat64("max-retry-amplification"),
 		ReconcileTimeout: v.GetDuration("reconcile-timeout"), DrainTimeout: v.GetDuration("drain-timeout"),
@@ -237,6 +305,43 @@ func attackConfig(cmd *cobra.Command) (attack.Config, string, error) {
 		return fail(err)
 	}
 	return cfg, output, nil
+}
+
+// splitCommas splits every value on commas too (a list from the
+// environment or a config file arrives as one string), dropping blanks.
+func splitCommas(vals []string) []string {
+	var out []string
+	for _, v := range vals {
+		for _, part := range strings.Split(v, ",") {
+			if part = strings.TrimSpace(part); part != "" {
+				out = append(out, part)
+			}
+		}
+	}
+	return out
+}
+
+// parseList parses a comma or repeated list flag, naming the flag and the
+// bad value on error (EUSAGE).
+func parseList[T any](vals []string, flag string, parse func(string) (T, error)) ([]T, error) {
+	var out []T
+	for _, s := range splitCommas(vals) {
+		x, err := parse(s)
+		if err != nil {
+			return nil, apperr.Errorf(apperr.EUSAGE, "%s %q: %v", flag, s, unwrapNum(err))
+		}
+		out = append(out, x)
+	}
+	return out, nil
+}
+
+// unwrapNum drops strconv's "strconv.ParseFloat: parsing "x": " prefix.
+func unwrapNum(err error) error {
+	var ne *strconv.NumError
+	if errors.As(err, &ne) {
+		return ne.Err
+	}
+	return err
 }
 
 func containsMode(modes []string, m string) bool {

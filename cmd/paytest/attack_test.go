@@ -6,6 +6,7 @@ import (
 	"github.com/paytest/paytest/profiles"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -88,6 +89,13 @@ func TestAttackUsageErrors(t *testing.T) {
 		{[]string{"--ops", "-1"}, "--ops -1: want 1 to"},
 		{[]string{"--ca-cert", "/no/such.pem"}, "only with --target"},
 		{[]string{"--target", "https://x.test/", "--metrics-url", "https://x.test/m", "--ca-cert", "/no/such.pem"}, "--ca-cert"},
+		{[]string{"--kill-at", "1.5"}, `--kill-at "1.5": not within 0..1`},
+		{[]string{"--kill-at", "0.3,half"}, `--kill-at "half": invalid syntax`},
+		{[]string{"--target", "https://x.test/", "--metrics-url", "https://x.test/m", "--reuse-status", "200"}, `--reuse-status "200": not a 4xx or 5xx status`},
+		{[]string{"--target", "https://x.test/", "--metrics-url", "https://x.test/m", "--reuse-status", "4xx"}, `--reuse-status "4xx"`},
+		{[]string{"--replay-header", "X-Replayed"}, "--replay-header describes your endpoint: it applies only with --target"},
+		{[]string{"--reuse-status", "400"}, "--reuse-status describes your endpoint"},
+		{[]string{"--id-field", "/data/id"}, "--id-field describes your endpoint"},
 	}
 	for _, tt := range tests {
 		_, _, _, err := resolve(t, tt.args...)
@@ -140,5 +148,49 @@ func TestProfilesCommand(t *testing.T) {
 	err := run(t.Context(), []string{"profiles", "--output", "xml"}, &out, &bytes.Buffer{})
 	if exitCode(err) != exitUsage {
 		t.Fatalf("--output xml: %v", err)
+	}
+}
+
+// TestAttackEndpointFlags: --kill-at, --reuse-status and --skip-fault take
+// comma lists and repeats (and a comma list from the environment), and
+// --replay-header and --id-field reach the attack's configuration.
+func TestAttackEndpointFlags(t *testing.T) {
+	tgt := []string{"--target", "https://x.test/pay", "--metrics-url", "https://x.test/metrics"}
+	tests := []struct {
+		args    []string
+		env     string // PAYTEST_KILL_AT
+		killAt  []float64
+		reuse   []int
+		skip    []string
+		replay  string
+		idField string
+	}{
+		{tgt, "", nil, []int{422}, nil, "", "/id"},
+		{append(slices.Clone(tgt), "--kill-at", "0.3,0.7", "--kill-at", "0.9", "--reuse-status", "400,422", "--reuse-status", "417",
+			"--skip-fault", "broker-cut,kill", "--replay-header", "X-Cache=HIT", "--id-field", "/data/charge_id"),
+			"", []float64{0.3, 0.7, 0.9}, []int{400, 422, 417}, []string{"broker-cut", "kill"}, "X-Cache=HIT", "/data/charge_id"},
+		{tgt, "0.25,0.75", []float64{0.25, 0.75}, []int{422}, nil, "", "/id"},
+	}
+	for _, tt := range tests {
+		t.Setenv("PAYTEST_KILL_AT", tt.env)
+		if tt.env == "" {
+			os.Unsetenv("PAYTEST_KILL_AT")
+		}
+		root := newRootCmd(&bytes.Buffer{}, &bytes.Buffer{})
+		cmd, rest, err := root.Find(append([]string{"attack"}, tt.args...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.ParseFlags(rest); err != nil {
+			t.Fatal(err)
+		}
+		cfg, _, err := attackConfig(cmd)
+		if err != nil {
+			t.Fatalf("%v: %v", tt.args, err)
+		}
+		if !slices.Equal(cfg.KillAt, tt.killAt) || !slices.Equal(cfg.ReuseStatuses, tt.reuse) || !slices.Equal(cfg.SkipFaults, tt.skip) ||
+			cfg.ReplayHeader != tt.replay || cfg.IDField != tt.idField {
+			t.Errorf("%v (env %q): kill-at %v reuse %v skip %v replay %q id %q", tt.args, tt.env, cfg.KillAt, cfg.ReuseStatuses, cfg.SkipFaults, cfg.ReplayHeader, cfg.IDField)
+		}
 	}
 }
