@@ -59,17 +59,15 @@ type counterTotals struct {
 	hidden map[string]float64
 }
 
-// isCounter says whether a family is summed across resets: a counter, an
-// untyped metric named like one, or the side-effect metric whatever its
-// type (it counts applied effects by definition).
+// isCounter says whether a family is summed across resets: a counter, or
+// an untyped metric named like one or named as the side-effect metric (a
+// count of applied effects). A gauge never is: its drops are real.
 func isCounter(f *dto.MetricFamily, sideMetric string) bool {
-	switch {
-	case f.GetName() == sideMetric:
+	switch f.GetType() {
+	case dto.MetricType_COUNTER:
 		return true
-	case f.GetType() == dto.MetricType_COUNTER:
-		return true
-	case f.GetType() == dto.MetricType_UNTYPED:
-		return strings.HasSuffix(f.GetName(), "_total")
+	case dto.MetricType_UNTYPED:
+		return strings.HasSuffix(f.GetName(), "_total") || f.GetName() == sideMetric
 	}
 	return false
 }

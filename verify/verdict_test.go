@@ -906,3 +906,25 @@ func TestPackageDocListsEveryCheck(t *testing.T) {
 		}
 	}
 }
+
+func TestWhichMetricsAreSummedAcrossResets(t *testing.T) {
+	const side = "shop_charges_applied"
+	text := "# TYPE shop_charges_applied untyped\nshop_charges_applied 5\n" +
+		"# TYPE queue_depth gauge\nqueue_depth 3\n" +
+		"# TYPE payments_total counter\npayments_total 4\n" +
+		"legacy_total 2\n" +
+		"# TYPE applied_rows gauge\napplied_rows 9\n"
+	fams, err := parsePage([]byte(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{side: true, "queue_depth": false, "payments_total": true, "legacy_total": true, "applied_rows": false}
+	for name, w := range want {
+		if got := isCounter(fams[name], side); got != w {
+			t.Errorf("isCounter(%s) = %v; want %v", name, got, w)
+		}
+	}
+	if isCounter(fams["applied_rows"], "applied_rows") {
+		t.Error("a side-effect metric declared a gauge was summed across its drops")
+	}
+}
