@@ -14,19 +14,26 @@ import (
 )
 
 // TestBadInput: every client mistake gets its status and problem type, as
-// application/problem+json, and writes no row.
+// application/problem+json, and writes and claims nothing; the same key then
+// carries a valid request to a new charge (no mistake wedges a key).
 func TestBadInput(t *testing.T) {
-	h := newHarness(t, Config{})
+	h := newHarness(t, Config{APIKeys: map[string]string{DefaultAPIKey: DefaultMerchant, "sk_test_acme": "acme"}})
 	valid := demoBody
-	with := func(old, new string) string { return strings.Replace(valid, old, new, 1) }
+	with := func(old, new string) string {
+		if !strings.Contains(valid, old) {
+			t.Fatalf("test body lacks %q", old)
+		}
+		return strings.Replace(valid, old, new, 1)
+	}
 	for _, tc := range []struct {
 		name   string
 		method string
-		auth   string // full Authorization header; "-" omits it
+		auth   []string // Authorization headers; nil sends the demo key, {} none
 		key    []string
 		body   string
 		status int
 		ptype  string
+		says   string // in the problem's detail
 	}{
 		{name: "missing key", key: []string{}, status: 400, ptype: "invalid"},
 		{name: "empty key", key: []string{""}, status: 400, ptype: "invalid"},
@@ -41,23 +48,42 @@ func TestBadInput(t *testing.T) {
 		{name: "unknown field", body: with(`"quantity":1`, `"quantity":1,"tip":5`), status: 400, ptype: "invalid"},
 		{name: "zero amount", body: with("1299", "0"), status: 400, ptype: "invalid"},
 		{name: "negative amount", body: with("1299", "-1299"), status: 400, ptype: "invalid"},
+		{name: "amount over int64", body: with("1299", "9223372036854775808"), status: 400, ptype: "invalid"},
+		{name: "amount at -2^63", body: with("1299", "-9223372036854775808"), status: 400, ptype: "invalid"},
+		{name: "amount with an exponent", body: with("1299", "1e3"), status: 400, ptype: "invalid"},
 		{name: "fractional amount", body: with("1299", "12.99"), status: 400, ptype: "invalid"},
 		{name: "amount as string", body: with("1299", `"1299"`), status: 400, ptype: "invalid"},
 		{name: "missing amount", body: with(`"amount":1299,`, ``), status: 400, ptype: "invalid"},
 		{name: "lowercase currency", body: with("EUR", "eur"), status: 400, ptype: "invalid"},
 		{name: "4-letter currency", body: with("EUR", "EURO"), status: 400, ptype: "invalid"},
+		{name: "NUL in currency", body: with("EUR", `EU\u0000`), status: 400, ptype: "invalid"},
 		{name: "missing currency", body: with(`"currency":"EUR",`, ``), status: 400, ptype: "invalid"},
 		{name: "missing customer", body: with(`"customer":"cus_1",`, ``), status: 400, ptype: "invalid"},
+		{name: "NUL in customer", body: with(`"cus_1"`, `"cus\u0000_1"`), status: 400, ptype: "invalid", says: "NUL"},
+		{name: "customer is a NUL", body: with(`"cus_1"`, `"\u0000"`), status: 400, ptype: "invalid", says: "NUL"},
+		{name: "NUL in sku", body: with(`"sku-1"`, `"sku-1\u0000"`), status: 400, ptype: "invalid", says: "NUL"},
 		{name: "empty sku", body: with(`"sku-1"`, `""`), status: 400, ptype: "invalid"},
+		{name: "unknown sku", body: with(`"sku-1"`, `"widget"`), status: 400, ptype: "invalid", says: `unknown sku "widget"`},
+		{name: "sku past the catalog", body: with(`"sku-1"`, `"sku-101"`), status: 400, ptype: "invalid", says: "unknown sku"},
+		{name: "sku-0", body: with(`"sku-1"`, `"sku-0"`), status: 400, ptype: "invalid", says: "unknown sku"},
+		{name: "sku-01", body: with(`"sku-1"`, `"sku-01"`), status: 400, ptype: "invalid", says: "unknown sku"},
 		{name: "zero quantity", body: with(`"quantity":1`, `"quantity":0`), status: 400, ptype: "invalid"},
+		{name: "negative quantity", body: with(`"quantity":1`, `"quantity":-1`), status: 400, ptype: "invalid"},
+		{name: "quantity 2^31", body: with(`"quantity":1`, `"quantity":2147483648`), status: 400, ptype: "invalid", says: "quantity"},
+		{name: "quantity over int64", body: with(`"quantity":1`, `"quantity":9223372036854775808`), status: 400, ptype: "invalid"},
 		{name: "missing quantity", body: with(`,"quantity":1`, ``), status: 400, ptype: "invalid"},
 		{name: "oversized body", body: with(`"cus_1"`, `"cus_1"`+strings.Repeat(" ", MaxBodyBytes)), status: 413, ptype: "too_large"},
 		{name: "GET", method: http.MethodGet, status: 405, ptype: "method_not_allowed"},
 		{name: "PUT", method: http.MethodPut, status: 405, ptype: "method_not_allowed"},
-		{name: "no API key", auth: "-", status: 401, ptype: "unauthorized"},
-		{name: "unknown API key", auth: "Bearer sk_live_nope", status: 401, ptype: "unauthorized"},
-		{name: "Basic auth", auth: "Basic ZGVtbzpzZWNyZXQ=", status: 401, ptype: "unauthorized"},
-		{name: "empty bearer", auth: "Bearer ", status: 401, ptype: "unauthorized"},
+		{name: "no API key", auth: []string{}, status: 401, ptype: "unauthorized"},
+		{name: "unknown API key", auth: []string{"Bearer sk_live_nope"}, status: 401, ptype: "unauthorized"},
+		{name: "API key with a suffix", auth: []string{"Bearer " + DefaultAPIKey + "x"}, status: 401, ptype: "unauthorized"},
+		{name: "API key prefix", auth: []string{"Bearer " + DefaultAPIKey[:len(DefaultAPIKey)-1]}, status: 401, ptype: "unauthorized"},
+		{name: "Basic auth", auth: []string{"Basic ZGVtbzpzZWNyZXQ="}, status: 401, ptype: "unauthorized"},
+		{name: "empty bearer", auth: []string{"Bearer "}, status: 401, ptype: "unauthorized"},
+		{name: "two merchants' keys", auth: []string{"Bearer " + DefaultAPIKey, "Bearer sk_test_acme"}, status: 400, ptype: "invalid", says: "Authorization"},
+		{name: "a key and an unknown one", auth: []string{"Bearer " + DefaultAPIKey, "Bearer nope"}, status: 400, ptype: "invalid", says: "Authorization"},
+		{name: "the same key twice", auth: []string{"Bearer " + DefaultAPIKey, "Bearer " + DefaultAPIKey}, status: 400, ptype: "invalid", says: "Authorization"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			method := tc.method
@@ -75,12 +101,12 @@ func TestBadInput(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			switch tc.auth {
-			case "":
-				req.Header.Set("Authorization", "Bearer "+DefaultAPIKey)
-			case "-":
-			default:
-				req.Header.Set("Authorization", tc.auth)
+			auth := tc.auth
+			if auth == nil {
+				auth = []string{"Bearer " + DefaultAPIKey}
+			}
+			for _, a := range auth {
+				req.Header.Add("Authorization", a)
 			}
 			keys := tc.key
 			if keys == nil {
@@ -89,24 +115,46 @@ func TestBadInput(t *testing.T) {
 			for _, k := range keys {
 				req.Header.Add("Idempotency-Key", k)
 			}
+			keys0, charges0, events0 := rows(t, h.pool)
 			resp, err := h.client.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer resp.Body.Close()
-			var p Problem
-			if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
-				t.Fatalf("body is not a problem document: %v", err)
+			p := mustProblem(t, resp, tc.status, tc.ptype)
+			if !strings.Contains(p.Detail, tc.says) {
+				t.Fatalf("detail %q does not say %q", p.Detail, tc.says)
 			}
-			if resp.StatusCode != tc.status || p.Status != tc.status || p.Type != ProblemTypePrefix+tc.ptype ||
-				resp.Header.Get("Content-Type") != "application/problem+json" || p.Title == "" || p.Detail == "" {
-				t.Fatalf("got %d %s %+v, want %d %s problem", resp.StatusCode, resp.Header.Get("Content-Type"), p, tc.status, tc.ptype)
+			if keys, charges, events := rows(t, h.pool); keys != keys0 || charges != charges0 || events != events0 {
+				t.Fatalf("a client mistake wrote keys=%d charges=%d events=%d", keys-keys0, charges-charges0, events-events0)
 			}
-			if keys, charges, events := rows(t, h.pool); keys+charges+events != 0 {
-				t.Fatalf("a client mistake wrote keys=%d charges=%d events=%d", keys, charges, events)
+			if tc.key != nil {
+				return
+			}
+			// The key is free: a valid request under it is a new charge.
+			if r := h.post(t, DefaultAPIKey, keys[0], valid); r.status != 200 || r.replayed() {
+				t.Fatalf("a valid request under the same key after the mistake: %s, want a new 200", r)
+			}
+			if keys, charges, events := rows(t, h.pool); keys != keys0+1 || charges != charges0+1 || events != events0+1 {
+				t.Fatalf("the valid request wrote keys=%d charges=%d events=%d, want 1 each", keys-keys0, charges-charges0, events-events0)
 			}
 		})
 	}
+}
+
+// mustProblem reads resp as a problem document with status and type
+// ProblemTypePrefix+ptype.
+func mustProblem(tb testing.TB, resp *http.Response, status int, ptype string) Problem {
+	tb.Helper()
+	var p Problem
+	if err := json.NewDecoder(resp.Body).Decode(&p); err != nil {
+		tb.Fatalf("%s: body is not a problem document: %v", resp.Status, err)
+	}
+	if resp.StatusCode != status || p.Status != status || p.Type != ProblemTypePrefix+ptype ||
+		resp.Header.Get("Content-Type") != "application/problem+json" || p.Title == "" || p.Detail == "" {
+		tb.Fatalf("got %d %s %+v, want %d %s problem", resp.StatusCode, resp.Header.Get("Content-Type"), p, status, ptype)
+	}
+	return p
 }
 
 // TestPostgresDown: with the database unreachable the service answers 503
@@ -128,7 +176,9 @@ func TestPostgresDown(t *testing.T) {
 	for i, key := range []string{"during-1", "during-2", "before"} {
 		r := h.post(t, DefaultAPIKey, key, demoBody)
 		var p Problem
-		_ = json.Unmarshal(r.body, &p)
+		if err := json.Unmarshal(r.body, &p); err != nil {
+			t.Fatalf("request %d during the outage: %s is not a problem: %v", i, r, err)
+		}
 		if r.status != 503 || r.header.Get("Retry-After") == "" || p.Type != ProblemTypePrefix+"unavailable" {
 			t.Fatalf("request %d during the outage: %s Retry-After=%q", i, r, r.header.Get("Retry-After"))
 		}

@@ -18,6 +18,7 @@ package charge
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"sort"
@@ -33,6 +34,7 @@ import (
 	"github.com/paytest/paytest/internal/apperr"
 	"github.com/paytest/paytest/internal/crashpoint"
 	"github.com/paytest/paytest/internal/pgmigrate"
+	"github.com/paytest/paytest/target/consumer"
 	"github.com/paytest/paytest/target/idemcache"
 	"github.com/paytest/paytest/target/outbox"
 )
@@ -149,6 +151,11 @@ type Config struct {
 	// Retry-After, as it would in production. Zero (the default) writes the
 	// charge in the same round trip as the claim.
 	ProcessingDelay time.Duration
+	// Catalog is how many skus the service sells: the consumer's catalog,
+	// consumer.CatalogSKU(1) .. CatalogSKU(Catalog). A charge for any other
+	// sku is refused (400), since the consumer could not apply it. Zero
+	// means consumer.DefaultCatalog, the consumer's own default.
+	Catalog int
 	// Crash holds the armed crash points (CrashPoints); nil arms none.
 	Crash *crashpoint.Set
 	// Unsafe enables unsafe modes; the zero value is safe.
@@ -176,7 +183,7 @@ type Service struct {
 	cfg     Config
 	pool    *pgxpool.Pool
 	ownPool bool
-	keys    map[string]string
+	keys    apiKeys
 	log     *slog.Logger
 	reg     *prometheus.Registry
 	m       *metrics
@@ -210,7 +217,12 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Subject == "" {
 		cfg.Subject = outbox.DefaultSubject
 	}
+	if cfg.Catalog == 0 {
+		cfg.Catalog = consumer.DefaultCatalog
+	}
 	switch {
+	case cfg.Catalog < 0:
+		return nil, apperr.Errorf(apperr.EUSAGE, "the catalog must hold at least one sku, got %d", cfg.Catalog)
 	case cfg.Lease < 0 || cfg.Retention < 0 || cfg.ReapInterval < 0 || cfg.RequestTimeout < 0 || cfg.ProcessingDelay < 0:
 		return nil, apperr.Errorf(apperr.EUSAGE, "lease, retention and intervals must be positive")
 	case cfg.ProcessingDelay >= cfg.Lease:
@@ -229,15 +241,15 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	s.keys = map[string]string{}
-	for secret, merchant := range cfg.APIKeys {
+	keys := cfg.APIKeys
+	if len(keys) == 0 {
+		keys = map[string]string{DefaultAPIKey: DefaultMerchant}
+	}
+	for secret, merchant := range keys {
 		if secret == "" || merchant == "" {
 			return nil, apperr.Errorf(apperr.EUSAGE, "an API key needs both a merchant and a secret")
 		}
-		s.keys[secret] = merchant
-	}
-	if len(s.keys) == 0 {
-		s.keys[DefaultAPIKey] = DefaultMerchant
+		s.keys = append(s.keys, apiKey{digest: sha256.Sum256([]byte(secret)), merchant: merchant})
 	}
 	if s.reg == nil {
 		s.reg = prometheus.NewRegistry()

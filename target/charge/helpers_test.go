@@ -27,6 +27,13 @@ type harness struct {
 
 func newHarness(t *testing.T, cfg Config) *harness {
 	t.Helper()
+	return newServerHarness(t, cfg, ServerConfig{})
+}
+
+// newServerHarness serves the service as `paytest serve charge` does: its
+// Server with sc's limits, on a ProblemListener.
+func newServerHarness(t *testing.T, cfg Config, sc ServerConfig) *harness {
+	t.Helper()
 	if cfg.DatabaseURL == "" && cfg.Pool == nil {
 		cfg.DatabaseURL = testinfra.Postgres(t)
 	}
@@ -36,7 +43,15 @@ func newHarness(t *testing.T, cfg Config) *harness {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	srv := httptest.NewServer(svc.Handler())
+	hs, err := svc.Server(sc)
+	if err != nil {
+		svc.Close()
+		t.Fatalf("Server: %v", err)
+	}
+	srv := httptest.NewUnstartedServer(hs.Handler)
+	srv.Config = hs
+	srv.Listener = ProblemListener(srv.Listener)
+	srv.Start()
 	t.Cleanup(func() {
 		srv.Close()
 		svc.Close()

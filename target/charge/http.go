@@ -2,10 +2,13 @@ package charge
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -13,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/paytest/paytest/internal/apperr"
+	"github.com/paytest/paytest/target/consumer"
 )
 
 // ProblemTypePrefix starts the "type" of every problem document this
@@ -170,11 +174,18 @@ func (s *Service) handleCharge(w http.ResponseWriter, r *http.Request) (answer, 
 		if errors.As(err, &mbe) {
 			return answer{}, tooLarge()
 		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return answer{}, apperr.Wrap(apperr.EINVALID, err, "the request body did not arrive within the server's read timeout")
+		}
 		return answer{}, apperr.Wrap(apperr.EINVALID, err, "reading the request body")
 	}
 	req, err := DecodeCharge(body)
 	if err != nil {
 		return answer{}, err
+	}
+	if !consumer.InCatalog(req.SKU, s.cfg.Catalog) {
+		return answer{}, apperr.Errorf(apperr.EINVALID, "unknown sku %s: the catalog is %s .. %s",
+			quote(req.SKU), consumer.CatalogSKU(1), consumer.CatalogSKU(s.cfg.Catalog))
 	}
 	// The database work is not cut short by a client that hangs up: it
 	// finishes, so that the client's retry finds a replay, not a stuck key.
@@ -187,21 +198,50 @@ func tooLarge() error {
 	return apperr.Errorf(apperr.ETOOLARGE, "request body is over the limit of %d bytes", MaxBodyBytes)
 }
 
-// authenticate returns the merchant named by the bearer API key.
+// authenticate returns the merchant named by the bearer API key. Two
+// Authorization headers are refused rather than one of them believed.
 func (s *Service) authenticate(r *http.Request) (string, error) {
-	h := r.Header.Get("Authorization")
-	if h == "" {
+	hs := r.Header.Values("Authorization")
+	switch {
+	case len(hs) > 1:
+		return "", apperr.Errorf(apperr.EINVALID, "send exactly one Authorization header, not %d", len(hs))
+	case len(hs) == 0 || hs[0] == "":
 		return "", apperr.Errorf(apperr.EUNAUTHORIZED, "missing API key: send Authorization: Bearer <api key>")
 	}
-	scheme, secret, ok := strings.Cut(h, " ")
+	scheme, secret, ok := strings.Cut(hs[0], " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(secret) == "" {
 		return "", apperr.Errorf(apperr.EUNAUTHORIZED, "malformed Authorization header: want Bearer <api key>")
 	}
-	merchant, ok := s.keys[strings.TrimSpace(secret)]
+	merchant, ok := s.keys.lookup(strings.TrimSpace(secret))
 	if !ok {
 		return "", apperr.Errorf(apperr.EUNAUTHORIZED, "unknown API key")
 	}
 	return merchant, nil
+}
+
+// apiKeys holds the SHA-256 digest of every configured secret, never the
+// secret itself.
+type apiKeys []apiKey
+
+type apiKey struct {
+	digest   [sha256.Size]byte
+	merchant string
+}
+
+// lookup returns the merchant of secret. Its time does not depend on which
+// key, if any, matches, nor on how much of one matches: every digest is
+// compared in constant time, and the loop never stops early.
+func (ks apiKeys) lookup(secret string) (string, bool) {
+	d := sha256.Sum256([]byte(secret))
+	match := -1
+	for i := range ks {
+		eq := subtle.ConstantTimeCompare(d[:], ks[i].digest[:])
+		match = subtle.ConstantTimeSelect(eq, i, match)
+	}
+	if match < 0 {
+		return "", false
+	}
+	return ks[match].merchant, true
 }
 
 // writeProblem writes err as an RFC 9457 problem document.

@@ -66,8 +66,9 @@ const (
 		WHERE id = $1 AND state = 'started' AND locked_until < now() RETURNING attempts`
 	releaseSQL = `UPDATE idempotency_keys SET locked_until = now(), updated_at = now()
 		WHERE id = $1 AND lock_token = $2 AND state = 'started'`
+	unclaimSQL      = `DELETE FROM idempotency_keys WHERE id = $1 AND lock_token = $2 AND state = 'started'`
 	insertChargeSQL = `INSERT INTO charges (id, merchant, idempotency_key, amount, currency, customer, sku, quantity, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8::bigint, $9)`
 	upsertFinishedSQL = `INSERT INTO idempotency_keys (merchant, key, fingerprint, request, state, charge_id,
 		    response_status, response_headers, response_body, finished_at)
 		VALUES ($1, $2, $3, $4, 'finished', $5, $6, $7, $8, now())
@@ -89,7 +90,10 @@ const (
 // $3 charge id, $4 status, $5 headers, $6 body, $7 merchant, $8 amount,
 // $9 currency, $10 customer, $11 sku, $12 quantity, $13 created_at, then
 // with the outbox $14 event id, $15 event type, $16 payload. The outbox
-// columns are target/outbox's table.
+// columns are target/outbox's table. The quantity is sent as a bigint, so
+// that one out of the column's range is refused by Postgres (22003, the
+// request's fault) and not by the driver before anything is sent, an error
+// indistinguishable from a lost connection.
 func chargeTxSQL(byKey, withOutbox bool) string {
 	where := "id = $1"
 	if byKey {
@@ -102,7 +106,7 @@ func chargeTxSQL(byKey, withOutbox bool) string {
 		WHERE ` + where + ` AND lock_token = $2 AND state = 'started'
 		RETURNING key)`
 	insertCharge := `INSERT INTO charges (id, merchant, idempotency_key, amount, currency, customer, sku, quantity, created_at)
-		SELECT $3, $7, k.key, $8, $9, $10, $11, $12, $13 FROM k`
+		SELECT $3, $7, k.key, $8, $9, $10, $11, $12::bigint, $13 FROM k`
 	if !withOutbox {
 		return sql + "\n" + insertCharge
 	}
@@ -278,10 +282,11 @@ func (s *Service) claimAndExecute(ctx context.Context, merchant, key string, req
 	}
 	switch {
 	case err != nil:
+		err = dbError(err, "claim and charge")
 		if claimed {
-			s.release(ctx, id, token)
+			s.giveBack(ctx, id, token, err)
 		}
-		return true, answer{}, dbError(err, "claim and charge")
+		return true, answer{}, err
 	case !claimed:
 		return false, answer{}, nil
 	case tag.RowsAffected() != 1:
@@ -297,9 +302,31 @@ func (s *Service) claimAndExecute(ctx context.Context, merchant, key string, req
 // database is gone, the lease does the same later. A finished key is left
 // alone.
 func (s *Service) release(ctx context.Context, id int64, token uuid.UUID) {
+	s.unlock(ctx, releaseSQL, id, token)
+}
+
+// giveBack hands back a key this request holds after its charge transaction
+// failed with err (which wrote nothing). When the fault is the request's own
+// (EINVALID: the database refused its data), the claim is deleted, so the
+// key is as if never used: a corrected request under it is charged, where a
+// released key would answer 422 for a different body forever. Any other
+// failure releases the key for a retry of the same request.
+func (s *Service) giveBack(ctx context.Context, id int64, token uuid.UUID, err error) {
+	if apperr.Code(err) == apperr.EINVALID {
+		// The request's checks should have caught it first: say so.
+		s.log.Warn("the database refused a claimed request's data; its claim is deleted", "id", id, "err", err)
+		s.unlock(ctx, unclaimSQL, id, token)
+		return
+	}
+	s.release(ctx, id, token)
+}
+
+func (s *Service) unlock(ctx context.Context, sql string, id int64, token uuid.UUID) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	_, _ = s.pool.Exec(rctx, releaseSQL, id, token)
+	if _, err := s.pool.Exec(rctx, sql, id, token); err != nil {
+		s.log.Warn("could not hand back an idempotency key (its lease frees it later)", "id", id, "err", err)
+	}
 }
 
 // execute does the work for a key this request holds (id, token): the
@@ -325,8 +352,9 @@ func (s *Service) execute(ctx context.Context, id int64, token uuid.UUID, mercha
 	}
 	tag, err := s.pool.Exec(ctx, s.txByID, args...)
 	if err != nil {
-		s.release(ctx, id, token)
-		return answer{}, dbError(err, "charge transaction")
+		err = dbError(err, "charge transaction")
+		s.giveBack(ctx, id, token, err)
+		return answer{}, err
 	}
 	if tag.RowsAffected() != 1 {
 		// Our lease ran out and another request holds the key now.
@@ -424,8 +452,10 @@ func (s *Service) chargeNonAtomic(ctx context.Context, merchant, key string, req
 }
 
 // dbError classifies a database error: the server or the network being
-// unavailable is EUNAVAILABLE with a Retry-After; an SQL error is a bug.
-// Errors that already carry a code keep it.
+// unavailable is EUNAVAILABLE with a Retry-After; the database refusing the
+// request's data (a value out of range, a NUL in text, a failed check) is
+// EINVALID, the client's to fix; any other SQL error is a bug. Errors that
+// already carry a code keep it.
 func dbError(err error, what string) error {
 	if err == nil {
 		return nil
@@ -437,6 +467,9 @@ func dbError(err error, what string) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		switch {
+		case strings.HasPrefix(pgErr.Code, "22"), // data exception
+			pgErr.Code == "23502", pgErr.Code == "23514": // not null, check
+			return apperr.Wrap(apperr.EINVALID, err, "the database refused the request's data (%s): %s; nothing was charged", what, pgErr.Message)
 		case strings.HasPrefix(pgErr.Code, "08"), // connection exception
 			strings.HasPrefix(pgErr.Code, "53"),          // insufficient resources
 			strings.HasPrefix(pgErr.Code, "57P"),         // shutdown, cannot connect now

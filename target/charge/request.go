@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/paytest/paytest/internal/apperr"
@@ -20,6 +22,11 @@ const MaxKeyLen = 255
 
 // maxFieldLen bounds customer and sku.
 const maxFieldLen = 255
+
+// MaxQuantity is the largest quantity accepted: the charges table stores it
+// as a Postgres int (32 bits). Amounts are int64, as the bigint column, so
+// the decoder refuses every amount that would not fit.
+const MaxQuantity = math.MaxInt32
 
 // Request is a decoded, validated POST /charge body.
 type Request struct {
@@ -41,8 +48,10 @@ type wireRequest struct {
 
 // DecodeCharge parses and validates a POST /charge body. Every failure is an
 // apperr EINVALID error whose message says what is wrong: unknown fields,
-// trailing data, a non-positive amount, a currency that is not three
-// uppercase letters, a missing customer or sku, a quantity below 1.
+// trailing data, a non-positive amount or one over int64, a currency that is
+// not three uppercase letters, a missing customer or sku, a text with a NUL
+// (Postgres text cannot hold one), a quantity below 1 or over MaxQuantity.
+// Whatever it accepts, the database can store.
 func DecodeCharge(body []byte) (Request, error) {
 	var w wireRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
@@ -71,13 +80,17 @@ func DecodeCharge(body []byte) (Request, error) {
 		return r, apperr.Errorf(apperr.EINVALID, "quantity is required (an integer >= 1)")
 	case *w.Quantity < 1:
 		return r, apperr.Errorf(apperr.EINVALID, "quantity must be >= 1, got %d", *w.Quantity)
+	case *w.Quantity > MaxQuantity:
+		return r, apperr.Errorf(apperr.EINVALID, "quantity must be <= %d, got %d", MaxQuantity, *w.Quantity)
 	}
-	for name, v := range map[string]string{"customer": *w.Customer, "sku": *w.SKU} {
-		if len(v) > maxFieldLen {
-			return r, apperr.Errorf(apperr.EINVALID, "%s is longer than %d bytes", name, maxFieldLen)
-		}
-		if !utf8.ValidString(v) {
-			return r, apperr.Errorf(apperr.EINVALID, "%s is not valid UTF-8", name)
+	for _, f := range []struct{ name, v string }{{"customer", *w.Customer}, {"sku", *w.SKU}} {
+		switch {
+		case len(f.v) > maxFieldLen:
+			return r, apperr.Errorf(apperr.EINVALID, "%s is longer than %d bytes", f.name, maxFieldLen)
+		case !utf8.ValidString(f.v):
+			return r, apperr.Errorf(apperr.EINVALID, "%s is not valid UTF-8", f.name)
+		case strings.IndexByte(f.v, 0) >= 0:
+			return r, apperr.Errorf(apperr.EINVALID, "%s contains a NUL character (\\u0000)", f.name)
 		}
 	}
 	r = Request{Amount: *w.Amount, Currency: *w.Currency, Customer: *w.Customer, SKU: *w.SKU, Quantity: *w.Quantity}

@@ -77,6 +77,8 @@ func FuzzDecodeCharge(f *testing.F) {
 		`{"amount":1,"currency":"eur","customer":"c","sku":"s","quantity":1}`,
 		`{"amount":1,"currency":"EUR","customer":"c","sku":"s","quantity":1,"x":1}`,
 		`{"amount":1.5}`, `[]`, `null`, ``, `{}{}`, `{"amount":9223372036854775808}`,
+		`{"amount":1,"currency":"EUR","customer":"c","sku":"s","quantity":2147483648}`,
+		`{"amount":1,"currency":"EUR","customer":"c\u0000","sku":"s","quantity":1}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -88,7 +90,8 @@ func FuzzDecodeCharge(f *testing.F) {
 			}
 			return
 		}
-		if r.Amount <= 0 || !validCurrency(r.Currency) || r.Customer == "" || r.SKU == "" || r.Quantity < 1 {
+		if r.Amount <= 0 || !validCurrency(r.Currency) || r.Customer == "" || r.SKU == "" || r.Quantity < 1 || r.Quantity > MaxQuantity ||
+			strings.ContainsRune(r.Customer+r.SKU, 0) {
 			t.Fatalf("accepted an invalid request %+v from %q", r, body)
 		}
 		again, err := DecodeCharge(r.Canonical())
