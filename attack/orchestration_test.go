@@ -441,3 +441,99 @@ faults:
 		t.Fatalf("the drain line does not show the broker empty:\n%s", tr)
 	}
 }
+
+// goneMetrics serves a shop whose /metrics page goes away (503) once the
+// endpoint has made `after` charges: a dependency of the evidence gone
+// mid-run.
+type goneMetrics struct {
+	*shop
+	after int
+}
+
+func (g goneMetrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/metrics" {
+		g.mu.Lock()
+		gone := g.charges >= g.after
+		g.mu.Unlock()
+		if gone {
+			http.Error(w, "metrics exporter down", http.StatusServiceUnavailable)
+			return
+		}
+	}
+	g.shop.ServeHTTP(w, r)
+}
+
+// TestARunThatStopsEarlyStillWritesAReport: a fault that fails while
+// running (a --kill-cmd that exits 7) and evidence that goes away mid-run
+// (the metrics page answers 503, so the drain cannot settle and the
+// collection fails) each still end with report.json and report.html, the
+// reason in the report, faults.jsonl's error record for the fault, and an
+// inconclusive verdict (exit 3): no check failed, and none can read held.
+func TestARunThatStopsEarlyStillWritesAReport(t *testing.T) {
+	dbURL := testinfra.Postgres(t)
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if _, err := pool.Exec(ctx, `CREATE TABLE shop_ledger (id bigserial PRIMARY KEY, idem_key text NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		killCmd   string
+		killAt    []float64
+		goneAfter int
+		stopped   []string
+		faultErr  bool
+	}{
+		{"a kill command that fails", "echo no such service >&2; exit 7", []float64{0.5}, 1 << 30,
+			[]string{"a fault failed", "no such service"}, true},
+		{"the metrics page gone mid-run", "", nil, 40,
+			[]string{"the drain deadline (2s) passed", "collecting the evidence failed", "503"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := pool.Exec(ctx, `TRUNCATE shop_ledger`); err != nil {
+				t.Fatal(err)
+			}
+			h := &shop{idempotent: true, seen: map[string]string{}, ledger: pool}
+			srv := httptest.NewServer(goneMetrics{shop: h, after: tt.goneAfter})
+			t.Cleanup(srv.Close)
+			res := run(t, Config{
+				Profile: profiles.Profile{Name: "stops"}, Ops: 100, Concurrency: 4, Seed: 3,
+				Target: srv.URL + "/api/pay", Header: http.Header{"X-Shop": {"yes"}},
+				MetricsURL: srv.URL + "/metrics", SideEffectMetric: "shop_charges_total",
+				DatabaseURL: dbURL, LedgerQuery: `SELECT idem_key, count(*) FROM shop_ledger GROUP BY 1`,
+				KillCmd: tt.killCmd, KillAt: tt.killAt,
+				Out: t.TempDir(), DrainTimeout: 2 * time.Second,
+			})
+			rep := res.Report
+			var b strings.Builder
+			_ = rep.WriteText(&b)
+			if rep.Verdict != verify.VerdictInconclusive || rep.ExitCode != 3 {
+				t.Fatalf("verdict %s (exit %d), want inconclusive (3):\n%s", rep.Verdict, rep.ExitCode, b.String())
+			}
+			for _, w := range tt.stopped {
+				if !strings.Contains(rep.Stopped, w) {
+					t.Errorf("report's stopped %q does not say %q", rep.Stopped, w)
+				}
+			}
+			for _, f := range []string{verify.ReportFile, verify.HTMLFile} {
+				if _, err := os.Stat(filepath.Join(res.Dir, f)); err != nil {
+					t.Error(err)
+				}
+			}
+			errs := 0
+			for _, f := range faultRecords(t, res.Dir) {
+				if f.Action == "error" && f.Fault == fault.Kill && f.Target == TargetComponent {
+					errs++
+				}
+			}
+			if tt.faultErr != (errs == 1) {
+				t.Fatalf("%d kill error records in faults.jsonl", errs)
+			}
+		})
+	}
+}
