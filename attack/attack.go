@@ -19,9 +19,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -39,6 +37,7 @@ import (
 	"github.com/paytest/paytest/attack/load"
 	"github.com/paytest/paytest/attack/plan"
 	"github.com/paytest/paytest/internal/apperr"
+	"github.com/paytest/paytest/internal/redact"
 	"github.com/paytest/paytest/internal/toxiembed"
 	"github.com/paytest/paytest/profiles"
 	"github.com/paytest/paytest/verify"
@@ -313,9 +312,9 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		}
 	}
 	runRec := history.Run{
-		Seed: cfg.Seed, Profile: cfg.Profile.Name, Target: cfg.Target, Ops: cfg.Ops,
+		Seed: cfg.Seed, Profile: cfg.Profile.Name, Target: redact.URL(cfg.Target), Ops: cfg.Ops,
 		Concurrency: cfg.Concurrency, NoJitter: cfg.NoJitter, Unsafe: cfg.Unsafe,
-		Started: began.UTC(), Config: cfg.Settings,
+		Started: began.UTC(), Config: redactSettings(cfg.Settings),
 		ReuseStatuses: cfg.ReuseStatuses, IDField: cfg.IDField, ReplayHeader: cfg.ReplayHeader,
 	}
 	if runRec.Target == "" {
@@ -350,6 +349,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	if err != nil {
 		return nil, err
 	}
+	sys.description = redact.String(sys.description)
 	j.printf(time.Now(), "system up in %s: %s", time.Since(began).Round(time.Millisecond), sys.description)
 	for _, n := range sys.notes {
 		j.printf(time.Now(), "note: %s", n)
@@ -359,7 +359,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	}
 
 	// The plan.
-	pl, err := plan.New(plan.Config{
+	pl, err := plan.Build(ctx, plan.Config{
 		Ops: cfg.Ops, DuplicateRate: cfg.DuplicateRate, RaceRate: cfg.RaceRate, ReuseRate: cfg.ReuseRate,
 		Seed: cfg.Seed, Merchants: sys.merchants, BodyTemplate: cfg.BodyTemplate,
 	})
@@ -415,23 +415,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	for _, line := range sched.describe() {
 		j.printf(time.Now(), "schedule: %s", line)
 	}
-	runRec.Config = maps.Clone(cfg.Settings)
-	if hs, ok := runRec.Config["header"].([]string); ok {
-		red := make([]string, len(hs))
-		for i, h := range hs {
-			name, _, _ := strings.Cut(h, ":")
-			red[i] = strings.TrimSpace(name) + ": xxxxx"
-		}
-		runRec.Config["header"] = red
-	}
-	for k, v := range runRec.Config {
-		// No passwords in the run directory.
-		if str, ok := v.(string); ok && strings.HasSuffix(k, "-url") && str != "" {
-			if u, err := url.Parse(str); err == nil {
-				runRec.Config[k] = u.Redacted()
-			}
-		}
-	}
+	runRec.Config = redactSettings(cfg.Settings)
 	runRec.Config["seed"] = cfg.Seed
 	runRec.Config["fault-schedule"] = sched.describe()
 	runRec.Config["plan-fingerprint"] = res.Fingerprint

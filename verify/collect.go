@@ -21,6 +21,7 @@ import (
 
 	"github.com/paytest/paytest/attack/history"
 	"github.com/paytest/paytest/internal/apperr"
+	secrets "github.com/paytest/paytest/internal/redact"
 )
 
 // DefaultLedgerQuery counts the reference consumer's ledger entries per
@@ -496,14 +497,7 @@ func asInt(v any) (int64, error) {
 	}
 }
 
-// redact drops credentials from a URL for the record.
-func redact(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return kvPassword.ReplaceAllString(s, "${1}xxxxx")
-	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	return u.String()
-}
+// redact drops credentials from a URL for the record: its password and
+// secret query parameters (?password=, ?token=...), or the password of a
+// keyword=value connection string.
+func redact(s string) string { return secrets.URL(s) }

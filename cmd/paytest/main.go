@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/paytest/paytest/internal/apperr"
+	"github.com/paytest/paytest/internal/redact"
 )
 
 func main() {
@@ -24,7 +25,8 @@ func main() {
 	if err != nil {
 		var quiet *quietError
 		if !errors.As(err, &quiet) {
-			fmt.Fprintln(os.Stderr, "paytest:", err)
+			// An error may quote a URL or a header it was given.
+			fmt.Fprintln(os.Stderr, "paytest:", redact.String(err.Error()))
 		}
 	}
 	os.Exit(exitCode(err))

@@ -84,7 +84,7 @@ var (
 	// or of a flag list; a value may be single-quoted (libpq).
 	keyValue = regexp.MustCompile(`(^|[\s?&;,"'])(-{0,2}[A-Za-z0-9_.-]+)=('(?:[^'\\]|\\.)*'|[^\s&;,"']*)`)
 	// credentialHeader is "Authorization: ..." (and its kin) in a text.
-	credentialHeader = regexp.MustCompile(`(?i)\b(authorization|proxy-authorization|cookie|x-api-key|api-key|x-auth-token)(\s*:\s*)[^\n"]*`)
+	credentialHeader = regexp.MustCompile(`(?i)\b(authorization|proxy-authorization|cookie|x-api-key|api-key|x-auth-token)(\s*:\s*)[^\n"']*`)
 	// bearer is a bearer or basic credential on its own.
 	bearer = regexp.MustCompile(`(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+`)
 )
