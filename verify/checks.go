@@ -207,6 +207,7 @@ func (a *analysis) checkEffects(ev *evidence, opts Options, r *Report) Check {
 		switch {
 		case judged == StatusHeld:
 			notes = append(notes, note)
+			figure += fmt.Sprintf("; %d never scraped before %s", ops-sideN, plural(ev.resetsOf(ev.sideMetric), "counter reset"))
 		case judged == StatusInconclusive:
 			missing = append(missing, note)
 		default:
@@ -272,6 +273,14 @@ func (ev *evidence) judgeShortfall(sideN, ops, unplanned int) (status, note stri
 		return StatusInconclusive, across + fmt.Sprintf(": the %d short may be increments made after a reset's last snapshot (up to ~%s by the rate before it); without a ledger a lost effect cannot be told from them", short, fmtNum(hidden))
 	}
 	return StatusFailed, fmt.Sprintf(", summed across %d counter resets", resets)
+}
+
+// plural is "1 thing" or "n things".
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 func diffWord(d int) string {

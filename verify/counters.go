@@ -221,7 +221,11 @@ func (ev *evidence) applyTimeline(mdir string) {
 		for metric, h := range ct.hidden {
 			ev.hidden[metric] += h
 		}
-		ev.resets = append(ev.resets, ct.resets...)
+		for _, x := range ct.resets {
+			if ev.readsCounter(x.Metric) && (x.Before > 0 || x.After > 0) {
+				ev.resets = append(ev.resets, x)
+			}
+		}
 	}
 	switch {
 	case withTimeline > 0 && withTimeline == len(ev.pageNames):
@@ -231,6 +235,19 @@ func (ev *evidence) applyTimeline(mdir string) {
 	case len(ev.pageNames) > 0:
 		ev.countersFrom = "last page"
 	}
+}
+
+// readsCounter says whether series (name{labels}) is of a counter verify
+// reads: the resets of those are listed in the report (a process's own
+// counters, go_memstats_* and the like, are summed but not listed).
+func (ev *evidence) readsCounter(series string) bool {
+	name, _, _ := strings.Cut(series, "{")
+	switch name {
+	case ev.sideMetric, MetricInboxDuplicates, MetricDLQMessages, MetricChargesCreated, MetricRelayPublished,
+		MetricConsumerRedeliveries, MetricRetryBudgetExhausted:
+		return true
+	}
+	return false
 }
 
 // resetsOf counts the resets seen in metric's series.
