@@ -309,6 +309,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 			"target": cfg.Target, "unsafe": cfg.Unsafe, "timeout": cfg.Timeout.String(),
 			"max-attempts": cfg.MaxAttempts, "no-jitter": cfg.NoJitter, "no-budget": cfg.NoBudget,
 			"budget-capacity": cfg.BudgetCapacity, "max-retry-amplification": cfg.MaxRetryAmplification,
+			"kill-at": cfg.KillAt, "skip-fault": cfg.SkipFaults,
 		}
 	}
 	runRec := history.Run{

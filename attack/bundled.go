@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -134,6 +135,12 @@ func startBundled(ctx context.Context, cfg *Config, tp *toxiembed.Server) (_ *sy
 			}
 			u.Host = pp.Listen
 			extra[stack.Charge] = append(extra[stack.Charge], "--database-url", u.String())
+			// A charge service killed and restarted keeps going through it.
+			for i := range cfg.faults {
+				if s := &cfg.faults[i]; s.Fault == fault.Kill && s.Target == stack.Charge {
+					s.Restart = append(slices.Clone(s.Restart), "--database-url", u.String())
+				}
+			}
 		}
 	}
 	logf, err := os.Create(filepath.Join(cfg.Out, "components.log"))

@@ -83,11 +83,12 @@ func planFaults(cfg *Config) ([]fault.Spec, error) {
 		}
 		// On the bundled system the endpoint under attack is the charge
 		// service, as a team's endpoint is with --target.
-		comp := stack.Charge
-		if cfg.Target != "" {
-			comp = TargetComponent
+		kill := fault.Spec{Fault: fault.Kill, Target: TargetComponent, At: at}
+		if cfg.Target == "" {
+			// Restarted with the flags it first started with.
+			kill.Target, kill.Restart = stack.Charge, slices.Clone(cfg.Profile.Charge)
 		}
-		out = append(out, fault.Spec{Fault: fault.Kill, Target: comp, At: at})
+		out = append(out, kill)
 	}
 	for i := range out {
 		if s := &out[i]; s.Fault == fault.Kill && s.Crash == "" && s.Duration == 0 && s.Until == 0 {
