@@ -537,3 +537,23 @@ func TestARunThatStopsEarlyStillWritesAReport(t *testing.T) {
 		})
 	}
 }
+
+// TestEveryBuiltInProfileFitsTheBundledSystem: no built-in profile names a
+// component, crash point or proxy the reference system lacks, and against a
+// target each either runs with --kill-cmd or is refused naming a fault of
+// the bundled system's broker or cache.
+func TestEveryBuiltInProfileFitsTheBundledSystem(t *testing.T) {
+	for _, p := range profiles.List() {
+		if _, err := planFaults(&Config{Profile: p}); err != nil {
+			t.Errorf("profile %s on the bundled system: %v", p.Name, err)
+		}
+		_, err := planFaults(&Config{Profile: p, Target: "http://127.0.0.1:1/", KillCmd: "true"})
+		if err == nil {
+			continue
+		}
+		if apperr.Code(err) != apperr.EUSAGE || !strings.Contains(err.Error(), "profile "+p.Name) ||
+			!(strings.Contains(err.Error(), fault.BrokerCut) || strings.Contains(err.Error(), fault.RedisLoss) || strings.Contains(err.Error(), fault.Poison)) {
+			t.Errorf("profile %s against a target: %v", p.Name, err)
+		}
+	}
+}
