@@ -562,7 +562,7 @@ type stops []string
 
 func (s *stops) add(j *journal, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	j.printf(time.Now(), "stopped early: %s", msg)
+	j.printf(time.Now(), "evidence incomplete: %s", msg)
 	*s = append(*s, msg)
 }
 
