@@ -27,11 +27,11 @@ type Merchant struct {
 	APIKey string
 }
 
-// MaxOps is the largest plan paytest builds: a plan is held in memory
-// (about 400 bytes an op, bodies included), and the run keeps a record of
-// every op besides, so this keeps a plan near 200 MB. Larger values are
-// refused before anything starts.
-const MaxOps = 500_000
+// MaxOps is the largest plan paytest builds. A plan is held in memory,
+// bodies included, and a run keeps a record of every op besides: the bound
+// keeps a run within a few hundred MB. Larger values are refused before
+// anything starts.
+const MaxOps = 250_000
 
 // Config describes a plan. Rates are taken as given (0 means none); start
 // from DefaultConfig for the documented defaults.

@@ -195,7 +195,7 @@ func TestInvalidConfigIsAUsageError(t *testing.T) {
 		msg  string
 	}{
 		{"negative ops", Config{Ops: -1}, "ops must be at least 1"},
-		{"more ops than fit", Config{Ops: 99_999_999_999}, "ops must be at most 500000"},
+		{"more ops than fit", Config{Ops: 99_999_999_999}, "ops must be at most 250000"},
 		{"one op too many", Config{Ops: MaxOps + 1}, "ops must be at most"},
 		{"duplicate rate above 1", Config{DuplicateRate: 1.5}, "duplicate-rate must be between 0 and 1"},
 		{"negative race rate", Config{RaceRate: -0.1}, "race-rate must be between 0 and 1"},

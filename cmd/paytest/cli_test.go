@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -103,10 +105,10 @@ func TestBadInvocationsAreUsageErrors(t *testing.T) {
 		{"negative concurrency", []string{"attack", "--concurrency", "-1"}, []string{"--concurrency -1: want 1 to 10000"}},
 		{"zero concurrency", []string{"attack", "--concurrency", "0"}, []string{"--concurrency 0"}},
 		{"concurrency too large", []string{"attack", "--concurrency", "1000000000"}, []string{"--concurrency 1000000000: want 1 to 10000"}},
-		{"negative ops", []string{"attack", "--ops", "-5"}, []string{"--ops -5: want 1 to 500000"}},
+		{"negative ops", []string{"attack", "--ops", "-5"}, []string{"--ops -5: want 1 to 250000"}},
 		{"zero ops", []string{"attack", "--ops", "0"}, []string{"--ops 0"}},
-		{"ops beyond memory", []string{"attack", "--ops", "99999999999"}, []string{"--ops 99999999999: want 1 to 500000", "held in memory"}},
-		{"ops just beyond the maximum", []string{"attack", "--ops", "500001"}, []string{"--ops 500001"}},
+		{"ops beyond memory", []string{"attack", "--ops", "99999999999"}, []string{"--ops 99999999999: want 1 to 250000", "held in memory"}},
+		{"ops just beyond the maximum", []string{"attack", "--ops", "250001"}, []string{"--ops 250001"}},
 		{"ops beyond an int", []string{"attack", "--ops", "99999999999999999999"}, []string{"--ops", "out of range"}},
 		{"zero timeout", []string{"attack", "--timeout", "0s"}, []string{"--timeout 0s: must be positive"}},
 		{"negative drain timeout", []string{"attack", "--drain-timeout", "-1s"}, []string{"--drain-timeout -1s"}},
@@ -167,9 +169,83 @@ func TestGroupCommandsShowHelp(t *testing.T) {
 
 func TestAttackHelpStatesTheLimits(t *testing.T) {
 	code, text, _ := runPaytest(t, "attack", "--help")
-	for _, w := range []string{"at most 500000", "at most 10000", "-1: retry until the deadline"} {
+	for _, w := range []string{"at most 250000", "at most 10000", "-1: retry until the deadline"} {
 		if code != 0 || !strings.Contains(text, w) {
 			t.Errorf("paytest attack --help: exit %d, lacks %q", code, w)
 		}
+	}
+}
+
+// worldTmp is a TMPDIR an embedded Postgres can use when paytest runs as
+// root (Postgres then runs as the postgres user, who cannot reach
+// t.TempDir()).
+func worldTmp(t *testing.T) string {
+	t.Helper()
+	tmp, err := os.MkdirTemp("", "cli-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(tmp) })
+	if err := os.Chmod(tmp, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	return tmp
+}
+
+// TestCtrlCDuringThePlanEndsAtOnce interrupts the largest plan while it is
+// being built (right after the system is up): paytest ends within two
+// seconds, inconclusive (exit 3), saying it was interrupted.
+func TestCtrlCDuringThePlanEndsAtOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots the reference system")
+	}
+	cmd := exec.Command(testinfra.Paytest(t), "attack", "--ops", "250000", "--no-progress", "--out", t.TempDir())
+	cmd.Env = append(cleanEnv(), "TMPDIR="+worldTmp(t))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	sc := bufio.NewScanner(stderr)
+	var log strings.Builder
+	for sc.Scan() && !strings.Contains(sc.Text(), " up in ") {
+		log.WriteString(sc.Text() + "\n")
+	}
+	if sc.Err() != nil || !strings.Contains(sc.Text(), " up in ") {
+		t.Fatalf("the system did not come up:\n%s", log.String())
+	}
+	rest := make(chan string, 1)
+	go func() {
+		var b strings.Builder
+		for sc.Scan() {
+			b.WriteString(sc.Text() + "\n")
+		}
+		rest <- b.String()
+	}()
+	interrupted := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		took := time.Since(interrupted)
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != exitInconclusive {
+			t.Fatalf("paytest ended with %v after SIGINT, want exit %d", err, exitInconclusive)
+		}
+		if took > 2*time.Second {
+			t.Errorf("paytest took %s to end after SIGINT", took)
+		}
+		if out := <-rest; !strings.Contains(out, "interrupted") || strings.Contains(out, "goroutine ") {
+			t.Errorf("paytest's last words:\n%s", out)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("paytest ignored SIGINT for 10s")
 	}
 }

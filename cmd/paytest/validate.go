@@ -208,7 +208,7 @@ const maxConcurrency = 10_000
 func checkAttack(cfg attack.Config) error {
 	switch {
 	case cfg.Ops < 1 || cfg.Ops > plan.MaxOps:
-		return apperr.Errorf(apperr.EUSAGE, "--ops %d: want 1 to %d (the plan is held in memory, about 400 bytes an op)", cfg.Ops, plan.MaxOps)
+		return apperr.Errorf(apperr.EUSAGE, "--ops %d: want 1 to %d (the plan is held in memory)", cfg.Ops, plan.MaxOps)
 	case cfg.Concurrency < 1 || cfg.Concurrency > maxConcurrency:
 		return apperr.Errorf(apperr.EUSAGE, "--concurrency %d: want 1 to %d", cfg.Concurrency, maxConcurrency)
 	case cfg.MaxAttempts == 0 || cfg.MaxAttempts < client.Unlimited:

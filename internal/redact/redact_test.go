@@ -38,6 +38,7 @@ func TestString(t *testing.T) {
 		{"--database-url=postgres://u:s3cret@h/db", "--database-url=postgres://u:xxxxx@h/db"},
 		{"--api-key=s3cret --listen=127.0.0.1:0", "--api-key=xxxxx --listen=127.0.0.1:0"},
 		{"Authorization: Bearer s3cret", "Authorization: xxxxx"},
+		{"curl -H 'Authorization: Bearer s3cret' http://h/kill", "curl -H 'Authorization: xxxxx' http://h/kill"},
 		{"sent with bearer s3cret.x-y", "sent with bearer xxxxx"},
 		{"target http://127.0.0.1:8080/charge via proxy 127.0.0.1:1234", "target http://127.0.0.1:8080/charge via proxy 127.0.0.1:1234"},
 		{"op 3 sender 1 key 0b5d-4 attempt 2: 200 new", "op 3 sender 1 key 0b5d-4 attempt 2: 200 new"},
