@@ -83,7 +83,27 @@ func (a *analysis) report(ev *evidence, opts Options) *Report {
 		a.checkStuck(opts),
 		checkFaultsFired(ev, opts),
 	)
+	for i := range r.Checks {
+		if c := &r.Checks[i]; c.Evidence == "" {
+			c.Evidence = defaultEvidence[c.Name]
+		}
+	}
 	return r
+}
+
+// defaultEvidence names what the checks that do not set Check.Evidence
+// themselves are judged from.
+var defaultEvidence = map[string]string{
+	CheckExactlyOncePerOp:   evPlanHistory,
+	CheckRaceSingleWinner:   evPlanHistory,
+	CheckKeyReuse422:        evPlanHistory,
+	CheckRetryAfterHonoured: evHistory,
+	CheckFullJitter:         evHistory,
+	CheckRelayCrashDeduped:  evFaults,
+	CheckOutboxDrained:      evMetrics,
+	CheckDLQExact:           evMetrics + ", " + evFaults,
+	CheckBacklogPaced:       "metrics timeline, " + evFaults,
+	CheckNoRetryStorm:       evHistory + ", " + evFaults,
 }
 
 // injected is true for a fault record that says the fault happened: an
