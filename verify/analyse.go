@@ -126,6 +126,8 @@ type analysis struct {
 	delays     []delayPoint
 	outOfRange int
 	outage     *outageTally // nil without an outage window
+	// partial names a partial last line of history.jsonl that was skipped.
+	partial string
 }
 
 // cxList collects counterexamples up to a cap and counts them all.
@@ -195,7 +197,7 @@ func analyse(ctx context.Context, runDir string, ev *evidence, opts Options) (*a
 	}
 	ev.matchMerchants(merchants)
 	n := 0
-	err = history.ReadFile(filepath.Join(runDir, history.HistoryFile), func(at history.Attempt) error {
+	a.partial, err = readJournal(filepath.Join(runDir, history.HistoryFile), func(at history.Attempt) error {
 		if n++; n%4096 == 0 {
 			if err := ctx.Err(); err != nil {
 				return err

@@ -39,7 +39,12 @@ func (a *analysis) report(ev *evidence, opts Options) *Report {
 		}
 	}
 	if ev.sources != nil {
-		r.EvidenceErrors = ev.sources.Errors
+		r.EvidenceErrors = append(r.EvidenceErrors, ev.sources.Errors...)
+	}
+	for _, p := range []string{a.partial, ev.partialFaults} {
+		if p != "" {
+			r.EvidenceErrors = append(r.EvidenceErrors, p)
+		}
 	}
 	if ev.hasLedger {
 		r.LedgerSource = LedgerFile

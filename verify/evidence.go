@@ -132,7 +132,8 @@ type evidence struct {
 	hidden       map[string]float64
 	countersFrom string
 
-	faults []history.Fault
+	faults        []history.Fault
+	partialFaults string // a partial last line of faults.jsonl, skipped
 
 	timeline map[string][]timelineFile     // page -> snapshots in time order
 	parsed   map[string]map[string]float64 // snapshot path -> its page, read once
@@ -222,7 +223,7 @@ func readEvidence(runDir string, opts Options) (*evidence, error) {
 	if err := ev.readEvents(runDir); err != nil {
 		return nil, err
 	}
-	err = history.ReadFile(filepath.Join(runDir, history.FaultsFile), func(f history.Fault) error {
+	ev.partialFaults, err = readJournal(filepath.Join(runDir, history.FaultsFile), func(f history.Fault) error {
 		ev.faults = append(ev.faults, f)
 		return nil
 	})

@@ -929,3 +929,68 @@ func TestWhichMetricsAreSummedAcrossResets(t *testing.T) {
 		t.Error("a side-effect metric declared a gauge was summed across its drops")
 	}
 }
+
+func TestAPartialLastLineIsSkippedAndNamed(t *testing.T) {
+	tests := []struct {
+		name    string
+		file    string
+		tail    string
+		wantErr bool
+	}{
+		{"history cut mid-record", history.HistoryFile, `{"op":5,"kind":"charge","sta`, false},
+		{"faults cut mid-record", history.FaultsFile, `{"time":"2026-11-28T12:00:09Z","fau`, false},
+		{"a malformed complete line is still an error", history.HistoryFile, "{oops\n", true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := cleanRun(200).write(t, t.TempDir())
+			f, err := os.OpenFile(filepath.Join(dir, tc.file), os.O_APPEND|os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.WriteString(tc.tail); err != nil {
+				t.Fatal(err)
+			}
+			f.Close()
+			rep, err := Verify(context.Background(), dir, Options{NoHTML: true, Stopped: "killed"})
+			if tc.wantErr {
+				if err == nil {
+					t.Fatal("a malformed line was accepted")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := fmt.Sprintf("%s ends in a partial line of %d bytes", tc.file, len(tc.tail))
+			if rep.Verdict != VerdictInconclusive || len(rep.EvidenceErrors) != 1 || !strings.Contains(rep.EvidenceErrors[0], want) {
+				t.Fatalf("verdict %s, evidence errors %q; want inconclusive naming %q", rep.Verdict, rep.EvidenceErrors, want)
+			}
+			if rep.Attempts != 383 {
+				t.Fatalf("%d attempts read; want the 383 complete ones", rep.Attempts)
+			}
+		})
+	}
+}
+
+func TestCompleteLength(t *testing.T) {
+	long := strings.Repeat("x", 150<<10)
+	tests := []struct {
+		in   string
+		want int64
+	}{
+		{"", 0},
+		{"a\n", 2},
+		{"a\nb", 2},
+		{"abc", 0},
+		{"a\n" + long, 2},
+		{long + "\n" + long, int64(len(long)) + 1},
+		{long + "\n", int64(len(long)) + 1},
+	}
+	for _, tc := range tests {
+		got, err := completeLength(strings.NewReader(tc.in), int64(len(tc.in)))
+		if err != nil || got != tc.want {
+			t.Errorf("completeLength(%d bytes) = %d, %v; want %d", len(tc.in), got, err, tc.want)
+		}
+	}
+}
