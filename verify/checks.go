@@ -228,7 +228,7 @@ func (a *analysis) checkEffects(ev *evidence, opts Options, r *Report) Check {
 	}
 	var bad, notes []string
 	if sideOK && sideN != ops {
-		judged, note := ev.judgeShortfall(sideN, ops, r.UnplannedLedgerEffects)
+		judged, note := ev.judgeShortfall(sideN, ops)
 		switch {
 		case judged == StatusHeld:
 			notes = append(notes, note)
@@ -259,7 +259,7 @@ func (a *analysis) checkEffects(ev *evidence, opts Options, r *Report) Check {
 	var c Check
 	switch {
 	case len(bad) > 0:
-		c = failed(name, figure, strings.Join(bad, "; ")+"; see "+CheckExactlyOncePerOp+" for the operations", cx)
+		c = failed(name, figure, strings.Join(append(bad, notes...), "; ")+"; see "+CheckExactlyOncePerOp+" for the operations", cx)
 	case len(missing) > 0:
 		c = inconclusive(name, figure, strings.Join(missing, "; "))
 	default:
@@ -280,7 +280,7 @@ func (a *analysis) checkEffects(ev *evidence, opts Options, r *Report) Check {
 // without a ledger when the shortfall is within what the resets may hide,
 // else a failure. Without a timeline a reset cannot be seen at all, and the
 // note says so.
-func (ev *evidence) judgeShortfall(sideN, ops, unplanned int) (status, note string) {
+func (ev *evidence) judgeShortfall(sideN, ops int) (status, note string) {
 	resets := ev.resetsOf(ev.sideMetric)
 	short := ops - sideN
 	if short <= 0 || resets == 0 {
@@ -292,8 +292,8 @@ func (ev *evidence) judgeShortfall(sideN, ops, unplanned int) (status, note stri
 	hidden := ev.hidden[ev.sideMetric]
 	across := fmt.Sprintf("metrics count %d of %d side effects summed across %d counter resets", sideN, ops, resets)
 	switch {
-	case ev.hasLedger && ev.ledgerTotal == ops && unplanned == 0:
-		return StatusHeld, across + fmt.Sprintf(": the %d short are increments a process made after its last snapshot before restarting, which no scrape saw; the ledger holds all %d", short, ops)
+	case ev.hasLedger && ev.ledgerTotal >= ops:
+		return StatusHeld, across + fmt.Sprintf(": the %d short are increments a process made after its last snapshot before restarting, which no scrape saw; the ledger holds %d", short, ev.ledgerTotal)
 	case !ev.hasLedger && float64(short) <= hidden:
 		return StatusInconclusive, across + fmt.Sprintf(": the %d short may be increments made after a reset's last snapshot (up to ~%s by the rate before it); without a ledger a lost effect cannot be told from them", short, fmtNum(hidden))
 	}

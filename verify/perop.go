@@ -194,7 +194,7 @@ func (a *analysis) checkExactlyOnce(ev *evidence, opts Options) Check {
 	if cx.total > 0 {
 		detail := fmt.Sprintf("%d applied more than once, %d acknowledged but lost", twice, lost)
 		if repeats > 0 {
-			detail += fmt.Sprintf("; %d of them by the consumer applying a repeated event (see %s)", repeats, CheckRelayCrashDeduped)
+			detail += fmt.Sprintf("; %d of them by the consumer applying a repeated event (its inbox let a redelivery or a republish through)", repeats)
 		}
 		c := failed(name, figure, detail+note, cx)
 		c.Evidence = evidence

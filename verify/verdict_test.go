@@ -332,7 +332,7 @@ func TestCountersSummedAcrossResets(t *testing.T) {
 			},
 			verdict: VerdictHeld,
 			checks: map[string]checkWant{
-				CheckEffectsEqualOps: {status: StatusHeld, figure: "297 of 300 (ledger 300 of 300); 3 never scraped before 1 counter reset", text: "the ledger holds all 300"},
+				CheckEffectsEqualOps: {status: StatusHeld, figure: "297 of 300 (ledger 300 of 300); 3 never scraped before 1 counter reset", text: "no scrape saw; the ledger holds 300"},
 			},
 		},
 		{
@@ -345,6 +345,19 @@ func TestCountersSummedAcrossResets(t *testing.T) {
 			verdict: VerdictInconclusive,
 			checks: map[string]checkWant{
 				CheckEffectsEqualOps: {status: StatusInconclusive, figure: "297 of 300", text: "the 3 short may be increments"},
+			},
+		},
+		{
+			name: "a reset and an event applied twice: the ledger's extra is the failure, the metric's shortfall is not called lost",
+			n:    300,
+			build: func(t *testing.T, s *runSpec, dir string) {
+				consumerTimeline(t, s, dir, restart, 179)
+				s.setLedger("k-148", 2)
+			},
+			verdict: VerdictViolated,
+			checks: map[string]checkWant{
+				CheckEffectsEqualOps:  {status: StatusFailed, figure: "289 of 300 (ledger 301 of 300)", text: "the ledger holds 301 effects for 300 logical charges (1 extra); metrics count 289 of 300"},
+				CheckExactlyOncePerOp: {status: StatusFailed, figure: "1 of 300 ops wrong"},
 			},
 		},
 		{
