@@ -25,7 +25,7 @@ func (a *analysis) checkStuck(opts Options) Check {
 		}
 		answered409++
 		k := mkey(o.merchant, o.key)
-		if o.ok() > 0 || o.mismatches > 0 || o.rejected > 0 || !o.endedInConflict || seen[k] {
+		if !o.stuck() || seen[k] {
 			continue
 		}
 		seen[k] = true
@@ -50,6 +50,12 @@ func (a *analysis) checkStuck(opts Options) Check {
 	}
 	c.Evidence = evHistory
 	return c
+}
+
+// stuck is true for an op that never got a definite answer and whose last
+// answer was a 409: its key was still in flight when the run ended.
+func (o *opState) stuck() bool {
+	return o.conflicts > 0 && o.ok() == 0 && o.mismatches == 0 && o.rejected == 0 && o.endedInConflict
 }
 
 // checkFaultsFired: every fault of the run fired. A fault that failed while

@@ -409,6 +409,8 @@ func (a *analysis) checkReuse(ev *evidence, opts Options) Check {
 			why = fmt.Sprintf("answered %s, not %s: the changed body was charged", how, want)
 		case attributed && e > 0:
 			why = fmt.Sprintf("the ledger holds %d effects at the reuse's amount %d: the changed body was charged", e, o.amount)
+		case o.mismatches == 0 && o.otherStatus == 409 && orig != nil && orig.stuck():
+			unanswered = append(unanswered, o.op) // the key is in flight: see no-key-stuck-in-flight
 		case o.mismatches == 0 && o.otherStatus != 0:
 			why = fmt.Sprintf("got %d, not %s; declare it with --reuse-status %d if that is the endpoint's answer to a changed body", o.otherStatus, want, o.otherStatus)
 		case ev.hasLedger && !attributed && e > origMax && o.mismatches > 0:

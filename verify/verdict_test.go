@@ -786,6 +786,25 @@ func TestNoKeyStuckInFlight(t *testing.T) {
 			inText:  []string{"answered 409 for 2s"},
 		},
 		{
+			name: "a reuse of a stuck key answered 409 is not told to declare 409",
+			build: func(t *testing.T, s *runSpec, _ string) {
+				stickKey(s, 0, 4, time.Second)
+				a := s.findAttempt(t, 200, 0, 1)
+				a.Status, a.Outcome = 409, history.OutcomeConflict
+				a.Start, a.End = a.Start.Add(time.Hour), a.End.Add(time.Hour)
+				for i := range s.attempts {
+					if s.attempts[i].Op == 0 && s.attempts[i].Status == 409 {
+						s.attempts[i].End = s.attempts[i].End.Add(time.Hour)
+					}
+				}
+			},
+			verdict: VerdictViolated,
+			checks: map[string]checkWant{
+				CheckNoKeyStuck:  {status: StatusFailed, figure: "1 of 2 keys"},
+				CheckKeyReuse422: {status: StatusInconclusive, text: "never got a definite answer (ops 200)"},
+			},
+		},
+		{
 			name: "409 then a definite answer is fine",
 			build: func(t *testing.T, s *runSpec, _ string) {
 				stickKey(s, 170, 4, time.Second)
