@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/paytest/paytest/attack/history"
@@ -56,15 +57,25 @@ func (o *opState) ok() int32 { return o.news + o.replays }
 func (o *opState) charges() int { return len(o.newIDs) + int(o.anonNews) }
 
 // identity names the charge a complete 2xx answer describes: its resource
-// id, else its body's digest; "" when the client recorded neither.
+// id, else "body <digest>"; "" when the client recorded neither.
 func identity(at *history.Attempt) string {
 	switch {
 	case at.ChargeID != "":
-		return "id " + at.ChargeID
+		return at.ChargeID
 	case at.BodySHA256 != "":
-		return "body " + at.BodySHA256
+		return bodyPrefix + at.BodySHA256
 	}
 	return ""
+}
+
+const bodyPrefix = "body "
+
+// showID renders an identity for a counterexample.
+func showID(id string) string {
+	if strings.HasPrefix(id, bodyPrefix) {
+		return id
+	}
+	return "id " + id
 }
 
 func addID(ids []string, id string) []string {

@@ -98,7 +98,11 @@ func (o *opState) clientCharges() string {
 	case o.charges() == 1:
 		return fmt.Sprintf("the client saw 1 charge in %d 2xx answers", o.ok())
 	case len(o.newIDs) > 1 && o.anonNews == 0:
-		return fmt.Sprintf("the client got %d `new` answers with %d distinct resource ids or bodies (%s)", o.news, len(o.newIDs), strings.Join(firstN(o.newIDs, 3), ", "))
+		shown := make([]string, 0, 4)
+		for _, id := range firstN(o.newIDs, 3) {
+			shown = append(shown, showID(id))
+		}
+		return fmt.Sprintf("the client got %d `new` answers with %d distinct resource ids or bodies (%s)", o.news, len(o.newIDs), strings.Join(shown, ", "))
 	case o.anonNews > 0 && len(o.newIDs) == 0:
 		return fmt.Sprintf("the client got %d `new` answers (no resource id or body digest to tell them apart)", o.news)
 	}
@@ -106,10 +110,7 @@ func (o *opState) clientCharges() string {
 }
 
 func firstN(xs []string, n int) []string {
-	if len(xs) > n {
-		return append(append([]string{}, xs[:n]...), "...")
-	}
-	return xs
+	return xs[:min(n, len(xs))]
 }
 
 // checkExactlyOnce is Jepsen's model per operation: a 2xx the client saw
@@ -365,7 +366,7 @@ func (a *analysis) reuseCharged(o *opState) (charged bool, how string) {
 			}
 		}
 		if !known {
-			return true, "a 2xx with a new charge (" + id + ")"
+			return true, "a 2xx with a new charge (" + showID(id) + ")"
 		}
 	}
 	return false, "a 2xx replaying the original op's charge (the changed body was ignored)"
