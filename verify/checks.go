@@ -249,6 +249,9 @@ func (a *analysis) checkEffects(ev *evidence, opts Options, r *Report) Check {
 	if r.UnplannedLedgerEffects > 0 {
 		bad = append(bad, fmt.Sprintf("%d ledger effects under keys no operation used", r.UnplannedLedgerEffects))
 	}
+	if stuck := a.stuckOps(); stuck > 0 && len(bad) > 0 {
+		bad = append(bad, fmt.Sprintf("%d charges were never made because their keys stayed in flight (see %s)", stuck, CheckNoKeyStuck))
+	}
 	var evidence []string
 	if sideOK {
 		evidence = append(evidence, evMetrics)

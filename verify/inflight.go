@@ -58,6 +58,17 @@ func (o *opState) stuck() bool {
 	return o.conflicts > 0 && o.ok() == 0 && o.mismatches == 0 && o.rejected == 0 && o.endedInConflict
 }
 
+// stuckOps counts the charge ops whose key stayed in flight.
+func (a *analysis) stuckOps() int {
+	n := 0
+	for i := range a.ops {
+		if o := &a.ops[i]; o.kind == kindCharge && o.stuck() {
+			n++
+		}
+	}
+	return n
+}
+
 // checkFaultsFired: every fault of the run fired. A fault that failed while
 // running (faults.jsonl action "error": a kill whose command failed, a
 // restart that did not come back, latency on an unknown proxy) leaves the

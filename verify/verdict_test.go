@@ -786,6 +786,20 @@ func TestNoKeyStuckInFlight(t *testing.T) {
 			inText:  []string{"answered 409 for 2s"},
 		},
 		{
+			name: "a stuck key whose charge was never made: effects-equal-ops says why it is short",
+			build: func(t *testing.T, s *runSpec, _ string) {
+				stickKey(s, 170, 6, time.Second)
+				s.setLedger("k-170", 0)
+				s.pages["consumer"] = page(map[string]float64{DefaultSideEffectMetric: 199, MetricInboxDuplicates: 1})
+			},
+			verdict: VerdictViolated,
+			checks: map[string]checkWant{
+				CheckNoKeyStuck:       {status: StatusFailed, figure: "1 of 2 keys"},
+				CheckEffectsEqualOps:  {status: StatusFailed, text: "1 charges were never made because their keys stayed in flight"},
+				CheckExactlyOncePerOp: {status: StatusHeld},
+			},
+		},
+		{
 			name: "a reuse of a stuck key answered 409 is not told to declare 409",
 			build: func(t *testing.T, s *runSpec, _ string) {
 				stickKey(s, 0, 4, time.Second)
