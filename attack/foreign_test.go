@@ -64,6 +64,7 @@ type ground struct {
 	// sent per key.
 	received map[string]int
 	sent     map[string]int
+	attempts []history.Attempt
 	process  bool
 }
 
@@ -79,39 +80,84 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 			// Stripe v1: the stored status and body replayed verbatim, no
 			// replay header; eaten responses make the client retry.
 			name: "unmarked-replays", ep: foreign.Options{Store: foreign.StoreAtomic, Status: 200},
-			ops: 200, concurrency: 16, duplicate: 0.3, race: 0.1, reuse: 0.05, faults: eatResponses,
-			check: func(t *testing.T, g *ground) { g.holds(t) },
+			ops: 150, concurrency: 16, duplicate: 0.3, race: 0.1, reuse: 0.05, faults: eatResponses,
+			check: func(t *testing.T, g *ground) {
+				g.holds(t)
+				g.sawUnmarkedReplays(t)
+			},
 		},
 		{
 			// express-idempotency's "X-Cache: HIT" as --replay-header.
 			name: "replays-marked-their-own-way", ep: foreign.Options{Store: foreign.StoreAtomic, ReplayHeader: "X-Cache: HIT"},
 			ops: 150, concurrency: 16, duplicate: 0.3, race: 0.1, faults: eatResponses,
-			tune:  func(c *Config) { c.ReplayHeader = "X-Cache=HIT" },
-			check: func(t *testing.T, g *ground) { g.holds(t) },
+			tune: func(c *Config) { c.ReplayHeader = "X-Cache=HIT" },
+			check: func(t *testing.T, g *ground) {
+				g.holds(t)
+				if g.saw(func(a history.Attempt) bool { return a.Replayed && a.Outcome == history.OutcomeReplay }) == 0 {
+					t.Errorf("no attempt was recorded as a replay marked X-Cache: HIT")
+				}
+			},
 		},
 		{
 			// Fiber: a per-key lock; the second racer waits and gets the
 			// replay (a 2xx, unmarked) instead of a 409.
 			name: "per-key-lock", ep: foreign.Options{Store: foreign.StoreMemory, InFlight: foreign.InFlightWait, Delay: 20 * time.Millisecond},
-			ops: 200, concurrency: 16, duplicate: 0.4, race: 0.5,
-			check: func(t *testing.T, g *ground) { g.holds(t) },
+			ops: 150, concurrency: 16, duplicate: 0.4, race: 0.5,
+			check: func(t *testing.T, g *ground) {
+				g.holds(t)
+				g.sawUnmarkedReplays(t)
+				if n := g.saw(func(a history.Attempt) bool { return a.Status == 409 }); n > 0 {
+					t.Errorf("%d attempts got 409 from an endpoint that makes racers wait", n)
+				}
+			},
+		},
+		{
+			// The same lock judged without a ledger: the answers' resource
+			// ids say the racers' 2xx answers were one charge.
+			name: "per-key-lock-without-ledger", ep: foreign.Options{Store: foreign.StoreMemory, InFlight: foreign.InFlightWait, Delay: 20 * time.Millisecond},
+			ops: 150, concurrency: 16, duplicate: 0.4, race: 0.5,
+			tune: func(c *Config) { c.DatabaseURL, c.LedgerQuery = "", "" },
+			check: func(t *testing.T, g *ground) {
+				g.sawUnmarkedReplays(t)
+				races := g.count(func(o history.Op) bool { return o.Race })
+				if r := g.mustCheck(t, verify.CheckRaceSingleWinner); r.Status != verify.StatusHeld || !strings.HasPrefix(r.Figure, fmt.Sprintf("%d of %d races", races, races)) {
+					t.Errorf("%s: %s %q (evidence %q), want held for all %d races: %s %v", r.Name, r.Status, r.Figure, r.Evidence, races, r.Detail, r.Counterexamples)
+				}
+				if e := g.mustCheck(t, verify.CheckEffectsEqualOps); e.Status != verify.StatusHeld || g.rep.SideEffects != g.rows || g.rows != g.charges() {
+					t.Errorf("%s: %s %q, the counter and the ledger hold %d for %d charges", e.Name, e.Status, e.Figure, g.rows, g.charges())
+				}
+				// Per-op effects need a ledger: unjudged, not failed, and
+				// not withholding the verdict.
+				if x := g.mustCheck(t, verify.CheckExactlyOncePerOp); x.Status != verify.StatusInconclusive || g.rep.Verdict != verify.VerdictHeld {
+					t.Errorf("%s: %s %q without a ledger, verdict %s: %s %v", x.Name, x.Status, x.Figure, g.rep.Verdict, x.Detail, x.Counterexamples)
+				}
+			},
 		},
 		{
 			// The connection closes after the request was read: after
 			// the charge for some keys, before it for others.
 			name: "connection-dropped", ep: foreign.Options{Store: foreign.StoreAtomic, Fault: foreign.FaultDropMixed, FaultOneIn: 3},
-			ops: 200, concurrency: 16, duplicate: 0.3, race: 0.1,
+			ops: 150, concurrency: 16, duplicate: 0.3, race: 0.1,
 			check: func(t *testing.T, g *ground) {
 				g.holds(t)
 				g.everyRequestRecorded(t)
+				if g.saw(func(a history.Attempt) bool { return a.Outcome == history.OutcomeNetwork }) == 0 {
+					t.Errorf("no connection was dropped")
+				}
 			},
 		},
 		{
 			// The IETF draft: 409 while the first request is in flight,
 			// here without Retry-After.
 			name: "409-without-retry-after", ep: foreign.Options{Store: foreign.StoreLease, Delay: 30 * time.Millisecond},
-			ops: 200, concurrency: 16, duplicate: 0.4, race: 0.5,
-			check: func(t *testing.T, g *ground) { g.holds(t) },
+			ops: 150, concurrency: 16, duplicate: 0.4, race: 0.5,
+			check: func(t *testing.T, g *ground) {
+				g.holds(t)
+				if g.saw(func(a history.Attempt) bool { return a.Status == 409 && a.RetryAfterMS == 0 }) == 0 ||
+					g.saw(func(a history.Attempt) bool { return a.RetryAfterMS > 0 }) > 0 {
+					t.Errorf("want 409s without Retry-After, got %v", g.rep.Outcomes)
+				}
+			},
 		},
 		reuseCase("stripe-400-declared", 400, true),
 		reuseCase("stripe-400-undeclared", 400, false),
@@ -122,16 +168,21 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 			// process is killed and restarted mid-run.
 			name: "counter-resets-on-restart", ep: foreign.Options{Store: foreign.StoreAtomic, Delay: 5 * time.Millisecond},
 			process: true, killAt: []float64{0.4},
-			ops: 250, concurrency: 16, duplicate: 0.3, race: 0.1,
-			check: func(t *testing.T, g *ground) { g.holds(t) },
+			ops: 200, concurrency: 16, duplicate: 0.3, race: 0.1,
+			check: func(t *testing.T, g *ground) {
+				g.holds(t)
+				if len(g.rep.CounterResets) != 1 {
+					t.Errorf("counter resets %+v, want the one restart", g.rep.CounterResets)
+				}
+			},
 		},
 		{
 			// A lease that never expires: the process killed mid-request
 			// leaves keys "in progress"; every later try gets 409.
 			name: "keys-stuck-in-flight", ep: foreign.Options{Store: foreign.StoreLease, Delay: 40 * time.Millisecond},
 			process: true, killAt: []float64{0.4},
-			ops: 200, concurrency: 16, duplicate: 0.2,
-			tune:  func(c *Config) { c.ReconcileTimeout = 3 * time.Second },
+			ops: 150, concurrency: 16, duplicate: 0.2,
+			tune:  func(c *Config) { c.ReconcileTimeout = 2 * time.Second },
 			check: func(t *testing.T, g *ground) { g.stuckKeysFail(t) },
 		},
 		{
@@ -139,14 +190,21 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 			// retries after it charge again.
 			name: "in-memory-keys-lost-on-restart", ep: foreign.Options{Store: foreign.StoreMemory, Delay: 5 * time.Millisecond},
 			process: true, killAt: []float64{0.5},
-			ops: 250, concurrency: 16, duplicate: 0.3, faults: eatResponses,
+			ops: 200, concurrency: 16, duplicate: 0.3, faults: eatResponses,
 			check: func(t *testing.T, g *ground) { g.doubleChargesFail(t, true) },
 		},
 		{
 			// Headers and half of a 2xx body, then the connection closes.
 			name: "truncated-2xx", ep: foreign.Options{Store: foreign.StoreAtomic, Fault: foreign.FaultTruncate, FaultOneIn: 3},
-			ops: 200, concurrency: 16, duplicate: 0.3, race: 0.1,
-			check: func(t *testing.T, g *ground) { g.holds(t) },
+			ops: 150, concurrency: 16, duplicate: 0.3, race: 0.1,
+			check: func(t *testing.T, g *ground) {
+				g.holds(t)
+				if g.saw(func(a history.Attempt) bool {
+					return a.Status/100 == 2 && a.Outcome != history.OutcomeNew && a.Outcome != history.OutcomeReplay
+				}) == 0 {
+					t.Errorf("no 2xx was cut off")
+				}
+			},
 		},
 		{
 			// No idempotency at all: every request is a charge.
@@ -158,7 +216,7 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 			// The --help example's 3-column ledger query, with the
 			// endpoint's own merchant name.
 			name: "three-column-ledger-query", ep: foreign.Options{Store: foreign.StoreAtomic, Merchant: "acme-eu"},
-			ops: 150, concurrency: 16, duplicate: 0.3, race: 0.1, faults: eatResponses,
+			ops: 120, concurrency: 16, duplicate: 0.3, race: 0.1, faults: eatResponses,
 			tune: func(c *Config) {
 				c.LedgerQuery = `SELECT merchant, idem_key, count(*) FROM ledger GROUP BY 1, 2`
 			},
@@ -171,6 +229,7 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 				t.Run(fmt.Sprint("seed-", seed), func(t *testing.T) {
 					g := runForeign(t, tc, seed)
 					tc.check(t, g)
+					t.Log(g.summary())
 					if t.Failed() {
 						var b strings.Builder
 						_ = g.rep.WriteText(&b)
@@ -195,6 +254,9 @@ func reuseCase(name string, status int, declared bool) foreignCase {
 			}
 		},
 		check: func(t *testing.T, g *ground) {
+			if n := g.saw(func(a history.Attempt) bool { return a.Kind == history.KindReuse && a.Status != status }); n > 0 {
+				t.Errorf("%d reuse attempts got another status than %d", n, status)
+			}
 			if declared {
 				g.holds(t)
 				return
@@ -286,11 +348,28 @@ func runForeign(t *testing.T, tc foreignCase, seed int64) *ground {
 		if a.Outcome != history.OutcomeBudget {
 			g.sent[a.Key]++
 		}
+		g.attempts = append(g.attempts, a)
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
 	return g
+}
+
+// summary is one line of the verdict and its money figures beside the
+// ground truth.
+func (g *ground) summary() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "ground: %d ledger rows, %d keys, %d stuck; paytest: %s", g.rows, len(g.ledger), len(g.stuck), g.rep.Verdict)
+	for _, name := range []string{verify.CheckEffectsEqualOps, verify.CheckExactlyOncePerOp, verify.CheckRaceSingleWinner, verify.CheckKeyReuse422, verify.CheckNoKeyStuck} {
+		if c := g.rep.Check(name); c != nil {
+			fmt.Fprintf(&b, "; %s %s %q", c.Name, c.Status, c.Figure)
+		}
+	}
+	if len(g.rep.CounterResets) > 0 {
+		fmt.Fprintf(&b, "; %d counter resets", len(g.rep.CounterResets))
+	}
+	return b.String()
 }
 
 func (g *ground) mustCheck(t *testing.T, name string) *verify.Check {
@@ -335,8 +414,16 @@ func (g *ground) effectsFigure(t *testing.T) *verify.Check {
 	if g.rep.LedgerEffects != g.rows {
 		t.Errorf("report ledger effects %d, the ledger holds %d rows", g.rep.LedgerEffects, g.rows)
 	}
-	if !g.process && g.rep.SideEffects != g.rows {
+	switch {
+	case !g.process && g.rep.SideEffects != g.rows:
 		t.Errorf("report side effects %d (%s), the endpoint's counter ends at the ledger's %d", g.rep.SideEffects, g.rep.SideEffectsSource, g.rows)
+	case g.process && g.rep.SideEffects > g.rows:
+		t.Errorf("report side effects %d (%s): more than the ledger's %d rows (the counter counts commits)", g.rep.SideEffects, g.rep.SideEffectsSource, g.rows)
+	case g.process && g.rows == g.charges() && g.rep.SideEffects < g.rows &&
+		!strings.Contains(c.Figure, fmt.Sprintf("%d never scraped", g.rows-g.rep.SideEffects)):
+		// A killed process's last increments were never scraped: with an
+		// exact ledger the figure must say how many.
+		t.Errorf("%s figure %q does not account for the %d charges the ledger holds beyond the counters' %d", c.Name, c.Figure, g.rows-g.rep.SideEffects, g.rep.SideEffects)
 	}
 	return c
 }
@@ -357,6 +444,9 @@ func (g *ground) moneyHolds(t *testing.T) {
 		t.Errorf("%s: %s %q: %s", c.Name, c.Status, c.Figure, c.Detail)
 	}
 	c := g.mustCheck(t, verify.CheckExactlyOncePerOp)
+	if !strings.Contains(c.Evidence, "ledger") {
+		t.Errorf("%s judged from %q, want the ledger", c.Name, c.Evidence)
+	}
 	if want := fmt.Sprintf("0 of %d ops wrong", g.charges()); c.Status != verify.StatusHeld || !strings.HasPrefix(c.Figure, want) {
 		t.Errorf("%s: %s %q, want held %q...: %s %v", c.Name, c.Status, c.Figure, want, c.Detail, c.Counterexamples)
 	}
@@ -437,6 +527,11 @@ func (g *ground) stuckKeysFail(t *testing.T) {
 	if c.Status != verify.StatusFailed || c.CounterexamplesTotal != len(g.stuck) ||
 		(len(g.stuck) <= len(listed) && !slices.Equal(listed, g.stuck)) {
 		t.Errorf("%s: %s %q lists %v (total %d), the endpoint left %v in progress", c.Name, c.Status, c.Figure, listed, c.CounterexamplesTotal, g.stuck)
+		for _, k := range g.stuck {
+			if !slices.Contains(listed, k) {
+				t.Logf("unlisted stuck key %s: %s", k, g.history(k))
+			}
+		}
 	}
 	for _, k := range g.stuck {
 		if g.ledger[k] != 0 {
@@ -451,6 +546,49 @@ func (g *ground) stuckKeysFail(t *testing.T) {
 		t.Errorf("verdict %s (exit %d), want violated (exit 1)", g.rep.Verdict, g.rep.ExitCode)
 	}
 	t.Logf("%d keys stuck in flight", len(g.stuck))
+}
+
+// history describes key's attempts: sender/attempt outcome status.
+func (g *ground) history(key string) string {
+	var parts []string
+	for _, a := range g.attempts {
+		if a.Key == key {
+			parts = append(parts, fmt.Sprintf("s%d#%d %s %d %.0fms", a.Sender, a.Attempt, a.Outcome, a.Status, a.DelayMS))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// saw counts the attempts f accepts.
+func (g *ground) saw(f func(history.Attempt) bool) int {
+	n := 0
+	for _, a := range g.attempts {
+		if f(a) {
+			n++
+		}
+	}
+	return n
+}
+
+// sawUnmarkedReplays: some op got two complete, unmarked 2xx answers
+// carrying the same resource id, so the row exercised unmarked replays.
+func (g *ground) sawUnmarkedReplays(t *testing.T) {
+	t.Helper()
+	ids := map[string]int{}
+	for _, a := range g.attempts {
+		if a.Outcome == history.OutcomeNew && a.ChargeID != "" {
+			ids[a.Key+" "+a.ChargeID]++
+		}
+	}
+	n := 0
+	for _, c := range ids {
+		if c > 1 {
+			n++
+		}
+	}
+	if n == 0 || g.saw(func(a history.Attempt) bool { return a.Replayed }) > 0 {
+		t.Errorf("%d ops got the same unmarked 2xx twice (and %d attempts were marked replays): the row did not exercise unmarked replays", n, g.saw(func(a history.Attempt) bool { return a.Replayed }))
+	}
 }
 
 // everyRequestRecorded: each request the endpoint read is one attempt in
