@@ -865,6 +865,9 @@ func TestStoppedRunsStillGetAReport(t *testing.T) {
 		build   func(s *runSpec)
 		verdict string
 	}{
+		{"nothing at all", func(s *runSpec) {
+			s.run, s.plan, s.attempts, s.faults, s.pages, s.ledger = nil, nil, nil, nil, nil, nil
+		}, VerdictInconclusive},
 		{"run.yaml only", func(s *runSpec) {
 			s.plan, s.attempts, s.faults, s.pages, s.ledger = nil, nil, nil, nil, nil
 		}, VerdictInconclusive},
