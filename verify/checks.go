@@ -493,13 +493,14 @@ func checkRelayCrash(ev *evidence, opts Options) Check {
 func noRepeatReason(ev *evidence) string {
 	pub, _, pok := ev.metricSum(MetricRelayPublished, promRelayPublished)
 	created, _, cok := ev.metricSum(MetricChargesCreated, promChargesCreated)
+	const either = "no repeat reached the consumer (no inbox duplicate, no event applied twice): the broker's publish dedup absorbed a republish, or the kill hit no batch in flight"
 	switch {
 	case pok && cok && pub > created:
-		return fmt.Sprintf("the relay published %s events for %s charges: it republished %s, and the broker's publish dedup absorbed them", fmtNum(pub), fmtNum(created), fmtNum(pub-created))
+		return fmt.Sprintf("the relay published %s events for %s charges (at least %s republished), and the broker's publish dedup absorbed them: no repeat reached the consumer", fmtNum(pub), fmtNum(created), fmtNum(pub-created))
 	case pok && cok:
-		return fmt.Sprintf("the relay published %s events for %s charges: the kill hit no batch in flight (or its republish was not counted before it died), and nothing was republished to the consumer", fmtNum(pub), fmtNum(created))
+		return fmt.Sprintf("%s; the relay's published counter (%s for %s charges) cannot tell which, since a killed relay's last increments are never scraped", either, fmtNum(pub), fmtNum(created))
 	}
-	return "no repeat reached the consumer: the broker's publish dedup absorbed the republish, or the kill hit no batch in flight"
+	return either
 }
 
 // checkOutbox: the relay's outbox is empty: pending rows 0 and lag 0.
