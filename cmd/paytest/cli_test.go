@@ -80,6 +80,9 @@ func TestBadInvocationsAreUsageErrors(t *testing.T) {
 		{"misspelt component", []string{"serve", "chrge"}, []string{"Did you mean this?\n\tcharge"}},
 		{"argument to a component", []string{"serve", "charge", "now"}, []string{`unknown command "now" for "paytest serve charge"`}},
 		{"unknown flag", []string{"attack", "--opz", "3"}, []string{"unknown flag: --opz"}},
+		{"help on an unknown command", []string{"help", "frobnicate"}, []string{`unknown command "frobnicate" for "paytest"`}},
+		{"help on an unknown component", []string{"help", "serve", "frob"}, []string{`unknown command "frob" for "paytest serve"`}},
+		{"unknown shell", []string{"completion", "frob"}, []string{`unknown command "frob" for "paytest completion"`}},
 
 		{"header with CRLF", []string{"attack", "--header", "X-A: b\r\nX-Evil: c"}, []string{`--header "X-A"`, "control character"}},
 		{"header with LF", []string{"attack", "--header", "X-A: b\nX-Evil: c"}, []string{"control character"}},
@@ -156,13 +159,22 @@ func TestBadInvocationsAreUsageErrors(t *testing.T) {
 	}
 }
 
-// TestGroupCommandsShowHelp: a bare command that only groups others is not
-// an error.
-func TestGroupCommandsShowHelp(t *testing.T) {
-	for _, args := range [][]string{nil, {"serve"}} {
-		code, text, _ := runPaytest(t, args...)
-		if code != exitHeld || !strings.Contains(text, "Available Commands:") {
-			t.Errorf("paytest %q: exit %d, want 0 with the help:\n%s", args, code, text)
+// TestHelpIsNotAnError: a bare command that only groups others, and help
+// on a command that exists, print the help and exit 0.
+func TestHelpIsNotAnError(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "Available Commands:"},
+		{[]string{"serve"}, "Available Commands:"},
+		{[]string{"help", "attack"}, "paytest attack [flags]"},
+		{[]string{"help", "serve", "charge"}, "paytest serve charge [flags]"},
+		{[]string{"attack", "--help"}, "paytest attack [flags]"},
+	} {
+		code, text, _ := runPaytest(t, tt.args...)
+		if code != exitHeld || !strings.Contains(text, tt.want) {
+			t.Errorf("paytest %q: exit %d, want 0 with %q:\n%s", tt.args, code, tt.want, text)
 		}
 	}
 }

@@ -57,6 +57,10 @@ Exit codes: 0 held, 1 violated, 2 usage error, 3 inconclusive.`,
 		newRunbookCmd(),
 		newProfilesCmd(),
 	)
+	// cobra adds its help and completion commands when it executes: add
+	// them now, so that their arguments are checked like every other's.
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
 	strictArgs(root)
 	return root
 }
@@ -68,6 +72,17 @@ Exit codes: 0 held, 1 violated, 2 usage error, 3 inconclusive.`,
 func strictArgs(cmd *cobra.Command) {
 	for _, c := range cmd.Commands() {
 		strictArgs(c)
+	}
+	if cmd.Name() == "help" && !cmd.HasSubCommands() {
+		// "paytest help attack": its arguments name a command.
+		cmd.Args = func(c *cobra.Command, args []string) error {
+			found, rest, err := c.Root().Find(args)
+			if err != nil {
+				return apperr.Wrap(apperr.EUSAGE, err, "%s", c.CommandPath())
+			}
+			return unknownCommand(found, rest)
+		}
+		return
 	}
 	if cmd.HasSubCommands() {
 		cmd.Args = unknownCommand
