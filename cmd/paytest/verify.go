@@ -154,7 +154,7 @@ func runVerify(cmd *cobra.Command, _ []string) error {
 		if err := verify.Collect(ctx, src, runDir); err != nil {
 			// What was collected is still judged: a violation in partial
 			// evidence stands; a partial collection is never "held".
-			log.Warn("evidence incomplete", "err", err)
+			log.Warn("evidence incomplete", "err", redact.String(err.Error()))
 		}
 	}
 	rep, err := verify.Verify(ctx, runDir, opts)
