@@ -8,7 +8,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -116,13 +115,12 @@ func startBundled(ctx context.Context, cfg *Config, tp *toxiembed.Server) (_ *sy
 		stack.Relay:    append([]string(nil), cfg.Profile.Relay...),
 		stack.Consumer: append([]string(nil), cfg.Profile.Consumer...),
 	}
-	dbProxy := false
+	chargeDB := "" // the database proxy's URL, if a fault needs one
 	for _, f := range cfg.faults {
 		if comp, args := fault.CrashArgs(f, cfg.Ops); comp != "" {
 			extra[comp] = append(extra[comp], args...)
 		}
-		if !dbProxy && ((f.Fault == fault.Outage && f.Target == "") || f.Target == fault.ProxyPostgres) {
-			dbProxy = true
+		if chargeDB == "" && ((f.Fault == fault.Outage && f.Target == "") || f.Target == fault.ProxyPostgres) {
 			// The charge service reaches its database through a proxy the
 			// outage disables (or a latency fault slows).
 			u, perr := url.Parse(infra.DatabaseURL)
@@ -134,13 +132,9 @@ func startBundled(ctx context.Context, cfg *Config, tp *toxiembed.Server) (_ *sy
 				return sys, apperr.Wrap(apperr.EINCONCLUSIVE, perr, "postgres proxy")
 			}
 			u.Host = pp.Listen
-			extra[stack.Charge] = append(extra[stack.Charge], "--database-url", u.String())
-			// A charge service killed and restarted keeps going through it.
-			for i := range cfg.faults {
-				if s := &cfg.faults[i]; s.Fault == fault.Kill && s.Target == stack.Charge {
-					s.Restart = append(slices.Clone(s.Restart), "--database-url", u.String())
-				}
-			}
+			// In the stack's environment, not on a command line (it may
+			// hold a password); a restarted charge service keeps it.
+			chargeDB = u.String()
 		}
 	}
 	logf, err := os.Create(filepath.Join(cfg.Out, "components.log"))
@@ -152,7 +146,7 @@ func startBundled(ctx context.Context, cfg *Config, tp *toxiembed.Server) (_ *sy
 		keys = append(keys, m.Name+"="+m.APIKey)
 	}
 	st, err := stack.Start(ctx, stack.Config{
-		Binary: cfg.Binary, DatabaseURL: infra.DatabaseURL, NATSURL: "nats://" + np.Listen, RedisURL: infra.RedisURL,
+		Binary: cfg.Binary, DatabaseURL: infra.DatabaseURL, ChargeDatabaseURL: chargeDB, NATSURL: "nats://" + np.Listen, RedisURL: infra.RedisURL,
 		RedisPrefix: strings.ToLower(stream) + ":",
 		Stream:      stream, Subject: subject, DLQStream: dlq, APIKeys: keys, Unsafe: cfg.Unsafe,
 		Charge: extra[stack.Charge], Relay: extra[stack.Relay], Consumer: extra[stack.Consumer], Log: logf,

@@ -35,11 +35,20 @@ once it is up; --listen 127.0.0.1:0 picks a free port. Each serves /metrics,
 // orchestrator and the tests parse, serves h until ctx ends, and then drains
 // in-flight requests for up to grace.
 func serveHTTP(ctx context.Context, log *slog.Logger, component, listen string, h http.Handler, grace time.Duration) error {
+	return serveServer(ctx, log, component, listen, &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}, nil, grace)
+}
+
+// serveServer is serveHTTP with a server of the caller's (its timeouts and
+// limits) and, if wrap is not nil, the listener wrapped by it.
+func serveServer(ctx context.Context, log *slog.Logger, component, listen string, srv *http.Server,
+	wrap func(net.Listener) net.Listener, grace time.Duration) error {
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return apperr.Wrap(apperr.EUSAGE, err, "--listen %s", listen)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	if wrap != nil {
+		ln = wrap(ln)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("listening", "component", component, "addr", ln.Addr().String())

@@ -16,6 +16,7 @@ import (
 	"github.com/paytest/paytest/internal/apperr"
 	"github.com/paytest/paytest/internal/crashpoint"
 	"github.com/paytest/paytest/target/charge"
+	"github.com/paytest/paytest/target/consumer"
 	"github.com/paytest/paytest/target/outbox"
 )
 
@@ -34,15 +35,28 @@ Every (merchant, Idempotency-Key) gets exactly one of:
   409 + Retry-After   the same key while the first is still in flight
   422           the same key with a different body (compared after decoding:
                 key order and whitespace do not matter)
-Errors are application/problem+json (RFC 9457): 400 bad key or body, 401
-missing or unknown API key, 405 not POST, 413 body over 64 KiB, 503 +
-Retry-After while Postgres is unreachable (it recovers on its own).
+Errors are application/problem+json (RFC 9457): 400 bad key or body (a value
+the database cannot store, a NUL in a text, an sku outside the consumer's
+catalog sku-1 .. sku-<catalog>, two Authorization headers), 401 missing or
+unknown API key, 405 not POST, 413 body over 64 KiB, 431 headers over
+--max-header-bytes, 503 + Retry-After while Postgres is unreachable (it
+recovers on its own). A refused request claims no key: the same key with a
+corrected request is charged.
 
 The API key names the merchant (--api-key merchant=secret, repeatable; the
-default is the demo merchant "demo" with the key sk_test_demo). Keys are
-scoped per merchant. A key claimed by a request that died stays locked for
---lease; then a retry takes it over and completes it exactly once. Keys are
-deleted after --retention.
+default is the demo merchant "demo" with the key sk_test_demo). Secrets on a
+command line are visible to every user of the machine (ps): put them in the
+environment instead, as for every flag: PAYTEST_API_KEY="acme=sk_a,globex=sk_g",
+PAYTEST_DATABASE_URL, PAYTEST_REDIS_URL. Keys are scoped per merchant and
+compared in constant time. A key claimed by a request that died stays locked
+for --lease; then a retry takes it over and completes it exactly once. Keys
+are deleted after --retention.
+
+Slow and idle clients cannot hold the service: a request's headers must
+arrive within --read-header-timeout and the whole request within
+--read-timeout (slower bodies get a 400 and the connection is closed), its
+answer must be written within --write-timeout of its headers, and an idle
+keep-alive connection is closed after --idle-timeout.
 
 With no --database-url a throwaway PostgreSQL cluster is started from the
 machine's binaries and removed on exit. With --redis-url a Redis hot tier
@@ -73,8 +87,9 @@ outbox; publish to --nats-url after commit: a crash in between loses it).`,
   curl -s http://127.0.0.1:8080/metrics | grep paytest_
 
   # your own Postgres, two merchants, a crash right after the key is claimed
+  PAYTEST_API_KEY=acme=sk_acme,globex=sk_globex \
   paytest serve charge --database-url postgres://postgres@127.0.0.1:5432/paytest \
-    --api-key acme=sk_acme --api-key globex=sk_globex --crash-at after-claim --lease 2s
+    --crash-at after-claim --lease 2s
 
   # a broken service for testing the checker
   paytest serve charge --unsafe non-atomic-create`,
@@ -96,6 +111,12 @@ outbox; publish to --nats-url after commit: a crash in between loses it).`,
 	f.String("stream", outbox.DefaultStream, "JetStream stream (accepted for symmetry with relay and consumer; unused)")
 	f.String("redis-prefix", "", "prefix of every Redis key the cache writes (share one Redis between stacks)")
 	f.String("redis-url", "", "Redis URL: a hot tier in front of Postgres for idempotency keys (SET NX claim + cached replays; any miss or Redis failure falls through to Postgres)")
+	f.Int("catalog", consumer.DefaultCatalog, "skus the service sells, sku-1 .. sku-N: the consumer's --catalog (others are refused, 400)")
+	f.Duration("read-header-timeout", charge.DefaultReadHeaderTimeout, "how long a request's headers may take to arrive")
+	f.Duration("read-timeout", charge.DefaultReadTimeout, "how long a whole request, headers and body, may take to arrive")
+	f.Duration("write-timeout", charge.DefaultWriteTimeout, "how long a request may take from its headers to the end of its answer (at least --read-timeout + "+charge.DefaultRequestTimeout.String()+")")
+	f.Duration("idle-timeout", charge.DefaultIdleTimeout, "how long an idle keep-alive connection is kept open")
+	f.Int("max-header-bytes", charge.DefaultMaxHeaderBytes, "largest request header section accepted (more is a 431)")
 	f.Bool("demo", false, "walk one request through new, replay, 409 and 422, print each answer, and exit")
 	_ = f.MarkHidden("demo")
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
@@ -109,6 +130,9 @@ outbox; publish to --nats-url after commit: a crash in between loses it).`,
 		}
 		cfg, err := chargeConfig(v)
 		if err != nil {
+			return err
+		}
+		if err := serverConfig(v).Validate(cfg.RequestTimeout); err != nil {
 			return err
 		}
 		cfg.Logger = log
@@ -139,9 +163,25 @@ outbox; publish to --nats-url after commit: a crash in between loses it).`,
 		if v.GetBool("demo") {
 			return chargeDemo(ctx, cmd.OutOrStdout(), v.GetString("listen"), svc)
 		}
-		return serveHTTP(ctx, log, "charge", v.GetString("listen"), svc.Handler(), v.GetDuration("grace"))
+		srv, err := svc.Server(serverConfig(v))
+		if err != nil {
+			return err
+		}
+		return serveServer(ctx, log, "charge", v.GetString("listen"), srv, charge.ProblemListener, v.GetDuration("grace"))
 	}
 	return cmd
+}
+
+// serverConfig reads the HTTP server's limits; charge.Service.Server checks
+// them.
+func serverConfig(v *viper.Viper) charge.ServerConfig {
+	return charge.ServerConfig{
+		ReadHeaderTimeout: v.GetDuration("read-header-timeout"),
+		ReadTimeout:       v.GetDuration("read-timeout"),
+		WriteTimeout:      v.GetDuration("write-timeout"),
+		IdleTimeout:       v.GetDuration("idle-timeout"),
+		MaxHeaderBytes:    v.GetInt("max-header-bytes"),
+	}
 }
 
 // chargeConfig turns resolved settings into the charge service's plain
@@ -157,10 +197,14 @@ func chargeConfig(v *viper.Viper) (charge.Config, error) {
 		Subject:         v.GetString("subject"),
 		RedisURL:        v.GetString("redis-url"),
 		RedisPrefix:     v.GetString("redis-prefix"),
+		Catalog:         v.GetInt("catalog"),
 		APIKeys:         map[string]string{},
 	}
 	if cfg.Lease <= 0 || cfg.Retention <= 0 {
 		return cfg, apperr.Errorf(apperr.EUSAGE, "--lease and --retention must be positive")
+	}
+	if cfg.Catalog < 1 {
+		return cfg, apperr.Errorf(apperr.EUSAGE, "--catalog must be at least 1")
 	}
 	if cfg.MaxConns < 1 {
 		return cfg, apperr.Errorf(apperr.EUSAGE, "--max-conns must be at least 1")
@@ -214,9 +258,13 @@ func chargeDemo(ctx context.Context, out io.Writer, listen string, svc *charge.S
 	if err != nil {
 		return apperr.Wrap(apperr.EUSAGE, err, "--listen %s", listen)
 	}
-	srv := &http.Server{Handler: svc.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	srv, err := svc.Server(charge.ServerConfig{})
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
 	var wg sync.WaitGroup
-	wg.Go(func() { _ = srv.Serve(ln) })
+	wg.Go(func() { _ = srv.Serve(charge.ProblemListener(ln)) })
 	defer func() {
 		_ = srv.Shutdown(context.WithoutCancel(ctx))
 		wg.Wait()

@@ -120,6 +120,8 @@ const (
 	DefaultLease     = 30 * time.Second
 	DefaultRetention = 24 * time.Hour
 	DefaultMaxConns  = 16
+	// DefaultRequestTimeout bounds the database work of one request.
+	DefaultRequestTimeout = 10 * time.Second
 	// DefaultAPIKey is the documented demo credential: merchant "demo".
 	DefaultAPIKey   = "sk_test_demo"
 	DefaultMerchant = "demo"
@@ -143,7 +145,8 @@ type Config struct {
 	Retention time.Duration
 	// ReapInterval is how often Run reaps; default min(Retention/2, 1m).
 	ReapInterval time.Duration
-	// RequestTimeout bounds the database work of one request; default 10s.
+	// RequestTimeout bounds the database work of one request; default
+	// DefaultRequestTimeout.
 	RequestTimeout time.Duration
 	// ProcessingDelay simulates the call to a card processor that a real
 	// charge makes between claiming its key and recording the charge. While
@@ -209,7 +212,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		cfg.ReapInterval = min(cfg.Retention/2, time.Minute)
 	}
 	if cfg.RequestTimeout == 0 {
-		cfg.RequestTimeout = 10 * time.Second
+		cfg.RequestTimeout = DefaultRequestTimeout
 	}
 	if cfg.MaxConns == 0 {
 		cfg.MaxConns = DefaultMaxConns

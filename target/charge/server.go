@@ -60,20 +60,34 @@ func (c ServerConfig) withDefaults() ServerConfig {
 	return c
 }
 
+// Validate checks the limits, with defaults for zero fields, for a service
+// whose database work takes up to requestTimeout (Config.RequestTimeout;
+// zero means DefaultRequestTimeout).
+func (c ServerConfig) Validate(requestTimeout time.Duration) error {
+	c = c.withDefaults()
+	if requestTimeout == 0 {
+		requestTimeout = DefaultRequestTimeout
+	}
+	switch {
+	case c.ReadHeaderTimeout < 0 || c.ReadTimeout < 0 || c.WriteTimeout < 0 || c.IdleTimeout < 0 || c.MaxHeaderBytes < 0:
+		return apperr.Errorf(apperr.EUSAGE, "server timeouts and the header limit must be positive")
+	case c.ReadHeaderTimeout > c.ReadTimeout:
+		return apperr.Errorf(apperr.EUSAGE, "the read-header timeout (%s) must not exceed the read timeout (%s)", c.ReadHeaderTimeout, c.ReadTimeout)
+	case c.WriteTimeout < c.ReadTimeout+requestTimeout:
+		return apperr.Errorf(apperr.EUSAGE, "the write timeout (%s) must be at least the read timeout (%s) plus the %s the database work may take, or a charge could lose its answer",
+			c.WriteTimeout, c.ReadTimeout, requestTimeout)
+	}
+	return nil
+}
+
 // Server returns an http.Server for the service's Handler with cfg's limits.
 // Serve it on a listener wrapped by ProblemListener, so that the answers
 // net/http gives on its own are problem documents too.
 func (s *Service) Server(cfg ServerConfig) (*http.Server, error) {
-	cfg = cfg.withDefaults()
-	switch {
-	case cfg.ReadHeaderTimeout < 0 || cfg.ReadTimeout < 0 || cfg.WriteTimeout < 0 || cfg.IdleTimeout < 0 || cfg.MaxHeaderBytes < 0:
-		return nil, apperr.Errorf(apperr.EUSAGE, "server timeouts and the header limit must be positive")
-	case cfg.ReadHeaderTimeout > cfg.ReadTimeout:
-		return nil, apperr.Errorf(apperr.EUSAGE, "the read-header timeout (%s) must not exceed the read timeout (%s)", cfg.ReadHeaderTimeout, cfg.ReadTimeout)
-	case cfg.WriteTimeout < cfg.ReadTimeout+s.cfg.RequestTimeout:
-		return nil, apperr.Errorf(apperr.EUSAGE, "the write timeout (%s) must be at least the read timeout (%s) plus the %s the database work may take, or a charge could lose its answer",
-			cfg.WriteTimeout, cfg.ReadTimeout, s.cfg.RequestTimeout)
+	if err := cfg.Validate(s.cfg.RequestTimeout); err != nil {
+		return nil, err
 	}
+	cfg = cfg.withDefaults()
 	return &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -140,6 +141,9 @@ type Config struct {
 	// Stream, Subject and DLQStream default to the components' defaults;
 	// unique names let several stacks share one NATS server.
 	Stream, Subject, DLQStream string
+	// ChargeDatabaseURL, when set, is the charge service's database URL
+	// instead of DatabaseURL: a proxy in front of the same database.
+	ChargeDatabaseURL string
 	// APIKeys are merchant=secret pairs; default DefaultAPIKey.
 	APIKeys []string
 	// Unsafe modes, each passed to the component that knows it.
@@ -170,7 +174,12 @@ type Stack struct {
 	mu    sync.Mutex
 	procs map[string]*proc.Process
 	base  map[string][]string
-	once  sync.Once
+	// env holds each component's secrets (API keys, and URLs, which may
+	// carry passwords): a command line is readable by every user of the
+	// machine (ps, /proc/PID/cmdline), a process's environment only by its
+	// owner. The components read every flag from PAYTEST_<FLAG>.
+	env  map[string][]string
+	once sync.Once
 }
 
 // Start starts the consumer, the relay and the charge service, in that
@@ -192,19 +201,23 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	if cfg.Subject == "" {
 		cfg.Subject = outbox.DefaultSubject
 	}
-	s := &Stack{cfg: cfg, procs: map[string]*proc.Process{}, base: map[string][]string{}}
-	broker := []string{"--nats-url", cfg.NATSURL, "--stream", cfg.Stream, "--subject", cfg.Subject}
-	s.base[Consumer] = append([]string{"serve", "consumer", "--database-url", cfg.DatabaseURL}, broker...)
+	if cfg.ChargeDatabaseURL == "" {
+		cfg.ChargeDatabaseURL = cfg.DatabaseURL
+	}
+	s := &Stack{cfg: cfg, procs: map[string]*proc.Process{}, base: map[string][]string{}, env: map[string][]string{}}
+	broker := []string{"--stream", cfg.Stream, "--subject", cfg.Subject}
+	natsEnv := "PAYTEST_NATS_URL=" + cfg.NATSURL
+	s.base[Consumer] = append([]string{"serve", "consumer"}, broker...)
 	if cfg.DLQStream != "" {
 		s.base[Consumer] = append(s.base[Consumer], "--dlq-stream", cfg.DLQStream)
 	}
-	s.base[Relay] = append([]string{"serve", "relay", "--database-url", cfg.DatabaseURL}, broker...)
-	s.base[Charge] = []string{"serve", "charge", "--database-url", cfg.DatabaseURL}
-	for _, k := range cfg.APIKeys {
-		s.base[Charge] = append(s.base[Charge], "--api-key", k)
-	}
+	s.env[Consumer] = []string{"PAYTEST_DATABASE_URL=" + cfg.DatabaseURL, natsEnv}
+	s.base[Relay] = append([]string{"serve", "relay"}, broker...)
+	s.env[Relay] = []string{"PAYTEST_DATABASE_URL=" + cfg.DatabaseURL, natsEnv}
+	s.base[Charge] = []string{"serve", "charge"}
+	s.env[Charge] = []string{"PAYTEST_DATABASE_URL=" + cfg.ChargeDatabaseURL, "PAYTEST_API_KEY=" + strings.Join(cfg.APIKeys, ",")}
 	if cfg.RedisURL != "" {
-		s.base[Charge] = append(s.base[Charge], "--redis-url", cfg.RedisURL)
+		s.env[Charge] = append(s.env[Charge], "PAYTEST_REDIS_URL="+cfg.RedisURL)
 		if cfg.RedisPrefix != "" {
 			s.base[Charge] = append(s.base[Charge], "--redis-prefix", cfg.RedisPrefix)
 		}
@@ -217,6 +230,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 		s.base[owner] = append(s.base[owner], "--unsafe", mode)
 		if mode == "dual-write" {
 			s.base[Charge] = append(s.base[Charge], broker...)
+			s.env[Charge] = append(s.env[Charge], natsEnv)
 		}
 	}
 	extra := map[string][]string{Consumer: cfg.Consumer, Relay: cfg.Relay, Charge: cfg.Charge}
@@ -232,7 +246,7 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 func (s *Stack) start(ctx context.Context, name, listen string, extra []string) error {
 	args := append(append(append([]string(nil), s.base[name]...), "--listen", listen), extra...)
 	p, err := proc.Start(ctx, proc.Spec{
-		Name: name, Path: s.cfg.Binary, Args: args, Log: s.cfg.Log, Ready: "/readyz",
+		Name: name, Path: s.cfg.Binary, Args: args, Env: s.env[name], Log: s.cfg.Log, Ready: "/readyz",
 		StartTimeout: 60 * time.Second,
 	})
 	if err != nil {
@@ -261,6 +275,15 @@ func (s *Stack) Addr(name string) string {
 		return ""
 	}
 	return p.Addr()
+}
+
+// Pid returns the process id of the component's current process, or 0.
+func (s *Stack) Pid(name string) int {
+	p, err := s.get(name)
+	if err != nil {
+		return 0
+	}
+	return p.Pid()
 }
 
 // ChargeURL returns the charge endpoint, http://HOST:PORT/charge.
