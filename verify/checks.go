@@ -174,33 +174,7 @@ func (a *analysis) checkEffects(ev *evidence, opts Options, r *Report) Check {
 		r.SideEffects, r.SideEffectsSource = sideN, src
 	}
 
-	cx := cxList{max: opts.MaxCounterexamples}
-	if a.planned && ev.hasLedger {
-		planned := make(map[string]bool, len(a.ops))
-		for i := range a.ops {
-			if o := &a.ops[i]; o.kind == kindCharge || o.kind == kindReuse {
-				m := o.merchant
-				if !ev.ledgerMerchants {
-					m = ""
-				}
-				planned[mkey(m, o.key)] = true
-			}
-		}
-		keys := make([]string, 0)
-		for k := range ev.ledger {
-			if !planned[k] {
-				keys = append(keys, k)
-			}
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			e := ev.ledger[k]
-			r.UnplannedLedgerEffects += e
-			m, key, _ := strings.Cut(k, "\x00")
-			cx.add(Counterexample{Op: -1, Merchant: m, Key: key, LedgerEffects: &e, Why: "ledger effects under a key no operation of the plan used"})
-		}
-	}
-
+	cx := a.unplannedLedger(ev, opts, r)
 	var parts, missing []string
 	if sideOK {
 		parts = append(parts, fmt.Sprintf("%d of %d", sideN, ops))
@@ -227,21 +201,18 @@ func (a *analysis) checkEffects(ev *evidence, opts Options, r *Report) Check {
 		return inconclusive(name, figure, strings.Join(dedup(missing), "; "))
 	}
 	var bad, notes []string
-	if sideOK && sideN != ops {
-		judged, note := ev.judgeShortfall(sideN, ops)
+	if sideOK {
+		status, note, fig := ev.judgeMetrics(sideN, ops, src)
 		switch {
-		case judged == StatusHeld:
+		case status == StatusHeld && note != "":
 			notes = append(notes, note)
-			figure += fmt.Sprintf("; %d never scraped before %s", ops-sideN, plural(ev.resetsOf(ev.sideMetric), "counter reset"))
-		case judged == StatusInconclusive:
+		case status == StatusHeld:
+		case status == StatusInconclusive:
 			missing = append(missing, note)
 		default:
-			bad = append(bad, fmt.Sprintf("metrics (%s) count %d side effects for %d logical charges (%s)%s", src, sideN, ops, diffWord(sideN-ops), note))
+			bad = append(bad, note)
 		}
-	} else if sideOK {
-		if n := ev.resetsOf(ev.sideMetric); n > 0 {
-			notes = append(notes, fmt.Sprintf("%s summed across %d counter resets", ev.sideMetric, n))
-		}
+		figure += fig
 	}
 	if ev.hasLedger && ev.ledgerTotal != ops {
 		bad = append(bad, fmt.Sprintf("the ledger holds %d effects for %d logical charges (%s)", ev.ledgerTotal, ops, diffWord(ev.ledgerTotal-ops)))
@@ -273,6 +244,61 @@ func (a *analysis) checkEffects(ev *evidence, opts Options, r *Report) Check {
 	}
 	c.Evidence = strings.Join(evidence, ", ")
 	return c
+}
+
+// unplannedLedger finds the ledger effects under keys no op of the plan
+// used (counted in r.UnplannedLedgerEffects).
+func (a *analysis) unplannedLedger(ev *evidence, opts Options, r *Report) cxList {
+	cx := cxList{max: opts.MaxCounterexamples}
+	if !a.planned || !ev.hasLedger {
+		return cx
+	}
+	planned := make(map[string]bool, len(a.ops))
+	for i := range a.ops {
+		if o := &a.ops[i]; o.kind == kindCharge || o.kind == kindReuse {
+			m := o.merchant
+			if !ev.ledgerMerchants {
+				m = ""
+			}
+			planned[mkey(m, o.key)] = true
+		}
+	}
+	keys := make([]string, 0)
+	for k := range ev.ledger {
+		if !planned[k] {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		e := ev.ledger[k]
+		r.UnplannedLedgerEffects += e
+		m, key, _ := strings.Cut(k, "\x00")
+		cx.add(Counterexample{Op: -1, Merchant: m, Key: key, LedgerEffects: &e, Why: "ledger effects under a key no operation of the plan used"})
+	}
+	return cx
+}
+
+// judgeMetrics judges the side-effect count read from src against the
+// logical charges: the status it allows (held: nothing wrong, with a note
+// when a reset was summed or excused), the note, and what to add to the
+// figure.
+func (ev *evidence) judgeMetrics(sideN, ops int, src string) (status, note, figure string) {
+	resets := ev.resetsOf(ev.sideMetric)
+	if sideN == ops {
+		if resets > 0 {
+			note = fmt.Sprintf("%s summed across %s", ev.sideMetric, plural(resets, "counter reset"))
+		}
+		return StatusHeld, note, ""
+	}
+	status, note = ev.judgeShortfall(sideN, ops)
+	switch status {
+	case StatusHeld:
+		return status, note, fmt.Sprintf("; %d never scraped before %s", ops-sideN, plural(resets, "counter reset"))
+	case StatusInconclusive:
+		return status, note, ""
+	}
+	return status, fmt.Sprintf("metrics (%s) count %d side effects for %d logical charges (%s)%s", src, sideN, ops, diffWord(sideN-ops), note), ""
 }
 
 // judgeShortfall judges a side-effect count that differs from the logical

@@ -320,7 +320,7 @@ func TestCountersSummedAcrossResets(t *testing.T) {
 			},
 			verdict: VerdictHeld,
 			checks: map[string]checkWant{
-				CheckEffectsEqualOps: {status: StatusHeld, figure: "300 of 300 (ledger 300 of 300)", text: "summed across 1 counter resets"},
+				CheckEffectsEqualOps: {status: StatusHeld, figure: "300 of 300 (ledger 300 of 300)", text: "summed across 1 counter reset"},
 			},
 			inText: []string{"counter reset: consumer " + DefaultSideEffectMetric + " at 12:00:01.000: 110 -> 36"},
 		},
