@@ -69,25 +69,26 @@ func (a *analysis) lessChargedReuses(o *opState, e int) int {
 }
 
 // repeatNote says, for an op applied more than once, whether the consumer
-// applied one event twice (its fault) or the events were distinct (the
-// charge service made several charges), when events.jsonl can tell.
-func repeatNote(ev *evidence, o *opState) string {
+// applied one event twice (its fault: repeat is true) or the events were
+// distinct (the charge service made several charges), when events.jsonl
+// can tell.
+func repeatNote(ev *evidence, o *opState) (note string, repeat bool) {
 	if !ev.hasEvents {
-		return ""
+		return "", false
 	}
 	if reps := ev.repeats(o.merchant, o.key); len(reps) > 0 {
-		return fmt.Sprintf("; event %s was applied %d times: the consumer applied a repeated event, not a second charge", reps[0].Event, reps[0].Applied)
+		return fmt.Sprintf("; event %s was applied %d times: the consumer applied a repeated event, not a second charge", reps[0].Event, reps[0].Applied), true
 	}
 	const second = "; no event of this key was applied twice: the charge service made more than one charge"
 	if len(ev.eventRepeats) == 0 {
-		return second
+		return second, false
 	}
 	for _, r := range ev.eventRepeats {
 		if r.Key != "" {
-			return second
+			return second, false
 		}
 	}
-	return "" // repeats without keys: which op they were cannot be told
+	return "", false // repeats without keys: which op they were cannot be told
 }
 
 // clientCharges describes the charges the client saw for an op.
@@ -138,39 +139,10 @@ func (a *analysis) checkExactlyOnce(ev *evidence, opts Options) Check {
 		default:
 			nIndet++
 		}
-		var effects *int
-		var why string
-		if !ev.hasLedger {
-			if o.charges() > 1 {
-				twice++
-				why = fmt.Sprintf("%s: applied at least %d times", o.clientCharges(), o.charges())
-			}
-		} else {
-			e, _ := a.opEffects(ev, o)
-			effects = &e
-			switch {
-			case o.ok() > 0 && e == 0:
-				lost++
-				why = "acknowledged (2xx) but not in the ledger: lost"
-			case o.ok() > 0 && e > 1:
-				twice++
-				why = fmt.Sprintf("acknowledged (2xx) and applied %d times", e)
-			case o.definite() && e > 0:
-				twice += b2i(e > 1)
-				why = fmt.Sprintf("definitely failed (%s) but applied %d times", o.describe(), e)
-			case o.ok() == 0 && !o.definite() && e > 1:
-				twice++
-				why = fmt.Sprintf("indeterminate (%s) and applied %d times", o.describe(), e)
-			}
-			if e > 1 && why != "" {
-				if note := repeatNote(ev, o); note != "" {
-					why += note
-					repeats += b2i(strings.Contains(note, "repeated event"))
-				}
-			}
-		}
-		if why != "" {
-			cx.add(Counterexample{Op: o.op, Key: o.key, Merchant: o.merchant, Attempts: int(o.attempts), LedgerEffects: effects, Why: why})
+		j := a.judgeOnce(ev, o)
+		twice, lost, repeats = twice+b2i(j.twice), lost+b2i(j.lost), repeats+b2i(j.repeat)
+		if j.why != "" {
+			cx.add(Counterexample{Op: o.op, Key: o.key, Merchant: o.merchant, Attempts: int(o.attempts), LedgerEffects: j.effects, Why: j.why})
 		}
 	}
 	if !a.planned && ev.hasLedger {
@@ -216,6 +188,44 @@ func (a *analysis) checkExactlyOnce(ev *evidence, opts Options) Check {
 	c := held(name, figure, strings.TrimPrefix(note, "; "))
 	c.Evidence = evidence
 	return c
+}
+
+// onceJudgement is one op's judgement by exactly-once-per-op.
+type onceJudgement struct {
+	why                 string // empty when the op is right
+	effects             *int   // the ledger's, nil without a ledger
+	twice, lost, repeat bool
+}
+
+// judgeOnce judges one charge op: by its ledger effects where there is a
+// ledger, else by the distinct charges the client saw.
+func (a *analysis) judgeOnce(ev *evidence, o *opState) onceJudgement {
+	var j onceJudgement
+	if !ev.hasLedger {
+		if o.charges() > 1 {
+			j.twice = true
+			j.why = fmt.Sprintf("%s: applied at least %d times", o.clientCharges(), o.charges())
+		}
+		return j
+	}
+	e, _ := a.opEffects(ev, o)
+	j.effects = &e
+	switch {
+	case o.ok() > 0 && e == 0:
+		j.lost, j.why = true, "acknowledged (2xx) but not in the ledger: lost"
+	case o.ok() > 0 && e > 1:
+		j.twice, j.why = true, fmt.Sprintf("acknowledged (2xx) and applied %d times", e)
+	case o.definite() && e > 0:
+		j.twice, j.why = e > 1, fmt.Sprintf("definitely failed (%s) but applied %d times", o.describe(), e)
+	case o.ok() == 0 && !o.definite() && e > 1:
+		j.twice, j.why = true, fmt.Sprintf("indeterminate (%s) and applied %d times", o.describe(), e)
+	}
+	if e > 1 && j.why != "" {
+		note, repeat := repeatNote(ev, o)
+		j.why += note
+		j.repeat = repeat
+	}
+	return j
 }
 
 // exactlyOnceLedgerOnly judges a live system attack did not drive: each
@@ -372,6 +382,49 @@ func (a *analysis) reuseCharged(o *opState) (charged bool, how string) {
 	return false, "a 2xx replaying the original op's charge (the changed body was ignored)"
 }
 
+// How a reuse op was answered, for key-reuse-422.
+type reuseVerdict int
+
+const (
+	reuseUnanswered        reuseVerdict = iota // no definite answer (or its key is stuck)
+	reuseRejected                              // a declared rejection status
+	reuseRejectedOrigExtra                     // rejected; its key's extra effects are the original's
+	reuseReplayed                              // a 2xx replaying the original's charge
+	reuseBroken                                // charged, or another status: why says which
+)
+
+// judgeReuse judges one reuse op against the declared statuses (want).
+func (a *analysis) judgeReuse(ev *evidence, o *opState, want string) (why string, effects *int, v reuseVerdict) {
+	e, attributed := 0, false
+	if ev.hasLedger {
+		e, attributed = a.opEffects(ev, o)
+		effects = &e
+	}
+	orig := a.op(int(o.reuseOf))
+	origMax := 1
+	if orig != nil && orig.kind == kindCharge && orig.definite() {
+		origMax = 0
+	}
+	charged, how := a.reuseCharged(o)
+	switch {
+	case o.ok() > 0 && charged:
+		return fmt.Sprintf("answered %s, not %s: the changed body was charged", how, want), effects, reuseBroken
+	case attributed && e > 0:
+		return fmt.Sprintf("the ledger holds %d effects at the reuse's amount %d: the changed body was charged", e, o.amount), effects, reuseBroken
+	case o.mismatches == 0 && o.otherStatus == 409 && orig != nil && orig.stuck():
+		return "", effects, reuseUnanswered // the key is in flight: see no-key-stuck-in-flight
+	case o.mismatches == 0 && o.otherStatus != 0:
+		return fmt.Sprintf("got %d, not %s; declare it with --reuse-status %d if that is the endpoint's answer to a changed body", o.otherStatus, want, o.otherStatus), effects, reuseBroken
+	case ev.hasLedger && !attributed && e > origMax && o.mismatches > 0:
+		return "", effects, reuseRejectedOrigExtra
+	case o.ok() > 0:
+		return "", effects, reuseReplayed
+	case o.mismatches > 0:
+		return "", effects, reuseRejected
+	}
+	return "", effects, reuseUnanswered
+}
+
 // checkReuse: every changed-body reuse got a declared rejection status
 // (422 by default), never a charge of its own. A reuse fails when it was
 // charged (a 2xx with a new resource id or body, or ledger effects at its
@@ -392,40 +445,17 @@ func (a *analysis) checkReuse(ev *evidence, opts Options) Check {
 		if o.kind != kindReuse {
 			continue
 		}
-		var effects *int
-		e, attributed := 0, false
-		if ev.hasLedger {
-			e, attributed = a.opEffects(ev, o)
-			effects = &e
-		}
-		orig := a.op(int(o.reuseOf))
-		origMax := 1
-		if orig != nil && orig.kind == kindCharge && orig.definite() {
-			origMax = 0
-		}
-		var why string
-		charged, how := a.reuseCharged(o)
-		switch {
-		case o.ok() > 0 && charged:
-			why = fmt.Sprintf("answered %s, not %s: the changed body was charged", how, want)
-		case attributed && e > 0:
-			why = fmt.Sprintf("the ledger holds %d effects at the reuse's amount %d: the changed body was charged", e, o.amount)
-		case o.mismatches == 0 && o.otherStatus == 409 && orig != nil && orig.stuck():
-			unanswered = append(unanswered, o.op) // the key is in flight: see no-key-stuck-in-flight
-		case o.mismatches == 0 && o.otherStatus != 0:
-			why = fmt.Sprintf("got %d, not %s; declare it with --reuse-status %d if that is the endpoint's answer to a changed body", o.otherStatus, want, o.otherStatus)
-		case ev.hasLedger && !attributed && e > origMax && o.mismatches > 0:
-			blamedOrig++ // the reuse was rejected: the extra effects are the original's
+		why, effects, v := a.judgeReuse(ev, o, want)
+		switch v {
+		case reuseBroken:
+			cx.add(Counterexample{Op: o.op, Key: o.key, Merchant: o.merchant, Attempts: int(o.attempts), LedgerEffects: effects, Why: why})
+		case reuseRejected, reuseRejectedOrigExtra:
 			rejected = append(rejected, o.op)
-		case o.ok() > 0:
+			blamedOrig += b2i(v == reuseRejectedOrigExtra)
+		case reuseReplayed:
 			replayed++
-		case o.mismatches > 0:
-			rejected = append(rejected, o.op)
 		default:
 			unanswered = append(unanswered, o.op)
-		}
-		if why != "" {
-			cx.add(Counterexample{Op: o.op, Key: o.key, Merchant: o.merchant, Attempts: int(o.attempts), LedgerEffects: effects, Why: why})
 		}
 	}
 	figure := fmt.Sprintf("%d of %d reuses got %s", len(rejected), a.nReuse, want)
