@@ -102,8 +102,10 @@ func (s *Service) Server(cfg ServerConfig) (*http.Server, error) {
 // ProblemListener wraps ln so that the answers net/http writes by itself,
 // before any handler runs (431 for oversized headers, 400 for a malformed
 // request line, header or Content-Length, 501 for an unknown
-// Transfer-Encoding), go out as application/problem+json like every other
-// error of the service, instead of text/plain.
+// Transfer-Encoding, all text/plain, and an empty 417 for an Expect other
+// than 100-continue), go out as application/problem+json like every other
+// error of the service. Requests cut off by a timeout before their headers
+// are complete get no answer at all: net/http just closes the connection.
 func ProblemListener(ln net.Listener) net.Listener { return problemListener{ln} }
 
 type problemListener struct{ net.Listener }
@@ -147,9 +149,16 @@ func (c problemConn) CloseWrite() error {
 // writes holds a carriage return.
 const cannedHeaders = "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
 
+// expectationFailed starts the empty 417 net/http writes for an unknown
+// Expect; the Handler never answers 417.
+const expectationFailed = "HTTP/1.1 417 Expectation Failed\r\n"
+
 // problemOf turns one canned answer, "HTTP/1.1 <code> <text>" + cannedHeaders
-// + body, into the same status as a problem document.
+// + body, or the empty 417, into the same status as a problem document.
 func problemOf(p []byte) ([]byte, bool) {
+	if bytes.HasPrefix(p, []byte(expectationFailed)) && bytes.HasSuffix(p, []byte("\r\n\r\n")) {
+		return problemAnswer(http.StatusExpectationFailed, apperr.EINVALID, "the Expect header asks for what the service does not do (only 100-continue)"), true
+	}
 	rest, ok := bytes.CutPrefix(p, []byte("HTTP/1.1 "))
 	if !ok {
 		return nil, false
@@ -175,7 +184,13 @@ func problemOf(p []byte) ([]byte, bool) {
 			detail = "the request could not be parsed: " + string(why)
 		}
 	}
+	return problemAnswer(status, code, detail), true
+}
+
+// problemAnswer is a whole HTTP answer carrying a problem document, after
+// which the connection closes.
+func problemAnswer(status int, code, detail string) []byte {
 	b, _ := json.Marshal(Problem{Type: ProblemTypePrefix + code, Title: http.StatusText(status), Status: status, Detail: detail})
 	return fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: application/problem+json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s",
-		status, http.StatusText(status), len(b), b), true
+		status, http.StatusText(status), len(b), b)
 }

@@ -39,6 +39,7 @@ func TestServerAnswersProblemsItself(t *testing.T) {
 		{"NUL in a header value", head + "X-Note: a\x00b\r\nContent-Length: 2\r\n\r\n{}", 400, "invalid", "header"},
 		{"no Host", "POST /charge HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", 400, "invalid", "Host"},
 		{"malformed request line", "POST\r\n\r\n", 400, "invalid", "could not be parsed"},
+		{"unknown Expect", head + "Expect: fish\r\nContent-Length: 2\r\n\r\n{}", 417, "invalid", "Expect"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp := rawRoundTrip(t, h.url, tc.raw)
