@@ -35,11 +35,14 @@ type opState struct {
 	// The client's view, by attempt: 2xx (new or replay) and the rest.
 	news, replays, conflicts, mismatches, rejected, budget, indeterminate int32
 	firstOK                                                               int64 // unix nanos of the first 2xx's end
-	// newIDs are the distinct identities (resource id, else body digest)
-	// of the unmarked 2xx answers; anonNews counts those without either.
-	// okIDs are the identities of every 2xx, marked replays included.
-	newIDs, okIDs []string
-	anonNews      int32
+	// chargeIDs are the distinct charges the 2xx answers describe: the
+	// identities (resource id, else body digest) of the unmarked ones and
+	// the resource ids of the marked replays (whose bodies may differ from
+	// the original's). anonNews counts unmarked 2xx with neither. okIDs
+	// adds the marked replays' body digests: what a reuse's answer may
+	// match.
+	chargeIDs, okIDs []string
+	anonNews         int32
 	// otherStatus is a reuse's first definite answer that is neither 2xx
 	// nor a declared reuse status (400 where 422 was expected...).
 	otherStatus int32
@@ -54,7 +57,7 @@ func (o *opState) ok() int32 { return o.news + o.replays }
 // charges is how many distinct charges the client saw created for the op:
 // unmarked 2xx answers that carry the same resource id (or, without one,
 // the same body) are one charge replayed, not several.
-func (o *opState) charges() int { return len(o.newIDs) + int(o.anonNews) }
+func (o *opState) charges() int { return len(o.chargeIDs) + int(o.anonNews) }
 
 // identity names the charge a complete 2xx answer describes: its resource
 // id, else "body <digest>"; "" when the client recorded neither.
@@ -245,13 +248,16 @@ func (a *analysis) add(at *history.Attempt) {
 	case history.OutcomeNew:
 		o.news++
 		if id := identity(at); id != "" {
-			o.newIDs = addID(o.newIDs, id)
+			o.chargeIDs = addID(o.chargeIDs, id)
 			o.okIDs = addID(o.okIDs, id)
 		} else {
 			o.anonNews++
 		}
 	case history.OutcomeReplay:
 		o.replays++
+		if at.ChargeID != "" {
+			o.chargeIDs = addID(o.chargeIDs, at.ChargeID)
+		}
 		if id := identity(at); id != "" {
 			o.okIDs = addID(o.okIDs, id)
 		}

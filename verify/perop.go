@@ -95,16 +95,16 @@ func repeatNote(ev *evidence, o *opState) (note string, repeat bool) {
 func (o *opState) clientCharges() string {
 	switch {
 	case o.charges() == 0:
-		return "the client saw no `new` answer"
+		return "the client saw no charge"
 	case o.charges() == 1:
 		return fmt.Sprintf("the client saw 1 charge in %d 2xx answers", o.ok())
-	case len(o.newIDs) > 1 && o.anonNews == 0:
+	case len(o.chargeIDs) > 1 && o.anonNews == 0:
 		shown := make([]string, 0, 4)
-		for _, id := range firstN(o.newIDs, 3) {
+		for _, id := range firstN(o.chargeIDs, 3) {
 			shown = append(shown, showID(id))
 		}
-		return fmt.Sprintf("the client got %d `new` answers with %d distinct resource ids or bodies (%s)", o.news, len(o.newIDs), strings.Join(shown, ", "))
-	case o.anonNews > 0 && len(o.newIDs) == 0:
+		return fmt.Sprintf("the client got %d 2xx answers with %d distinct resource ids or bodies (%s)", o.ok(), len(o.chargeIDs), strings.Join(shown, ", "))
+	case o.anonNews > 0 && len(o.chargeIDs) == 0:
 		return fmt.Sprintf("the client got %d `new` answers (no resource id or body digest to tell them apart)", o.news)
 	}
 	return fmt.Sprintf("the client got %d `new` answers, %d of them distinct charges", o.news, o.charges())
@@ -368,7 +368,7 @@ func (a *analysis) reuseCharged(o *opState) (charged bool, how string) {
 		return true, "a 2xx the client cannot tell from a new charge (no resource id or body digest)"
 	}
 	orig := a.op(int(o.reuseOf))
-	for _, id := range o.okIDs {
+	for _, id := range o.chargeIDs {
 		known := false
 		if orig != nil {
 			for _, x := range orig.okIDs {

@@ -253,6 +253,36 @@ func TestUnmarkedReplaysAndDistinctCharges(t *testing.T) {
 			},
 		},
 		{
+			name: "a marked replay carrying another resource id is another winner",
+			build: func(t *testing.T, s *runSpec, _ string) {
+				unmarkReplays(s)
+				a := s.findAttempt(t, 3, 1, 2)
+				a.Replayed, a.Outcome, a.ChargeID = true, history.OutcomeReplay, "ch-3-b"
+				s.ledger = nil
+			},
+			verdict: VerdictViolated,
+			checks: map[string]checkWant{
+				CheckRaceSingleWinner: {status: StatusFailed, text: "2 distinct resource ids or bodies (id ch-3, id ch-3-b)"},
+			},
+		},
+		{
+			name: "a marked replay whose body differs (no resource id) is no second charge",
+			build: func(t *testing.T, s *runSpec, _ string) {
+				unmarkReplays(s)
+				for i := range s.attempts {
+					s.attempts[i].ChargeID = ""
+				}
+				a := s.findAttempt(t, 3, 1, 2)
+				a.Replayed, a.Outcome, a.BodySHA256 = true, history.OutcomeReplay, strings.Repeat("e", 64)
+				s.ledger = nil
+			},
+			verdict: VerdictInconclusive,
+			checks: map[string]checkWant{
+				CheckRaceSingleWinner: {status: StatusHeld, figure: "1 of 1 races with a single winner"},
+				CheckExactlyOncePerOp: {status: StatusInconclusive},
+			},
+		},
+		{
 			name: "race with a ledger of two: failed even with one id seen",
 			build: func(t *testing.T, s *runSpec, _ string) {
 				lockWaitRace(s)
