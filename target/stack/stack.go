@@ -215,12 +215,12 @@ func Start(ctx context.Context, cfg Config) (*Stack, error) {
 	s.base[Relay] = append([]string{"serve", "relay"}, broker...)
 	s.env[Relay] = []string{"PAYTEST_DATABASE_URL=" + cfg.DatabaseURL, natsEnv}
 	s.base[Charge] = []string{"serve", "charge"}
-	s.env[Charge] = []string{"PAYTEST_DATABASE_URL=" + cfg.ChargeDatabaseURL, "PAYTEST_API_KEY=" + strings.Join(cfg.APIKeys, ",")}
-	if cfg.RedisURL != "" {
-		s.env[Charge] = append(s.env[Charge], "PAYTEST_REDIS_URL="+cfg.RedisURL)
-		if cfg.RedisPrefix != "" {
-			s.base[Charge] = append(s.base[Charge], "--redis-prefix", cfg.RedisPrefix)
-		}
+	// Set even when empty, so that none is inherited from this process's
+	// own environment (an empty variable counts as unset).
+	s.env[Charge] = []string{"PAYTEST_DATABASE_URL=" + cfg.ChargeDatabaseURL, "PAYTEST_API_KEY=" + strings.Join(cfg.APIKeys, ","),
+		"PAYTEST_REDIS_URL=" + cfg.RedisURL, "PAYTEST_NATS_URL="}
+	if cfg.RedisURL != "" && cfg.RedisPrefix != "" {
+		s.base[Charge] = append(s.base[Charge], "--redis-prefix", cfg.RedisPrefix)
 	}
 	for _, mode := range cfg.Unsafe {
 		owner, ok := unsafeOwner[mode]
