@@ -197,9 +197,10 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-// maxConcurrency bounds --concurrency: each sender is a goroutine with its
-// own connection, and more than this would exhaust file descriptors long
-// before it loads any endpoint harder.
+// maxConcurrency bounds --concurrency: each sender is a goroutine holding
+// a connection of its own, and far more of them than this only makes the
+// client, not the endpoint, the bottleneck (and runs out of file
+// descriptors).
 const maxConcurrency = 10_000
 
 // checkAttack refuses an attack configuration that cannot run as asked,
