@@ -328,7 +328,7 @@ func (a *analysis) checkRaces(ev *evidence, opts Options) Check {
 			cx.add(Counterexample{Op: o.op, Key: o.key, Merchant: o.merchant, Attempts: int(o.attempts), LedgerEffects: effects, Why: why})
 		}
 	}
-	figure := fmt.Sprintf("%d of %d races with a single winner", single, a.nRace)
+	figure := fmt.Sprintf("%d of %d races with a single winner", a.nRace-cx.total, a.nRace)
 	var detail string
 	if ev.hasLedger {
 		detail = fmt.Sprintf("winners counted in the ledger: %d with one effect, %d with none whose answers were lost", single, hidden)
