@@ -44,12 +44,18 @@ func (s *syncBuffer) String() string {
 // startCharge starts a real `paytest serve charge` process.
 func startCharge(t *testing.T, log *syncBuffer, args ...string) *proc.Process {
 	t.Helper()
+	return startChargeEnv(t, log, nil, args...)
+}
+
+// startChargeEnv is startCharge with env added to the child's environment.
+func startChargeEnv(t *testing.T, log *syncBuffer, env []string, args ...string) *proc.Process {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	p, err := proc.Start(ctx, proc.Spec{
 		Name: "charge", Path: testinfra.Paytest(t),
 		Args: append([]string{"serve", "charge", "--listen", "127.0.0.1:0"}, args...),
-		Log:  log, Ready: "/readyz",
+		Env:  env, Log: log, Ready: "/readyz",
 	})
 	if err != nil {
 		t.Fatalf("start paytest serve charge: %v\n%s", err, log)
@@ -296,6 +302,10 @@ func TestCLIUnsafeRefused(t *testing.T) {
 		{"--unsafe", "dual-write"}, // without --nats-url
 		{"--crash-at", "nowhere"},
 		{"--api-key", "no-equals-sign"},
+		{"--write-timeout", "1s"}, // shorter than the read timeout plus the request's database work
+		{"--read-header-timeout", "1m", "--read-timeout", "10s"},
+		{"--idle-timeout", "-1s"},
+		{"--catalog", "0"},
 	} {
 		cmd := exec.Command(bin, append([]string{"serve", "charge", "--database-url", "postgres://nobody@127.0.0.1:1/x"}, args...)...)
 		out, err := cmd.CombinedOutput()
@@ -303,6 +313,41 @@ func TestCLIUnsafeRefused(t *testing.T) {
 		if !errors.As(err, &ee) || ee.ExitCode() != 2 {
 			t.Errorf("%v: %v, want exit code 2\n%s", args, err, out)
 		}
+	}
+}
+
+// TestServeAPIKeys: keys come from --api-key (for people) or from
+// PAYTEST_API_KEY (for programs: a command line is visible to every user),
+// the flag winning; the demo key works only when neither names any.
+func TestServeAPIKeys(t *testing.T) {
+	db := testinfra.Postgres(t)
+	for _, tc := range []struct {
+		name     string
+		env      []string
+		args     []string
+		accepted []string
+		refused  []string
+	}{
+		{"flag", nil, []string{"--api-key", "acme=sk_flag"}, []string{"sk_flag"}, []string{DefaultAPIKey}},
+		{"environment", []string{"PAYTEST_API_KEY=acme=sk_env,globex=sk_env_g"}, nil, []string{"sk_env", "sk_env_g"}, []string{DefaultAPIKey}},
+		{"flag over environment", []string{"PAYTEST_API_KEY=acme=sk_env"}, []string{"--api-key", "acme=sk_flag"}, []string{"sk_flag"}, []string{"sk_env"}},
+		{"neither", []string{"PAYTEST_API_KEY="}, nil, []string{DefaultAPIKey}, []string{"sk_env"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			log := &syncBuffer{}
+			p := startChargeEnv(t, log, tc.env, append([]string{"--database-url", db}, tc.args...)...)
+			c := &http.Client{Timeout: 10 * time.Second}
+			for i, secret := range append(tc.accepted, tc.refused...) {
+				want := 200
+				if i >= len(tc.accepted) {
+					want = 401
+				}
+				r, err := doPost(c, "http://"+p.Addr(), secret, fmt.Sprintf("keys-%s-%d", tc.name, i), demoBody)
+				if err != nil || r.status != want {
+					t.Fatalf("Bearer %s: %s %v, want %d\n%s", secret, r, err, want, log)
+				}
+			}
+		})
 	}
 }
 
