@@ -361,9 +361,11 @@ func (a *analysis) reuseOutcome(at *history.Attempt, outcome string) string {
 	return history.OutcomeRejected
 }
 
-// trackConflict follows an op's 409s in time, for no-key-stuck-in-flight.
+// trackConflict follows an op's 409s in time, for no-key-stuck-in-flight:
+// whether the last answer the endpoint gave (an attempt with a status: not
+// one refused, timed out or never sent) was a 409.
 func (a *analysis) trackConflict(o *opState, at *history.Attempt, outcome string) {
-	if outcome == history.OutcomeBudget {
+	if outcome == history.OutcomeBudget || at.Status == 0 {
 		return
 	}
 	end := at.End

@@ -816,6 +816,19 @@ func TestNoKeyStuckInFlight(t *testing.T) {
 			inText:  []string{"answered 409 for 2s"},
 		},
 		{
+			name: "409s then a connection refused at the deadline: still stuck",
+			build: func(t *testing.T, s *runSpec, _ string) {
+				stickKey(s, 170, 3, time.Second)
+				last := s.attempts[len(s.attempts)-1]
+				last.Attempt++
+				last.Start, last.End = last.End.Add(time.Second), last.End.Add(time.Second+time.Millisecond)
+				last.Status, last.Outcome, last.Error = 0, history.OutcomeNetwork, "connection refused"
+				s.attempts = append(s.attempts, last)
+			},
+			verdict: VerdictViolated,
+			checks:  map[string]checkWant{CheckNoKeyStuck: {status: StatusFailed, figure: "1 of 2 keys", text: "answered 409 for 2s"}},
+		},
+		{
 			name: "a stuck key whose charge was never made: effects-equal-ops says why it is short",
 			build: func(t *testing.T, s *runSpec, _ string) {
 				stickKey(s, 170, 6, time.Second)
