@@ -37,6 +37,8 @@ func TestServerAnswersProblemsItself(t *testing.T) {
 		{"Content-Length over int64", head + "Content-Length: 99999999999999999999\r\n\r\n" + demoBody, 400, "invalid", "Content-Length"},
 		{"unknown Transfer-Encoding", head + "Transfer-Encoding: gzip\r\n\r\n" + demoBody, 501, "invalid", "Transfer-Encoding"},
 		{"NUL in a header value", head + "X-Note: a\x00b\r\nContent-Length: 2\r\n\r\n{}", 400, "invalid", "header"},
+		{"NUL in the Idempotency-Key", strings.Replace(head, "Key: raw", "Key: r\x00w", 1) + fmt.Sprintf("Content-Length: %d\r\n\r\n%s", len(demoBody), demoBody), 400, "invalid", "header"},
+		{"NUL in the API key", strings.Replace(head, "Bearer ", "Bearer \x00", 1) + fmt.Sprintf("Content-Length: %d\r\n\r\n%s", len(demoBody), demoBody), 400, "invalid", "header"},
 		{"no Host", "POST /charge HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", 400, "invalid", "Host"},
 		{"malformed request line", "POST\r\n\r\n", 400, "invalid", "could not be parsed"},
 		{"unknown Expect", head + "Expect: fish\r\nContent-Length: 2\r\n\r\n{}", 417, "invalid", "Expect"},
