@@ -557,3 +557,46 @@ func TestEveryBuiltInProfileFitsTheBundledSystem(t *testing.T) {
 		}
 	}
 }
+
+// fakeComponents is a bundled system whose processes exit when told.
+type fakeComponents struct {
+	exited map[string]chan struct{}
+}
+
+func (f *fakeComponents) Kill(string) error                                { return nil }
+func (f *fakeComponents) Restart(context.Context, string, ...string) error { return nil }
+func (f *fakeComponents) Exited(name string) <-chan struct{}               { return f.exited[name] }
+
+// TestACrashPointThatNeverFiredIsReported: an armed crash-point kill whose
+// component never reached its crash point is a fault that never fired (the
+// run then says so, and cannot read held); once the component dies there
+// it is not.
+func TestACrashPointThatNeverFiredIsReported(t *testing.T) {
+	comps := &fakeComponents{exited: map[string]chan struct{}{"relay": make(chan struct{}), "consumer": make(chan struct{})}}
+	dir := t.TempDir()
+	j, err := openJournal(filepath.Join(dir, history.FaultsFile), filepath.Join(dir, verify.TranscriptFile), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { j.Close() })
+	env := &fault.Env{Components: comps, Log: j}
+	specs := []fault.Spec{
+		{Fault: fault.Kill, Target: "relay", Crash: "after-publish", At: 0.5},
+		{Fault: fault.Kill, Target: "consumer", Crash: "after-apply-before-ack", At: 0.5},
+	}
+	s, err := newSchedule(specs, 100, 100, env, j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.arm(ctx)
+	close(comps.exited["consumer"])
+	testinfra.WaitFor(t, 5*time.Second, func() error {
+		if got := s.unfired(); !slices.Equal(got, []string{specs[0].Describe()}) {
+			return fmt.Errorf("unfired = %v", got)
+		}
+		return nil
+	})
+	cancel()
+	s.wait()
+}
