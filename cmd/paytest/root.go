@@ -47,7 +47,11 @@ Exit codes: 0 held, 1 violated, 2 usage error, 3 inconclusive.`,
 	root.PersistentFlags().String("config", "", "config file (YAML, JSON or TOML) with the command's flag names as keys (any other key is refused)")
 	root.PersistentFlags().String("log-level", "info", "log level: debug, info, warn, error")
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
-		return apperr.Wrap(apperr.EUSAGE, err, "%s", cmd.CommandPath())
+		msg := err.Error()
+		if cmd.HasParent() {
+			msg = cmd.CommandPath() + ": " + msg
+		}
+		return apperr.Errorf(apperr.EUSAGE, "%s\n\nRun '%s --help' for usage.", msg, cmd.CommandPath())
 	})
 	root.AddCommand(
 		newVersionCmd(),
