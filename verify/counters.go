@@ -9,6 +9,8 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/paytest/paytest/attack/history"
 )
 
 // CounterReset is one reset seen in a counter's series: the process that
@@ -38,16 +40,15 @@ type counterSnapshot struct {
 	start  float64                       // process_start_time_seconds, 0 unknown
 }
 
-// seriesState follows one series through the snapshots.
-type seriesState struct {
-	seen           bool
-	last, offset   float64
-	lastT          time.Time
-	prevLast       float64
-	prevT          time.Time
-	start          float64
-	unseenEstimate float64 // increments a reset may have hidden
+// point is one sample of one series.
+type point struct {
+	t        time.Time
+	v, start float64 // start: the process's start time, 0 unknown
 }
+
+// killWindow is when a page's process was down: from its kill to its
+// restart (to is zero when no restart was recorded).
+type killWindow struct{ from, to time.Time }
 
 // counterTotals is what the timeline says of one page's counters.
 type counterTotals struct {
@@ -130,44 +131,28 @@ func labelString(ls []*dto.LabelPair) string {
 func quote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"` }
 
 // sumCounters walks one page's snapshots in time order (the timeline, then
-// the final page) and sums each counter per series across its resets: a
-// value below the one before, or a new process start time, means the
-// process restarted and counted from zero; what it had counted is kept.
-func sumCounters(page string, snaps []*counterSnapshot) counterTotals {
+// the final page) and sums each counter per series across its resets (see
+// sumSeries).
+func sumCounters(page string, snaps []*counterSnapshot, kills []killWindow) counterTotals {
 	out := counterTotals{totals: map[string]float64{}, hidden: map[string]float64{}}
-	state := map[string]map[string]*seriesState{}
+	series := map[string][]point{} // metric + "\x00" + labels -> samples
 	for _, sn := range snaps {
 		if sn == nil {
 			continue
 		}
-		for metric, series := range sn.series {
-			if state[metric] == nil {
-				state[metric] = map[string]*seriesState{}
-			}
-			for labels, v := range series {
-				st := state[metric][labels]
-				if st == nil {
-					st = &seriesState{}
-					state[metric][labels] = st
-				}
-				restarted := st.seen && st.start != 0 && sn.start != 0 && sn.start != st.start
-				if st.seen && (v < st.last || restarted) {
-					out.resets = append(out.resets, CounterReset{Page: page, Metric: metric + labels, Time: sn.t, Before: st.last, After: v})
-					st.offset += st.last
-					st.unseenEstimate += unseen(st, sn.t)
-				}
-				if st.seen {
-					st.prevLast, st.prevT = st.last, st.lastT
-				}
-				st.seen, st.last, st.lastT, st.start = true, v, sn.t, sn.start
+		for metric, byLabels := range sn.series {
+			for labels, v := range byLabels {
+				id := metric + "\x00" + labels
+				series[id] = append(series[id], point{sn.t, v, sn.start})
 			}
 		}
 	}
-	for metric, series := range state {
-		for _, st := range series {
-			out.totals[metric] += st.last + st.offset
-			out.hidden[metric] += st.unseenEstimate
-		}
+	for id, pts := range series {
+		metric, labels, _ := strings.Cut(id, "\x00")
+		total, hidden, resets := sumSeries(page, metric+labels, pts, kills)
+		out.totals[metric] += total
+		out.hidden[metric] += hidden
+		out.resets = append(out.resets, resets...)
 	}
 	sort.Slice(out.resets, func(i, j int) bool {
 		if !out.resets[i].Time.Equal(out.resets[j].Time) {
@@ -178,14 +163,86 @@ func sumCounters(page string, snaps []*counterSnapshot) counterTotals {
 	return out
 }
 
-// unseen estimates the increments a series made after its last snapshot
-// before a reset at t: its rate over the interval before, times the gap.
-func unseen(st *seriesState, t time.Time) float64 {
-	if st.prevT.IsZero() || !st.lastT.After(st.prevT) {
+// sumSeries sums one counter series across the restarts of its process: a
+// value below the one before, a new process start time, or a kill of the
+// page's process (faults.jsonl) after which no drop shows (the new process
+// counted past the old value before its first scrape) means the process
+// counted from zero again; what it had counted is kept. hidden estimates
+// the increments made between each reset's last sample and the process's
+// end: the rate just before it times the gap (+Inf when no rate could be
+// measured).
+func sumSeries(page, name string, pts []point, kills []killWindow) (total, hidden float64, resets []CounterReset) {
+	forced := killedAt(pts, kills)
+	offset := 0.0
+	for i := 1; i < len(pts); i++ {
+		prev, cur := pts[i-1], pts[i]
+		restarted := prev.start != 0 && cur.start != 0 && cur.start != prev.start
+		if cur.v < prev.v || restarted || forced[i] {
+			resets = append(resets, CounterReset{Page: page, Metric: name, Time: cur.t, Before: prev.v, After: cur.v})
+			offset += prev.v
+			hidden += unseen(pts, i)
+		}
+	}
+	if len(pts) > 0 {
+		total = pts[len(pts)-1].v + offset
+	}
+	return total, hidden, resets
+}
+
+// killedAt marks the samples that follow a kill of the page's process when
+// nothing else shows the restart: the first sample after the kill, unless
+// the series carries its process's start time (which tells) or drops
+// before the restart was recorded (plus a second of scrapes).
+func killedAt(pts []point, kills []killWindow) map[int]bool {
+	forced := map[int]bool{}
+	for _, p := range pts {
+		if p.start != 0 {
+			return forced
+		}
+	}
+	for _, w := range kills {
+		j := sort.Search(len(pts), func(i int) bool { return pts[i].t.After(w.from) })
+		if j == 0 || j == len(pts) {
+			continue
+		}
+		dropped := false
+		for k := j; k < len(pts) && (w.to.IsZero() || !pts[k].t.After(w.to.Add(time.Second))); k++ {
+			dropped = dropped || pts[k].v < pts[k-1].v
+		}
+		if !dropped {
+			forced[j] = true
+		}
+	}
+	return forced
+}
+
+// unseen estimates the increments a series made after sample i-1, before
+// the reset seen at sample i: its rate over the interval before, times the
+// gap.
+func unseen(pts []point, i int) float64 {
+	if i < 2 || !pts[i-1].t.After(pts[i-2].t) {
 		return math.Inf(1)
 	}
-	rate := (st.last - st.prevLast) / st.lastT.Sub(st.prevT).Seconds()
-	return math.Ceil(math.Max(0, rate) * t.Sub(st.lastT).Seconds())
+	rate := (pts[i-1].v - pts[i-2].v) / pts[i-1].t.Sub(pts[i-2].t).Seconds()
+	return math.Ceil(math.Max(0, rate) * pts[i].t.Sub(pts[i-1].t).Seconds())
+}
+
+// killWindows are the kills of target's process in faults.jsonl, each with
+// the restart recorded after it.
+func killWindows(faults []history.Fault, target string) []killWindow {
+	var out []killWindow
+	for _, f := range faults {
+		if f.Fault != "kill" || f.Target != target {
+			continue
+		}
+		switch {
+		case injected(f):
+			out = append(out, killWindow{from: f.Time})
+		case f.Action == "stop" && len(out) > 0 && out[len(out)-1].to.IsZero() && !f.Time.Before(out[len(out)-1].from):
+			out[len(out)-1].to = f.Time
+		}
+	}
+	return out
 }
 
 // applyTimeline replaces the final pages' counters by their sums across the
@@ -214,7 +271,7 @@ func (ev *evidence) applyTimeline(mdir string) {
 			t = last.Add(time.Millisecond)
 		}
 		snaps = append(snaps, readCounterSnapshot(filepath.Join(mdir, name+".prom"), t, ev.sideMetric))
-		ct := sumCounters(name, snaps)
+		ct := sumCounters(name, snaps, killWindows(ev.faults, name))
 		for metric, v := range ct.totals {
 			ev.pages[name][metric] = v
 		}

@@ -216,18 +216,19 @@ func readEvidence(runDir string, opts Options) (*evidence, error) {
 	if err := readTimeline(filepath.Join(mdir, TimelineDir), ev); err != nil {
 		return nil, err
 	}
-	ev.applyTimeline(mdir)
-	if err := ev.readLedger(runDir); err != nil {
-		return nil, err
-	}
-	if err := ev.readEvents(runDir); err != nil {
-		return nil, err
-	}
+	// The kills in faults.jsonl tell the timeline where processes restarted.
 	ev.partialFaults, err = readJournal(filepath.Join(runDir, history.FaultsFile), func(f history.Fault) error {
 		ev.faults = append(ev.faults, f)
 		return nil
 	})
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	ev.applyTimeline(mdir)
+	if err := ev.readLedger(runDir); err != nil {
+		return nil, err
+	}
+	if err := ev.readEvents(runDir); err != nil {
 		return nil, err
 	}
 	return ev, nil

@@ -1086,3 +1086,56 @@ func TestCompleteLength(t *testing.T) {
 		}
 	}
 }
+
+func TestAKilledTargetsCounterIsSummedAcrossItsRestart(t *testing.T) {
+	// The endpoint is killed at 600 ms and restarted by 900 ms; it exports
+	// no process start time.
+	kill := func(s *runSpec) {
+		s.faults = []history.Fault{
+			{Time: t0.Add(600 * time.Millisecond), Fault: "kill", Action: "inject", Target: "target"},
+			{Time: t0.Add(900 * time.Millisecond), Fault: "kill", Action: "stop", Target: "target"},
+		}
+	}
+	target := func(t *testing.T, s *runSpec, dir string, values []float64, final float64) {
+		targetRun(s, "acct_9")
+		for i, v := range values {
+			timelinePage(t, dir, "target", i*250, page(map[string]float64{"shop_charges_total": v}))
+		}
+		s.pages["target"] = page(map[string]float64{"shop_charges_total": final})
+	}
+	runVerdictCases(t, []verdictCase{
+		{
+			name: "the new process counted past the old value before its first scrape",
+			n:    300,
+			build: func(t *testing.T, s *runSpec, dir string) {
+				target(t, s, dir, []float64{40, 80, 100, 150}, 200)
+				kill(s)
+			},
+			verdict: VerdictHeld,
+			checks:  map[string]checkWant{CheckEffectsEqualOps: {status: StatusHeld, figure: "300 of 300 (ledger 300 of 300)"}},
+			inText:  []string{"counter reset: target shop_charges_total at 12:00:00.750: 100 -> 150"},
+		},
+		{
+			name: "the old process answered one more scrape after the kill: its drop is the restart",
+			n:    300,
+			build: func(t *testing.T, s *runSpec, dir string) {
+				target(t, s, dir, []float64{40, 80, 100, 110, 20}, 190)
+				kill(s)
+			},
+			verdict: VerdictHeld,
+			checks:  map[string]checkWant{CheckEffectsEqualOps: {status: StatusHeld, figure: "300 of 300 (ledger 300 of 300)"}},
+			inText:  []string{"counter reset: target shop_charges_total at 12:00:01.000: 110 -> 20"},
+		},
+		{
+			// Nothing tells a restart the counter outgrew: the metric's 100
+			// short read as lost (the limit the kill record lifts).
+			name: "without the kill in faults.jsonl the restart cannot be seen",
+			n:    300,
+			build: func(t *testing.T, s *runSpec, dir string) {
+				target(t, s, dir, []float64{40, 80, 100, 150}, 200)
+			},
+			verdict: VerdictViolated,
+			checks:  map[string]checkWant{CheckEffectsEqualOps: {status: StatusFailed, figure: "200 of 300 (ledger 300 of 300)", text: "100 lost"}},
+		},
+	})
+}
