@@ -99,7 +99,7 @@ func TestBadInvocationsAreUsageErrors(t *testing.T) {
 		{"metrics URL not a URL", with(tgt, "--metrics-url", "notaurl"), []string{`--metrics-url "notaurl"`}},
 		{"metrics URL without a host", with(tgt, "--metrics-url", "http:///metrics"), []string{`--metrics-url "http:///metrics"`}},
 		{"prometheus URL without a scheme", with(tgt, "--prometheus-url", "localhost:9090"), []string{`--prometheus-url "localhost:9090"`}},
-		{"database URL of another scheme", []string{"attack", "--database-url", "mysql://app:s3cret@db/pay"}, []string{`--database-url "mysql://app:xxxxx@db/pay"`}},
+		{"database URL of another scheme", []string{"attack", "--database-url", "mysql://app:s3cret@db/pay"}, []string{`--database-url "mysql://app:xxxxx@db/pay": want a postgres:// URL`}},
 		{"database string unparseable", []string{"attack", "--database-url", "host=db port=notaport password=s3cret"}, []string{"--database-url", "password=xxxxx"}},
 		{"nats URL of another scheme", []string{"attack", "--nats-url", "http://127.0.0.1:4222"}, []string{`--nats-url "http://127.0.0.1:4222"`}},
 		{"redis URL not a URL", []string{"attack", "--redis-url", "127.0.0.1:6379"}, []string{`--redis-url "127.0.0.1:6379"`}},
@@ -260,5 +260,34 @@ func TestCtrlCDuringThePlanEndsAtOnce(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("paytest ignored SIGINT for 10s")
+	}
+}
+
+// TestGoodValuesPass: the checks refuse nothing a user may rightly give.
+func TestGoodValuesPass(t *testing.T) {
+	for _, tt := range []struct {
+		check func(flag, raw string) error
+		val   string
+	}{
+		{checkDatabaseURL, "postgres://app:pw@db:5432/pay?sslmode=require"},
+		{checkDatabaseURL, "postgresql:///pay?host=/run/postgresql"},
+		{checkDatabaseURL, "host=db user=app dbname=pay sslmode=disable"},
+		{checkNATSURL, "nats://127.0.0.1:4222"},
+		{checkNATSURL, "nats://a:4222, tls://b:4222"},
+		{checkRedisURL, "redis://:pw@127.0.0.1:6379/0"},
+		{checkRedisURL, "rediss://cache.internal:6380"},
+		{httpURL, "https://api.example.test/v1/charges?x=1"},
+		{httpURL, "http://[::1]:8080/metrics"},
+	} {
+		if err := tt.check("flag", tt.val); err != nil {
+			t.Errorf("%q: %v", tt.val, err)
+		}
+	}
+	h, err := parseHeaders([]string{"Authorization: Bearer sk_test_x", "X-Trace:  a\tb ", "X-Empty:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Get("Authorization") != "Bearer sk_test_x" || h.Get("X-Trace") != "a\tb" || len(h["X-Empty"]) != 1 {
+		t.Fatalf("headers %v", h)
 	}
 }

@@ -100,9 +100,10 @@ func checkURL(flag, raw string, schemes ...string) error {
 // checkDatabaseURL accepts what pgx accepts: a postgres:// URL or a
 // keyword=value connection string.
 func checkDatabaseURL(flag, raw string) error {
-	if strings.Contains(raw, "://") {
-		if err := checkURL(flag, raw, "postgres", "postgresql"); err != nil {
-			return err
+	if scheme, _, ok := strings.Cut(raw, "://"); ok {
+		// No host is fine: postgres:///db?host=/run/postgresql is a socket.
+		if s := strings.ToLower(scheme); s != "postgres" && s != "postgresql" {
+			return apperr.Errorf(apperr.EUSAGE, "--%s %q: want a postgres:// URL or a keyword=value connection string", flag, redact.String(raw))
 		}
 	}
 	if _, err := pgx.ParseConfig(raw); err != nil {
