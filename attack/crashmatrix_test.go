@@ -32,6 +32,12 @@ type crashCase struct {
 	// extra bounds the ledger's effects beyond the plan's charges
 	// (negative: effects lost); nil for a safe row, where it must be 0.
 	extra func(rep *verify.Report) (lo, hi int)
+	// minDups is how many repeats the crash must bring to the consumer's
+	// inbox (its duplicates counter): the event it died on comes back.
+	minDups int
+	// brokerDedups: publish dedup is on, so the broker drops every
+	// republished event and the inbox must count none.
+	brokerDedups bool
 	// soakOnly keeps a row out of make test's short version: it repeats
 	// what another row there already shows.
 	soakOnly bool
@@ -63,17 +69,17 @@ var noKeys = []string{verify.CheckEffectsEqualOps, verify.CheckRaceSingleWinner,
 var crashMatrix = []crashCase{
 	{profile: "crash-charge-after-claim", fired: 1},
 	{profile: "crash-charge-after-commit", fired: 1},
-	{profile: "crash-relay-after-publish-dedup", fired: 1},
-	{profile: "crash-relay-after-publish-nodedup", fired: 1},
-	{profile: "crash-consumer-after-apply", fired: 1},
+	{profile: "crash-relay-after-publish-dedup", fired: 1, brokerDedups: true},
+	{profile: "crash-relay-after-publish-nodedup", fired: 1, minDups: 1},
+	{profile: "crash-consumer-after-apply", fired: 1, minDups: 1},
 	{profile: "kill-charge", fired: 1},
-	{profile: "kill-relay", fired: 1},
+	{profile: "kill-relay", fired: 1, brokerDedups: true},
 	{profile: "kill-consumer", fired: 1},
 
 	// No false alarm: with publish dedup on, the broker drops the
 	// republished batch, so no repeat reaches the consumer and even an
 	// inbox that dedups nothing applies each charge once.
-	{profile: "crash-relay-after-publish-dedup", unsafe: "no-inbox-dedup", fired: 1},
+	{profile: "crash-relay-after-publish-dedup", unsafe: "no-inbox-dedup", fired: 1, brokerDedups: true},
 
 	// A request's answer lost at the crash (or at a duplicate sender) is
 	// retried and, with no key to find, charged again.
@@ -191,11 +197,11 @@ func runCrashCase(t *testing.T, c crashCase, seed int64, soak bool) crashRow {
 		}
 	}
 	extra := rep.LedgerEffects - rep.Ops
-	dups := "-"
+	dups := -1
 	if rep.InboxDuplicates != nil {
-		dups = fmt.Sprintf("%.0f", *rep.InboxDuplicates)
+		dups = int(*rep.InboxDuplicates)
 	}
-	row.figures = fmt.Sprintf("ops %d, effects %d, ledger %d (%+d), inbox dups %s, kills %d, drained %v",
+	row.figures = fmt.Sprintf("ops %d, effects %d, ledger %d (%+d), inbox dups %d, kills %d, drained %v",
 		rep.Ops, rep.SideEffects, rep.LedgerEffects, extra, dups, rep.Faults["kill"], res.Drained)
 	t.Log(row.figures)
 
@@ -203,6 +209,9 @@ func runCrashCase(t *testing.T, c crashCase, seed int64, soak bool) crashRow {
 	_ = rep.WriteText(&text)
 	if got := rep.Faults["kill"]; got != c.fired {
 		t.Errorf("%d kills recorded, want %d:\n%s", got, c.fired, text.String())
+	}
+	if dups < c.minDups || (c.brokerDedups && dups != 0) {
+		t.Errorf("the inbox counted %d duplicates; want at least %d (none when the broker dedups):\n%s", dups, c.minDups, text.String())
 	}
 	if c.fails == "" {
 		if rep.Verdict != verify.VerdictHeld || rep.ExitCode != 0 || extra != 0 || len(row.failing) > 0 {
