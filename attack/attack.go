@@ -619,7 +619,8 @@ func errSuffix(err error) string {
 	if err == nil {
 		return ""
 	}
-	return "; last error: " + err.Error()
+	// A scrape's error quotes its URL, secrets and all.
+	return "; last error: " + redact.String(err.Error())
 }
 
 // cancelled turns a context's end into the run's error.

@@ -56,6 +56,13 @@ func TestRedactSettings(t *testing.T) {
 	}
 }
 
+func TestErrSuffixMasksTheURLsSecrets(t *testing.T) {
+	err := errors.New(`Get "http://127.0.0.1:1/metrics?password=s3cret": dial tcp 127.0.0.1:1: connection refused`)
+	if got := errSuffix(err); strings.Contains(got, "s3cret") || !strings.Contains(got, "password=xxxxx") {
+		t.Fatalf("errSuffix: %q", got)
+	}
+}
+
 // secretsIn returns the files under dir that hold secret, each with the
 // text around its first occurrence.
 func secretsIn(t *testing.T, dir, secret string) []string {
