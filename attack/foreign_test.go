@@ -54,9 +54,11 @@ type ground struct {
 	rep  *verify.Report
 	dir  string
 	plan []history.Op
-	// ledger is the ledger's rows per key; rows their sum.
-	ledger map[string]int
-	rows   int
+	// ledger is the ledger's rows per key, amounts per key and amount;
+	// rows their sum.
+	ledger  map[string]int
+	amounts map[string]map[int64]int
+	rows    int
 	// stuck are the keys the endpoint left in progress.
 	stuck []string
 	// received counts the requests an in-process endpoint read per key
@@ -207,6 +209,29 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 			},
 		},
 		{
+			// Fiber's Lifetime set too short: a key forgotten after 150 ms
+			// is charged again by a late retry, and a changed body after
+			// it is charged as a new request. The 4-column ledger query
+			// tells the original's double charges from the reuse's.
+			name: "short-key-lifetime-four-column-ledger",
+			ep:   foreign.Options{Store: foreign.StoreMemory, Lifetime: 150 * time.Millisecond, Delay: 5 * time.Millisecond},
+			ops:  200, concurrency: 16, duplicate: 0.2, reuse: 0.2, faults: eatResponses,
+			tune: func(c *Config) {
+				c.LedgerQuery = `SELECT merchant, idem_key, amount, count(*) FROM ledger GROUP BY 1, 2, 3`
+			},
+			check: func(t *testing.T, g *ground) { g.attributedPerOp(t, true) },
+		},
+		{
+			// The same with the 2-column ledger query: a reuse's own
+			// charge is told by its new resource id, but a key whose
+			// reuse was also charged by attempts whose answers were lost
+			// holds effects the per-key count cannot assign.
+			name: "short-key-lifetime-two-column-ledger",
+			ep:   foreign.Options{Store: foreign.StoreMemory, Lifetime: 150 * time.Millisecond, Delay: 5 * time.Millisecond},
+			ops:  200, concurrency: 16, duplicate: 0.2, reuse: 0.2, faults: eatResponses,
+			check: func(t *testing.T, g *ground) { g.attributedPerOp(t, false) },
+		},
+		{
 			// No idempotency at all: every request is a charge.
 			name: "non-idempotent", ep: foreign.Options{Store: foreign.StoreNone},
 			ops: 150, concurrency: 16, duplicate: 0.3, race: 0.1,
@@ -334,6 +359,9 @@ func runForeign(t *testing.T, tc foreignCase, seed int64) *ground {
 	}
 	for _, n := range g.ledger {
 		g.rows += n
+	}
+	if g.amounts, err = foreign.LedgerAmounts(ctx, db, "ledger"); err != nil {
+		t.Fatal(err)
 	}
 	if g.stuck, err = foreign.StuckKeys(ctx, db, "ledger"); err != nil {
 		t.Fatal(err)
@@ -510,6 +538,72 @@ func (g *ground) doubleChargesFail(t *testing.T, restart bool) {
 	t.Logf("%d ops charged more than once (%d ledger rows for %d charges)", twice, g.rows, g.charges())
 }
 
+// attributedPerOp: key-reuse-422 fails for exactly the reuses charged at
+// their own amount, and a rejected reuse whose key holds the original's
+// double charge is not blamed for it. With a ledger per amount (exact),
+// exactly-once-per-op fails for exactly the originals charged twice;
+// with a per-key ledger it misses none of them, and blames another only
+// when its key also holds a reuse charged by attempts whose answers were
+// lost (whose effects those are, a per-key count cannot tell).
+func (g *ground) attributedPerOp(t *testing.T, exact bool) {
+	t.Helper()
+	twice := g.count(func(o history.Op) bool { return o.Kind == history.KindCharge && g.amounts[o.Key][o.Amount] > 1 })
+	charged := g.count(func(o history.Op) bool { return o.Kind == history.KindReuse && g.amounts[o.Key][o.Amount] > 0 })
+	innocent := g.count(func(o history.Op) bool {
+		return o.Kind == history.KindReuse && g.amounts[o.Key][o.Amount] == 0 && g.ledger[o.Key] > 1
+	})
+	perKey := g.count(func(o history.Op) bool { return o.Kind == history.KindCharge && g.ledger[o.Key] > 1 })
+	t.Logf("ground: %d originals charged more than once (%d by their key's rows), %d reuses charged, %d refused reuses under a key charged twice", twice, perKey, charged, innocent)
+	if twice == 0 || innocent == 0 {
+		t.Fatalf("the run did not exercise attribution (%d originals charged twice, %d refused reuses under them)", twice, innocent)
+	}
+	c := g.mustCheck(t, verify.CheckExactlyOncePerOp)
+	if c.Status != verify.StatusFailed || c.CounterexamplesTotal < twice || (exact && c.CounterexamplesTotal != twice) || c.CounterexamplesTotal > perKey {
+		t.Errorf("%s: %s %q with %d counterexamples, the ledger holds %d originals more than once (%d keys)", c.Name, c.Status, c.Figure, c.CounterexamplesTotal, twice, perKey)
+	}
+	for _, cx := range c.Counterexamples {
+		for _, o := range g.plan {
+			if o.Op == cx.Op && g.amounts[o.Key][o.Amount] < 2 && (exact || !g.ambiguousReuse(o)) {
+				t.Errorf("%s blames op %d, charged %d times at its amount (key %v): %s; attempts %s", c.Name, o.Op, g.amounts[o.Key][o.Amount], g.amounts[o.Key], cx.Why, g.history(o.Key))
+			}
+		}
+	}
+	r := g.mustCheck(t, verify.CheckKeyReuse422)
+	switch {
+	case charged > 0 && (r.Status != verify.StatusFailed || r.CounterexamplesTotal != charged):
+		t.Errorf("%s: %s %q with %d counterexamples, the ledger holds %d reuses charged at their own amount: %s", r.Name, r.Status, r.Figure, r.CounterexamplesTotal, charged, r.Detail)
+	case charged == 0 && r.Status != verify.StatusHeld:
+		t.Errorf("%s: %s %q, no reuse was charged: %s %v", r.Name, r.Status, r.Figure, r.Detail, r.Counterexamples)
+	}
+	for _, cx := range r.Counterexamples {
+		for _, o := range g.plan {
+			if o.Op == cx.Op && g.amounts[o.Key][o.Amount] == 0 {
+				t.Errorf("%s blames reuse op %d, which the ledger never charged: %s", r.Name, o.Op, cx.Why)
+			}
+		}
+	}
+	g.effectsFigure(t)
+	if g.rep.Verdict != verify.VerdictViolated {
+		t.Errorf("verdict %s, want violated", g.rep.Verdict)
+	}
+}
+
+// ambiguousReuse: a reuse of orig was charged more often than the client
+// saw 2xx answers for it (the rest were lost), so a per-key count cannot
+// tell its effects from orig's.
+func (g *ground) ambiguousReuse(orig history.Op) bool {
+	for _, o := range g.plan {
+		if o.Kind != history.KindReuse || o.ReuseOf != orig.Op {
+			continue
+		}
+		seen := g.saw(func(a history.Attempt) bool { return a.Op == o.Op && a.Status/100 == 2 && a.ChargeID != "" })
+		if g.amounts[o.Key][o.Amount] > seen {
+			return true
+		}
+	}
+	return false
+}
+
 // stuckKeysFail: the report is written, no-key-stuck-in-flight fails
 // listing exactly the keys the endpoint left in progress, and the money
 // checks are computed from what was collected.
@@ -553,7 +647,7 @@ func (g *ground) history(key string) string {
 	var parts []string
 	for _, a := range g.attempts {
 		if a.Key == key {
-			parts = append(parts, fmt.Sprintf("s%d#%d %s %d %.0fms", a.Sender, a.Attempt, a.Outcome, a.Status, a.DelayMS))
+			parts = append(parts, fmt.Sprintf("op%d s%d#%d %s %d %s", a.Op, a.Sender, a.Attempt, a.Outcome, a.Status, a.ChargeID))
 		}
 	}
 	return strings.Join(parts, ", ")

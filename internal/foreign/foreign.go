@@ -112,6 +112,10 @@ type Options struct {
 	// InFlight is the memory store's answer to a key in flight (default
 	// InFlightWait).
 	InFlight InFlight `json:"in_flight,omitempty"`
+	// Lifetime, when set, forgets a memory-store key this long after its
+	// answer was stored (Fiber's Lifetime, 30 minutes by default there): a
+	// later request with the key is a new charge.
+	Lifetime time.Duration `json:"lifetime,omitempty"`
 	// RetryAfter, when set, is the Retry-After value of an in-flight 409.
 	RetryAfter string `json:"retry_after,omitempty"`
 	// ReplayHeader, "Name: value", marks a replayed answer; empty sends
@@ -202,11 +206,12 @@ type Endpoint struct {
 
 // entry is a key in the memory store.
 type entry struct {
-	sha    string
-	done   chan struct{} // closed when status and body are set
-	status int
-	body   []byte
-	failed bool
+	sha     string
+	done    chan struct{} // closed when status and body are set
+	status  int
+	body    []byte
+	failed  bool
+	expires time.Time // zero: never
 }
 
 // New returns the endpoint for o over db, creating its tables if needed.
@@ -408,6 +413,10 @@ func (e *Endpoint) processMemory(ctx context.Context, key, sha string, req charg
 	for {
 		e.mu.Lock()
 		ent, ok := e.mem[key]
+		if ok && !ent.expires.IsZero() && time.Now().After(ent.expires) {
+			delete(e.mem, key)
+			ok = false
+		}
 		if !ok {
 			ent = &entry{sha: sha, done: make(chan struct{})}
 			e.mem[key] = ent
@@ -421,6 +430,9 @@ func (e *Endpoint) processMemory(ctx context.Context, key, sha string, req charg
 			} else {
 				e.charges.Inc()
 				ent.status, ent.body = a.status, a.body
+				if e.o.Lifetime > 0 {
+					ent.expires = time.Now().Add(e.o.Lifetime)
+				}
 			}
 			close(ent.done)
 			e.mu.Unlock()
@@ -594,6 +606,30 @@ func LedgerCounts(ctx context.Context, db *pgxpool.Pool, table string) (map[stri
 	var n int
 	_, err = pgx.ForEachRow(rows, []any{&k, &n}, func() error {
 		out[k] = n
+		return nil
+	})
+	return out, err
+}
+
+// LedgerAmounts returns the ledger's rows per key and amount: the ground
+// truth per operation, where a changed-body reuse carries another amount.
+func LedgerAmounts(ctx context.Context, db *pgxpool.Pool, table string) (map[string]map[int64]int, error) {
+	if !identifier.MatchString(table) {
+		return nil, fmt.Errorf("foreign: table %q: want lowercase letters, digits and underscores", table)
+	}
+	rows, err := db.Query(ctx, fmt.Sprintf(`SELECT idem_key, amount, count(*)::int FROM %s GROUP BY 1, 2`, table))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]map[int64]int{}
+	var k string
+	var amount int64
+	var n int
+	_, err = pgx.ForEachRow(rows, []any{&k, &amount, &n}, func() error {
+		if out[k] == nil {
+			out[k] = map[int64]int{}
+		}
+		out[k][amount] = n
 		return nil
 	})
 	return out, err

@@ -118,6 +118,29 @@ func TestNoStoreChargesEveryRequest(t *testing.T) {
 	}
 }
 
+// TestLifetimeForgetsAKey: after its lifetime a memory-store key is gone
+// and the same request charges again (at the same amount).
+func TestLifetimeForgetsAKey(t *testing.T) {
+	_, db, url := mustEndpoint(t, foreign.Options{Table: "ledger", Store: foreign.StoreMemory, Lifetime: 100 * time.Millisecond})
+	first, again := post(t, url, "k1", bodyA), post(t, url, "k1", bodyA)
+	if first.status != 201 || again.body != first.body {
+		t.Fatalf("within the lifetime: %+v then %+v, want the replay", first, again)
+	}
+	testinfra.WaitFor(t, 5*time.Second, func() error {
+		if r := post(t, url, "k1", bodyA); r.body == first.body {
+			return errors.New("the key is still remembered")
+		}
+		return nil
+	})
+	got, err := foreign.LedgerAmounts(context.Background(), db, "ledger")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["k1"][1200] != 2 || len(got["k1"]) != 1 {
+		t.Fatalf("ledger per amount %v, want k1 charged twice at 1200", got)
+	}
+}
+
 // TestInFlight: a request for a key whose first request is still being
 // processed waits and gets the replay, or gets a 409 (with Retry-After
 // only when configured).
