@@ -319,14 +319,14 @@ func (ev *evidence) judgeShortfall(sideN, ops int) (status, note string) {
 		return StatusFailed, ""
 	}
 	hidden := ev.hidden[ev.sideMetric]
-	across := fmt.Sprintf("metrics count %d of %d side effects summed across %d counter resets", sideN, ops, resets)
+	across := fmt.Sprintf("metrics count %d of %d side effects summed across %s", sideN, ops, plural(resets, "counter reset"))
 	switch {
 	case ev.hasLedger && ev.ledgerTotal >= ops:
 		return StatusHeld, across + fmt.Sprintf(": the %d short are increments a process made after its last snapshot before restarting, which no scrape saw; the ledger holds %d", short, ev.ledgerTotal)
 	case !ev.hasLedger && float64(short) <= hidden:
 		return StatusInconclusive, across + fmt.Sprintf(": the %d short may be increments made after a reset's last snapshot (up to ~%s by the rate before it); without a ledger a lost effect cannot be told from them", short, fmtNum(hidden))
 	}
-	return StatusFailed, fmt.Sprintf(", summed across %d counter resets", resets)
+	return StatusFailed, ", summed across " + plural(resets, "counter reset")
 }
 
 // plural is "1 thing" or "n things".

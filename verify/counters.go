@@ -255,8 +255,11 @@ func (ev *evidence) applyTimeline(mdir string) {
 	if ev.sources != nil {
 		final = ev.sources.Time
 	}
-	withTimeline := 0
+	withTimeline, system := 0, 0
 	for _, name := range ev.pageNames {
+		if name != ClientPage {
+			system++
+		}
 		files := ev.timeline[name]
 		if len(files) == 0 {
 			continue
@@ -285,7 +288,7 @@ func (ev *evidence) applyTimeline(mdir string) {
 		}
 	}
 	switch {
-	case withTimeline > 0 && withTimeline == len(ev.pageNames):
+	case withTimeline > 0 && withTimeline >= system:
 		ev.countersFrom = "timeline"
 	case withTimeline > 0:
 		ev.countersFrom = "timeline for some pages, last page for the others"
@@ -306,6 +309,11 @@ func (ev *evidence) readsCounter(series string) bool {
 	}
 	return false
 }
+
+// ClientPage is the metrics page of paytest's own client
+// (metrics/client.prom): its process runs the whole attack, so its counters
+// never reset and it needs no timeline.
+const ClientPage = "client"
 
 // resetsOf counts the resets seen in metric's series.
 func (ev *evidence) resetsOf(metric string) int {

@@ -1139,3 +1139,32 @@ func TestAKilledTargetsCounterIsSummedAcrossItsRestart(t *testing.T) {
 		},
 	})
 }
+
+func TestCountersFromSaysWhereCountersWereRead(t *testing.T) {
+	tests := []struct {
+		name      string
+		timelines []string // pages with a timeline
+		want      string
+	}{
+		{"every system page sampled; the client's own page needs none", []string{"consumer", "relay", "charge"}, "timeline"},
+		{"one page without a timeline", []string{"consumer", "relay"}, "timeline for some pages, last page for the others"},
+		{"no timeline", nil, "last page"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := cleanRun(200)
+			s.pages[ClientPage] = page(map[string]float64{MetricRetryBudgetExhausted: 3})
+			dir := t.TempDir()
+			for _, name := range tc.timelines {
+				timelinePage(t, dir, name, 0, s.pages[name])
+			}
+			rep, err := Verify(context.Background(), s.write(t, dir), Options{NoHTML: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.CountersFrom != tc.want {
+				t.Fatalf("counters from %q; want %q", rep.CountersFrom, tc.want)
+			}
+		})
+	}
+}
