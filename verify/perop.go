@@ -125,7 +125,7 @@ func firstN(xs []string, n int) []string {
 func (a *analysis) checkExactlyOnce(ev *evidence, opts Options) Check {
 	const name = CheckExactlyOncePerOp
 	cx := cxList{max: opts.MaxCounterexamples}
-	var nOK, nFail, nIndet, twice, lost, repeats int
+	var nOK, nFail, nIndet, twice, lost, repeats, overruled int
 	for i := range a.ops {
 		o := &a.ops[i]
 		if o.kind != kindCharge {
@@ -141,6 +141,7 @@ func (a *analysis) checkExactlyOnce(ev *evidence, opts Options) Check {
 		}
 		j := a.judgeOnce(ev, o)
 		twice, lost, repeats = twice+b2i(j.twice), lost+b2i(j.lost), repeats+b2i(j.repeat)
+		overruled += b2i(j.overruled)
 		if j.why != "" {
 			cx.add(Counterexample{Op: o.op, Key: o.key, Merchant: o.merchant, Attempts: int(o.attempts), LedgerEffects: j.effects, Why: j.why})
 		}
@@ -158,6 +159,9 @@ func (a *analysis) checkExactlyOnce(ev *evidence, opts Options) Check {
 	note := ""
 	if a.planned && unplanned > 0 {
 		note = fmt.Sprintf("; %d ops in history.jsonl are not in the plan (not judged)", unplanned)
+	}
+	if overruled > 0 {
+		note += fmt.Sprintf("; %d ops got 2xx answers with distinct resource ids or bodies but hold one ledger effect each (the ledger decides)", overruled)
 	}
 	evidence := evIDs
 	if ev.hasLedger {
@@ -195,6 +199,8 @@ type onceJudgement struct {
 	why                 string // empty when the op is right
 	effects             *int   // the ledger's, nil without a ledger
 	twice, lost, repeat bool
+	// overruled: the client saw distinct charges the ledger holds once.
+	overruled bool
 }
 
 // judgeOnce judges one charge op: by its ledger effects where there is a
@@ -210,6 +216,7 @@ func (a *analysis) judgeOnce(ev *evidence, o *opState) onceJudgement {
 	}
 	e, _ := a.opEffects(ev, o)
 	j.effects = &e
+	j.overruled = e == 1 && o.charges() > 1
 	switch {
 	case o.ok() > 0 && e == 0:
 		j.lost, j.why = true, "acknowledged (2xx) but not in the ledger: lost"

@@ -236,7 +236,8 @@ func TestUnmarkedReplaysAndDistinctCharges(t *testing.T) {
 				s.secondCharge(170, "ch-170-again")
 			},
 			verdict: VerdictHeld,
-			checks:  map[string]checkWant{CheckExactlyOncePerOp: {status: StatusHeld}},
+			checks: map[string]checkWant{CheckExactlyOncePerOp: {status: StatusHeld,
+				text: "1 ops got 2xx answers with distinct resource ids or bodies but hold one ledger effect each"}},
 		},
 		{
 			name: "race with several distinct winners without a ledger: failed",
