@@ -138,8 +138,10 @@ func Build(ctx context.Context, cfg Config) (*Plan, error) {
 	idOf := make([]int, cfg.Ops) // charge index -> op id
 	var body bytes.Buffer
 	for i := range cfg.Ops {
-		if i%cancelEvery == 0 && ctx.Err() != nil {
-			return nil, ctx.Err()
+		if i%cancelEvery == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
 		}
 		m := cfg.Merchants[rng.IntN(len(cfg.Merchants))]
 		op := Op{

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 	"text/template"
-	"time"
 
 	"github.com/paytest/paytest/attack/history"
 	"github.com/paytest/paytest/internal/apperr"
@@ -213,39 +212,37 @@ func TestInvalidConfigIsAUsageError(t *testing.T) {
 	}
 }
 
+// endsAfter is a context that ends after its Err has been asked n times:
+// a cancel that lands midway through a build, deterministically.
+type endsAfter struct {
+	context.Context
+	n int
+}
+
+func (c *endsAfter) Err() error {
+	if c.n--; c.n < 0 {
+		return context.Canceled
+	}
+	return nil
+}
+
 func TestBuildStopsWhenCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	start := time.Now()
 	if _, err := Build(ctx, Config{Ops: MaxOps}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Build with an ended context: %v, want context.Canceled", err)
 	}
-	if d := time.Since(start); d > 100*time.Millisecond {
-		t.Fatalf("Build with an ended context took %s", d)
+	// Cancelled after three looks, the largest plan stops there: not at
+	// its end, and not before its context ended.
+	mid := &endsAfter{Context: t.Context(), n: 3}
+	if _, err := Build(mid, Config{Ops: MaxOps, Seed: 1}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Build cancelled midway: %v, want context.Canceled", err)
 	}
-
-	// Cancelled while building the largest plan, it stops within a few
-	// milliseconds' worth of ops, not at the end.
-	ctx, cancel = context.WithCancel(t.Context())
-	defer cancel()
-	done := make(chan error, 1)
-	var cancelledAt time.Time
-	go func() {
-		_, err := Build(ctx, Config{Ops: MaxOps, Seed: 1})
-		done <- err
-	}()
-	time.Sleep(20 * time.Millisecond) // let the build get going
-	cancelledAt = time.Now()
-	cancel()
-	select {
-	case err := <-done:
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("Build cancelled midway: %v, want context.Canceled", err)
-		}
-		if d := time.Since(cancelledAt); d > 500*time.Millisecond {
-			t.Fatalf("Build returned %s after the cancel", d)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Build ignored the cancel")
+	if mid.n != -1 {
+		t.Fatalf("Build went on %d looks past its context's end", -1-mid.n)
+	}
+	// Not cancelled, the same plan is built whole.
+	if p, err := Build(&endsAfter{Context: t.Context(), n: MaxOps}, Config{Ops: 5000, Seed: 1}); err != nil || p.Charges() != 5000 {
+		t.Fatalf("Build: %v", err)
 	}
 }
