@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/internal/redact"
 )
 
 // Unlimited as Options.MaxAttempts retries until the context ends.
@@ -447,7 +448,7 @@ func (c *Client) send(ctx context.Context, req Request, a *history.Attempt) (ra 
 	defer func() { a.End = c.o.Now() }()
 	hreq, err := newHTTPRequest(actx, req)
 	if err != nil {
-		a.Outcome, a.Error = history.OutcomeRejected, err.Error()
+		a.Outcome, a.Error = history.OutcomeRejected, redact.String(err.Error())
 		return 0, false, nil, err
 	}
 	resp, err := c.hc.Do(hreq)
@@ -550,15 +551,18 @@ func (c *Client) readBody(r io.Reader, digest bool) (body []byte, sum string, er
 var jsonContentType = []string{"application/json"}
 
 // failure classifies an attempt that got no complete response.
+// The error names the request's URL, which may carry a secret in its query
+// or userinfo: it is masked before it reaches history.jsonl.
 func failure(ctx, actx context.Context, err error) (string, string) {
+	msg := redact.String(err.Error())
 	var ne net.Error
 	switch {
 	case ctx.Err() == nil && errors.Is(actx.Err(), context.DeadlineExceeded):
-		return history.OutcomeTimeout, err.Error()
+		return history.OutcomeTimeout, msg
 	case errors.As(err, &ne) && ne.Timeout():
-		return history.OutcomeTimeout, err.Error()
+		return history.OutcomeTimeout, msg
 	default:
-		return history.OutcomeNetwork, err.Error()
+		return history.OutcomeNetwork, msg
 	}
 }
 

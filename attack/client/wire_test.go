@@ -263,3 +263,32 @@ func TestTheTransportItselfResendsAnIdempotencyKeyedPOST(t *testing.T) {
 		t.Fatalf("%d calls, server got %d requests with %d drops; want one silent re-send per drop", calls, requests, dropped)
 	}
 }
+
+// TestAFailedAttemptRecordsNoSecretOfItsURL: a failed attempt's error names
+// the request's URL; a secret in its query or userinfo never reaches the
+// history.
+func TestAFailedAttemptRecordsNoSecretOfItsURL(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens: every attempt is refused
+	c, err := New(Options{MaxAttempts: 1, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{
+		"http://" + addr + "/charge?token=s3cret",
+		"http://user:s3cret@" + addr + "/charge",
+	} {
+		var got []history.Attempt
+		res := c.Do(context.Background(), Request{Op: 1, URL: u, Key: "k", Body: []byte(`{}`)}, func(a history.Attempt) { got = append(got, a) })
+		if res.Definite || len(got) != 1 || got[0].Outcome != history.OutcomeNetwork || got[0].Error == "" {
+			t.Fatalf("%s: result %+v, attempts %+v", u, res, got)
+		}
+		if strings.Contains(got[0].Error, "s3cret") {
+			t.Fatalf("the recorded error carries the secret: %q", got[0].Error)
+		}
+	}
+}
