@@ -82,7 +82,7 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 			// Stripe v1: the stored status and body replayed verbatim, no
 			// replay header; eaten responses make the client retry.
 			name: "unmarked-replays", ep: foreign.Options{Store: foreign.StoreAtomic, Status: 200},
-			ops: 150, concurrency: 16, duplicate: 0.3, race: 0.1, reuse: 0.05, faults: eatResponses,
+			ops: 120, concurrency: 16, duplicate: 0.3, race: 0.1, reuse: 0.05, faults: eatResponses,
 			check: func(t *testing.T, g *ground) {
 				g.holds(t)
 				g.sawUnmarkedReplays(t)
@@ -91,7 +91,7 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 		{
 			// express-idempotency's "X-Cache: HIT" as --replay-header.
 			name: "replays-marked-their-own-way", ep: foreign.Options{Store: foreign.StoreAtomic, ReplayHeader: "X-Cache: HIT"},
-			ops: 150, concurrency: 16, duplicate: 0.3, race: 0.1, faults: eatResponses,
+			ops: 120, concurrency: 16, duplicate: 0.3, race: 0.1, faults: eatResponses,
 			tune: func(c *Config) { c.ReplayHeader = "X-Cache=HIT" },
 			check: func(t *testing.T, g *ground) {
 				g.holds(t)
@@ -152,7 +152,7 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 			// The IETF draft: 409 while the first request is in flight,
 			// here without Retry-After.
 			name: "409-without-retry-after", ep: foreign.Options{Store: foreign.StoreLease, Delay: 30 * time.Millisecond},
-			ops: 150, concurrency: 16, duplicate: 0.4, race: 0.5,
+			ops: 120, concurrency: 16, duplicate: 0.4, race: 0.5,
 			check: func(t *testing.T, g *ground) {
 				g.holds(t)
 				if g.saw(func(a history.Attempt) bool { return a.Status == 409 && a.RetryAfterMS == 0 }) == 0 ||
@@ -170,7 +170,7 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 			// process is killed and restarted mid-run.
 			name: "counter-resets-on-restart", ep: foreign.Options{Store: foreign.StoreAtomic, Delay: 5 * time.Millisecond},
 			process: true, killAt: []float64{0.4},
-			ops: 200, concurrency: 16, duplicate: 0.3, race: 0.1,
+			ops: 150, concurrency: 16, duplicate: 0.3, race: 0.1,
 			check: func(t *testing.T, g *ground) {
 				g.holds(t)
 				if len(g.rep.CounterResets) != 1 {
@@ -184,7 +184,7 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 			name: "keys-stuck-in-flight", ep: foreign.Options{Store: foreign.StoreLease, Delay: 40 * time.Millisecond},
 			process: true, killAt: []float64{0.4},
 			ops: 150, concurrency: 16, duplicate: 0.2,
-			tune:  func(c *Config) { c.ReconcileTimeout = 2 * time.Second },
+			tune:  func(c *Config) { c.ReconcileTimeout = 1500 * time.Millisecond },
 			check: func(t *testing.T, g *ground) { g.stuckKeysFail(t) },
 		},
 		{
@@ -192,7 +192,7 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 			// retries after it charge again.
 			name: "in-memory-keys-lost-on-restart", ep: foreign.Options{Store: foreign.StoreMemory, Delay: 5 * time.Millisecond},
 			process: true, killAt: []float64{0.5},
-			ops: 200, concurrency: 16, duplicate: 0.3, faults: eatResponses,
+			ops: 150, concurrency: 16, duplicate: 0.3, faults: eatResponses,
 			check: func(t *testing.T, g *ground) { g.doubleChargesFail(t, true) },
 		},
 		{
@@ -215,7 +215,7 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 			// tells the original's double charges from the reuse's.
 			name: "short-key-lifetime-four-column-ledger",
 			ep:   foreign.Options{Store: foreign.StoreMemory, Lifetime: 150 * time.Millisecond, Delay: 5 * time.Millisecond},
-			ops:  200, concurrency: 16, duplicate: 0.2, reuse: 0.2, faults: eatResponses,
+			ops:  150, concurrency: 16, duplicate: 0.2, reuse: 0.2, faults: eatResponses,
 			tune: func(c *Config) {
 				c.LedgerQuery = `SELECT merchant, idem_key, amount, count(*) FROM ledger GROUP BY 1, 2, 3`
 			},
@@ -228,7 +228,7 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 			// holds effects the per-key count cannot assign.
 			name: "short-key-lifetime-two-column-ledger",
 			ep:   foreign.Options{Store: foreign.StoreMemory, Lifetime: 150 * time.Millisecond, Delay: 5 * time.Millisecond},
-			ops:  200, concurrency: 16, duplicate: 0.2, reuse: 0.2, faults: eatResponses,
+			ops:  150, concurrency: 16, duplicate: 0.2, reuse: 0.2, faults: eatResponses,
 			check: func(t *testing.T, g *ground) { g.attributedPerOp(t, false) },
 		},
 		{
@@ -241,7 +241,7 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 			// The --help example's 3-column ledger query, with the
 			// endpoint's own merchant name.
 			name: "three-column-ledger-query", ep: foreign.Options{Store: foreign.StoreAtomic, Merchant: "acme-eu"},
-			ops: 120, concurrency: 16, duplicate: 0.3, race: 0.1, faults: eatResponses,
+			ops: 100, concurrency: 16, duplicate: 0.3, race: 0.1, faults: eatResponses,
 			tune: func(c *Config) {
 				c.LedgerQuery = `SELECT merchant, idem_key, count(*) FROM ledger GROUP BY 1, 2`
 			},
@@ -250,6 +250,8 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			// Each row has its own database, endpoint and proxy.
+			t.Parallel()
 			for _, seed := range foreignSeeds {
 				t.Run(fmt.Sprint("seed-", seed), func(t *testing.T) {
 					g := runForeign(t, tc, seed)
