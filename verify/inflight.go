@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/paytest/paytest/attack/history"
 )
 
 // checkStuck: no key was still answered "in progress" (409) when the run
@@ -71,33 +73,40 @@ func (a *analysis) stuckOps() int {
 
 // checkFaultsFired: every fault of the run fired. A fault that failed while
 // running (faults.jsonl action "error": a kill whose command failed, a
-// restart that did not come back, latency on an unknown proxy) leaves the
-// run short of what its profile promised, so the verdict is withheld
-// (inconclusive) rather than read "held" for a scenario that did not run.
+// restart that did not come back, latency on an unknown proxy), or a crash
+// point armed that the component never reached ("arm" without a later
+// "inject"), leaves the run short of what its profile promised, so the
+// verdict is withheld (inconclusive) rather than read "held" for a scenario
+// that did not run.
 func checkFaultsFired(ev *evidence, opts Options) Check {
 	const name = CheckFaultsFired
 	fired, failedN := 0, 0
 	cx := cxList{max: opts.MaxCounterexamples}
+	armed := map[string]history.Fault{} // fault+target -> its arm record not yet fired
 	for _, f := range ev.faults {
+		what := strings.TrimSpace(f.Fault + " " + f.Target)
 		switch {
 		case f.Action == "error":
 			failedN++
-			what := f.Fault
-			if f.Target != "" {
-				what += " " + f.Target
-			}
-			cx.add(Counterexample{Op: -1, Why: fmt.Sprintf("%s failed at %s: %s", what, f.Time.UTC().Format("15:04:05.000"), f.Detail)})
+			cx.add(Counterexample{Op: -1, Why: fmt.Sprintf("%s failed at %s: %s", what, clock(f.Time), f.Detail)})
+		case f.Action == "arm":
+			armed[what] = f
 		case injected(f) || f.Action == "start":
 			fired++
+			delete(armed, what)
 		}
+	}
+	for _, what := range sortedKeys(armed) {
+		failedN++
+		cx.add(Counterexample{Op: -1, Why: fmt.Sprintf("%s armed at %s (%s) but never fired", what, clock(armed[what].Time), armed[what].Detail)})
 	}
 	if fired == 0 && failedN == 0 {
 		c := nothing(name, "0 faults", "no fault in "+evFaults)
 		c.Evidence = evFaults
 		return c
 	}
-	figure := fmt.Sprintf("%d fired, %d failed while running", fired, failedN)
-	var c Check
+	figure := fmt.Sprintf("%d fired, %d failed or never fired", fired, failedN)
+	c := held(name, figure, "")
 	if failedN > 0 {
 		whys := make([]string, len(cx.list))
 		for i, x := range cx.list {
@@ -105,9 +114,9 @@ func checkFaultsFired(ev *evidence, opts Options) Check {
 		}
 		c = inconclusive(name, figure, "the run did not do what its profile said: "+strings.Join(whys, "; "))
 		c.Counterexamples, c.CounterexamplesTotal = cx.list, cx.total
-	} else {
-		c = held(name, figure, "")
 	}
 	c.Evidence = evFaults
 	return c
 }
+
+func clock(t time.Time) string { return t.UTC().Format("15:04:05.000") }

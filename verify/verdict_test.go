@@ -887,9 +887,30 @@ func TestFaultsThatFailedMakeTheRunInconclusive(t *testing.T) {
 			},
 			verdict: VerdictInconclusive,
 			checks: map[string]checkWant{
-				CheckFaultsFired:     {status: StatusInconclusive, figure: "3 fired, 1 failed while running", text: "kill consumer failed at 12:00:06.000: restart: exit status 1"},
+				CheckFaultsFired:     {status: StatusInconclusive, figure: "3 fired, 1 failed or never fired", text: "kill consumer failed at 12:00:06.000: restart: exit status 1"},
 				CheckEffectsEqualOps: {status: StatusHeld},
 			},
+		},
+		{
+			name: "a crash point armed but never reached",
+			build: func(t *testing.T, s *runSpec, _ string) {
+				s.faults = append(s.faults, history.Fault{Time: t0.Add(6 * time.Second), Fault: "kill", Action: "arm", Target: "charge", Detail: "crash at after-claim"})
+			},
+			verdict: VerdictInconclusive,
+			checks: map[string]checkWant{
+				CheckFaultsFired: {status: StatusInconclusive, text: "kill charge armed at 12:00:06.000 (crash at after-claim) but never fired"},
+			},
+		},
+		{
+			name: "an armed crash point that fired",
+			build: func(t *testing.T, s *runSpec, _ string) {
+				s.faults = append(s.faults,
+					history.Fault{Time: t0.Add(6 * time.Second), Fault: "kill", Action: "arm", Target: "charge", Detail: "crash at after-claim"},
+					history.Fault{Time: t0.Add(7 * time.Second), Fault: "kill", Action: "inject", Target: "charge", Count: 1},
+					history.Fault{Time: t0.Add(8 * time.Second), Fault: "kill", Action: "stop", Target: "charge"})
+			},
+			verdict: VerdictHeld,
+			checks:  map[string]checkWant{CheckFaultsFired: {status: StatusHeld, figure: "4 fired, 0 failed or never fired"}},
 		},
 		{
 			name: "a failed check still makes it violated",
