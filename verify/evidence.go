@@ -234,6 +234,8 @@ func readEvidence(runDir string, opts Options) (*evidence, error) {
 	return ev, nil
 }
 
+// readLedger reads ledger.jsonl, per key and, from a four-column query,
+// per amount.
 func (ev *evidence) readLedger(runDir string) error {
 	ev.ledger, ev.ledgerAmounts = map[string]int{}, map[string]int{}
 	err := history.ReadFile(filepath.Join(runDir, LedgerFile), func(r LedgerRow) error {
@@ -265,13 +267,18 @@ func (ev *evidence) readLedger(runDir string) error {
 	return nil
 }
 
+// readEvents reads events.jsonl (after the ledger, whose form it follows).
 func (ev *evidence) readEvents(runDir string) error {
 	ev.repeatsByKey = map[string][]EventRow{}
 	err := history.ReadFile(filepath.Join(runDir, EventsFile), func(r EventRow) error {
 		if r.Applied > 1 {
 			ev.eventRepeats = append(ev.eventRepeats, r)
 			if r.Key != "" {
-				k := mkey(r.Merchant, r.Key)
+				m := r.Merchant
+				if !ev.ledgerMerchants { // a ledger by key alone: events match by key too
+					m = ""
+				}
+				k := mkey(m, r.Key)
 				ev.repeatsByKey[k] = append(ev.repeatsByKey[k], r)
 			}
 		}
@@ -287,6 +294,7 @@ func (ev *evidence) readEvents(runDir string) error {
 	return nil
 }
 
+// akey is the ledgerAmounts key of (merchant, key, amount).
 func akey(merchant, key string, amount int64) string {
 	return mkey(merchant, key) + "\x00" + strconv.FormatInt(amount, 10)
 }
