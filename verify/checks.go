@@ -305,9 +305,9 @@ func (ev *evidence) judgeMetrics(sideN, ops int, src string) (status, note, figu
 // charges. More effects than charges is a failure. Fewer, after the
 // counter was reset (a restarted process), may be the increments made
 // between a reset's last snapshot and the process's end, which no scrape
-// saw: held when the ledger holds every charge exactly, inconclusive
-// without a ledger when the shortfall is within what the resets may hide,
-// else a failure. Without a timeline a reset cannot be seen at all, and the
+// saw: excused (held) when the ledger shows no charge lost (its own excess
+// is judged on its own line), inconclusive without a ledger when the
+// shortfall is within what the resets may hide, else a failure. Without a timeline a reset cannot be seen at all, and the
 // note says so.
 func (ev *evidence) judgeShortfall(sideN, ops int) (status, note string) {
 	resets := ev.resetsOf(ev.sideMetric)
