@@ -18,10 +18,12 @@
 //     1000)"); effects under keys no op used count against it. Counters
 //     are summed across resets as Prometheus's increase() does, from the
 //     metrics timeline (metrics/timeline/, every 250 ms) and the final
-//     pages; report.json lists the resets. Effects a process counted after
-//     its last snapshot before a restart are never seen: a shortfall after
-//     a reset holds when the ledger holds every charge, and is inconclusive
-//     without a ledger when the resets may hide it.
+//     pages; a drop, a new process_start_time_seconds or a kill of the
+//     page's process in faults.jsonl marks a restart, and report.json
+//     lists the resets. Effects a process counted after its last snapshot
+//     before a restart are never seen: a shortfall after a reset holds when
+//     the ledger shows no charge lost, and is inconclusive without a ledger
+//     when the resets may hide it.
 //   - exactly-once-per-op: Jepsen's model. An op the client saw succeed
 //     (a complete 2xx) was applied exactly once; one with only definite
 //     rejections (409, 422, other 4xx, never sent) zero times; an
@@ -66,7 +68,8 @@
 //     when the run ended without ever getting a definite answer; each
 //     stuck key is listed with how long it was seen stuck.
 //   - faults-fired: every fault fired; one that failed while running
-//     (faults.jsonl action "error") makes the run inconclusive, naming it.
+//     (faults.jsonl action "error") or a crash point armed and never
+//     reached makes the run inconclusive, naming it.
 //
 // A check with nothing to look at says so (status nothing-to-check).
 //
@@ -129,8 +132,9 @@ const (
 	// (409) at the end of the run, after every definite answer was sought.
 	CheckNoKeyStuck = "no-key-stuck-in-flight"
 	// CheckFaultsFired is inconclusive when a fault failed while running
-	// (faults.jsonl has an "error" record): the run did not do what its
-	// profile said, so its other checks cannot read "held".
+	// (faults.jsonl has an "error" record) or a crash point was armed and
+	// never reached: the run did not do what its profile said, so its
+	// verdict cannot read "held".
 	CheckFaultsFired = "faults-fired"
 )
 
@@ -253,7 +257,9 @@ type Report struct {
 	// the resets the metrics timeline saw, final page included) or "last
 	// page" (no timeline: a reset cannot be seen).
 	CountersFrom string `json:"counters_from,omitempty"`
-	// CounterResets lists every counter reset seen in the timeline.
+	// CounterResets lists the resets seen in the timeline of the counters
+	// verify reads (a process's own go_* and process_* counters are summed
+	// the same way but not listed).
 	CounterResets []CounterReset `json:"counter_resets,omitempty"`
 	// ReuseStatuses are the statuses counted as a reuse's correct rejection.
 	ReuseStatuses []int `json:"reuse_statuses,omitempty"`
