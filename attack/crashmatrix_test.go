@@ -92,11 +92,12 @@ var crashMatrix = []crashCase{
 	{profile: "crash-charge-after-claim", unsafe: "no-idempotency", fired: 0, soakOnly: true,
 		fails: verify.CheckExactlyOncePerOp, alsoFail: noKeys,
 		extra: doubleCharged},
-	// A key read and then written in separate steps: same-key racers both
-	// read "absent" and both charge. The crash after commit is survived
-	// (the key is written with the charge), so the races are what breaks.
+	// A key read and then written in separate steps: same-key senders in
+	// flight together (a duplicate sender, a race) both read "absent" and
+	// both charge. The crash after commit is survived (the key is written
+	// with the charge); the overlapping senders are what breaks.
 	{profile: "crash-charge-after-commit", unsafe: "non-atomic-create", fired: 1,
-		fails: verify.CheckRaceSingleWinner, alsoFail: []string{verify.CheckExactlyOncePerOp, verify.CheckEffectsEqualOps},
+		fails: verify.CheckExactlyOncePerOp, alsoFail: []string{verify.CheckEffectsEqualOps, verify.CheckRaceSingleWinner},
 		extra: doubleCharged},
 	// The crashing request committed its charge and dies before its
 	// publish: its event, and those of requests between commit and
