@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -47,6 +48,9 @@ type foreignCase struct {
 	// tune adjusts the attack's Config (evidence knobs).
 	tune  func(*Config)
 	check func(t *testing.T, g *ground)
+	// gap, when set, is a known false alarm or miss the row exposes: the
+	// row is skipped with it until the owner fixes it.
+	gap string
 }
 
 // ground is what a run said and what the endpoint really did.
@@ -179,6 +183,21 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 			},
 		},
 		{
+			// The same restart before paytest's first look at the
+			// counter: a slow /metrics page is still answering the first
+			// scrape when the process dies.
+			name: "counter-reset-before-first-scrape", ep: foreign.Options{Store: foreign.StoreAtomic, Delay: 5 * time.Millisecond, MetricsDelay: 700 * time.Millisecond},
+			process: true, killAt: []float64{0.3},
+			ops: 150, concurrency: 16, duplicate: 0.3, race: 0.1,
+			gap: "verify: a kill before the first metrics sample is no reset (killedAt skips j == 0): effects-equal-ops fails \"97 of 150 (ledger 150 of 150)\" with no counter reset seen",
+			check: func(t *testing.T, g *ground) {
+				g.holds(t)
+				if len(g.rep.CounterResets) != 1 {
+					t.Errorf("counter resets %+v, want the one restart", g.rep.CounterResets)
+				}
+			},
+		},
+		{
 			// A lease that never expires: the process killed mid-request
 			// leaves keys "in progress"; every later try gets 409.
 			name: "keys-stuck-in-flight", ep: foreign.Options{Store: foreign.StoreLease, Delay: 40 * time.Millisecond},
@@ -252,6 +271,9 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			// Each row has its own database, endpoint and proxy.
 			t.Parallel()
+			if tc.gap != "" {
+				t.Skip("known gap: " + tc.gap)
+			}
 			for _, seed := range foreignSeeds {
 				t.Run(fmt.Sprint("seed-", seed), func(t *testing.T) {
 					g := runForeign(t, tc, seed)
@@ -336,8 +358,14 @@ func runForeign(t *testing.T, tc foreignCase, seed int64) *ground {
 		cfg.KillCmd, cfg.RestartCmd = p.Commands(ctl.URL)
 		cfg.KillAt = tc.killAt
 		defer func() {
-			if p.Kills() != len(tc.killAt) {
-				t.Errorf("the endpoint process was killed %d times, want %d", p.Kills(), len(tc.killAt))
+			// A kill with --kill-cmd is a kill of "target", in the
+			// commands' environment as in faults.jsonl.
+			var want []string
+			for range tc.killAt {
+				want = append(want, "kill target", "restart target")
+			}
+			if got := p.Controls(); p.Kills() != len(tc.killAt) || !slices.Equal(got, want) {
+				t.Errorf("the endpoint process was killed %d times by %q, want %q", p.Kills(), got, want)
 			}
 		}()
 	} else {
@@ -352,6 +380,26 @@ func runForeign(t *testing.T, tc foreignCase, seed int64) *ground {
 		tc.tune(&cfg)
 	}
 	res := run(t, cfg)
+	if _, err := os.Stat(filepath.Join(res.Dir, verify.ReportFile)); err != nil {
+		t.Errorf("no %s: %v", verify.ReportFile, err)
+	}
+	if tc.process {
+		kills := 0
+		if err := history.ReadFile(filepath.Join(res.Dir, history.FaultsFile), func(f history.Fault) error {
+			if f.Fault == fault.Kill && f.Action == "inject" {
+				kills++
+				if f.Target != "target" {
+					t.Errorf("faults.jsonl: a kill of %q, want \"target\"", f.Target)
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if kills != len(tc.killAt) {
+			t.Errorf("faults.jsonl records %d kills, want %d", kills, len(tc.killAt))
+		}
+	}
 	g := &ground{rep: res.Report, dir: res.Dir, process: tc.process, sent: map[string]int{}}
 	if e != nil {
 		g.received = e.Received()

@@ -132,6 +132,9 @@ type Options struct {
 	// the key; default 3).
 	Fault      Fault `json:"fault,omitempty"`
 	FaultOneIn int   `json:"fault_one_in,omitempty"`
+	// MetricsDelay slows every /metrics answer (a collector that takes its
+	// time): a scraper's first look can come after a kill.
+	MetricsDelay time.Duration `json:"metrics_delay,omitempty"`
 	// KeyHeader carries the key (default Idempotency-Key).
 	KeyHeader string `json:"key_header,omitempty"`
 	// Metric names the counter of charges on /metrics (default
@@ -269,6 +272,15 @@ func (e *Endpoint) Processing() int { return int(e.processing.Load()) }
 func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/metrics":
+		if e.o.MetricsDelay > 0 {
+			t := time.NewTimer(e.o.MetricsDelay)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+				return
+			}
+		}
 		e.metrics.ServeHTTP(w, r)
 		return
 	case "/healthz":

@@ -256,6 +256,9 @@ func TestProcessKillAndRestart(t *testing.T) {
 	if r := post(t, p.URL(), "k1", bodyA); r.status != 201 {
 		t.Fatalf("charge after restart: %+v", r)
 	}
+	if got := p.Controls(); len(got) != 2 || got[0] != "kill " || got[1] != "restart " {
+		t.Fatalf("control requests %q, want a kill and a restart for no component", got)
+	}
 	if got := mustLedger(t, db, "ledger"); got["k1"] != 2 {
 		t.Fatalf("ledger %v: the restarted process forgot k1 and charged it again, want 2 rows", got)
 	}

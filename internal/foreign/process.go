@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -93,9 +94,11 @@ func serveChild(raw string) error {
 	return srv.Shutdown(sctx)
 }
 
+// postControl posts to a control URL, naming the component paytest's
+// --kill-cmd or --restart-cmd was run for (PAYTEST_COMPONENT).
 func postControl(u string) error {
 	c := &http.Client{Timeout: 60 * time.Second}
-	resp, err := c.Post(u, "text/plain", nil)
+	resp, err := c.Post(u+"?component="+url.QueryEscape(os.Getenv("PAYTEST_COMPONENT")), "text/plain", nil)
 	if err != nil {
 		return err
 	}
@@ -125,10 +128,11 @@ type Process struct {
 	cfg  ProcessConfig
 	addr string
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
-	kills  int
+	mu         sync.Mutex
+	cmd        *exec.Cmd
+	exited     chan struct{}
+	kills      int
+	components []string
 }
 
 // StartProcess starts the endpoint process and waits until it listens.
@@ -247,12 +251,23 @@ func (p *Process) Stop() {
 	p.cmd, p.exited = nil, nil
 }
 
+// Controls returns each control request so far as "action component"
+// (component: the PAYTEST_COMPONENT the command ran with).
+func (p *Process) Controls() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.components...)
+}
+
 // ServeHTTP is the control page: POST /kill and POST /restart.
 func (p *Process) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		http.Error(w, "POST only", http.StatusMethodNotAllowed)
 		return
 	}
+	p.mu.Lock()
+	p.components = append(p.components, strings.TrimPrefix(r.URL.Path, "/")+" "+r.URL.Query().Get("component"))
+	p.mu.Unlock()
 	switch r.URL.Path {
 	case "/kill":
 		p.Kill()
