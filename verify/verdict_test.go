@@ -8,6 +8,7 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -1186,6 +1187,49 @@ func TestCountersFromSaysWhereCountersWereRead(t *testing.T) {
 			}
 			if rep.CountersFrom != tc.want {
 				t.Fatalf("counters from %q; want %q", rep.CountersFrom, tc.want)
+			}
+		})
+	}
+}
+
+func TestSumSeries(t *testing.T) {
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	pts := func(vals ...float64) []point {
+		out := make([]point, len(vals))
+		for i, v := range vals {
+			out[i] = point{t: at(i * 250), v: v}
+		}
+		return out
+	}
+	withStart := func(p []point, starts ...float64) []point {
+		for i := range p {
+			p[i].start = starts[i]
+		}
+		return p
+	}
+	kill := []killWindow{{from: at(600), to: at(900)}}
+	tests := []struct {
+		name          string
+		pts           []point
+		kills         []killWindow
+		total, hidden float64 // hidden: the increase over the interval before each reset
+		resets        int
+	}{
+		{"no reset", pts(0, 10, 20, 30), nil, 30, 0, 0},
+		{"a drop", pts(0, 40, 80, 110, 36, 150), nil, 260, 30, 1},
+		{"two drops", pts(10, 20, 5, 15, 3), nil, 38, 20, 2},
+		{"a drop at the second sample: no rate to estimate from", pts(50, 10, 20), nil, 70, math.Inf(1), 1},
+		{"a kill with no drop after it", pts(40, 80, 100, 150, 200), kill, 300, 20, 1},
+		{"a kill followed by the old process's last scrape, then the drop", pts(40, 80, 100, 110, 20), kill, 130, 10, 1},
+		{"a kill with no restart recorded: the first sample after it", pts(40, 80, 100, 150, 200, 260), []killWindow{{from: at(600)}}, 360, 20, 1},
+		{"the start time tells, not the kill", withStart(pts(40, 80, 100, 150), 1, 1, 1, 1), kill, 150, 0, 0},
+		{"a new start time with the counter past the old value", withStart(pts(40, 80, 100, 160), 1, 1, 2, 2), nil, 240, 40, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			total, hidden, resets := sumSeries("consumer", "m", tc.pts, tc.kills)
+			if total != tc.total || hidden != tc.hidden || len(resets) != tc.resets {
+				t.Fatalf("total %v, hidden %v, %d resets %+v; want %v, %v, %d", total, hidden, len(resets), resets, tc.total, tc.hidden, tc.resets)
 			}
 		})
 	}
