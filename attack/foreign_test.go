@@ -56,7 +56,6 @@ type foreignCase struct {
 // ground is what a run said and what the endpoint really did.
 type ground struct {
 	rep  *verify.Report
-	dir  string
 	plan []history.Op
 	// ledger is the ledger's rows per key, amounts per key and amount;
 	// rows their sum.
@@ -400,7 +399,7 @@ func runForeign(t *testing.T, tc foreignCase, seed int64) *ground {
 			t.Errorf("faults.jsonl records %d kills, want %d", kills, len(tc.killAt))
 		}
 	}
-	g := &ground{rep: res.Report, dir: res.Dir, process: tc.process, sent: map[string]int{}}
+	g := &ground{rep: res.Report, process: tc.process, sent: map[string]int{}}
 	if e != nil {
 		g.received = e.Received()
 	}

@@ -24,7 +24,6 @@
 package foreign
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -271,6 +270,8 @@ func (e *Endpoint) Processing() int { return int(e.processing.Load()) }
 // ServeHTTP serves charges on Path, the counter on /metrics and /healthz.
 func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
+	case Path:
+		e.serveCharge(w, r)
 	case "/metrics":
 		if e.o.MetricsDelay > 0 {
 			t := time.NewTimer(e.o.MetricsDelay)
@@ -282,15 +283,16 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		e.metrics.ServeHTTP(w, r)
-		return
 	case "/healthz":
 		_, _ = io.WriteString(w, "ok\n")
-		return
-	case Path:
 	default:
 		http.NotFound(w, r)
-		return
 	}
+}
+
+// serveCharge takes one charge request: the key's fault, if any, then the
+// store's answer.
+func (e *Endpoint) serveCharge(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		writeJSON(w, http.StatusMethodNotAllowed, `{"error":{"type":"invalid_request_error","message":"POST only"}}`)
@@ -600,7 +602,7 @@ func serverError(err error) answer {
 func writeJSON(w http.ResponseWriter, status int, body string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_, _ = io.Copy(w, bytes.NewReader([]byte(body)))
+	_, _ = io.WriteString(w, body)
 }
 
 // LedgerCounts returns the ledger's rows per key: the endpoint's ground
