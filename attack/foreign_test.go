@@ -170,10 +170,12 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 		reuseCase("417-undeclared", 417, false),
 		{
 			// A durable store, a counter that starts again at 0 when the
-			// process is killed and restarted mid-run.
-			name: "counter-resets-on-restart", ep: foreign.Options{Store: foreign.StoreAtomic, Delay: 5 * time.Millisecond},
-			process: true, killAt: []float64{0.4},
-			ops: 150, concurrency: 16, duplicate: 0.3, race: 0.1,
+			// process is killed and restarted mid-run (late enough for
+			// paytest to have scraped it before: the next row kills it
+			// sooner).
+			name: "counter-resets-on-restart", ep: foreign.Options{Store: foreign.StoreAtomic, Delay: 10 * time.Millisecond},
+			process: true, killAt: []float64{0.6},
+			ops: 200, concurrency: 16, duplicate: 0.3, race: 0.1,
 			check: func(t *testing.T, g *ground) {
 				g.holds(t)
 				if len(g.rep.CounterResets) != 1 {
