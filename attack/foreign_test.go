@@ -757,3 +757,106 @@ func (g *ground) everyRequestRecorded(t *testing.T) {
 		t.Errorf("... %d keys in all", bad)
 	}
 }
+
+// TestForeignThroughTheCLI drives foreign endpoints with the real binary and
+// its flags: keys stuck after a --kill-at kill end in exit 1 with a report
+// that lists them, and Stripe's 400 for a changed body holds only when
+// declared with --reuse-status.
+func TestForeignThroughTheCLI(t *testing.T) {
+	tests := []struct {
+		name  string
+		ep    foreign.Options
+		args  []string
+		code  int
+		check func(t *testing.T, rep *verify.Report, db *pgxpool.Pool)
+	}{
+		{
+			name: "keys stuck after a kill", ep: foreign.Options{Store: foreign.StoreLease, Delay: 40 * time.Millisecond},
+			args: []string{"--kill-at", "0.4", "--reconcile-timeout", "1500ms", "--reuse-rate", "0"},
+			code: verify.ExitViolated,
+			check: func(t *testing.T, rep *verify.Report, db *pgxpool.Pool) {
+				stuck, err := foreign.StuckKeys(context.Background(), db, "ledger")
+				if err != nil {
+					t.Fatal(err)
+				}
+				c := rep.Check(verify.CheckNoKeyStuck)
+				if len(stuck) == 0 || c == nil || c.Status != verify.StatusFailed || c.CounterexamplesTotal != len(stuck) {
+					t.Fatalf("%d keys stuck; check %+v", len(stuck), c)
+				}
+				for _, cx := range c.Counterexamples {
+					if !slices.Contains(stuck, cx.Key) {
+						t.Errorf("listed key %s is not stuck (stuck: %v)", cx.Key, stuck)
+					}
+				}
+			},
+		},
+		{
+			name: "stripe 400 declared", ep: foreign.Options{Store: foreign.StoreAtomic, ReuseStatus: 400},
+			args: []string{"--reuse-status", "400", "--reuse-rate", "0.2"}, code: verify.ExitHeld,
+		},
+		{
+			name: "stripe 400 undeclared", ep: foreign.Options{Store: foreign.StoreAtomic, ReuseStatus: 400},
+			args: []string{"--reuse-rate", "0.2"}, code: verify.ExitViolated,
+			check: func(t *testing.T, rep *verify.Report, _ *pgxpool.Pool) {
+				for _, c := range rep.Checks {
+					if c.Status == verify.StatusFailed && c.Name != verify.CheckKeyReuse422 {
+						t.Errorf("%s failed: %q %s", c.Name, c.Figure, c.Detail)
+					}
+				}
+				if c := rep.Check(verify.CheckKeyReuse422); c == nil || c.Status != verify.StatusFailed || c.CounterexamplesTotal != rep.Reuses {
+					t.Errorf("key-reuse-422: %+v, want all %d reuses", c, rep.Reuses)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			dbURL := testinfra.Postgres(t)
+			db, err := pgxpool.New(ctx, dbURL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(db.Close)
+			o := tt.ep
+			o.Table = "ledger"
+			p, err := foreign.StartProcess(ctx, foreign.ProcessConfig{Options: o, DatabaseURL: dbURL})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(p.Stop)
+			ctl := httptest.NewServer(p)
+			t.Cleanup(ctl.Close)
+			kill, restart := p.Commands(ctl.URL)
+			out := t.TempDir()
+			args := append([]string{"attack", "--profile", "key-reuse", "--seed", "7", "--ops", "150", "--concurrency", "16",
+				"--duplicate-rate", "0.2", "--race-rate", "0", "--no-progress", "--out", out,
+				"--target", p.URL(), "--metrics-url", p.MetricsURL(), "--side-effect-metric", foreign.DefaultMetric,
+				"--database-url", dbURL, "--ledger-query", foreignLedgerQuery, "--kill-cmd", kill, "--restart-cmd", restart,
+			}, tt.args...)
+			cmd := paytestCmd(t, childTmp(t), args...)
+			b, err := cmd.CombinedOutput()
+			if code := cmd.ProcessState.ExitCode(); code != tt.code {
+				t.Fatalf("exit %d (%v), want %d:\n%s", code, err, tt.code, b)
+			}
+			rep, err := verify.ReadReport(filepath.Join(out, verify.ReportFile))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ledger, err := foreign.LedgerCounts(ctx, db, "ledger")
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows := 0
+			for _, n := range ledger {
+				rows += n
+			}
+			if rep.LedgerEffects != rows {
+				t.Errorf("report.json: %d ledger effects, the ledger holds %d rows", rep.LedgerEffects, rows)
+			}
+			if tt.check != nil {
+				tt.check(t, rep, db)
+			}
+		})
+	}
+}
