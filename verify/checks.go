@@ -303,12 +303,12 @@ func (ev *evidence) judgeMetrics(sideN, ops int, src string) (status, note, figu
 
 // judgeShortfall judges a side-effect count that differs from the logical
 // charges. More effects than charges is a failure. Fewer, after the
-// counter was reset (a restarted process), may be the increments made
-// between a reset's last snapshot and the process's end, which no scrape
-// saw: excused (held) when the ledger shows no charge lost (its own excess
-// is judged on its own line), inconclusive without a ledger when the
-// shortfall is within what the resets may hide, else a failure. Without a timeline a reset cannot be seen at all, and the
-// note says so.
+// counter was reset (a restarted process), may be the increments the
+// process made after its last scrape, which died with it (a process that
+// crashes soon after a scrape can take many): excused (held) when the
+// ledger shows no charge lost (its own excess is judged on its own line),
+// inconclusive without a ledger (the count is a lower bound). Without a
+// timeline a reset cannot be seen at all, and the note says so.
 func (ev *evidence) judgeShortfall(sideN, ops int) (status, note string) {
 	resets := ev.resetsOf(ev.sideMetric)
 	short := ops - sideN
@@ -318,13 +318,12 @@ func (ev *evidence) judgeShortfall(sideN, ops int) (status, note string) {
 		}
 		return StatusFailed, ""
 	}
-	hidden := ev.hidden[ev.sideMetric]
 	across := fmt.Sprintf("metrics count %d of %d side effects summed across %s", sideN, ops, plural(resets, "counter reset"))
 	switch {
 	case ev.hasLedger && ev.ledgerTotal >= ops:
-		return StatusHeld, across + fmt.Sprintf(": the %d short are increments a process made after its last snapshot before restarting, which no scrape saw; the ledger holds %d", short, ev.ledgerTotal)
-	case !ev.hasLedger && float64(short) <= hidden:
-		return StatusInconclusive, across + fmt.Sprintf(": the %d short may be increments made after a reset's last snapshot (up to ~%s by the rate before it); without a ledger a lost effect cannot be told from them", short, fmtNum(hidden))
+		return StatusHeld, across + fmt.Sprintf(": the %d short are increments a process made after its last scrape before restarting, which died with it; the ledger holds %d", short, ev.ledgerTotal)
+	case !ev.hasLedger:
+		return StatusInconclusive, across + fmt.Sprintf(": after a restart the count is a lower bound (what a process counted after its last scrape died with it), so without a ledger the %d short cannot be told from lost effects", short)
 	}
 	return StatusFailed, ", summed across " + plural(resets, "counter reset")
 }

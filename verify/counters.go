@@ -1,7 +1,6 @@
 package verify
 
 import (
-	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -54,10 +53,6 @@ type killWindow struct{ from, to time.Time }
 type counterTotals struct {
 	totals map[string]float64 // metric -> summed across series and resets
 	resets []CounterReset
-	// hidden estimates, per metric, the increments made between a reset's
-	// last snapshot and the process's end (lost with it): the rate just
-	// before the reset times the gap. +Inf when no rate could be measured.
-	hidden map[string]float64
 }
 
 // isCounter says whether a family is summed across resets: a counter, or
@@ -134,7 +129,7 @@ func quote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"
 // the final page) and sums each counter per series across its resets (see
 // sumSeries).
 func sumCounters(page string, snaps []*counterSnapshot, kills []killWindow) counterTotals {
-	out := counterTotals{totals: map[string]float64{}, hidden: map[string]float64{}}
+	out := counterTotals{totals: map[string]float64{}}
 	series := map[string][]point{} // metric + "\x00" + labels -> samples
 	for _, sn := range snaps {
 		if sn == nil {
@@ -149,9 +144,8 @@ func sumCounters(page string, snaps []*counterSnapshot, kills []killWindow) coun
 	}
 	for id, pts := range series {
 		metric, labels, _ := strings.Cut(id, "\x00")
-		total, hidden, resets := sumSeries(page, metric+labels, pts, kills)
+		total, resets := sumSeries(page, metric+labels, pts, kills)
 		out.totals[metric] += total
-		out.hidden[metric] += hidden
 		out.resets = append(out.resets, resets...)
 	}
 	sort.Slice(out.resets, func(i, j int) bool {
@@ -167,11 +161,9 @@ func sumCounters(page string, snaps []*counterSnapshot, kills []killWindow) coun
 // value below the one before, a new process start time, or a kill of the
 // page's process (faults.jsonl) after which no drop shows (the new process
 // counted past the old value before its first scrape) means the process
-// counted from zero again; what it had counted is kept. hidden estimates
-// the increments made between each reset's last sample and the process's
-// end: the rate just before it times the gap (+Inf when no rate could be
-// measured).
-func sumSeries(page, name string, pts []point, kills []killWindow) (total, hidden float64, resets []CounterReset) {
+// counted from zero again; what it had counted is kept. What it counted
+// after its last sample is lost with it: the total is a lower bound.
+func sumSeries(page, name string, pts []point, kills []killWindow) (total float64, resets []CounterReset) {
 	forced := killedAt(pts, kills)
 	offset := 0.0
 	for i := 1; i < len(pts); i++ {
@@ -180,13 +172,12 @@ func sumSeries(page, name string, pts []point, kills []killWindow) (total, hidde
 		if cur.v < prev.v || restarted || forced[i] {
 			resets = append(resets, CounterReset{Page: page, Metric: name, Time: cur.t, Before: prev.v, After: cur.v})
 			offset += prev.v
-			hidden += unseen(pts, i)
 		}
 	}
 	if len(pts) > 0 {
 		total = pts[len(pts)-1].v + offset
 	}
-	return total, hidden, resets
+	return total, resets
 }
 
 // killedAt marks the samples that follow a kill of the page's process when
@@ -216,17 +207,6 @@ func killedAt(pts []point, kills []killWindow) map[int]bool {
 	return forced
 }
 
-// unseen estimates the increments a series made after sample i-1, before
-// the reset seen at sample i: its rate over the interval before, times the
-// gap.
-func unseen(pts []point, i int) float64 {
-	if i < 2 || !pts[i-1].t.After(pts[i-2].t) {
-		return math.Inf(1)
-	}
-	rate := (pts[i-1].v - pts[i-2].v) / pts[i-1].t.Sub(pts[i-2].t).Seconds()
-	return math.Ceil(math.Max(0, rate) * pts[i].t.Sub(pts[i-1].t).Seconds())
-}
-
 // killWindows are the kills of target's process in faults.jsonl, each with
 // the restart recorded after it.
 func killWindows(faults []history.Fault, target string) []killWindow {
@@ -250,7 +230,6 @@ func killWindows(faults []history.Fault, target string) []killWindow {
 // both a final page and a timeline. A series the final page lacks (a
 // restarted process that has not created it yet) keeps what it counted.
 func (ev *evidence) applyTimeline(mdir string) {
-	ev.hidden = map[string]float64{}
 	final := time.Time{}
 	if ev.sources != nil {
 		final = ev.sources.Time
@@ -278,11 +257,8 @@ func (ev *evidence) applyTimeline(mdir string) {
 		for metric, v := range ct.totals {
 			ev.pages[name][metric] = v
 		}
-		for metric, h := range ct.hidden {
-			ev.hidden[metric] += h
-		}
 		for _, x := range ct.resets {
-			if ev.readsCounter(x.Metric) && (x.Before > 0 || x.After > 0) {
+			if ev.readsCounter(x.Metric) {
 				ev.resets = append(ev.resets, x)
 			}
 		}

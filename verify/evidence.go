@@ -129,7 +129,6 @@ type evidence struct {
 
 	// Counters summed across resets (see applyTimeline).
 	resets       []CounterReset
-	hidden       map[string]float64
 	countersFrom string
 
 	faults        []history.Fault
