@@ -65,10 +65,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	for _, e := range r.EvidenceErrors {
 		fmt.Fprintf(bw, "evidence missing: %s\n", e)
 	}
-	for _, x := range r.CounterResets {
-		fmt.Fprintf(bw, "counter reset: %s %s at %s: %s -> %s (summed across it)\n",
-			x.Page, x.Metric, x.Time.UTC().Format("15:04:05.000"), fmtNum(x.Before), fmtNum(x.After))
-	}
+	writeResets(bw, r.CounterResets)
 	width := 0
 	for _, c := range r.Checks {
 		width = max(width, len(c.Name))
@@ -93,6 +90,19 @@ func (r *Report) WriteText(w io.Writer) error {
 		}
 	}
 	return bw.Flush()
+}
+
+// writeResets tells the counter resets, one line per page and time (a
+// process's restart resets all its counters at once).
+func writeResets(w io.Writer, resets []CounterReset) {
+	for i := 0; i < len(resets); {
+		x := resets[i]
+		var parts []string
+		for ; i < len(resets) && resets[i].Page == x.Page && resets[i].Time.Equal(x.Time); i++ {
+			parts = append(parts, fmt.Sprintf("%s %s -> %s", resets[i].Metric, fmtNum(resets[i].Before), fmtNum(resets[i].After)))
+		}
+		fmt.Fprintf(w, "counter reset: %s at %s: %s (summed across it)\n", x.Page, x.Time.UTC().Format("15:04:05.000"), strings.Join(parts, ", "))
+	}
 }
 
 // String renders one counterexample on a line.

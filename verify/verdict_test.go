@@ -353,7 +353,7 @@ func TestCountersSummedAcrossResets(t *testing.T) {
 			checks: map[string]checkWant{
 				CheckEffectsEqualOps: {status: StatusHeld, figure: "300 of 300 (ledger 300 of 300)", text: "summed across 1 counter reset"},
 			},
-			inText: []string{"counter reset: consumer " + DefaultSideEffectMetric + " at 12:00:01.000: 110 -> 36"},
+			inText: []string{"counter reset: consumer at 12:00:01.000: " + DefaultSideEffectMetric + " 110 -> 36 (summed across it)"},
 		},
 		{
 			name: "increments lost with the process, ledger exact: held",
@@ -459,7 +459,7 @@ func TestCountersSummedAcrossResets(t *testing.T) {
 			checks: map[string]checkWant{
 				CheckEffectsEqualOps: {status: StatusHeld, figure: "250 of 300 (ledger 300 of 300); 50 never scraped before 1 counter reset"},
 			},
-			inText: []string{"counter reset: consumer " + DefaultSideEffectMetric + " at 12:00:00.250: 0 -> 0"},
+			inText: []string{"counter reset: consumer at 12:00:00.250: " + DefaultSideEffectMetric + " 0 -> 0"},
 		},
 		{
 			name: "a restart seen by the process start time, the counter past its old value",
@@ -495,7 +495,7 @@ func TestCountersSummedAcrossResets(t *testing.T) {
 			checks: map[string]checkWant{
 				CheckEffectsEqualOps: {status: StatusHeld, figure: "300 of 300"},
 			},
-			inText: []string{`consumer ` + DefaultSideEffectMetric + `{shard="b"} at 12:00:00.500: 50 -> 10`},
+			inText: []string{`consumer at 12:00:00.500: ` + DefaultSideEffectMetric + `{shard="b"} 50 -> 10`},
 		},
 		{
 			name: "the DLQ and inbox counters are summed across resets too; gauges are not",
@@ -1166,7 +1166,7 @@ func TestAKilledTargetsCounterIsSummedAcrossItsRestart(t *testing.T) {
 			},
 			verdict: VerdictHeld,
 			checks:  map[string]checkWant{CheckEffectsEqualOps: {status: StatusHeld, figure: "300 of 300 (ledger 300 of 300)"}},
-			inText:  []string{"counter reset: target shop_charges_total at 12:00:00.750: 100 -> 150"},
+			inText:  []string{"counter reset: target at 12:00:00.750: shop_charges_total 100 -> 150"},
 		},
 		{
 			name: "the old process answered one more scrape after the kill: its drop is the restart",
@@ -1177,7 +1177,7 @@ func TestAKilledTargetsCounterIsSummedAcrossItsRestart(t *testing.T) {
 			},
 			verdict: VerdictHeld,
 			checks:  map[string]checkWant{CheckEffectsEqualOps: {status: StatusHeld, figure: "300 of 300 (ledger 300 of 300)"}},
-			inText:  []string{"counter reset: target shop_charges_total at 12:00:01.000: 110 -> 20"},
+			inText:  []string{"counter reset: target at 12:00:01.000: shop_charges_total 110 -> 20"},
 		},
 		{
 			// Nothing tells a restart the counter outgrew: the metric's 100
