@@ -620,9 +620,13 @@ func (g *ground) attributedPerOp(t *testing.T, exact bool) {
 		}
 	}
 	r := g.mustCheck(t, verify.CheckKeyReuse422)
+	unsure := 0 // reuses a per-key count may take for their original's extra charges
+	if !exact {
+		unsure = g.count(func(o history.Op) bool { return o.Kind == history.KindReuse && g.lostCharges(o) })
+	}
 	switch {
-	case charged > 0 && (r.Status != verify.StatusFailed || r.CounterexamplesTotal != charged):
-		t.Errorf("%s: %s %q with %d counterexamples, the ledger holds %d reuses charged at their own amount: %s", r.Name, r.Status, r.Figure, r.CounterexamplesTotal, charged, r.Detail)
+	case charged > 0 && (r.Status != verify.StatusFailed || r.CounterexamplesTotal > charged || r.CounterexamplesTotal < charged-unsure):
+		t.Errorf("%s: %s %q with %d counterexamples, the ledger holds %d reuses charged at their own amount (%d of them by answers lost): %s", r.Name, r.Status, r.Figure, r.CounterexamplesTotal, charged, unsure, r.Detail)
 	case charged == 0 && r.Status != verify.StatusHeld:
 		t.Errorf("%s: %s %q, no reuse was charged: %s %v", r.Name, r.Status, r.Figure, r.Detail, r.Counterexamples)
 	}
@@ -639,20 +643,22 @@ func (g *ground) attributedPerOp(t *testing.T, exact bool) {
 	}
 }
 
-// ambiguousReuse: a reuse of orig was charged more often than the client
-// saw 2xx answers for it (the rest were lost), so a per-key count cannot
-// tell its effects from orig's.
+// ambiguousReuse: a reuse of orig was charged by attempts whose answers
+// were lost, so a per-key count cannot tell its effects from orig's.
 func (g *ground) ambiguousReuse(orig history.Op) bool {
 	for _, o := range g.plan {
-		if o.Kind != history.KindReuse || o.ReuseOf != orig.Op {
-			continue
-		}
-		seen := g.saw(func(a history.Attempt) bool { return a.Op == o.Op && a.Status/100 == 2 && a.ChargeID != "" })
-		if g.amounts[o.Key][o.Amount] > seen {
+		if o.Kind == history.KindReuse && o.ReuseOf == orig.Op && g.lostCharges(o) {
 			return true
 		}
 	}
 	return false
+}
+
+// lostCharges: the ledger holds more charges at op's amount than the
+// client read 2xx answers with a resource id for it.
+func (g *ground) lostCharges(op history.Op) bool {
+	seen := g.saw(func(a history.Attempt) bool { return a.Op == op.Op && a.Status/100 == 2 && a.ChargeID != "" })
+	return g.amounts[op.Key][op.Amount] > seen
 }
 
 // stuckKeysFail: the report is written, no-key-stuck-in-flight fails
