@@ -139,6 +139,24 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 			},
 		},
 		{
+			// The lock again, answers wrapped as {"data":{"id":...},
+			// "request_id":...} with a fresh request id each time, no
+			// ledger: --id-field /data/id says two answers are one charge.
+			name: "per-key-lock-id-field", ep: foreign.Options{Store: foreign.StoreMemory, InFlight: foreign.InFlightWait, Delay: 20 * time.Millisecond, Envelope: true},
+			ops: 150, concurrency: 16, duplicate: 0.4, race: 0.5,
+			tune: func(c *Config) { c.DatabaseURL, c.LedgerQuery, c.IDField = "", "", "/data/id" },
+			check: func(t *testing.T, g *ground) {
+				g.sawUnmarkedReplays(t)
+				races := g.count(func(o history.Op) bool { return o.Race })
+				if r := g.mustCheck(t, verify.CheckRaceSingleWinner); r.Status != verify.StatusHeld || !strings.HasPrefix(r.Figure, fmt.Sprintf("%d of %d races", races, races)) {
+					t.Errorf("%s: %s %q (evidence %q), want held for all %d races: %s %v", r.Name, r.Status, r.Figure, r.Evidence, races, r.Detail, r.Counterexamples)
+				}
+				if x := g.mustCheck(t, verify.CheckExactlyOncePerOp); x.Status == verify.StatusFailed || g.rep.Verdict != verify.VerdictHeld {
+					t.Errorf("%s: %s %q, verdict %s: %s %v", x.Name, x.Status, x.Figure, g.rep.Verdict, x.Detail, x.Counterexamples)
+				}
+			},
+		},
+		{
 			// The connection closes after the request was read: after
 			// the charge for some keys, before it for others.
 			name: "connection-dropped", ep: foreign.Options{Store: foreign.StoreAtomic, Fault: foreign.FaultDropMixed, FaultOneIn: 3},

@@ -131,6 +131,10 @@ type Options struct {
 	// the key; default 3).
 	Fault      Fault `json:"fault,omitempty"`
 	FaultOneIn int   `json:"fault_one_in,omitempty"`
+	// Envelope wraps every 2xx body as {"data": charge, "request_id": a
+	// fresh id per response}, the way many APIs do: a replay's body differs
+	// from the first answer's while its /data/id is the same.
+	Envelope bool `json:"envelope,omitempty"`
 	// MetricsDelay slows every /metrics answer (a collector that takes its
 	// time): a scraper's first look can come after a kill.
 	MetricsDelay time.Duration `json:"metrics_delay,omitempty"`
@@ -200,6 +204,7 @@ type Endpoint struct {
 	metrics http.Handler
 
 	processing atomic.Int64
+	requests   atomic.Int64
 
 	mu       sync.Mutex
 	received map[string]int
@@ -319,6 +324,9 @@ func (e *Endpoint) serveCharge(w http.ResponseWriter, r *http.Request) {
 	}
 	sum := sha256.Sum256(body)
 	a := e.process(r.Context(), key, hex.EncodeToString(sum[:]), req)
+	if e.o.Envelope && a.status >= 200 && a.status < 300 {
+		a.body = []byte(fmt.Sprintf(`{"data":%s,"request_id":"req_%d"}`, a.body, e.requests.Add(1)))
+	}
 	switch {
 	case fault == FaultDropAfter:
 		panic(http.ErrAbortHandler)

@@ -2,6 +2,7 @@ package foreign_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -104,6 +105,30 @@ func TestReplaysVerbatimAndRejectsAChangedBody(t *testing.T) {
 				t.Fatalf("ledger %v, want k1 once", got)
 			}
 		})
+	}
+}
+
+// TestEnvelopeRepliesCarryTheSameIDInFreshBodies: a replay is not
+// byte-identical, but its /data/id is the first answer's.
+func TestEnvelopeRepliesCarryTheSameIDInFreshBodies(t *testing.T) {
+	_, _, url := mustEndpoint(t, foreign.Options{Table: "ledger", Store: foreign.StoreAtomic, Envelope: true})
+	var ids []string
+	var bodies []string
+	for range 2 {
+		r := post(t, url, "k1", bodyA)
+		var v struct {
+			Data struct {
+				ID string `json:"id"`
+			} `json:"data"`
+			RequestID string `json:"request_id"`
+		}
+		if err := json.Unmarshal([]byte(r.body), &v); err != nil || r.status != 201 || v.RequestID == "" {
+			t.Fatalf("answer %+v (%v)", r, err)
+		}
+		ids, bodies = append(ids, v.Data.ID), append(bodies, r.body)
+	}
+	if ids[0] == "" || ids[0] != ids[1] || bodies[0] == bodies[1] {
+		t.Fatalf("ids %q, bodies %q: want one id in two different bodies", ids, bodies)
 	}
 }
 
