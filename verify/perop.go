@@ -302,7 +302,7 @@ func (a *analysis) checkRaces(ev *evidence, opts Options) Check {
 		return nothing(name, "0 races", "the plan has no same-key races")
 	}
 	cx := cxList{max: opts.MaxCounterexamples}
-	var single, hidden, lost int
+	var single, multi, hidden, lost int
 	for i := range a.ops {
 		o := &a.ops[i]
 		if o.kind != kindCharge || !o.race {
@@ -315,6 +315,7 @@ func (a *analysis) checkRaces(ev *evidence, opts Options) Check {
 			e, _ := a.opEffects(ev, o)
 			effects, winners = &e, e
 		}
+		multi += b2i(winners > 1)
 		switch {
 		case winners > 1 && ev.hasLedger:
 			why = fmt.Sprintf("the ledger holds %d effects for the race: more than one winner (%s)", winners, o.clientCharges())
@@ -338,12 +339,12 @@ func (a *analysis) checkRaces(ev *evidence, opts Options) Check {
 	figure := fmt.Sprintf("%d of %d races with a single winner", a.nRace-cx.total, a.nRace)
 	var detail string
 	if ev.hasLedger {
-		detail = fmt.Sprintf("winners counted in the ledger: %d with one effect, %d with none whose answers were lost", single, hidden)
+		detail = fmt.Sprintf("winners counted in the ledger: %d with one effect, %d with more, %d with none whose answers were lost", single, multi, hidden)
 		if lost > 0 {
 			detail += fmt.Sprintf(", %d acknowledged but not in the ledger (see %s)", lost, CheckExactlyOncePerOp)
 		}
 	} else {
-		detail = fmt.Sprintf("winners counted by distinct resource ids (else bodies) among the 2xx answers: %d with one, %d whose winner's answer was lost (timeouts only)", single, hidden)
+		detail = fmt.Sprintf("winners counted by distinct resource ids (else bodies) among the 2xx answers: %d with one, %d with more, %d whose winner's answer was lost (timeouts only)", single, multi, hidden)
 	}
 	var c Check
 	if cx.total > 0 {
