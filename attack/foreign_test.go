@@ -233,9 +233,9 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 			ops: 300, concurrency: 48, duplicate: 0.2,
 			tune:  func(c *Config) { c.ReconcileTimeout = 1500 * time.Millisecond },
 			check: func(t *testing.T, g *ground) { g.stuckKeysFail(t) },
-			gap: "no-key-stuck-in-flight lists 24 of 45 and 23 of 29 stuck keys (seeds 3, 29): not listed are keys answered 409 " +
-				"whose last attempt was a budget refusal or a timeout at the reconcile deadline (verify: judge by the last answer), " +
-				"and keys never answered after the restart (network, budget, then one reconcile attempt cut by the deadline; attack: probe each unconfirmed op once outside the budget)",
+			gap: "with --reconcile-timeout 1.5s no-key-stuck-in-flight lists 28 of 41, 26 of 27 and 31 of 43 stuck keys: " +
+				"the unlisted got no 409 after the kill (network, budget refusals, a reconcile attempt cut by the deadline) " +
+				"or a 409 followed only by budget refusals and a cut attempt; with 6 s every stuck key is listed (3 seeds, 33 s)",
 		},
 		{
 			// Fiber's in-memory storage: a restart forgets every key, and
