@@ -51,7 +51,8 @@ type Sources struct {
 	// summed over series and pages (default DefaultSideEffectMetric).
 	SideEffectMetric string
 	// SideEffectQuery is the PromQL for the side effects at PrometheusURL
-	// (default DefaultSideEffectQuery).
+	// (default: the sum of SideEffectMetric's series, DefaultSideEffectQuery
+	// for the default metric).
 	SideEffectQuery string
 	// DatabaseURL is the ledger's Postgres, LedgerQuery the per-key effects
 	// query (default DefaultLedgerQuery).
@@ -94,7 +95,7 @@ func Collect(ctx context.Context, src Sources, runDir string) error {
 		src.SideEffectMetric = DefaultSideEffectMetric
 	}
 	if src.SideEffectQuery == "" {
-		src.SideEffectQuery = DefaultSideEffectQuery
+		src.SideEffectQuery = "sum(" + src.SideEffectMetric + ")"
 	}
 	if src.LedgerQuery == "" {
 		src.LedgerQuery = DefaultLedgerQuery
@@ -150,7 +151,13 @@ func Collect(ctx context.Context, src Sources, runDir string) error {
 	}
 	if src.PrometheusURL != "" {
 		rec.PrometheusURL, rec.SideEffectQuery = redact(src.PrometheusURL), src.SideEffectQuery
-		if err := queryPrometheus(ctx, hc, src, filepath.Join(mdir, PrometheusFile)); err != nil {
+		// The side-effect counter's samples since the run began let Verify
+		// sum it across restarts, as it does with the metrics timeline.
+		var since time.Time
+		if r, err := history.ReadRun(filepath.Join(runDir, history.RunFile)); err == nil {
+			since = r.Started
+		}
+		if err := queryPrometheus(ctx, hc, src, since, filepath.Join(mdir, PrometheusFile)); err != nil {
 			errs = append(errs, fmt.Errorf("prometheus at %s: %w", redact(src.PrometheusURL), err))
 		}
 	}
@@ -215,7 +222,7 @@ func scrape(ctx context.Context, hc *http.Client, u, path, metric string) (bool,
 // queryPrometheus runs the side-effect query and the contract's other
 // metrics as instant queries and saves the answers. An empty answer to the
 // side-effect query is an error: the metric is not there.
-func queryPrometheus(ctx context.Context, hc *http.Client, src Sources, path string) error {
+func queryPrometheus(ctx context.Context, hc *http.Client, src Sources, since time.Time, path string) error {
 	base, err := url.Parse(strings.TrimRight(src.PrometheusURL, "/"))
 	if err != nil {
 		return err
@@ -242,6 +249,15 @@ func queryPrometheus(ctx context.Context, hc *http.Client, src Sources, path str
 	}
 	if a, ok := out.Answers[promSideEffects]; ok && a.Value == nil {
 		errs = append(errs, fmt.Errorf("query %q returned no series: the side-effect metric is not in Prometheus", src.SideEffectQuery))
+	}
+	// Only the default query is a plain sum of the counter's series, which
+	// the range can replace.
+	if !since.IsZero() && src.SideEffectQuery == "sum("+src.SideEffectMetric+")" {
+		series, err := RangeQuery(ctx, hc, base, src.SideEffectMetric, since, out.Time)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("range query %q: %w", src.SideEffectMetric, err))
+		}
+		out.SideEffectSeries = series
 	}
 	if err := writeJSON(path, out); err != nil {
 		errs = append(errs, err)
@@ -347,6 +363,67 @@ func InstantQuery(ctx context.Context, hc *http.Client, base *url.URL, q string)
 	}
 	ans.Value, ans.Series = &sum, len(samples)
 	return ans, nil
+}
+
+// RangeQuery runs one PromQL range query (/api/v1/query_range) from start
+// to end, at a step that keeps each series under 10,000 points (at least a
+// second), and returns its series. The steps are counted back from end, so
+// the last sample is the series' value at end.
+func RangeQuery(ctx context.Context, hc *http.Client, base *url.URL, q string, start, end time.Time) ([]PromSeries, error) {
+	step := max(time.Second, end.Sub(start)/10000).Truncate(time.Second)
+	start = end.Add(-step * ((end.Sub(start) + step - 1) / step))
+	u := *base
+	u.Path = strings.TrimRight(u.Path, "/") + "/api/v1/query_range"
+	u.RawQuery = url.Values{"query": {q}, "start": {unixSeconds(start)}, "end": {unixSeconds(end)},
+		"step": {strconv.FormatFloat(step.Seconds(), 'f', -1, 64)}}.Encode()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Status string `json:"status"`
+		Error  string `json:"error"`
+		Data   struct {
+			ResultType string `json:"resultType"`
+			Result     []struct {
+				Metric map[string]string `json:"metric"`
+				Values [][2]any          `json:"values"`
+			} `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxPage)).Decode(&body); err != nil {
+		return nil, fmt.Errorf("HTTP %s: %w", resp.Status, err)
+	}
+	if body.Status != "success" || body.Data.ResultType != "matrix" {
+		return nil, fmt.Errorf("HTTP %s: %s (result type %q)", resp.Status, body.Error, body.Data.ResultType)
+	}
+	out := make([]PromSeries, 0, len(body.Data.Result))
+	for _, r := range body.Data.Result {
+		s := PromSeries{Metric: r.Metric, Values: make([][2]float64, 0, len(r.Values))}
+		for _, p := range r.Values {
+			t, ok := p[0].(float64)
+			str, ok2 := p[1].(string)
+			if !ok || !ok2 {
+				return nil, fmt.Errorf("sample %v is not [time, \"value\"]", p)
+			}
+			v, err := strconv.ParseFloat(str, 64)
+			if err != nil {
+				return nil, err
+			}
+			s.Values = append(s.Values, [2]float64{t, v})
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func unixSeconds(t time.Time) string {
+	return strconv.FormatFloat(float64(t.UnixMilli())/1000, 'f', 3, 64)
 }
 
 // queryLedger runs the ledger query and writes one LedgerRow per row.

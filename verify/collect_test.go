@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -239,32 +240,7 @@ func TestCollectThroughPrometheus(t *testing.T) {
 	}
 	const n = 150
 	fs := newFakeSystem(t, n, "", 5) // Prometheus first sees the consumer 5 behind
-	tmp := t.TempDir()
-	cfg := filepath.Join(tmp, "prometheus.yml")
-	targets := []string{strings.TrimPrefix(fs.consumer.URL, "http://"), strings.TrimPrefix(fs.relay.URL, "http://")}
-	err = os.WriteFile(cfg, []byte(fmt.Sprintf("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: paytest\n    static_configs:\n      - targets: ['%s', '%s']\n", targets[0], targets[1])), 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "--config.file="+cfg, "--web.listen-address="+addr,
-		"--storage.tsdb.path="+filepath.Join(tmp, "data"), "--log.level=warn")
-	logf, err := os.Create(filepath.Join(tmp, "prometheus.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.WaitDelay = 10 * time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-		logf.Close()
-	})
-	promURL := "http://" + addr
+	promURL := startPrometheus(t, bin, fs.consumer.URL, fs.relay.URL)
 	testinfra.WaitFor(t, 45*time.Second, func() error {
 		resp, err := http.Get(promURL + "/api/v1/query?query=" + "sum(" + DefaultSideEffectMetric + ")")
 		if err != nil {
@@ -319,6 +295,41 @@ func TestCollectThroughPrometheus(t *testing.T) {
 	if apperr.Code(err) != apperr.EINCONCLUSIVE || !strings.Contains(err.Error(), "returned no series") {
 		t.Fatalf("err = %v; want EINCONCLUSIVE naming the empty query", err)
 	}
+}
+
+// startPrometheus runs bin scraping each target URL's /metrics every
+// second, stopped by t.Cleanup, and returns its URL.
+func startPrometheus(t *testing.T, bin string, targets ...string) string {
+	t.Helper()
+	tmp := t.TempDir()
+	cfg := filepath.Join(tmp, "prometheus.yml")
+	hosts := make([]string, len(targets))
+	for i, u := range targets {
+		hosts[i] = "'" + strings.TrimPrefix(u, "http://") + "'"
+	}
+	err := os.WriteFile(cfg, []byte(fmt.Sprintf("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: paytest\n    static_configs:\n      - targets: [%s]\n", strings.Join(hosts, ", "))), 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, bin, "--config.file="+cfg, "--web.listen-address="+addr,
+		"--storage.tsdb.path="+filepath.Join(tmp, "data"), "--log.level=warn")
+	logf, err := os.Create(filepath.Join(tmp, "prometheus.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		_ = cmd.Wait()
+		logf.Close()
+	})
+	return "http://" + addr
 }
 
 func freeAddr(t *testing.T) string {
@@ -423,5 +434,71 @@ func TestCollectEventsTellRepeatsFromSecondCharges(t *testing.T) {
 				t.Errorf("ledger match %q", rep.LedgerMatch)
 			}
 		})
+	}
+}
+
+// TestCollectThroughPrometheusSumsAcrossARestart: a real Prometheus scrapes
+// a counter that starts again at 0 (its process restarted); Verify sums
+// the range Collect saved across the drop, as it does with the timeline,
+// instead of reading the restarted process's count alone.
+func TestCollectThroughPrometheusSumsAcrossARestart(t *testing.T) {
+	bin, err := exec.LookPath("prometheus")
+	if err != nil {
+		t.Skip("no prometheus in PATH: apt-get install -y prometheus (the .ci/run script does)")
+	}
+	const n = 150
+	fs := newFakeSystem(t, n, "", 0) // its ledger holds all n
+	began := time.Now().UTC()
+	var current atomic.Pointer[prometheus.Registry]
+	process := func(count float64) {
+		reg := prometheus.NewRegistry()
+		c := prometheus.NewCounter(prometheus.CounterOpts{Name: "shop_charges_total", Help: "charges"})
+		reg.MustRegister(c)
+		c.Add(count)
+		current.Store(reg)
+	}
+	process(110)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		promhttp.HandlerFor(current.Load(), promhttp.HandlerOpts{}).ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	promURL := startPrometheus(t, bin, srv.URL)
+	sees := func(v string) func() error {
+		return func() error {
+			resp, err := http.Get(promURL + "/api/v1/query?query=shop_charges_total")
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if !strings.Contains(string(b), `"`+v+`"`) {
+				return fmt.Errorf("not scraped yet: %s", b)
+			}
+			return nil
+		}
+	}
+	testinfra.WaitFor(t, 45*time.Second, sees("110"))
+	process(40) // the restarted process has counted 40 more
+	testinfra.WaitFor(t, 45*time.Second, sees("40"))
+
+	dir := t.TempDir()
+	planOnly(t, dir, n)
+	if err := history.WriteRun(filepath.Join(dir, history.RunFile), history.Run{Seed: 1, Target: srv.URL, Ops: n, Started: began}); err != nil {
+		t.Fatal(err)
+	}
+	src := Sources{PrometheusURL: promURL, SideEffectMetric: "shop_charges_total", DatabaseURL: fs.dbURL, PrometheusWait: 20 * time.Second}
+	if err := Collect(context.Background(), src, dir); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Verify(context.Background(), dir, Options{NoHTML: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.SideEffects != n || rep.SideEffectsSource != "prometheus" || len(rep.CounterResets) != 1 ||
+		rep.CounterResets[0].Before != 110 || rep.CounterResets[0].After != 40 {
+		t.Fatalf("side effects %d (%s), resets %+v; want %d summed across the one reset 110 -> 40", rep.SideEffects, rep.SideEffectsSource, rep.CounterResets, n)
+	}
+	if c := rep.Check(CheckEffectsEqualOps); c.Status != StatusHeld || c.Figure != "150 of 150 (ledger 150 of 150)" {
+		t.Fatalf("%s %s %q: %s", c.Name, c.Status, c.Figure, c.Detail)
 	}
 }

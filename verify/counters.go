@@ -286,6 +286,49 @@ func (ev *evidence) readsCounter(series string) bool {
 	return false
 }
 
+// applyPromSeries replaces Prometheus's side-effect answer by its series
+// summed across their resets, when Collect saved them and no page has the
+// metric (the pages, with their timeline, come first).
+func (ev *evidence) applyPromSeries() {
+	if ev.prom == nil || len(ev.prom.SideEffectSeries) == 0 {
+		return
+	}
+	for _, n := range ev.pageNames {
+		if _, ok := ev.pages[n][ev.sideMetric]; ok {
+			return
+		}
+	}
+	total := 0.0
+	for _, s := range ev.prom.SideEffectSeries {
+		pts := make([]point, len(s.Values))
+		for i, v := range s.Values {
+			pts[i] = point{t: time.UnixMilli(int64(v[0] * 1000)).UTC(), v: v[1]}
+		}
+		labels := make([]*dto.LabelPair, 0, len(s.Metric))
+		for _, k := range sortedKeys(s.Metric) {
+			if k != "__name__" {
+				labels = append(labels, &dto.LabelPair{Name: ptr(k), Value: ptr(s.Metric[k])})
+			}
+		}
+		// Kills are not applied: which of Prometheus's series a kill
+		// restarted is not known.
+		t, resets := sumSeries("prometheus", ev.sideMetric+labelString(labels), pts, nil)
+		total += t
+		ev.resets = append(ev.resets, resets...)
+	}
+	if ev.prom.Answers == nil {
+		ev.prom.Answers = map[string]PromAnswer{}
+	}
+	a := ev.prom.Answers[promSideEffects]
+	a.Value = &total
+	ev.prom.Answers[promSideEffects] = a
+	if ev.countersFrom == "" {
+		ev.countersFrom = "prometheus range"
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
 // ClientPage is the metrics page of paytest's own client
 // (metrics/client.prom): its process runs the whole attack, so its counters
 // never reset and it needs no timeline.

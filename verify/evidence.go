@@ -62,11 +62,21 @@ type Collected struct {
 }
 
 // PromAnswers is metrics/prometheus.json: the PromQL instant queries Collect
-// ran and their answers.
+// ran and their answers, and the side-effect counter's series since the run
+// began (when run.yaml says when, and the side-effect query is the default
+// sum), which Verify sums across restarts.
 type PromAnswers struct {
-	URL     string                `json:"url"`
-	Time    time.Time             `json:"time"`
-	Answers map[string]PromAnswer `json:"answers"`
+	URL              string                `json:"url"`
+	Time             time.Time             `json:"time"`
+	Answers          map[string]PromAnswer `json:"answers"`
+	SideEffectSeries []PromSeries          `json:"side_effect_series,omitempty"`
+}
+
+// PromSeries is one series of a range query: its labels and its samples
+// as [unix seconds, value].
+type PromSeries struct {
+	Metric map[string]string `json:"metric"`
+	Values [][2]float64      `json:"values"`
 }
 
 // PromAnswer is one query's answer: Value is the sum of the vector's
@@ -224,6 +234,7 @@ func readEvidence(runDir string, opts Options) (*evidence, error) {
 		return nil, err
 	}
 	ev.applyTimeline(mdir)
+	ev.applyPromSeries()
 	if err := ev.readLedger(runDir); err != nil {
 		return nil, err
 	}
