@@ -18,7 +18,8 @@
 //     1000)"); effects under keys no op used count against it. Counters
 //     are summed across resets as Prometheus's increase() does, from the
 //     metrics timeline (metrics/timeline/, every 250 ms) and the final
-//     pages; a drop, a new process_start_time_seconds or a kill of the
+//     pages, or from Prometheus's samples of the side-effect counter since
+//     the run began; a drop, a new process_start_time_seconds or a kill of the
 //     page's process in faults.jsonl marks a restart, and report.json
 //     lists the resets. Effects a process counted after its last snapshot
 //     before a restart are never seen: a shortfall after a reset holds when
