@@ -717,7 +717,9 @@ func TestTargetEvidenceFromPrometheus(t *testing.T) {
 			res := run(t, Config{
 				Profile: prof, Ops: 100, Concurrency: 8, DuplicateRate: 0.2, Seed: 21,
 				Target: srv.URL + "/api/pay", Header: http.Header{"X-Shop": {"yes"}},
-				PrometheusURL: prom, SideEffectQuery: `sum(shop_charges_total{job="shop"})`,
+				// No --side-effect-query: the drain and Collect both sum the
+				// named metric, not paytest's own.
+				PrometheusURL: prom, SideEffectMetric: "shop_charges_total",
 				Out: t.TempDir(), DrainTimeout: 30 * time.Second,
 			})
 			rep := res.Report

@@ -91,7 +91,7 @@ func startTarget(ctx context.Context, cfg *Config, tp *toxiembed.Server) (*syste
 	case cfg.PrometheusURL != "":
 		q := cfg.SideEffectQuery
 		if q == "" {
-			q = verify.DefaultSideEffectQuery
+			q = "sum(" + metric + ")" // what Collect asks for too
 		}
 		// Prometheus lags the target by a scrape: wait for the count to
 		// stop moving for longer than a usual scrape interval, and have

@@ -49,7 +49,7 @@ outbox-drained, dlq-exact, backlog-paced, no-retry-storm. Exit codes: 0 held,
 	f.String("prometheus-url", "", "Prometheus server to query (PromQL instant queries) instead of or besides the pages")
 	f.Duration("prometheus-wait", 0, "wait up to this long for Prometheus to scrape every target after verify starts (0: query at once)")
 	f.String("side-effect-metric", verify.DefaultSideEffectMetric, "counter of applied side effects on the metrics pages (summed over series and pages)")
-	f.String("side-effect-query", verify.DefaultSideEffectQuery, "PromQL for the side effects at --prometheus-url")
+	f.String("side-effect-query", "", "PromQL for the side effects at --prometheus-url (default: sum(<--side-effect-metric>))")
 	f.String("database-url", "", "Postgres holding the ledger")
 	f.String("ledger-query", verify.DefaultLedgerQuery, "SQL returning (merchant, key, effects) or (key, effects) rows")
 	f.Int("expect-ops", 0, "number of logical charges, for a live system without a plan.jsonl")
