@@ -27,6 +27,11 @@ var files embed.FS
 // Default is the profile `paytest attack` runs without --profile.
 const Default = "default"
 
+// DefaultTarget is the profile `paytest attack --target URL` runs without
+// --profile: the default's load with only the faults that act on a team's
+// endpoint.
+const DefaultTarget = "endpoint"
+
 // FaultSpec is one scheduled fault.
 type FaultSpec = fault.Spec
 

@@ -14,7 +14,7 @@ import (
 
 func TestBuiltInProfilesLoadAndValidate(t *testing.T) {
 	want := []string{"backlog", "crash-charge-after-claim", "crash-charge-after-commit", "crash-consumer-after-apply",
-		"crash-relay-after-publish-dedup", "crash-relay-after-publish-nodedup", "default", "key-reuse",
+		"crash-relay-after-publish-dedup", "crash-relay-after-publish-nodedup", "default", "endpoint", "key-reuse",
 		"kill-charge", "kill-consumer", "kill-relay", "lost-response", "outage", "poison", "race", "redis-loss", "relay-crash"}
 	if got := Names(); !slices.Equal(got, want) {
 		t.Fatalf("Names() = %v, want %v", got, want)
@@ -76,7 +76,7 @@ func TestLoadErrors(t *testing.T) {
 	tests := []struct {
 		in, want string
 	}{
-		{"nosuch", "backlog, crash-charge-after-claim, crash-charge-after-commit, crash-consumer-after-apply, crash-relay-after-publish-dedup, crash-relay-after-publish-nodedup, default, key-reuse, kill-charge, kill-consumer, kill-relay, lost-response, outage, poison, race, redis-loss, relay-crash"},
+		{"nosuch", "backlog, crash-charge-after-claim, crash-charge-after-commit, crash-consumer-after-apply, crash-relay-after-publish-dedup, crash-relay-after-publish-nodedup, default, endpoint, key-reuse, kill-charge, kill-consumer, kill-relay, lost-response, outage, poison, race, redis-loss, relay-crash"},
 		{badFault, "meteor"},
 		{typo, "opps"},
 		{filepath.Join(dir, "missing.yaml"), "missing.yaml"},

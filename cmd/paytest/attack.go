@@ -63,8 +63,8 @@ of your endpoint, outage makes that proxy refuse connections for its
 window, kill runs --kill-cmd then --restart-cmd (PAYTEST_COMPONENT=target),
 also at each --kill-at fraction. broker-cut, redis-loss and poison need the
 bundled system: a profile with them (default, backlog, redis-loss, poison)
-is refused unless --skip-fault leaves them out; lost-response, key-reuse,
-race and outage run as they are. On the bundled system --kill-at kills the
+is refused unless --skip-fault leaves them out; endpoint (the default with
+--target), lost-response, key-reuse, race and outage run as they are. On the bundled system --kill-at kills the
 charge service (SIGKILL, restarted 500 ms later).
 
 A run always ends with report.json and report.html: when it stops early
@@ -95,7 +95,7 @@ Exit codes: 0 held, 1 violated, 2 usage error, 3 inconclusive.`,
 		Args: cobra.NoArgs,
 	}
 	f := cmd.Flags()
-	f.String("profile", profiles.Default, "scenario: a built-in name ("+strings.Join(profiles.Names(), ", ")+") or a YAML file")
+	f.String("profile", profiles.Default, "scenario: a built-in name ("+strings.Join(profiles.Names(), ", ")+") or a YAML file; with --target the default is "+profiles.DefaultTarget)
 	f.Int("ops", 1000, fmt.Sprintf("logical operations (charges) to drive, at most %d (the plan is held in memory)", plan.MaxOps))
 	f.Int("concurrency", 32, fmt.Sprintf("concurrent senders, at most %d", maxConcurrency))
 	f.Float64("duplicate-rate", 0.2, "share of operations sent again by an independent sender")
@@ -180,7 +180,13 @@ func attackConfig(cmd *cobra.Command) (attack.Config, string, error) {
 	if err != nil {
 		return fail(err)
 	}
-	prof, err := profiles.Load(v0.GetString("profile"))
+	profile := v0.GetString("profile")
+	if !v0.IsSet("profile") && v0.GetString("target") != "" {
+		// The bundled default cuts a broker and kills a relay a team's
+		// endpoint does not have: unasked, run what acts on the endpoint.
+		profile = profiles.DefaultTarget
+	}
+	prof, err := profiles.Load(profile)
 	if err != nil {
 		return fail(err)
 	}

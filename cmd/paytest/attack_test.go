@@ -55,6 +55,10 @@ func TestAttackConfigPrecedence(t *testing.T) {
 		{"env over config", []string{"--profile", "race", "--config", conf}, map[string]string{"PAYTEST_OPS": "200"}, 200, 3, 0.5, "race"},
 		{"flag over env", []string{"--profile", "race", "--config", conf, "--ops", "100"}, map[string]string{"PAYTEST_OPS": "200"}, 100, 3, 0.5, "race"},
 		{"profile chosen by env", nil, map[string]string{"PAYTEST_PROFILE": "key-reuse"}, 500, 16, 0.1, "key-reuse"},
+		// Unasked, a --target run gets the faults that act on an endpoint.
+		{"target default", []string{"--target", "http://127.0.0.1:9/pay"}, nil, 1000, 32, 0.2, "endpoint"},
+		{"target with a profile", []string{"--target", "http://127.0.0.1:9/pay", "--profile", "race"}, nil, 500, 32, 0.5, "race"},
+		{"target with a profile by env", []string{"--target", "http://127.0.0.1:9/pay"}, map[string]string{"PAYTEST_PROFILE": "default"}, 1000, 32, 0.2, "default"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
