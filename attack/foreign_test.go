@@ -208,7 +208,6 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 			name: "counter-reset-before-first-scrape", ep: foreign.Options{Store: foreign.StoreAtomic, Delay: 5 * time.Millisecond, MetricsDelay: 700 * time.Millisecond},
 			process: true, killAt: []float64{0.3},
 			ops: 150, concurrency: 16, duplicate: 0.3, race: 0.1,
-			gap: "verify: a kill before the first metrics sample is no reset (killedAt skips j == 0): effects-equal-ops fails \"97 of 150 (ledger 150 of 150)\" with no counter reset seen",
 			check: func(t *testing.T, g *ground) {
 				g.holds(t)
 				if len(g.rep.CounterResets) != 1 {

@@ -294,38 +294,51 @@ func (ev *evidence) judgeMetrics(sideN, ops int, src string) (status, note, figu
 	status, note = ev.judgeShortfall(sideN, ops)
 	switch status {
 	case StatusHeld:
-		return status, note, fmt.Sprintf("; %d never scraped before %s", ops-sideN, plural(resets, "counter reset"))
+		return status, note, fmt.Sprintf("; %d never scraped before %s", ev.ledgerTotal-sideN, ev.restarts())
 	case StatusInconclusive:
 		return status, note, ""
 	}
 	return status, fmt.Sprintf("metrics (%s) count %d side effects for %d logical charges (%s)%s", src, sideN, ops, diffWord(sideN-ops), note), ""
 }
 
+// restarts names what makes the side-effect count a lower bound: the
+// counter resets seen, else the kills of its processes ("" for neither).
+func (ev *evidence) restarts() string {
+	if n := ev.resetsOf(ev.sideMetric); n > 0 {
+		return plural(n, "counter reset")
+	}
+	if n, page := ev.sideKills(); n > 0 {
+		return plural(n, "kill") + " of " + page
+	}
+	return ""
+}
+
 // judgeShortfall judges a side-effect count that differs from the logical
 // charges. More effects than charges is a failure. Fewer, after the
-// counter was reset (a restarted process), may be the increments the
-// process made after its last scrape, which died with it (a process that
-// crashes soon after a scrape can take many): excused (held) when the
-// ledger shows no charge lost (its own excess is judged on its own line),
-// inconclusive without a ledger (the count is a lower bound). Without a
-// timeline a reset cannot be seen at all, and the note says so.
+// counter was reset or its process killed (whether or not a snapshot saw
+// the restart), may be the increments the process made after its last
+// scrape, which died with it (a process that crashes soon after a scrape
+// can take many): excused (held) when the ledger shows no charge lost (its
+// own excess is judged on its own line), inconclusive without a ledger
+// (the count is a lower bound). Without a timeline a reset cannot be seen
+// at all, and the note says so.
 func (ev *evidence) judgeShortfall(sideN, ops int) (status, note string) {
-	resets := ev.resetsOf(ev.sideMetric)
+	restarts := ev.restarts()
 	short := ops - sideN
-	if short <= 0 || resets == 0 {
+	if short <= 0 || restarts == "" {
 		if short > 0 && ev.countersFrom == "last page" {
 			return StatusFailed, " (counters read from the last page only, without a metrics timeline: a restart's counter reset cannot be seen)"
 		}
 		return StatusFailed, ""
 	}
-	across := fmt.Sprintf("metrics count %d of %d side effects summed across %s", sideN, ops, plural(resets, "counter reset"))
+	across := fmt.Sprintf("metrics count %d of %d side effects summed across %s", sideN, ops, restarts)
 	switch {
 	case ev.hasLedger && ev.ledgerTotal >= ops:
-		return StatusHeld, across + fmt.Sprintf(": the %d short are increments a process made after its last scrape before restarting, which died with it; the ledger holds %d", short, ev.ledgerTotal)
+		return StatusHeld, across + fmt.Sprintf(": the %d short are increments a process made after its last scrape before restarting, which died with it; the ledger holds %d", ev.ledgerTotal-sideN, ev.ledgerTotal)
 	case !ev.hasLedger:
 		return StatusInconclusive, across + fmt.Sprintf(": after a restart the count is a lower bound (what a process counted after its last scrape died with it), so without a ledger the %d short cannot be told from lost effects", short)
 	}
-	return StatusFailed, ", summed across " + plural(resets, "counter reset")
+	return StatusFailed, ", summed across " + restarts
 }
 
 // plural is "1 thing" or "n things".

@@ -21,7 +21,9 @@ type CounterReset struct {
 	// Metric is the series: the metric's name and its labels.
 	Metric string `json:"metric"`
 	// Time is the first snapshot after the reset; Before and After the
-	// series' values at the snapshot before and at that one.
+	// series' values at the snapshot before and at that one (Before is 0
+	// for a process killed before the series' first snapshot: nothing it
+	// counted was seen).
 	Time   time.Time `json:"time"`
 	Before float64   `json:"before"`
 	After  float64   `json:"after"`
@@ -166,6 +168,9 @@ func sumCounters(page string, snaps []*counterSnapshot, kills []killWindow) coun
 func sumSeries(page, name string, pts []point, kills []killWindow) (total float64, resets []CounterReset) {
 	forced := killedAt(pts, kills)
 	offset := 0.0
+	if killedBeforeFirst(pts, kills) {
+		resets = append(resets, CounterReset{Page: page, Metric: name, Time: pts[0].t, After: pts[0].v})
+	}
 	for i := 1; i < len(pts); i++ {
 		prev, cur := pts[i-1], pts[i]
 		restarted := prev.start != 0 && cur.start != 0 && cur.start != prev.start
@@ -205,6 +210,19 @@ func killedAt(pts []point, kills []killWindow) map[int]bool {
 		}
 	}
 	return forced
+}
+
+// killedBeforeFirst says whether the page's process was killed before the
+// series' first sample: the process that was sampled counted from zero
+// again, and what the killed one counted was never seen (a slow page still
+// answering the first scrape when the process died).
+func killedBeforeFirst(pts []point, kills []killWindow) bool {
+	for _, w := range kills {
+		if len(pts) > 0 && w.from.Before(pts[0].t) {
+			return true
+		}
+	}
+	return false
 }
 
 // killWindows are the kills of target's process in faults.jsonl, each with
@@ -333,6 +351,23 @@ func ptr[T any](v T) *T { return &v }
 // (metrics/client.prom): its process runs the whole attack, so its counters
 // never reset and it needs no timeline.
 const ClientPage = "client"
+
+// sideKills counts the kills (faults.jsonl) of the processes whose pages
+// carry the side-effect metric: whenever they came, what such a process
+// counted after its last scrape died with it, so the count is a lower
+// bound. page names the killed page when there is one.
+func (ev *evidence) sideKills() (n int, page string) {
+	for _, name := range ev.pageNames {
+		if _, ok := ev.pages[name][ev.sideMetric]; !ok {
+			continue
+		}
+		if k := len(killWindows(ev.faults, name)); k > 0 {
+			n += k
+			page = name
+		}
+	}
+	return n, page
+}
 
 // resetsOf counts the resets seen in metric's series.
 func (ev *evidence) resetsOf(metric string) int {

@@ -392,6 +392,22 @@ func TestCountersSummedAcrossResets(t *testing.T) {
 			},
 		},
 		{
+			// The counter would read the ledger's 165 had every increment
+			// been scraped: 20 were not, whatever the plan says.
+			name: "a reset and double charges: never scraped counts from the ledger, not the plan",
+			n:    150,
+			build: func(t *testing.T, s *runSpec, dir string) {
+				consumerTimeline(t, s, dir, []float64{0, 40, 80, 110, 20}, 35)
+				for i := 10; i < 25; i++ {
+					s.setLedger(fmt.Sprintf("k-%d", i), 2)
+				}
+			},
+			verdict: VerdictViolated,
+			checks: map[string]checkWant{
+				CheckEffectsEqualOps: {status: StatusFailed, figure: "145 of 150 (ledger 165 of 150); 20 never scraped before 1 counter reset", text: "the 20 short are increments"},
+			},
+		},
+		{
 			name: "a reset and real lost effects: failed with the exact count",
 			n:    300,
 			build: func(t *testing.T, s *runSpec, dir string) {
@@ -1156,6 +1172,14 @@ func TestAKilledTargetsCounterIsSummedAcrossItsRestart(t *testing.T) {
 		}
 		s.pages["target"] = page(map[string]float64{"shop_charges_total": final})
 	}
+	// killAt records a kill of the target at t0+from and its restart at
+	// t0+to (none when to is 0).
+	killAt := func(s *runSpec, from, to time.Duration) {
+		s.faults = []history.Fault{{Time: t0.Add(from), Fault: "kill", Action: "inject", Target: "target"}}
+		if to != 0 {
+			s.faults = append(s.faults, history.Fault{Time: t0.Add(to), Fault: "kill", Action: "stop", Target: "target"})
+		}
+	}
 	runVerdictCases(t, []verdictCase{
 		{
 			name: "the new process counted past the old value before its first scrape",
@@ -1178,6 +1202,53 @@ func TestAKilledTargetsCounterIsSummedAcrossItsRestart(t *testing.T) {
 			verdict: VerdictHeld,
 			checks:  map[string]checkWant{CheckEffectsEqualOps: {status: StatusHeld, figure: "300 of 300 (ledger 300 of 300)"}},
 			inText:  []string{"counter reset: target at 12:00:01.000: shop_charges_total 110 -> 20"},
+		},
+		{
+			// A slow page still answering the first scrape when the process
+			// died: every sample is the new process's.
+			name: "killed before the first sample, ledger exact: a reset, the shortfall never scraped",
+			n:    150,
+			build: func(t *testing.T, s *runSpec, dir string) {
+				target(t, s, dir, []float64{10, 40, 60, 80}, 97)
+				killAt(s, -300*time.Millisecond, -100*time.Millisecond)
+			},
+			verdict: VerdictHeld,
+			checks:  map[string]checkWant{CheckEffectsEqualOps: {status: StatusHeld, figure: "97 of 150 (ledger 150 of 150); 53 never scraped before 1 counter reset"}},
+			inText:  []string{"counter reset: target at 12:00:00.000: shop_charges_total 0 -> 10"},
+		},
+		{
+			name: "killed before the first sample, no ledger: a lower bound, inconclusive",
+			n:    150,
+			build: func(t *testing.T, s *runSpec, dir string) {
+				target(t, s, dir, []float64{10, 40, 60, 80}, 97)
+				killAt(s, -300*time.Millisecond, -100*time.Millisecond)
+				s.ledger = nil
+			},
+			verdict: VerdictInconclusive,
+			checks:  map[string]checkWant{CheckEffectsEqualOps: {status: StatusInconclusive, figure: "97 of 150", text: "the 53 short cannot be told from lost effects"}},
+		},
+		{
+			// No sample after the kill (its restart's scrapes all failed):
+			// no reset is seen, but the kill makes the count a lower bound.
+			name: "killed after the last sample, ledger exact: never scraped, not lost",
+			n:    150,
+			build: func(t *testing.T, s *runSpec, dir string) {
+				target(t, s, dir, []float64{10, 40, 60}, 97)
+				killAt(s, 5*time.Second, 0)
+			},
+			verdict: VerdictHeld,
+			checks:  map[string]checkWant{CheckEffectsEqualOps: {status: StatusHeld, figure: "97 of 150 (ledger 150 of 150); 53 never scraped before 1 kill of target"}},
+		},
+		{
+			name: "killed after the last sample, no ledger: inconclusive, not lost",
+			n:    150,
+			build: func(t *testing.T, s *runSpec, dir string) {
+				target(t, s, dir, []float64{10, 40, 60}, 97)
+				killAt(s, 5*time.Second, 0)
+				s.ledger = nil
+			},
+			verdict: VerdictInconclusive,
+			checks:  map[string]checkWant{CheckEffectsEqualOps: {status: StatusInconclusive, figure: "97 of 150", text: "summed across 1 kill of target"}},
 		},
 		{
 			// Nothing tells a restart the counter outgrew: the metric's 100
@@ -1251,6 +1322,7 @@ func TestSumSeries(t *testing.T) {
 		{"a kill with no drop after it", pts(40, 80, 100, 150, 200), kill, 300, 1},
 		{"a kill followed by the old process's last scrape, then the drop", pts(40, 80, 100, 110, 20), kill, 130, 1},
 		{"a kill with no restart recorded: the first sample after it", pts(40, 80, 100, 150, 200, 260), []killWindow{{from: at(600)}}, 360, 1},
+		{"a kill before the first sample: a reset with nothing seen before it", pts(10, 40, 60), []killWindow{{from: at(-300), to: at(-100)}}, 60, 1},
 		{"the start time tells, not the kill", withStart(pts(40, 80, 100, 150), 1, 1, 1, 1), kill, 150, 0},
 		{"a new start time with the counter past the old value", withStart(pts(40, 80, 100, 160), 1, 1, 2, 2), nil, 240, 1},
 		// A process that died soon after its first scrape: 0 before and
