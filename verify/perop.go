@@ -68,6 +68,38 @@ func (a *analysis) lessChargedReuses(o *opState, e int) int {
 	return e
 }
 
+// unsureReuses lists the reuse ops of o's key whose effects a per-key
+// ledger cannot tell from o's: those with attempts whose answers were lost
+// (a reuse charged that way shows no charge to the client). A ledger with
+// amounts tells them apart, so there are none.
+func (a *analysis) unsureReuses(ev *evidence, o *opState) []int {
+	if ev.hasAmounts || o.kind != kindCharge {
+		return nil
+	}
+	var out []int
+	for _, ri := range a.reuses[o.op] {
+		if r := &a.ops[ri]; r.key == o.key && r.indeterminate > 0 {
+			out = append(out, r.op)
+		}
+	}
+	return out
+}
+
+// perAmountHint is what a per-key ledger lacks to attribute a key's effects
+// to an op or its reuse.
+const perAmountHint = "a two-column ledger counts per key; a ledger query returning merchant, key, amount, count attributes them per amount"
+
+// appliedTimes says how often the ledger applied o: "applied e times", or,
+// when a reuse of its key may own some of the key's effects, that the key
+// holds them for o or that reuse.
+func (a *analysis) appliedTimes(ev *evidence, o *opState, e int) string {
+	unsure := a.unsureReuses(ev, o)
+	if len(unsure) == 0 {
+		return fmt.Sprintf("applied %d times", e)
+	}
+	return fmt.Sprintf("its key holds %s: op %d or its reuse op %s (%s)", plural(e, "effect"), o.op, intList(unsure, 3), perAmountHint)
+}
+
 // repeatNote says, for an op applied more than once, whether the consumer
 // applied one event twice (its fault: repeat is true) or the events were
 // distinct (the charge service made several charges), when events.jsonl
@@ -221,11 +253,11 @@ func (a *analysis) judgeOnce(ev *evidence, o *opState) onceJudgement {
 	case o.ok() > 0 && e == 0:
 		j.lost, j.why = true, "acknowledged (2xx) but not in the ledger: lost"
 	case o.ok() > 0 && e > 1:
-		j.twice, j.why = true, fmt.Sprintf("acknowledged (2xx) and applied %d times", e)
+		j.twice, j.why = true, "acknowledged (2xx) and "+a.appliedTimes(ev, o, e)
 	case o.definite() && e > 0:
-		j.twice, j.why = e > 1, fmt.Sprintf("definitely failed (%s) but applied %d times", o.describe(), e)
+		j.twice, j.why = e > 1, fmt.Sprintf("definitely failed (%s) but %s", o.describe(), a.appliedTimes(ev, o, e))
 	case o.ok() == 0 && !o.definite() && e > 1:
-		j.twice, j.why = true, fmt.Sprintf("indeterminate (%s) and applied %d times", o.describe(), e)
+		j.twice, j.why = true, fmt.Sprintf("indeterminate (%s) and %s", o.describe(), a.appliedTimes(ev, o, e))
 	}
 	if e > 1 && j.why != "" {
 		note, repeat := repeatNote(ev, o)
@@ -317,6 +349,8 @@ func (a *analysis) checkRaces(ev *evidence, opts Options) Check {
 		}
 		multi += b2i(winners > 1)
 		switch {
+		case winners > 1 && ev.hasLedger && len(a.unsureReuses(ev, o)) > 0:
+			why = fmt.Sprintf("the ledger holds %d effects for the race's key: more than one winner, or its reuse op %s was charged (%s; %s)", winners, intList(a.unsureReuses(ev, o), 3), o.clientCharges(), perAmountHint)
 		case winners > 1 && ev.hasLedger:
 			why = fmt.Sprintf("the ledger holds %d effects for the race: more than one winner (%s)", winners, o.clientCharges())
 		case winners > 1:
@@ -447,7 +481,7 @@ func (a *analysis) checkReuse(ev *evidence, opts Options) Check {
 	}
 	cx := cxList{max: opts.MaxCounterexamples}
 	var rejected, unanswered []int
-	replayed, blamedOrig := 0, 0
+	replayed, blamedOrig, unsureOrig := 0, 0, 0
 	for i := range a.ops {
 		o := &a.ops[i]
 		if o.kind != kindReuse {
@@ -459,7 +493,9 @@ func (a *analysis) checkReuse(ev *evidence, opts Options) Check {
 			cx.add(Counterexample{Op: o.op, Key: o.key, Merchant: o.merchant, Attempts: int(o.attempts), LedgerEffects: effects, Why: why})
 		case reuseRejected, reuseRejectedOrigExtra:
 			rejected = append(rejected, o.op)
-			blamedOrig += b2i(v == reuseRejectedOrigExtra)
+			unsure := v == reuseRejectedOrigExtra && o.indeterminate > 0
+			blamedOrig += b2i(v == reuseRejectedOrigExtra && !unsure)
+			unsureOrig += b2i(unsure)
 		case reuseReplayed:
 			replayed++
 		default:
@@ -479,6 +515,9 @@ func (a *analysis) checkReuse(ev *evidence, opts Options) Check {
 	}
 	if blamedOrig > 0 {
 		notes = append(notes, fmt.Sprintf("%d reuses were rejected while their key holds more effects than its original op may: that is the original's (see %s)", blamedOrig, CheckExactlyOncePerOp))
+	}
+	if unsureOrig > 0 {
+		notes = append(notes, fmt.Sprintf("%d reuses were rejected after attempts whose answers were lost while their key holds more effects than its original op may: the original's or theirs (%s; see %s)", unsureOrig, perAmountHint, CheckExactlyOncePerOp))
 	}
 	evidence := evIDs
 	if ev.hasLedger {

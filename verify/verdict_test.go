@@ -721,12 +721,48 @@ func TestKeyReuseStatuses(t *testing.T) {
 			checks:  map[string]checkWant{CheckKeyReuse422: {status: StatusHeld, figure: "0 of 1 reuses got 422", text: "replayed"}},
 		},
 		{
+			// The reuse's first answer was lost: a per-key count cannot say
+			// whether its second effect is the original's or the reuse's.
+			name: "a per-key ledger of two, the reuse's first answer lost: the original or its reuse",
+			build: func(t *testing.T, s *runSpec, _ string) {
+				s.setLedger("k-0", 2)
+				lost := *s.findAttempt(t, reuseOp, 0, 1)
+				lost.Status, lost.Outcome = 0, history.OutcomeTimeout
+				a := s.findAttempt(t, reuseOp, 0, 1)
+				a.Attempt, a.Start, a.End = 2, a.Start.Add(5*time.Millisecond), a.End.Add(5*time.Millisecond)
+				s.attempts = append(s.attempts, lost)
+			},
+			verdict: VerdictViolated,
+			checks: map[string]checkWant{
+				CheckExactlyOncePerOp: {status: StatusFailed, text: "acknowledged (2xx) and its key holds 2 effects: op 0 or its reuse op 200 (a two-column ledger counts per key; a ledger query returning merchant, key, amount, count attributes them per amount)"},
+				CheckKeyReuse422:      {status: StatusHeld, text: "1 reuses were rejected after attempts whose answers were lost"},
+			},
+			cxTotal: map[string]int{CheckExactlyOncePerOp: 1},
+		},
+		{
+			name: "four columns: the reuse's first answer lost, the ledger attributes the original's double charge",
+			build: func(t *testing.T, s *runSpec, _ string) {
+				s.setLedger("k-0", 2)
+				withAmounts(s)
+				lost := *s.findAttempt(t, reuseOp, 0, 1)
+				lost.Status, lost.Outcome = 0, history.OutcomeTimeout
+				s.findAttempt(t, reuseOp, 0, 1).Attempt = 2
+				s.attempts = append(s.attempts, lost)
+			},
+			verdict: VerdictViolated,
+			checks: map[string]checkWant{
+				CheckExactlyOncePerOp: {status: StatusFailed, text: "acknowledged (2xx) and applied 2 times"},
+				CheckKeyReuse422:      {status: StatusHeld},
+			},
+			cxTotal: map[string]int{CheckExactlyOncePerOp: 1},
+		},
+		{
 			name:    "a per-key ledger of two with the reuse rejected: the original's double charge",
 			build:   func(t *testing.T, s *runSpec, _ string) { s.setLedger("k-0", 2) },
 			verdict: VerdictViolated,
 			checks: map[string]checkWant{
 				CheckKeyReuse422:      {status: StatusHeld, text: "that is the original's"},
-				CheckExactlyOncePerOp: {status: StatusFailed},
+				CheckExactlyOncePerOp: {status: StatusFailed, text: "acknowledged (2xx) and applied 2 times"},
 			},
 			cxTotal: map[string]int{CheckExactlyOncePerOp: 1},
 		},
