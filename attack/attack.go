@@ -569,12 +569,17 @@ func (s *stops) add(j *journal, format string, args ...any) {
 func (s stops) String() string { return strings.Join(s, "; ") }
 
 // reconcilePhase re-drives the operations the chaos left unconfirmed until
-// the reconcile deadline. A key still in flight at the deadline is a
+// the reconcile deadline, then gives those still unconfirmed a last look
+// (load.Reconcile), so a key the endpoint still holds has its 409 in the
+// history even when the deadline cut its last retry. A key still in flight at the deadline is a
 // finding about the endpoint (verify's no-key-stuck-in-flight), not an
 // early stop: the run goes on to drain, collect and verify.
 func reconcilePhase(ctx context.Context, cfg *Config, pl *plan.Plan, unconfirmed []int, lcfg load.Config, j *journal, pr *progress, stopped *stops) *load.Summary {
 	rb := time.Now()
 	rs, err := load.Reconcile(ctx, pl, unconfirmed, lcfg, time.Now().Add(cfg.ReconcileTimeout))
+	if rs != nil && rs.LastLook.Ops > 0 {
+		j.printf(time.Now(), "last look (one attempt each, outside the retry budget) at %s", rs.LastLook)
+	}
 	switch {
 	case err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded):
 		j.printf(time.Now(), "reconcile deadline (%s) passed with %d ops still unconfirmed", cfg.ReconcileTimeout, len(rs.Unconfirmed))

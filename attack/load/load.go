@@ -5,16 +5,20 @@
 // it reuses has completed. Every attempt streams to the history as it
 // happens, so a run of any size holds only per-op flags in memory.
 // Reconcile re-drives the ops whose fate is still unknown with their same
-// key and body.
+// key and body, and ends with a last look: one more attempt for each op
+// still unconfirmed, so the history holds the endpoint's latest answer.
 package load
 
 import (
+	"cmp"
 	"container/heap"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,6 +52,43 @@ type Config struct {
 	// DuplicateDelay bounds the seeded delay after which a duplicate
 	// sender sends an op again (default 50ms).
 	DuplicateDelay time.Duration
+	// LastLook bounds the whole last look Reconcile takes at the ops its
+	// rounds left unconfirmed (default DefaultLastLook; negative: none).
+	LastLook time.Duration
+}
+
+// DefaultLastLook is Config.LastLook's default: long enough for one
+// attempt at the client's default per-attempt timeout, short enough not to
+// stretch a run whose reconcile deadline already passed.
+const DefaultLastLook = 5 * time.Second
+
+// LastLook is what Reconcile's last look sent and heard.
+type LastLook struct {
+	// Ops is the number of ops given a last look (one attempt each).
+	Ops int
+	// Answers counts them by what came back: "409 conflict", "200 replay",
+	// "timeout", "network"...
+	Answers map[string]int
+}
+
+// String says how many ops got a last look and what they answered, most
+// frequent answer first: "41 ops: 40 × 409 conflict, 1 × timeout".
+func (l LastLook) String() string {
+	labels := slices.Collect(maps.Keys(l.Answers))
+	slices.SortFunc(labels, func(a, b string) int {
+		if c := cmp.Compare(l.Answers[b], l.Answers[a]); c != 0 {
+			return c
+		}
+		return strings.Compare(a, b)
+	})
+	parts := make([]string, len(labels))
+	for i, k := range labels {
+		parts[i] = fmt.Sprintf("%d × %s", l.Answers[k], k)
+	}
+	if len(parts) == 0 {
+		return fmt.Sprintf("%d ops", l.Ops)
+	}
+	return fmt.Sprintf("%d ops: %s", l.Ops, strings.Join(parts, ", "))
 }
 
 // Summary is what a Run or Reconcile achieved. Every op is counted in
@@ -68,6 +109,8 @@ type Summary struct {
 	// unknown (the Indeterminate ones): the ones to reconcile.
 	Unconfirmed []int
 	Duration    time.Duration
+	// LastLook is Reconcile's last look (zero for Run).
+	LastLook LastLook
 }
 
 // Op state flags.
@@ -89,6 +132,9 @@ type runner struct {
 	cfg     Config
 	headers map[string]http.Header
 	state   []opState
+	// rounds counts each op's reconcile rounds: its next fresh sender is
+	// the plan's senders plus that.
+	rounds []int
 
 	attempts atomic.Int64
 	errOnce  sync.Once
@@ -112,7 +158,10 @@ func newRunner(p *plan.Plan, cfg Config) (*runner, error) {
 	if cfg.DuplicateDelay <= 0 {
 		cfg.DuplicateDelay = 50 * time.Millisecond
 	}
-	r := &runner{p: p, cfg: cfg, state: make([]opState, len(p.Ops)), headers: map[string]http.Header{}}
+	if cfg.LastLook == 0 {
+		cfg.LastLook = DefaultLastLook
+	}
+	r := &runner{p: p, cfg: cfg, state: make([]opState, len(p.Ops)), rounds: make([]int, len(p.Ops)), headers: map[string]http.Header{}}
 	for i := range p.Ops {
 		m := p.Ops[i].Merchant
 		if _, ok := r.headers[m]; ok {
@@ -446,13 +495,16 @@ func (r *runner) dispatch(ctx context.Context, jobs chan<- job, done <-chan int)
 // history.ReasonReconcile), until it is confirmed, definitely answered, or
 // the deadline passes. Charges go first; a reuse op is re-driven only once
 // the op it reuses is known to have succeeded (in this call, or before it
-// when that op is not in ids).
+// when that op is not in ids). The ops still unconfirmed when the rounds
+// end then get a last look (see lastLook), which may run past the deadline
+// by up to Config.LastLook; Summary.LastLook says what it heard.
 func Reconcile(ctx context.Context, p *plan.Plan, ops []int, cfg Config, deadline time.Time) (*Summary, error) {
 	start := time.Now()
 	r, err := newRunner(p, cfg)
 	if err != nil {
 		return nil, err
 	}
+	outer := ctx
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	ctx, r.cancel = context.WithCancel(ctx)
@@ -480,9 +532,14 @@ func Reconcile(ctx context.Context, p *plan.Plan, ops []int, cfg Config, deadlin
 		}
 	}
 	r.reconcile(ctx, ready)
+	var look LastLook
+	if r.err == nil {
+		look = r.lastLook(outer, slices.Concat(charges, ready))
+	}
 	idxs := slices.Concat(charges, reuses)
 	slices.Sort(idxs)
 	s := r.summarize(slices.Values(idxs), start)
+	s.LastLook = look
 	if r.err != nil {
 		return s, r.err
 	}
@@ -528,6 +585,7 @@ func (r *runner) redrive(ctx context.Context, idx int) {
 			delay = dupDelay(r.p.Seed, op.Op.Op, -round, w+1)
 		}
 		res = r.send(ctx, idx, op.Senders+round, delay, history.ReasonReconcile)
+		r.rounds[idx] = round + 1
 		flags |= flagsOf(res)
 		if res.Definite {
 			break
@@ -535,4 +593,98 @@ func (r *runner) redrive(ctx context.Context, idx int) {
 	}
 	r.state[idx].flags.Or(flags)
 	r.finish(idx, res)
+}
+
+// lastLook sends each of idxs still without a definite answer one more
+// attempt with its same key and body, as a fresh sender, outside the retry
+// budget and with no retry of its own, recorded with
+// history.ReasonReconcile. The deadline may have cut a round's attempt, or
+// left an op with budget refusals after its last answer; one answer from
+// the endpoint is evidence either way: a 2xx confirms the op, a 409 shows
+// its key is still in flight. It runs on ctx, not on the reconcile
+// deadline, with the configured concurrency, and stops after
+// Config.LastLook: an op not reached by then is not looked at.
+func (r *runner) lastLook(ctx context.Context, idxs []int) LastLook {
+	var todo []int
+	for _, i := range idxs {
+		if r.state[i].flags.Load()&(fSucceeded|fMismatch|fRejected) == 0 {
+			todo = append(todo, i)
+		}
+	}
+	look := LastLook{Answers: map[string]int{}}
+	if len(todo) == 0 || r.cfg.LastLook < 0 || ctx.Err() != nil {
+		return look
+	}
+	o := r.cfg.Client.Options()
+	o.MaxAttempts, o.Budget, o.Rand = 1, nil, nil
+	probe, err := client.New(o)
+	if err != nil {
+		r.fail(fmt.Errorf("load: last look: %w", err))
+		return look
+	}
+	defer probe.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.LastLook)
+	defer cancel()
+	var mu sync.Mutex
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range min(r.cfg.Concurrency, len(todo)) {
+		wg.Go(func() {
+			for idx := range work {
+				if ctx.Err() != nil {
+					continue // out of time: not looked at, not recorded
+				}
+				res := r.probe(ctx, probe, idx)
+				mu.Lock()
+				look.Ops++
+				look.Answers[answerLabel(res)]++
+				mu.Unlock()
+			}
+		})
+	}
+feed:
+	for _, i := range todo {
+		select {
+		case work <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	return look
+}
+
+// probe sends op idx once through c as its next fresh sender and keeps
+// what the answer says about the op.
+func (r *runner) probe(ctx context.Context, c *client.Client, idx int) client.Result {
+	op := &r.p.Ops[idx]
+	res := c.Do(ctx, client.Request{
+		Op: op.Op.Op, Kind: op.Kind, Sender: op.Senders + r.rounds[idx], Merchant: op.Merchant,
+		URL: r.cfg.URL, Header: r.headers[op.Merchant], KeyHeader: r.cfg.KeyHeader,
+		Key: op.Key, Body: op.Body, FirstReason: history.ReasonReconcile,
+	}, r.record)
+	r.rounds[idx]++
+	if r.state[idx].flags.Load()&fDone != 0 {
+		r.state[idx].flags.Or(flagsOf(res))
+		return res
+	}
+	// Never re-driven (the deadline came first): the probe completes it.
+	r.state[idx].remaining.Store(1)
+	r.finish(idx, res)
+	return res
+}
+
+// answerLabel names an answer for LastLook.Answers: its status and
+// outcome, or the outcome alone when no status arrived.
+func answerLabel(res client.Result) string {
+	switch {
+	case res.Status > 0:
+		return fmt.Sprintf("%d %s", res.Status, res.Outcome)
+	case res.Outcome != "":
+		return res.Outcome
+	case res.Err != nil:
+		return "not sent"
+	}
+	return "no answer"
 }
