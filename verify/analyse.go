@@ -59,6 +59,25 @@ func (o *opState) ok() int32 { return o.news + o.replays }
 // the same body) are one charge replayed, not several.
 func (o *opState) charges() int { return len(o.chargeIDs) + int(o.anonNews) }
 
+// resourceIDs counts the distinct resource ids among the charges the
+// client saw: without a ledger, only these tell charges apart (bodies may
+// differ between a charge and its replay: a fresh request id, a timestamp).
+func (o *opState) resourceIDs() int {
+	n := 0
+	for _, id := range o.chargeIDs {
+		if !strings.HasPrefix(id, bodyPrefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// untold says whether the op got several 2xx answers the client cannot
+// tell apart: bodies that differ, or no identity at all, with at most one
+// resource id among them. One charge replayed or several: a hint, not
+// evidence.
+func (o *opState) untold() bool { return o.charges() > 1 && o.resourceIDs() <= 1 }
+
 // identity names the charge a complete 2xx answer describes: its resource
 // id, else "body <digest>"; "" when the client recorded neither.
 func identity(at *history.Attempt) string {

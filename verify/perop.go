@@ -157,7 +157,7 @@ func firstN(xs []string, n int) []string {
 func (a *analysis) checkExactlyOnce(ev *evidence, opts Options) Check {
 	const name = CheckExactlyOncePerOp
 	cx := cxList{max: opts.MaxCounterexamples}
-	var nOK, nFail, nIndet, twice, lost, repeats, overruled int
+	var nOK, nFail, nIndet, twice, lost, repeats, overruled, untold int
 	for i := range a.ops {
 		o := &a.ops[i]
 		if o.kind != kindCharge {
@@ -174,6 +174,7 @@ func (a *analysis) checkExactlyOnce(ev *evidence, opts Options) Check {
 		j := a.judgeOnce(ev, o)
 		twice, lost, repeats = twice+b2i(j.twice), lost+b2i(j.lost), repeats+b2i(j.repeat)
 		overruled += b2i(j.overruled)
+		untold += b2i(j.untold)
 		if j.why != "" {
 			cx.add(Counterexample{Op: o.op, Key: o.key, Merchant: o.merchant, Attempts: int(o.attempts), LedgerEffects: j.effects, Why: j.why})
 		}
@@ -195,6 +196,9 @@ func (a *analysis) checkExactlyOnce(ev *evidence, opts Options) Check {
 	if overruled > 0 {
 		note += fmt.Sprintf("; %d ops got 2xx answers with distinct resource ids or bodies but hold one ledger effect each (the ledger decides)", overruled)
 	}
+	if untold > 0 {
+		note += "; " + untoldNote(untold, "ops")
+	}
 	evidence := evIDs
 	if ev.hasLedger {
 		evidence = evLedger
@@ -214,7 +218,7 @@ func (a *analysis) checkExactlyOnce(ev *evidence, opts Options) Check {
 	}
 	if !ev.hasLedger {
 		figure = fmt.Sprintf("%d ops: %d acknowledged, %d failed, %d indeterminate; ledger effects unknown", total, nOK, nFail, nIndet)
-		c := inconclusive(name, figure, "no ledger evidence (no --database-url): per-operation effects cannot be counted; only the client's view was judged (no op got two distinct charges)")
+		c := inconclusive(name, figure, "no ledger evidence (no --database-url): per-operation effects cannot be counted; only the client's view was judged (no op got two distinct charges)"+note)
 		c.Evidence = evidence
 		return c
 	}
@@ -233,16 +237,28 @@ type onceJudgement struct {
 	twice, lost, repeat bool
 	// overruled: the client saw distinct charges the ledger holds once.
 	overruled bool
+	// untold: without a ledger, 2xx answers the client cannot tell apart.
+	untold bool
+}
+
+// untoldNote says that n ops (or races) got 2xx answers the client cannot
+// tell apart, and what would tell.
+func untoldNote(n int, what string) string {
+	return fmt.Sprintf("%d %s got 2xx answers that cannot be told apart: set --id-field or give a ledger", n, what)
 }
 
 // judgeOnce judges one charge op: by its ledger effects where there is a
-// ledger, else by the distinct charges the client saw.
+// ledger, else by the distinct resource ids the client saw (answers it
+// cannot tell apart are a hint: the op is not failed on them).
 func (a *analysis) judgeOnce(ev *evidence, o *opState) onceJudgement {
 	var j onceJudgement
 	if !ev.hasLedger {
-		if o.charges() > 1 {
+		switch {
+		case o.resourceIDs() > 1:
 			j.twice = true
-			j.why = fmt.Sprintf("%s: applied at least %d times", o.clientCharges(), o.charges())
+			j.why = fmt.Sprintf("%s: applied at least %d times", o.clientCharges(), o.resourceIDs())
+		case o.untold():
+			j.untold = true
 		}
 		return j
 	}
@@ -334,7 +350,7 @@ func (a *analysis) checkRaces(ev *evidence, opts Options) Check {
 		return nothing(name, "0 races", "the plan has no same-key races")
 	}
 	cx := cxList{max: opts.MaxCounterexamples}
-	var single, multi, hidden, lost int
+	var single, multi, hidden, lost, untold int
 	for i := range a.ops {
 		o := &a.ops[i]
 		if o.kind != kindCharge || !o.race {
@@ -343,9 +359,15 @@ func (a *analysis) checkRaces(ev *evidence, opts Options) Check {
 		var why string
 		var effects *int
 		winners := o.charges()
-		if ev.hasLedger {
+		switch {
+		case ev.hasLedger:
 			e, _ := a.opEffects(ev, o)
 			effects, winners = &e, e
+		case o.resourceIDs() > 1:
+			winners = o.resourceIDs()
+		case o.untold():
+			untold++
+			continue
 		}
 		multi += b2i(winners > 1)
 		switch {
@@ -370,7 +392,10 @@ func (a *analysis) checkRaces(ev *evidence, opts Options) Check {
 			cx.add(Counterexample{Op: o.op, Key: o.key, Merchant: o.merchant, Attempts: int(o.attempts), LedgerEffects: effects, Why: why})
 		}
 	}
-	figure := fmt.Sprintf("%d of %d races with a single winner", a.nRace-cx.total, a.nRace)
+	figure := fmt.Sprintf("%d of %d races with a single winner", a.nRace-cx.total-untold, a.nRace)
+	if untold > 0 {
+		figure += fmt.Sprintf(", %d that cannot be told", untold)
+	}
 	var detail string
 	if ev.hasLedger {
 		detail = fmt.Sprintf("winners counted in the ledger: %d with one effect, %d with more, %d with none whose answers were lost", single, multi, hidden)
@@ -378,12 +403,18 @@ func (a *analysis) checkRaces(ev *evidence, opts Options) Check {
 			detail += fmt.Sprintf(", %d acknowledged but not in the ledger (see %s)", lost, CheckExactlyOncePerOp)
 		}
 	} else {
-		detail = fmt.Sprintf("winners counted by distinct resource ids (else bodies) among the 2xx answers: %d with one, %d with more, %d whose winner's answer was lost (timeouts only)", single, multi, hidden)
+		detail = fmt.Sprintf("winners counted by distinct resource ids (else identical bodies) among the 2xx answers: %d with one, %d with more, %d whose winner's answer was lost (timeouts only)", single, multi, hidden)
+		if untold > 0 {
+			detail += "; " + untoldNote(untold, "races")
+		}
 	}
 	var c Check
-	if cx.total > 0 {
+	switch {
+	case cx.total > 0:
 		c = failed(name, figure, detail, cx)
-	} else {
+	case untold > 0:
+		c = inconclusive(name, figure, detail)
+	default:
 		c = held(name, figure, detail)
 	}
 	c.Evidence = evIDs
@@ -417,7 +448,10 @@ func (a *analysis) reuseCharged(o *opState) (charged bool, how string) {
 				known = known || x == id
 			}
 		}
-		if !known {
+		switch {
+		case !known && strings.HasPrefix(id, bodyPrefix):
+			return true, "a 2xx the client cannot tell from a new charge (its body differs from the original op's answers and has no resource id at --id-field)"
+		case !known:
 			return true, "a 2xx with a new charge (" + showID(id) + ")"
 		}
 	}

@@ -152,8 +152,64 @@ func (s *runSpec) secondCharge(op int, id string) {
 	})
 }
 
+// envelope makes every 2xx of s the way {"data":..., "request_id": fresh}
+// answers read without --id-field: no resource id, a body of its own each
+// time. Ops 20 and 60 get a second 2xx (a replay after a lost answer), and
+// op 3's racers both get one: 3 ops with 2xx answers that cannot be told
+// apart.
+func envelope(s *runSpec) {
+	lockWaitRace(s)
+	unmarkReplays(s)
+	s.secondCharge(20, "")
+	s.secondCharge(60, "")
+	for i := range s.attempts {
+		if a := &s.attempts[i]; a.Status/100 == 2 {
+			a.ChargeID, a.BodySHA256 = "", fmt.Sprintf("%064x", 1<<30+i)
+		}
+	}
+	s.ledger = nil
+	// Collect was asked for metrics only (no --database-url).
+	s.sources = &Collected{Pages: map[string]string{"consumer": "http://127.0.0.1:9/metrics", "relay": "http://127.0.0.1:9/metrics", "charge": "http://127.0.0.1:9/metrics"}}
+}
+
 func TestUnmarkedReplaysAndDistinctCharges(t *testing.T) {
 	runVerdictCases(t, []verdictCase{
+		{
+			name:    "enveloped answers without --id-field, metrics exact: a hint, never a double charge",
+			build:   func(t *testing.T, s *runSpec, _ string) { envelope(s) },
+			verdict: VerdictHeld,
+			checks: map[string]checkWant{
+				CheckEffectsEqualOps:  {status: StatusHeld, figure: "200 of 200"},
+				CheckExactlyOncePerOp: {status: StatusInconclusive, text: "3 ops got 2xx answers that cannot be told apart: set --id-field or give a ledger"},
+				CheckRaceSingleWinner: {status: StatusInconclusive, figure: "0 of 1 races with a single winner, 1 that cannot be told", text: "1 races got 2xx answers that cannot be told apart"},
+			},
+			cxTotal: map[string]int{CheckExactlyOncePerOp: 0, CheckRaceSingleWinner: 0},
+		},
+		{
+			name: "enveloped answers without --id-field, metrics show extra effects: effects-equal-ops fails",
+			build: func(t *testing.T, s *runSpec, _ string) {
+				envelope(s)
+				s.pages["consumer"] = page(map[string]float64{DefaultSideEffectMetric: 202, MetricInboxDuplicates: 1})
+			},
+			verdict: VerdictViolated,
+			checks: map[string]checkWant{
+				CheckEffectsEqualOps:  {status: StatusFailed, figure: "202 of 200", text: "2 extra"},
+				CheckExactlyOncePerOp: {status: StatusInconclusive, text: "3 ops got 2xx answers that cannot be told apart"},
+			},
+		},
+		{
+			name: "enveloped answers with distinct resource ids, no ledger: failed, exact count",
+			build: func(t *testing.T, s *runSpec, _ string) {
+				envelope(s)
+				s.findAttempt(t, 20, 0, 3).ChargeID = "ch-20"
+				s.findAttempt(t, 20, 0, 9).ChargeID = "ch-20-again"
+			},
+			verdict: VerdictViolated,
+			checks: map[string]checkWant{
+				CheckExactlyOncePerOp: {status: StatusFailed, figure: "1 of 200 ops wrong", text: "applied at least 2 times"},
+			},
+			cxTotal: map[string]int{CheckExactlyOncePerOp: 1},
+		},
 		{
 			name: "unmarked replays, ledger one per key: held",
 			build: func(t *testing.T, s *runSpec, _ string) {

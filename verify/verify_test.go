@@ -196,15 +196,29 @@ func TestVerifyScenarios(t *testing.T) {
 			}},
 		},
 		{
-			name: "no ledger still catches two new answers",
+			name: "no ledger still catches two new answers with distinct resource ids",
+			break_: func(t *testing.T, s *runSpec) {
+				s.ledger = nil
+				s.findAttempt(t, 3, 0, 1).ChargeID = "ch-3"
+				a := s.findAttempt(t, 3, 1, 1)
+				a.Outcome, a.Status, a.ChargeID = history.OutcomeNew, 200, "ch-3-b"
+			},
+			want: want{verdict: VerdictViolated, exit: 1, checks: map[string]string{
+				CheckExactlyOncePerOp: StatusFailed, CheckEffectsEqualOps: StatusInconclusive,
+			}, cxCheck: CheckExactlyOncePerOp, cxOp: 3, cxWhy: "2 distinct resource ids or bodies (id ch-3, id ch-3-b): applied at least 2 times"},
+		},
+		{
+			// Two `new` answers with neither a resource id nor a body: a
+			// hint, not a double charge (the metrics count is exact).
+			name: "no ledger: two new answers that cannot be told apart are not failed",
 			break_: func(t *testing.T, s *runSpec) {
 				s.ledger = nil
 				a := s.findAttempt(t, 3, 1, 1)
 				a.Outcome, a.Status = history.OutcomeNew, 200
 			},
-			want: want{verdict: VerdictViolated, exit: 1, checks: map[string]string{
-				CheckExactlyOncePerOp: StatusFailed, CheckEffectsEqualOps: StatusInconclusive,
-			}, cxCheck: CheckExactlyOncePerOp, cxOp: 3, cxWhy: "2 `new` answers"},
+			want: want{verdict: VerdictInconclusive, exit: 3, checks: map[string]string{
+				CheckExactlyOncePerOp: StatusInconclusive, CheckRaceSingleWinner: StatusInconclusive, CheckEffectsEqualOps: StatusInconclusive,
+			}},
 		},
 		{
 			name: "a target run with metrics only holds on them",
