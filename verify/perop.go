@@ -458,6 +458,20 @@ func (a *analysis) reuseCharged(o *opState) (charged bool, how string) {
 	return false, "a 2xx replaying the original op's charge (the changed body was ignored)"
 }
 
+// replayedCharge names, for a reuse answered with its original's charge
+// replayed, that charge (" ch_x", " body <digest>"), or "" when the
+// answer carried no identity.
+func (a *analysis) replayedCharge(o *opState) string {
+	ids := o.chargeIDs
+	if len(ids) == 0 {
+		ids = o.okIDs
+	}
+	if len(ids) == 0 {
+		return ""
+	}
+	return " " + ids[0]
+}
+
 // How a reuse op was answered, for key-reuse-422.
 type reuseVerdict int
 
@@ -465,8 +479,7 @@ const (
 	reuseUnanswered        reuseVerdict = iota // no definite answer (or its key is stuck)
 	reuseRejected                              // a declared rejection status
 	reuseRejectedOrigExtra                     // rejected; its key's extra effects are the original's
-	reuseReplayed                              // a 2xx replaying the original's charge
-	reuseBroken                                // charged, or another status: why says which
+	reuseBroken                                // charged, acknowledged or another status: why says which
 )
 
 // judgeReuse judges one reuse op against the declared statuses (want).
@@ -491,10 +504,10 @@ func (a *analysis) judgeReuse(ev *evidence, o *opState, want string) (why string
 		return "", effects, reuseUnanswered // the key is in flight: see no-key-stuck-in-flight
 	case o.mismatches == 0 && o.otherStatus != 0:
 		return fmt.Sprintf("got %d, not %s; declare it with --reuse-status %d if that is the endpoint's answer to a changed body", o.otherStatus, want, o.otherStatus), effects, reuseBroken
+	case o.ok() > 0:
+		return fmt.Sprintf("answered 2xx replaying the original op's charge%s: the changed body was acknowledged, not refused with %s (no second charge)", a.replayedCharge(o), want), effects, reuseBroken
 	case ev.hasLedger && !attributed && e > origMax && o.mismatches > 0:
 		return "", effects, reuseRejectedOrigExtra
-	case o.ok() > 0:
-		return "", effects, reuseReplayed
 	case o.mismatches > 0:
 		return "", effects, reuseRejected
 	}
@@ -504,7 +517,9 @@ func (a *analysis) judgeReuse(ev *evidence, o *opState, want string) (why string
 // checkReuse: every changed-body reuse got a declared rejection status
 // (422 by default), never a charge of its own. A reuse fails when it was
 // charged (a 2xx with a new resource id or body, or ledger effects at its
-// own amount), or answered another status (the counterexample names it).
+// own amount), answered another status (the counterexample names it), or
+// answered 2xx replaying the original's charge (the changed body was
+// acknowledged: no second charge, but not refused).
 // Effects of its key beyond the original op's are the original's to answer
 // for (exactly-once-per-op) unless the ledger attributes them to the reuse.
 func (a *analysis) checkReuse(ev *evidence, opts Options) Check {
@@ -515,7 +530,7 @@ func (a *analysis) checkReuse(ev *evidence, opts Options) Check {
 	}
 	cx := cxList{max: opts.MaxCounterexamples}
 	var rejected, unanswered []int
-	replayed, blamedOrig, unsureOrig := 0, 0, 0
+	blamedOrig, unsureOrig := 0, 0
 	for i := range a.ops {
 		o := &a.ops[i]
 		if o.kind != kindReuse {
@@ -530,8 +545,6 @@ func (a *analysis) checkReuse(ev *evidence, opts Options) Check {
 			unsure := v == reuseRejectedOrigExtra && o.indeterminate > 0
 			blamedOrig += b2i(v == reuseRejectedOrigExtra && !unsure)
 			unsureOrig += b2i(unsure)
-		case reuseReplayed:
-			replayed++
 		default:
 			unanswered = append(unanswered, o.op)
 		}
@@ -544,9 +557,6 @@ func (a *analysis) checkReuse(ev *evidence, opts Options) Check {
 		}
 	}
 	var notes []string
-	if replayed > 0 {
-		notes = append(notes, fmt.Sprintf("%d reuses were answered with the original op's charge replayed (no second charge, but the changed body was not rejected)", replayed))
-	}
 	if blamedOrig > 0 {
 		notes = append(notes, fmt.Sprintf("%d reuses were rejected while their key holds more effects than its original op may: that is the original's (see %s)", blamedOrig, CheckExactlyOncePerOp))
 	}

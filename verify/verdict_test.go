@@ -767,14 +767,34 @@ func TestKeyReuseStatuses(t *testing.T) {
 			},
 		},
 		{
-			name: "a 2xx replaying the original's charge: no second charge, noted",
+			// The endpoint ignored the changed body: no second charge (the
+			// money checks hold), but the reuse was acknowledged.
+			name: "a 2xx replaying the original's charge: key-reuse-422 fails, the money checks hold",
 			build: func(t *testing.T, s *runSpec, dir string) {
 				unmarkReplays(s)
 				a := s.findAttempt(t, reuseOp, 0, 1)
 				a.Status, a.Outcome, a.ChargeID = 200, history.OutcomeNew, "ch-0"
 			},
-			verdict: VerdictHeld,
-			checks:  map[string]checkWant{CheckKeyReuse422: {status: StatusHeld, figure: "0 of 1 reuses got 422", text: "replayed"}},
+			verdict: VerdictViolated,
+			checks: map[string]checkWant{
+				CheckKeyReuse422:      {status: StatusFailed, figure: "0 of 1 reuses got 422", text: "answered 2xx replaying the original op's charge ch-0: the changed body was acknowledged, not refused with 422 (no second charge)"},
+				CheckEffectsEqualOps:  {status: StatusHeld, figure: "200 of 200 (ledger 200 of 200)"},
+				CheckExactlyOncePerOp: {status: StatusHeld},
+			},
+			cxTotal: map[string]int{CheckKeyReuse422: 1},
+		},
+		{
+			name: "a marked replay of the original's body, no ledger: key-reuse-422 fails",
+			build: func(t *testing.T, s *runSpec, dir string) {
+				a := s.findAttempt(t, reuseOp, 0, 1)
+				a.Status, a.Outcome, a.Replayed = 200, history.OutcomeReplay, true
+				s.ledger = nil
+			},
+			verdict: VerdictViolated,
+			checks: map[string]checkWant{
+				CheckKeyReuse422: {status: StatusFailed, text: "answered 2xx replaying the original op's charge: the changed body was acknowledged"},
+			},
+			cxTotal: map[string]int{CheckKeyReuse422: 1},
 		},
 		{
 			// The reuse's first answer was lost: a per-key count cannot say

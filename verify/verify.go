@@ -20,30 +20,36 @@
 //     metrics timeline (metrics/timeline/, every 250 ms) and the final
 //     pages, or from Prometheus's samples of the side-effect counter since
 //     the run began; a drop, a new process_start_time_seconds or a kill of the
-//     page's process in faults.jsonl marks a restart, and report.json
-//     lists the resets. Effects a process counted after its last snapshot
-//     before a restart are never seen: a shortfall after a reset holds when
-//     the ledger shows no charge lost, and is inconclusive without a ledger
-//     when the resets may hide it.
+//     page's process in faults.jsonl marks a restart (one before the first
+//     snapshot too), and report.json lists the resets. Effects a process
+//     counted after its last snapshot before a restart are never seen: a
+//     shortfall after a reset or a kill holds when the ledger shows no
+//     charge lost (the figure counts the never scraped from the ledger),
+//     and is inconclusive without a ledger.
 //   - exactly-once-per-op: Jepsen's model. An op the client saw succeed
 //     (a complete 2xx) was applied exactly once; one with only definite
 //     rejections (409, 422, other 4xx, never sent) zero times; an
 //     indeterminate one (timeouts, network errors, a 2xx whose body was cut
 //     off, 5xx, 429/503) at most once; none twice. The ledger decides: per
 //     op when it has amounts ((merchant, key, amount, effects): a reuse's
-//     effects are its own), else per key. Without a ledger, 2xx answers
-//     with the same resource id (else body) are one charge replayed, marked
-//     or not; distinct ones fail the op. When events.jsonl can tell, a
+//     effects are its own), else per key (a key's extra effects are "op X
+//     or its reuse op Y" when the reuse's answers were lost). Without a
+//     ledger, 2xx answers with the same resource id (else body) are one
+//     charge replayed, marked or not; distinct resource ids fail the op;
+//     answers it cannot tell apart (bodies differ, no id at --id-field)
+//     leave it inconclusive, never failed. When events.jsonl can tell, a
 //     failure says whether the consumer applied one event twice or the
 //     charge service made two charges.
 //   - race-single-winner: each race op has one winner: one ledger effect
-//     for it, or without a ledger one distinct charge among the senders'
-//     2xx answers (the others 409, replays or lost).
+//     for it, or without a ledger one distinct resource id among the
+//     senders' 2xx answers (the others 409, replays or lost; answers that
+//     cannot be told apart leave the race inconclusive).
 //   - key-reuse-422: each changed-body reuse got a declared rejection
 //     status (422, or --reuse-status) and no charge of its own (a 2xx with
-//     a new resource id, or ledger effects at its amount). Another status
-//     is named in the counterexample; a double charge of the original op
-//     is exactly-once-per-op's, not the reuse's.
+//     a new resource id, or ledger effects at its amount). Another status,
+//     or a 2xx replaying the original's charge (the changed body
+//     acknowledged), is named in the counterexample; a double charge of
+//     the original op is exactly-once-per-op's, not the reuse's.
 //   - retry-after-honoured: no sender's next attempt came sooner than the
 //     Retry-After its previous attempt carried (by recorded delay and clock).
 //   - full-jitter: per attempt number, backoff delays/cap against
