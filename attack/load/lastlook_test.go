@@ -85,7 +85,7 @@ func TestReconcileTakesALastLook(t *testing.T) {
 				t.Fatal(err)
 			}
 			budget := client.NewBudget(client.BudgetOptions{Capacity: 1, RetryCost: 5})
-			cfg := Config{URL: url, Concurrency: 8, History: hw,
+			cfg := Config{URL: url, Concurrency: 16, History: hw,
 				Client: newClient(t, client.Options{MaxAttempts: 3, Budget: budget, Timeout: 2 * time.Second})}
 
 			sum, err := Run(context.Background(), p, cfg)
@@ -156,6 +156,13 @@ func TestReconcileTakesALastLook(t *testing.T) {
 				}
 				after[a.Op] = append(after[a.Op], a)
 			}
+			var probes []history.Attempt
+			for _, as := range after {
+				probes = append(probes, as...)
+			}
+			if n := maxOverlap(probes); n > lastLookConcurrency {
+				t.Errorf("%d last-look attempts in flight at once; want at most %d", n, lastLookConcurrency)
+			}
 			for key, n := range sent {
 				if got := srv.requestsFor(key); got != n {
 					t.Errorf("key %s: the endpoint got %d requests, the history records %d sent", key, got, n)
@@ -180,4 +187,19 @@ func TestReconcileTakesALastLook(t *testing.T) {
 			}
 		})
 	}
+}
+
+// maxOverlap is the largest number of attempts in flight at once.
+func maxOverlap(as []history.Attempt) int {
+	most := 0
+	for _, a := range as {
+		n := 0
+		for _, b := range as {
+			if !b.Start.After(a.Start) && b.End.After(a.Start) {
+				n++
+			}
+		}
+		most = max(most, n)
+	}
+	return most
 }

@@ -57,6 +57,12 @@ type Config struct {
 	LastLook time.Duration
 }
 
+// lastLookConcurrency bounds the last look's attempts in flight (and
+// Config.Concurrency does too): an endpoint that serves a few requests at
+// a time queues the rest, and a probe that waits behind a whole pool's
+// worth of others times out and tells nothing.
+const lastLookConcurrency = 8
+
 // DefaultLastLook is Config.LastLook's default: long enough for one
 // attempt at the client's default per-attempt timeout, short enough not to
 // stretch a run whose reconcile deadline already passed.
@@ -602,7 +608,7 @@ func (r *runner) redrive(ctx context.Context, idx int) {
 // left an op with budget refusals after its last answer; one answer from
 // the endpoint is evidence either way: a 2xx confirms the op, a 409 shows
 // its key is still in flight. It runs on ctx, not on the reconcile
-// deadline, with the configured concurrency, and stops after
+// deadline, with at most lastLookConcurrency attempts in flight, and stops after
 // Config.LastLook: an op not reached by then is not looked at.
 func (r *runner) lastLook(ctx context.Context, idxs []int) LastLook {
 	var todo []int
@@ -628,7 +634,7 @@ func (r *runner) lastLook(ctx context.Context, idxs []int) LastLook {
 	var mu sync.Mutex
 	work := make(chan int)
 	var wg sync.WaitGroup
-	for range min(r.cfg.Concurrency, len(todo)) {
+	for range min(r.cfg.Concurrency, lastLookConcurrency, len(todo)) {
 		wg.Go(func() {
 			for idx := range work {
 				if ctx.Err() != nil {
