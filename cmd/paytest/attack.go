@@ -48,7 +48,7 @@ restarts). See README.md, "Attacking your own endpoint".
 What paytest assumes of your endpoint: a POST of the body (--body-template)
 with the key in --key-header; a 2xx means charged (a replay of the stored
 answer, marked or not, counts once: same --id-field or the same body, or
---replay-header); 409 means the key is in flight (retried, honouring
+--replay-header; the ledger, when given, decides); 409 means the key is in flight (retried, honouring
 Retry-After); a key reused with a changed body gets one of --reuse-status;
 5xx and dropped connections are retried with the same key. A key still
 answered 409 when the run ends fails no-key-stuck-in-flight.
