@@ -77,8 +77,6 @@ type Sources struct {
 // maxPage bounds a scraped page.
 const maxPage = 64 << 20
 
-var kvPassword = regexp.MustCompile(`(password\s*=\s*)('[^']*'|\S+)`)
-
 var pageName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 
 // Collect gathers a live system's evidence into runDir: each metrics page,
@@ -173,8 +171,12 @@ func Collect(ctx context.Context, src Sources, runDir string) error {
 			}
 		}
 	}
-	for _, err := range errs {
-		rec.Errors = append(rec.Errors, err.Error())
+	// An HTTP client's error quotes the whole URL it tried, query included:
+	// mask secrets before the message reaches sources.json or the caller.
+	for i, err := range errs {
+		msg := secrets.String(err.Error())
+		rec.Errors = append(rec.Errors, msg)
+		errs[i] = errors.New(msg)
 	}
 	if err := writeJSON(filepath.Join(mdir, SourcesFile), rec); err != nil {
 		errs = append(errs, err)

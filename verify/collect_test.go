@@ -230,6 +230,33 @@ func TestCollectRedactsPasswords(t *testing.T) {
 	}
 }
 
+// TestCollectKeepsSecretsOfFailedURLsOutOfTheRunDirectory: an unreachable
+// page's error quotes its URL; a token in its query reaches neither
+// sources.json nor the returned error.
+func TestCollectKeepsSecretsOfFailedURLsOutOfTheRunDirectory(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there
+	dir := t.TempDir()
+	err = Collect(context.Background(), Sources{MetricsURLs: map[string]string{"target": "http://" + addr + "/metrics?token=s3cret"}}, dir)
+	if err == nil || apperr.Code(err) != apperr.EINCONCLUSIVE {
+		t.Fatalf("Collect = %v; want an inconclusive error", err)
+	}
+	if strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("the error carries the secret: %v", err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, MetricsDir, SourcesFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "errors") || strings.Contains(string(b), "s3cret") {
+		t.Fatalf("sources.json: %s", b)
+	}
+}
+
 // TestCollectThroughPrometheus runs Debian's prometheus against a promhttp
 // server and checks verify gets the same figure through PromQL as from the
 // page itself.
