@@ -273,6 +273,16 @@ func TestKeysStuckInFlightStillGetAReport(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(res.Dir, verify.HTMLFile)); err != nil {
 		t.Fatal(err)
 	}
+	// After the deadline each stuck key's op got one last look, and the
+	// transcript says what it answered.
+	tr, err := os.ReadFile(filepath.Join(res.Dir, verify.TranscriptFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	look := fmt.Sprintf("last look (one attempt each, outside the retry budget) at %d ops: %d × 409 conflict\n", len(want), len(want))
+	if !strings.Contains(string(tr), look) {
+		t.Fatalf("the transcript does not say %q:\n%s", look, tr)
+	}
 	if took > 30*time.Second {
 		t.Fatalf("the run took %s with a 2 s reconcile deadline", took)
 	}
