@@ -234,11 +234,6 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 			ops: 300, concurrency: 48, duplicate: 0.2,
 			tune:  func(c *Config) { c.ReconcileTimeout = 1500 * time.Millisecond },
 			check: func(t *testing.T, g *ground) { g.stuckKeysFail(t) },
-			gap: "internal/foreign's lease store wedges under this load: processLease calls release(), which waits without " +
-				"a deadline for a second pool connection, before its deferred tx.Rollback, so four requests cancelled mid-charge hold all " +
-				"four pool connections forever (pg_stat_activity: 4 idle in transaction) and every later request times out; " +
-				"the keys whose only answers come after that have no 409 to show (seeds 3, 11, 29: 31 of 37, 10 of 20, 14 of 38 " +
-				"listed). With the rollback before release() every stuck key is listed: 27/27, 22/22, 18/18",
 		},
 		{
 			// Fiber's in-memory storage: a restart forgets every key, and

@@ -540,6 +540,9 @@ func (e *Endpoint) processLease(ctx context.Context, key, sha string, req charge
 		err = tx.Commit(ctx)
 	}
 	if err != nil {
+		// Roll back first: the transaction's UPDATE holds the key's row
+		// lock, and the DELETE in release would wait for it forever.
+		_ = tx.Rollback(context.WithoutCancel(ctx))
 		release()
 		return serverError(err)
 	}
