@@ -703,9 +703,26 @@ func (g *ground) stuckKeysFail(t *testing.T) {
 		listed = append(listed, cx.Key)
 	}
 	slices.Sort(listed)
-	if c.Status != verify.StatusFailed || c.CounterexamplesTotal != len(g.stuck) ||
-		(len(g.stuck) <= len(listed) && !slices.Equal(listed, g.stuck)) {
-		t.Errorf("%s: %s %q lists %d keys (total %d), the endpoint left %d in progress", c.Name, c.Status, c.Figure, len(listed), c.CounterexamplesTotal, len(g.stuck))
+	// A key whose last answer was a 409 may be released by the endpoint a
+	// moment later (a request cut off at the deadline fails and frees its
+	// lease): it never charged, and paytest saw it in flight at the end.
+	// Such keys may be listed; stuck keys must all be.
+	released := 0
+	for _, op := range g.plan {
+		if op.Kind == history.KindCharge && g.ledger[op.Key] == 0 && !slices.Contains(g.stuck, op.Key) {
+			released++
+		}
+	}
+	total := c.CounterexamplesTotal
+	missing := 0
+	for _, k := range g.stuck {
+		if !slices.Contains(listed, k) {
+			missing++
+		}
+	}
+	if c.Status != verify.StatusFailed || total < len(g.stuck) || total > len(g.stuck)+released ||
+		(len(listed) == total && missing > 0) || (len(listed) < total && missing > total-len(listed)) {
+		t.Errorf("%s: %s %q lists %d keys (total %d), the endpoint left %d in progress and released %d uncharged", c.Name, c.Status, c.Figure, len(listed), total, len(g.stuck), released)
 		for _, k := range g.stuck {
 			if !slices.Contains(listed, k) {
 				t.Logf("unlisted stuck key %s: %s", k, g.history(k))
@@ -713,7 +730,7 @@ func (g *ground) stuckKeysFail(t *testing.T) {
 		}
 	}
 	for _, k := range listed {
-		if !slices.Contains(g.stuck, k) {
+		if !slices.Contains(g.stuck, k) && g.ledger[k] != 0 {
 			t.Errorf("%s lists key %s, which the endpoint finished (%d ledger rows): %s", c.Name, k, g.ledger[k], g.history(k))
 		}
 	}

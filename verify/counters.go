@@ -160,13 +160,15 @@ func sumCounters(page string, snaps []*counterSnapshot, kills []killWindow) coun
 }
 
 // sumSeries sums one counter series across the restarts of its process: a
-// value below the one before, a new process start time, or a kill of the
-// page's process (faults.jsonl) after which no drop shows (the new process
-// counted past the old value before its first scrape) means the process
-// counted from zero again; what it had counted is kept. What it counted
-// after its last sample is lost with it: the total is a lower bound.
+// value below the one before, or a new process start time, means the
+// process counted from zero again; what it had counted is kept. What it
+// counted after its last sample is lost with it: the total is a lower
+// bound. A kill (faults.jsonl) after which the value does not drop is not
+// taken for a reset: a --kill-cmd may stop a process other than the one
+// serving the page, and counting the old value twice would invent
+// charges; the kill still makes the total a lower bound (sideKills), which
+// a ledger can excuse.
 func sumSeries(page, name string, pts []point, kills []killWindow) (total float64, resets []CounterReset) {
-	forced := killedAt(pts, kills)
 	offset := 0.0
 	if killedBeforeFirst(pts, kills) {
 		resets = append(resets, CounterReset{Page: page, Metric: name, Time: pts[0].t, After: pts[0].v})
@@ -174,7 +176,7 @@ func sumSeries(page, name string, pts []point, kills []killWindow) (total float6
 	for i := 1; i < len(pts); i++ {
 		prev, cur := pts[i-1], pts[i]
 		restarted := prev.start != 0 && cur.start != 0 && cur.start != prev.start
-		if cur.v < prev.v || restarted || forced[i] {
+		if cur.v < prev.v || restarted {
 			resets = append(resets, CounterReset{Page: page, Metric: name, Time: cur.t, Before: prev.v, After: cur.v})
 			offset += prev.v
 		}
@@ -183,33 +185,6 @@ func sumSeries(page, name string, pts []point, kills []killWindow) (total float6
 		total = pts[len(pts)-1].v + offset
 	}
 	return total, resets
-}
-
-// killedAt marks the samples that follow a kill of the page's process when
-// nothing else shows the restart: the first sample after the kill, unless
-// the series carries its process's start time (which tells) or drops
-// before the restart was recorded (plus a second of scrapes).
-func killedAt(pts []point, kills []killWindow) map[int]bool {
-	forced := map[int]bool{}
-	for _, p := range pts {
-		if p.start != 0 {
-			return forced
-		}
-	}
-	for _, w := range kills {
-		j := sort.Search(len(pts), func(i int) bool { return pts[i].t.After(w.from) })
-		if j == 0 || j == len(pts) {
-			continue
-		}
-		dropped := false
-		for k := j; k < len(pts) && (w.to.IsZero() || !pts[k].t.After(w.to.Add(time.Second))); k++ {
-			dropped = dropped || pts[k].v < pts[k-1].v
-		}
-		if !dropped {
-			forced[j] = true
-		}
-	}
-	return forced
 }
 
 // killedBeforeFirst says whether the page's process was killed before the

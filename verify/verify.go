@@ -19,9 +19,11 @@
 //     are summed across resets as Prometheus's increase() does, from the
 //     metrics timeline (metrics/timeline/, every 250 ms) and the final
 //     pages, or from Prometheus's samples of the side-effect counter since
-//     the run began; a drop, a new process_start_time_seconds or a kill of the
-//     page's process in faults.jsonl marks a restart (one before the first
-//     snapshot too), and report.json lists the resets. Effects a process
+//     the run began; a drop or a new process_start_time_seconds marks a
+//     restart (and a kill of the page's process before the first snapshot),
+//     and report.json lists the resets. A kill with no drop after it is not
+//     taken for one (it may have stopped another process: counting the old
+//     value twice would invent charges), but makes the count a lower bound. Effects a process
 //     counted after its last snapshot before a restart are never seen: a
 //     shortfall after a reset or a kill holds when the ledger shows no
 //     charge lost (the figure counts the never scraped from the ledger),
