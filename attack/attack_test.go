@@ -386,7 +386,7 @@ func TestBadInputExitCodes(t *testing.T) {
 		{"bad output", []string{"attack", "--output", "xml"}, 2, "--output"},
 		{"unknown unsafe mode", []string{"attack", "--unsafe", "no-brakes"}, 2, "no-idempotency"},
 		{"component flag with a target", []string{"attack", "--target", "http://127.0.0.1:1/charge", "--relay-arg=--publish-rate=0"}, 2, "--relay-arg applies only to the bundled"},
-		{"a profile's broker-cut against a target", []string{"attack", "--target", "http://127.0.0.1:1/charge", "--metrics-url", "http://127.0.0.1:1/metrics", "--kill-cmd", "true"}, 2, `profile default: fault "broker-cut at 30% for 1.5s" cannot fire against --target`},
+		{"a profile's broker-cut against a target", []string{"attack", "--profile", "default", "--target", "http://127.0.0.1:1/charge", "--metrics-url", "http://127.0.0.1:1/metrics", "--kill-cmd", "true"}, 2, `profile default: fault "broker-cut at 30% for 1.5s" cannot fire against --target`},
 		{"a kill against a target without --kill-cmd", []string{"attack", "--profile", "relay-crash", "--target", "http://127.0.0.1:1/charge", "--metrics-url", "http://127.0.0.1:1/metrics"}, 2, "needs --kill-cmd"},
 		{"component refuses its flag", []string{"attack", "--ops", "20", "--no-progress", "--relay-arg=--bogus"}, 2, "unknown flag: --bogus"},
 	}
