@@ -350,7 +350,7 @@ func (a *analysis) checkRaces(ev *evidence, opts Options) Check {
 		return nothing(name, "0 races", "the plan has no same-key races")
 	}
 	cx := cxList{max: opts.MaxCounterexamples}
-	var single, multi, hidden, lost, untold int
+	var single, multi, hidden, lost, untold, repeated int
 	for i := range a.ops {
 		o := &a.ops[i]
 		if o.kind != kindCharge || !o.race {
@@ -363,6 +363,13 @@ func (a *analysis) checkRaces(ev *evidence, opts Options) Check {
 		case ev.hasLedger:
 			e, _ := a.opEffects(ev, o)
 			effects, winners = &e, e
+			// An event the consumer applied again is one winner's charge
+			// repeated downstream: exactly-once-per-op blames the
+			// consumer for it, not the race.
+			for _, r := range ev.repeats(o.merchant, o.key) {
+				winners -= int(r.Applied) - 1
+				repeated++
+			}
 		case o.resourceIDs() > 1:
 			winners = o.resourceIDs()
 		case o.untold():
@@ -401,6 +408,9 @@ func (a *analysis) checkRaces(ev *evidence, opts Options) Check {
 		detail = fmt.Sprintf("winners counted in the ledger: %d with one effect, %d with more, %d with none whose answers were lost", single, multi, hidden)
 		if lost > 0 {
 			detail += fmt.Sprintf(", %d acknowledged but not in the ledger (see %s)", lost, CheckExactlyOncePerOp)
+		}
+		if repeated > 0 {
+			detail += fmt.Sprintf("; %d events of race keys the consumer applied again are not counted as winners (see %s)", repeated, CheckExactlyOncePerOp)
 		}
 	} else {
 		detail = fmt.Sprintf("winners counted by distinct resource ids (else identical bodies) among the 2xx answers: %d with one, %d with more, %d whose winner's answer was lost (timeouts only)", single, multi, hidden)

@@ -351,6 +351,23 @@ func TestUnmarkedReplaysAndDistinctCharges(t *testing.T) {
 			},
 		},
 		{
+			// The consumer applied the winner's event twice (its inbox let
+			// a republish through): one winner, and the double apply is
+			// exactly-once-per-op's to report, naming the consumer.
+			name: "race whose one charge the consumer applied twice: a single winner",
+			build: func(t *testing.T, s *runSpec, _ string) {
+				lockWaitRace(s)
+				unmarkReplays(s)
+				s.setLedger("k-3", 2)
+				s.events = []EventRow{{Event: "0b7e4f7c-0000-4000-8000-000000000003", Merchant: "demo", Key: "k-3", Applied: 2}}
+			},
+			verdict: VerdictViolated,
+			checks: map[string]checkWant{
+				CheckRaceSingleWinner: {status: StatusHeld, figure: "1 of 1 races with a single winner", text: "1 events of race keys the consumer applied again are not counted as winners"},
+				CheckExactlyOncePerOp: {status: StatusFailed, text: "the consumer applied a repeated event, not a second charge"},
+			},
+		},
+		{
 			name: "a 2xx whose body was cut off is indeterminate, not acknowledged",
 			build: func(t *testing.T, s *runSpec, _ string) {
 				a := s.findAttempt(t, 170, 0, 1)
