@@ -5,7 +5,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -X main.version=$(VERSION) -X main.commit=$(shell git rev-parse --short HEAD 2>/dev/null || echo none)
 STATICCHECK := $(shell $(GO) env GOPATH)/bin/staticcheck
 
-.PHONY: build test soak demo bench lint fuzz clean
+.PHONY: build test soak race demo bench lint fuzz clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/paytest
@@ -30,9 +30,18 @@ bench: build
 $(STATICCHECK):
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
+## race: the unit packages (no child processes) under the race detector.
+RACE_PKGS := ./verify/ ./attack/client/ ./attack/load/ ./attack/plan/ ./attack/history/ ./attack/fault/ \
+	./internal/redact/ ./internal/backoff/ ./internal/apperr/ ./internal/crashpoint/ ./profiles/
+race:
+	$(GO) test -race -count=1 -timeout 9m $(RACE_PKGS)
+
+## lint: vet, staticcheck, gofmt and a tidy go.mod.
 lint: $(STATICCHECK)
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt -l:"; echo "$$out"; exit 1; fi
+	$(GO) mod tidy -diff
 
 ## fuzz: run each decoder's fuzz target for a while (FUZZTIME, default 30s).
 FUZZTIME ?= 30s
