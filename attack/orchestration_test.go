@@ -85,7 +85,13 @@ func TestPlanFaults(t *testing.T) {
 			[]string{"profile p", `no proxy "redis"`, "charge, nats, postgres"}},
 		{"bundled: a crash point on a fault that is not a kill", Config{Profile: prof("p", fault.Spec{Fault: fault.BrokerCut, Crash: "after-publish"})}, nil,
 			[]string{"only kill takes a crash point"}},
-		{"bundled: the default profile as it is", Config{Profile: mustProfile(t, "default")}, mustProfile(t, "default").Faults, nil},
+		{"bundled: the default profile, its relay restarted with its flags", Config{Profile: mustProfile(t, "default")}, defaultRestartingWithItsFlags(t), nil},
+		{"bundled: a killed component keeps its --consumer-arg, the kill's restart flags last",
+			Config{Profile: profiles.Profile{Name: "p", Consumer: []string{"--ack-wait=2s"}, Faults: []fault.Spec{
+				{Fault: fault.Kill, Target: "consumer", Crash: "after-apply-before-ack", At: 0.5, Restart: []string{"--max-inflight=8"}}}}},
+			[]fault.Spec{{Fault: fault.Kill, Target: "consumer", Crash: "after-apply-before-ack", At: 0.5, Restart: []string{"--ack-wait=2s", "--max-inflight=8"}}}, nil},
+		{"bundled: --kill-at restarts the charge service with its flags", Config{KillAt: []float64{0.5}, Profile: profiles.Profile{Name: "p", Charge: []string{"--processing-delay=20ms"}}},
+			[]fault.Spec{{Fault: fault.Kill, Target: "charge", At: 0.5, Duration: plainKillDowntime, Restart: []string{"--processing-delay=20ms"}}}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -109,6 +115,19 @@ func TestPlanFaults(t *testing.T) {
 			}
 		})
 	}
+}
+
+// defaultRestartingWithItsFlags is the default profile's schedule with the
+// killed relay restarted with the relay's own flags before the kill's.
+func defaultRestartingWithItsFlags(t *testing.T) []fault.Spec {
+	p := mustProfile(t, "default")
+	out := slices.Clone(p.Faults)
+	for i := range out {
+		if out[i].Fault == fault.Kill {
+			out[i].Restart = append(slices.Clone(p.Relay), out[i].Restart...)
+		}
+	}
+	return out
 }
 
 func mustProfile(t *testing.T, name string) profiles.Profile {

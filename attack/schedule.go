@@ -85,17 +85,37 @@ func planFaults(cfg *Config) ([]fault.Spec, error) {
 		// service, as a team's endpoint is with --target.
 		kill := fault.Spec{Fault: fault.Kill, Target: TargetComponent, At: at}
 		if cfg.Target == "" {
-			// Restarted with the flags it first started with.
-			kill.Target, kill.Restart = stack.Charge, slices.Clone(cfg.Profile.Charge)
+			kill.Target = stack.Charge // restarted with the flags it first started with, below
 		}
 		out = append(out, kill)
 	}
 	for i := range out {
-		if s := &out[i]; s.Fault == fault.Kill && s.Crash == "" && s.Duration == 0 && s.Until == 0 {
+		s := &out[i]
+		if s.Fault == fault.Kill && s.Crash == "" && s.Duration == 0 && s.Until == 0 {
 			s.Duration = plainKillDowntime
+		}
+		if s.Fault == fault.Kill && cfg.Target == "" {
+			// A restarted component keeps the flags it started with (the
+			// profile's and --charge-arg/--relay-arg/--consumer-arg); the
+			// kill's own restart flags come last and win.
+			s.Restart = append(componentArgs(cfg, s.Target), s.Restart...)
 		}
 	}
 	return out, nil
+}
+
+// componentArgs are the flags a bundled component first started with,
+// crash points aside.
+func componentArgs(cfg *Config, name string) []string {
+	switch name {
+	case stack.Charge:
+		return slices.Clone(cfg.Profile.Charge)
+	case stack.Relay:
+		return slices.Clone(cfg.Profile.Relay)
+	case stack.Consumer:
+		return slices.Clone(cfg.Profile.Consumer)
+	}
+	return nil
 }
 
 // targetFault adapts one fault to a team's endpoint, or refuses it.
