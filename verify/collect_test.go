@@ -314,7 +314,7 @@ func TestCollectThroughPrometheus(t *testing.T) {
 	if a.SideEffects != n || b.SideEffects != a.SideEffects || b.SideEffectsSource != "prometheus" {
 		t.Fatalf("side effects direct %d (%s), via Prometheus %d (%s); want %d from both", a.SideEffects, a.SideEffectsSource, b.SideEffects, b.SideEffectsSource, n)
 	}
-	if a.Verdict != b.Verdict || b.Check(CheckOutboxDrained).Status != StatusHeld {
+	if c := b.Check(CheckOutboxDrained); a.Verdict != b.Verdict || c == nil || c.Status != StatusHeld {
 		t.Fatalf("verdict direct %s, via Prometheus %s (outbox %+v)", a.Verdict, b.Verdict, b.Check(CheckOutboxDrained))
 	}
 	// A query for a metric Prometheus does not have is inconclusive.

@@ -350,12 +350,17 @@ func TestVerifyScenarios(t *testing.T) {
 				}
 			}
 			for name, fig := range tc.want.figure {
-				if c := rep.Check(name); c == nil || c.Figure != fig {
+				if c := rep.Check(name); c == nil {
+					t.Errorf("no check %s; want figure %q", name, fig)
+				} else if c.Figure != fig {
 					t.Errorf("check %s figure = %q; want %q", name, c.Figure, fig)
 				}
 			}
 			if tc.want.cxCheck != "" {
 				c := rep.Check(tc.want.cxCheck)
+				if c == nil {
+					t.Fatalf("no check %s", tc.want.cxCheck)
+				}
 				found := false
 				for _, x := range c.Counterexamples {
 					if x.Op == tc.want.cxOp && strings.Contains(x.Why, tc.want.cxWhy) {
