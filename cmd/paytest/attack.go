@@ -53,10 +53,14 @@ Retry-After); a key reused with a changed body gets one of --reuse-status;
 5xx and dropped connections are retried with the same key. A key still
 answered 409 when the run ends fails no-key-stuck-in-flight.
 
-The ledger query returns one row per key, in either form:
+The ledger query returns one row per key, in one of these forms:
   SELECT idem_key, count(*) FROM ledger GROUP BY 1               (key, count)
   SELECT merchant, idem_key, count(*) FROM ledger GROUP BY 1, 2  (merchant, key, count)
-Against --target the keys are matched whatever the merchant column says.
+  SELECT merchant, idem_key, amount, count(*) FROM ledger GROUP BY 1, 2, 3
+                                               (merchant, key, amount, count)
+The last tells a changed-body reuse's effects (its own amount) from its
+original's. Against --target the keys are matched whatever the merchant
+column says.
 
 Faults against --target: eat-response and latency act on the proxy in front
 of your endpoint, outage makes that proxy refuse connections for its
@@ -121,7 +125,7 @@ Exit codes: 0 held, 1 violated, 2 usage error, 3 inconclusive.`,
 	f.String("metrics-url", "", "your /metrics page (with --side-effect-metric)")
 	f.String("side-effect-metric", "", "counter of applied side effects on --metrics-url (default "+verify.DefaultSideEffectMetric+")")
 	f.String("side-effect-query", "", "PromQL giving the number of applied side effects (with --prometheus-url)")
-	f.String("ledger-query", "", "SQL returning (key, count) or (merchant, key, count) per idempotency key, one row per key (with --database-url)")
+	f.String("ledger-query", "", "SQL returning (key, count), (merchant, key, count) or (merchant, key, amount, count) rows (with --database-url)")
 	f.String("kill-cmd", "", "shell command killing your endpoint at the profile's kill points and --kill-at (with --target; gets PAYTEST_COMPONENT=target)")
 	f.String("restart-cmd", "", "shell command restarting your endpoint after a kill, once it is down (with --target; gets PAYTEST_COMPONENT=target)")
 	f.StringSlice("kill-at", nil, "kill at these fractions of the run, e.g. 0.3,0.7 (repeatable): your endpoint through --kill-cmd, or the bundled charge service")

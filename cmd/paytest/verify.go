@@ -30,12 +30,18 @@ collects the evidence of a running system into the run directory: each
 --prometheus-url, and the per-key effects of --ledger-query on
 --database-url. Without --run, live evidence goes to runs/verify-<time>.
 
-A ledger query returns rows of (merchant, key, effects) or (key, effects).
+A ledger query returns one row per key in one of three forms: (key, effects),
+(merchant, key, effects), or (merchant, key, amount, effects), which tells a
+changed-body reuse's effects (its own amount) from the original's.
+
+Counters are summed across the resets the metrics timeline saw; the ledger,
+when given, is the authority for every per-operation check.
 
 Checks: effects-equal-ops, exactly-once-per-op, race-single-winner,
 key-reuse-422, retry-after-honoured, full-jitter, relay-crash-deduped,
-outbox-drained, dlq-exact, backlog-paced, no-retry-storm. Exit codes: 0 held,
-1 violated, 2 usage, 3 inconclusive (evidence missing or unreachable).`,
+outbox-drained, dlq-exact, backlog-paced, no-retry-storm,
+no-key-stuck-in-flight, faults-fired. Exit codes: 0 held, 1 violated, 2 usage,
+3 inconclusive (evidence missing or unreachable).`,
 		Example: `  paytest verify --run runs/2026-11-28T12-00-00
   paytest verify --metrics-url consumer=http://127.0.0.1:9102/metrics --database-url postgres://...
   paytest verify --metrics-url http://shop.internal/metrics --side-effect-metric shop_charges_applied_total
@@ -51,7 +57,7 @@ outbox-drained, dlq-exact, backlog-paced, no-retry-storm. Exit codes: 0 held,
 	f.String("side-effect-metric", verify.DefaultSideEffectMetric, "counter of applied side effects on the metrics pages (summed over series and pages)")
 	f.String("side-effect-query", "", "PromQL for the side effects at --prometheus-url (default: sum(<--side-effect-metric>))")
 	f.String("database-url", "", "Postgres holding the ledger")
-	f.String("ledger-query", verify.DefaultLedgerQuery, "SQL returning (merchant, key, effects) or (key, effects) rows")
+	f.String("ledger-query", verify.DefaultLedgerQuery, "SQL returning (key, effects), (merchant, key, effects) or (merchant, key, amount, effects) rows")
 	f.Int("expect-ops", 0, "number of logical charges, for a live system without a plan.jsonl")
 	f.String("output", "text", "verdict format on stdout: text or json")
 	return cmd
