@@ -2,7 +2,7 @@
 // Prometheus alerting rules that point into it, both embedded in the binary
 // (`paytest runbook`, `paytest runbook --alerts`).
 //
-// The runbook triages from four metrics of the contract: charge outcomes
+// The runbook triages from four metrics (README.md, "Reference interface"): charge outcomes
 // (paytest_charge_requests_total), client attempts by attempt number
 // (paytest_client_attempts_total), outbox lag (paytest_outbox_lag_seconds)
 // and side effects applied against charges created. MetricNames lists every

@@ -19,7 +19,8 @@ import (
 	"github.com/paytest/paytest/internal/apperr"
 )
 
-// Fault names of the contract.
+// Fault names, as report.json and faults.jsonl use them (README.md,
+// "Reference interface").
 const (
 	EatResponse = "eat-response"
 	BrokerCut   = "broker-cut"

@@ -110,10 +110,12 @@ type Attempt struct {
 // Fault is one fault injected into the system, or its end.
 type Fault struct {
 	Time time.Time `json:"time"`
-	// Fault is one of the contract's names: eat-response, broker-cut, kill,
+	// Fault is one of the documented names: eat-response, broker-cut, kill,
 	// redis-loss, outage, poison, latency.
 	Fault string `json:"fault"`
-	// Action is inject (a one-off), start or stop (a window).
+	// Action is inject (a one-off), start or stop (a window), arm (a
+	// crash point set to fire later) or error (the fault failed while
+	// running: the run is then inconclusive).
 	Action string `json:"action"`
 	Target string `json:"target,omitempty"`
 	Count  int    `json:"count,omitempty"`

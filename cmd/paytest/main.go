@@ -39,7 +39,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return root.ExecuteContext(ctx)
 }
 
-// Exit codes of the contract.
+// Exit codes, as README.md's "Reference interface" lists them.
 const (
 	exitHeld         = 0
 	exitViolated     = 1
@@ -47,7 +47,7 @@ const (
 	exitInconclusive = 3
 )
 
-// exitCode maps an error's code to the contract's exit code. This is the one
+// exitCode maps an error's code to its exit code. This is the one
 // place where errors become exit codes.
 func exitCode(err error) int {
 	if err == nil {

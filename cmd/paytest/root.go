@@ -132,7 +132,7 @@ func newVersionCmd() *cobra.Command {
 	}
 }
 
-// settings resolves a command's configuration with the contract's
+// settings resolves a command's configuration with the documented
 // precedence: flag > PAYTEST_* environment > --config file > profile >
 // built-in default. Profile values, when a command has them, are laid in
 // with SetDefault before anything is read, so everything above overrides
