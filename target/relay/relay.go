@@ -30,14 +30,13 @@
 // others hold), and one worker publishes in id order.
 //
 // Marking by deleting rather than updating published_at in place is what
-// lets one worker keep up with the broker: measured on a 2-core machine,
-// the in-place UPDATE (a new row version and two index entries per row)
-// cost about 9 us of Postgres time per row, moving the row to
-// outbox_published about 3 us, and deleting it less again; in the whole
-// relay, deleting drains about 15% faster than moving. Marking inside the
-// claim (UPDATE ... WHERE id IN (claim) RETURNING) was measured and
-// rejected: Postgres locks each row for the subquery all the same, so it
-// writes as much WAL, and the mark would predate the ack.
+// lets one worker keep up with the broker: an in-place UPDATE writes a new
+// row version and two index entries per row, a move to outbox_published
+// one insert, a delete less again (make bench's
+// BenchmarkRelayVsRawJetStream has the figures). Marking inside the claim
+// (UPDATE ... WHERE id IN (claim) RETURNING) gains nothing: Postgres locks
+// each row for the subquery all the same, so it writes as much WAL, and the
+// mark would predate the ack.
 //
 // A drained relay does not keep every worker polling: one idle worker probes
 // for an unpublished row every Config.PollInterval (a read-only query) and
