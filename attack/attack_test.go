@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/paytest/paytest/attack/history"
@@ -757,5 +758,32 @@ func TestClearRunDirRemovesOnlyTheRunsOwnFiles(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "notes.txt")); err != nil {
 		t.Errorf("a file of the user's was removed: %v", err)
+	}
+}
+
+// TestAKeyValueDatabaseURLGetsARunDatabaseOfItsOwn: --database-url in
+// pgx's key=value form (as the CLI accepts it) is pointed at the run's own
+// database too, not mangled into a URL path.
+func TestAKeyValueDatabaseURLGetsARunDatabaseOfItsOwn(t *testing.T) {
+	cfg := bundled(t, "key-reuse")
+	pc, err := pgx.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pc.Host == "" || strings.HasPrefix(pc.Host, "/") {
+		t.Skipf("the test database is not on TCP (%q)", pc.Host)
+	}
+	cfg.DatabaseURL = fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable", pc.Host, pc.Port, pc.User, pc.Database)
+	cfg.Ops, cfg.Concurrency = 30, 4
+	res := run(t, cfg)
+	if res.Report.Verdict != verify.VerdictHeld || res.Report.LedgerEffects != 30 {
+		t.Fatalf("verdict %s, ledger %d", res.Report.Verdict, res.Report.LedgerEffects)
+	}
+	tr, err := os.ReadFile(filepath.Join(res.Dir, verify.TranscriptFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(tr), "created for this run on the given server") {
+		t.Fatalf("the run did not get a database of its own:\n%s", tr)
 	}
 }

@@ -63,14 +63,18 @@ func startBundled(ctx context.Context, cfg *Config, tp *toxiembed.Server) (_ *sy
 		// end (its ledger is kept in the run directory). Without the
 		// privilege to create one, the given database is used as it is.
 		name := fmt.Sprintf("paytest_run_%d", time.Now().UnixNano())
-		if err := pgembed.CreateDatabase(ctx, dbURL, name); err == nil {
+		runURL, err := pgembed.WithDatabase(dbURL, name)
+		if err == nil {
+			err = pgembed.CreateDatabase(ctx, dbURL, name)
+		}
+		if err == nil {
 			admin := dbURL
 			sys.teardown = append(sys.teardown, func() {
 				dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
 				_ = pgembed.DropDatabase(dctx, admin, name)
 			})
-			dbURL = withDatabase(dbURL, name)
+			dbURL = runURL
 			sys.notes = append(sys.notes, "database "+name+" created for this run on the given server")
 		} else {
 			sys.notes = append(sys.notes, "using the given database as it is (could not create one: "+err.Error()+")")
@@ -387,13 +391,3 @@ func (b *brokerReader) read(ctx context.Context) (brokerBacklog, error) {
 }
 
 func (b *brokerReader) close() { b.nc.Close() }
-
-// withDatabase replaces the database in a postgres URL.
-func withDatabase(raw, name string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return raw
-	}
-	u.Path = "/" + name
-	return u.String()
-}

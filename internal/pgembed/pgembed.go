@@ -10,10 +10,12 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -316,4 +318,29 @@ func lastLines(b []byte, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, " | ")
+}
+
+// dbnameKV matches the dbname keyword of a key=value connection string.
+var dbnameKV = regexp.MustCompile(`(^|\s)dbname\s*=\s*('(?:[^'\\]|\\.)*'|\S+)`)
+
+// WithDatabase returns the connection string dsn pointed at database name
+// instead of its own, in either form pgx accepts: a postgres:// URL (its
+// path is replaced, its query kept) or key=value pairs (dbname is replaced
+// or added).
+func WithDatabase(dsn, name string) (string, error) {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		u, err := url.Parse(dsn)
+		if err != nil {
+			return "", fmt.Errorf("pgembed: database URL: %w", err)
+		}
+		u.Path, u.RawPath = "/"+name, ""
+		return u.String(), nil
+	}
+	quoted := "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(name) + "'"
+	if dbnameKV.MatchString(dsn) {
+		return dbnameKV.ReplaceAllStringFunc(dsn, func(m string) string {
+			return dbnameKV.FindStringSubmatch(m)[1] + "dbname=" + quoted
+		}), nil
+	}
+	return strings.TrimSpace(dsn + " dbname=" + quoted), nil
 }

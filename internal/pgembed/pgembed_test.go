@@ -59,3 +59,24 @@ func TestMissingBinariesIsInconclusiveWithAdvice(t *testing.T) {
 		t.Fatalf("message does not teach the fix: %s", msg)
 	}
 }
+
+func TestWithDatabase(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://u@h:5/postgres?sslmode=disable":    "postgres://u@h:5/x?sslmode=disable",
+		"postgres://u@h:5":                             "postgres://u@h:5/x",
+		"postgresql://h/db":                            "postgresql://h/x",
+		"postgres://u:p%40ss@h/db%2Fold?sslmode=allow": "postgres://u:p%40ss@h/x?sslmode=allow",
+		"host=h user=u dbname=old sslmode=disable":     "host=h user=u dbname='x' sslmode=disable",
+		"dbname = 'old db' host=h":                     "dbname='x' host=h",
+		"host=h user=u":                                "host=h user=u dbname='x'",
+		"host=h mydbname=keep":                         "host=h mydbname=keep dbname='x'",
+	} {
+		got, err := WithDatabase(in, "x")
+		if err != nil || got != want {
+			t.Errorf("WithDatabase(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+	if _, err := WithDatabase("postgres://h:bad port/db", "x"); err == nil {
+		t.Error("a malformed URL was accepted")
+	}
+}
