@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -297,11 +296,11 @@ func pageValue(page []byte, metric string) (float64, bool) {
 // promQuery runs a PromQL instant query and sums its vector (or takes its
 // scalar); an empty answer counts as 0.
 func promQuery(ctx context.Context, hc *http.Client, base, q string) (float64, error) {
-	u, err := url.Parse(base)
+	prom, err := verify.PromAPI(hc, base)
 	if err != nil {
 		return 0, err
 	}
-	ans, err := verify.InstantQuery(ctx, hc, u, q)
+	ans, err := verify.InstantQuery(ctx, prom, q)
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", base, err)
 	}

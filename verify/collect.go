@@ -2,22 +2,23 @@ package verify
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
+
+	promapi "github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
 
 	"github.com/paytest/paytest/attack/history"
 	"github.com/paytest/paytest/internal/apperr"
@@ -225,12 +226,12 @@ func scrape(ctx context.Context, hc *http.Client, u, path, metric string) (bool,
 // metrics as instant queries and saves the answers. An empty answer to the
 // side-effect query is an error: the metric is not there.
 func queryPrometheus(ctx context.Context, hc *http.Client, src Sources, since time.Time, path string) error {
-	base, err := url.Parse(strings.TrimRight(src.PrometheusURL, "/"))
+	prom, err := PromAPI(hc, src.PrometheusURL)
 	if err != nil {
 		return err
 	}
 	if src.PrometheusWait > 0 {
-		if err := waitFreshScrape(ctx, hc, base, src.PrometheusWait); err != nil {
+		if err := waitFreshScrape(ctx, prom, src.PrometheusWait); err != nil {
 			return err
 		}
 	}
@@ -242,7 +243,7 @@ func queryPrometheus(ctx context.Context, hc *http.Client, src Sources, since ti
 	var errs []error
 	for _, name := range sortedKeys(queries) {
 		q := queries[name]
-		ans, err := InstantQuery(ctx, hc, base, q)
+		ans, err := InstantQuery(ctx, prom, q)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("query %q: %w", q, err))
 			continue
@@ -255,7 +256,7 @@ func queryPrometheus(ctx context.Context, hc *http.Client, src Sources, since ti
 	// Only the default query is a plain sum of the counter's series, which
 	// the range can replace.
 	if !since.IsZero() && src.SideEffectQuery == "sum("+src.SideEffectMetric+")" {
-		series, err := RangeQuery(ctx, hc, base, src.SideEffectMetric, since, out.Time)
+		series, err := RangeQuery(ctx, prom, src.SideEffectMetric, since, out.Time)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("range query %q: %w", src.SideEffectMetric, err))
 		}
@@ -269,7 +270,7 @@ func queryPrometheus(ctx context.Context, hc *http.Client, src Sources, since ti
 
 // waitFreshScrape polls until every target Prometheus scrapes was scraped
 // after the call began.
-func waitFreshScrape(ctx context.Context, hc *http.Client, base *url.URL, wait time.Duration) error {
+func waitFreshScrape(ctx context.Context, prom promv1.API, wait time.Duration) error {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
@@ -277,7 +278,7 @@ func waitFreshScrape(ctx context.Context, hc *http.Client, base *url.URL, wait t
 	defer t.Stop()
 	last := "no answer"
 	for {
-		ans, err := InstantQuery(ctx, hc, base, "min(timestamp(up))")
+		ans, err := InstantQuery(ctx, prom, "min(timestamp(up))")
 		switch {
 		case err != nil:
 			last = err.Error()
@@ -296,136 +297,71 @@ func waitFreshScrape(ctx context.Context, hc *http.Client, base *url.URL, wait t
 	}
 }
 
-// InstantQuery runs one PromQL instant query (/api/v1/query) against the
-// Prometheus at base and sums the samples of its vector (or takes its
-// scalar); an empty vector leaves the answer's Value nil.
-func InstantQuery(ctx context.Context, hc *http.Client, base *url.URL, q string) (PromAnswer, error) {
+// PromAPI is a client of the Prometheus HTTP API at base that sends its
+// requests through hc, so they keep its timeout and TLS roots.
+func PromAPI(hc *http.Client, base string) (promv1.API, error) {
+	c, err := promapi.NewClient(promapi.Config{Address: strings.TrimRight(base, "/"), Client: hc})
+	if err != nil {
+		return nil, err
+	}
+	return promv1.NewAPI(c), nil
+}
+
+// InstantQuery runs one PromQL instant query and sums the samples of its
+// vector (or takes its scalar); an empty vector leaves the answer's Value
+// nil.
+func InstantQuery(ctx context.Context, prom promv1.API, q string) (PromAnswer, error) {
 	ans := PromAnswer{Query: q}
-	u := *base
-	u.Path = strings.TrimRight(u.Path, "/") + "/api/v1/query"
-	u.RawQuery = url.Values{"query": {q}}.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	val, _, _, err := prom.Query(ctx, q, time.Time{})
 	if err != nil {
 		return ans, err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return ans, err
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Status string `json:"status"`
-		Error  string `json:"error"`
-		Data   struct {
-			ResultType string          `json:"resultType"`
-			Result     json.RawMessage `json:"result"`
-		} `json:"data"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxPage)).Decode(&body); err != nil {
-		return ans, fmt.Errorf("HTTP %s: %w", resp.Status, err)
-	}
-	if body.Status != "success" {
-		return ans, fmt.Errorf("HTTP %s: %s", resp.Status, body.Error)
-	}
-	var samples [][2]any
-	switch body.Data.ResultType {
-	case "vector":
-		var vec []struct {
-			Value [2]any `json:"value"`
-		}
-		if err := json.Unmarshal(body.Data.Result, &vec); err != nil {
-			return ans, err
-		}
-		for _, s := range vec {
-			samples = append(samples, s.Value)
-		}
-	case "scalar":
-		var s [2]any
-		if err := json.Unmarshal(body.Data.Result, &s); err != nil {
-			return ans, err
-		}
-		samples = append(samples, s)
-	default:
-		return ans, fmt.Errorf("result type %q: want an instant vector or a scalar", body.Data.ResultType)
-	}
-	if len(samples) == 0 {
-		return ans, nil
 	}
 	sum := 0.0
-	for _, s := range samples {
-		str, ok := s[1].(string)
-		if !ok {
-			return ans, fmt.Errorf("sample value %v is not a string", s[1])
+	switch v := val.(type) {
+	case model.Vector:
+		if len(v) == 0 {
+			return ans, nil
 		}
-		v, err := strconv.ParseFloat(str, 64)
-		if err != nil {
-			return ans, err
+		for _, s := range v {
+			sum += float64(s.Value)
 		}
-		sum += v
+		ans.Series = len(v)
+	case *model.Scalar:
+		sum, ans.Series = float64(v.Value), 1
+	default:
+		return ans, fmt.Errorf("result type %q: want an instant vector or a scalar", val.Type())
 	}
-	ans.Value, ans.Series = &sum, len(samples)
+	ans.Value = &sum
 	return ans, nil
 }
 
-// RangeQuery runs one PromQL range query (/api/v1/query_range) from start
-// to end, at a step that keeps each series under 10,000 points (at least a
-// second), and returns its series. The steps are counted back from end, so
-// the last sample is the series' value at end.
-func RangeQuery(ctx context.Context, hc *http.Client, base *url.URL, q string, start, end time.Time) ([]PromSeries, error) {
+// RangeQuery runs one PromQL range query from start to end, at a step that
+// keeps each series under 10,000 points (at least a second), and returns
+// its series. The steps are counted back from end, so the last sample is
+// the series' value at end.
+func RangeQuery(ctx context.Context, prom promv1.API, q string, start, end time.Time) ([]PromSeries, error) {
 	step := max(time.Second, end.Sub(start)/10000).Truncate(time.Second)
 	start = end.Add(-step * ((end.Sub(start) + step - 1) / step))
-	u := *base
-	u.Path = strings.TrimRight(u.Path, "/") + "/api/v1/query_range"
-	u.RawQuery = url.Values{"query": {q}, "start": {unixSeconds(start)}, "end": {unixSeconds(end)},
-		"step": {strconv.FormatFloat(step.Seconds(), 'f', -1, 64)}}.Encode()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	val, _, _, err := prom.QueryRange(ctx, q, promv1.Range{Start: start, End: end, Step: step})
 	if err != nil {
 		return nil, err
 	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, err
+	mat, ok := val.(model.Matrix)
+	if !ok {
+		return nil, fmt.Errorf("result type %q: want a range vector", val.Type())
 	}
-	defer resp.Body.Close()
-	var body struct {
-		Status string `json:"status"`
-		Error  string `json:"error"`
-		Data   struct {
-			ResultType string `json:"resultType"`
-			Result     []struct {
-				Metric map[string]string `json:"metric"`
-				Values [][2]any          `json:"values"`
-			} `json:"result"`
-		} `json:"data"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxPage)).Decode(&body); err != nil {
-		return nil, fmt.Errorf("HTTP %s: %w", resp.Status, err)
-	}
-	if body.Status != "success" || body.Data.ResultType != "matrix" {
-		return nil, fmt.Errorf("HTTP %s: %s (result type %q)", resp.Status, body.Error, body.Data.ResultType)
-	}
-	out := make([]PromSeries, 0, len(body.Data.Result))
-	for _, r := range body.Data.Result {
-		s := PromSeries{Metric: r.Metric, Values: make([][2]float64, 0, len(r.Values))}
+	out := make([]PromSeries, 0, len(mat))
+	for _, r := range mat {
+		s := PromSeries{Metric: make(map[string]string, len(r.Metric)), Values: make([][2]float64, 0, len(r.Values))}
+		for k, v := range r.Metric {
+			s.Metric[string(k)] = string(v)
+		}
 		for _, p := range r.Values {
-			t, ok := p[0].(float64)
-			str, ok2 := p[1].(string)
-			if !ok || !ok2 {
-				return nil, fmt.Errorf("sample %v is not [time, \"value\"]", p)
-			}
-			v, err := strconv.ParseFloat(str, 64)
-			if err != nil {
-				return nil, err
-			}
-			s.Values = append(s.Values, [2]float64{t, v})
+			s.Values = append(s.Values, [2]float64{float64(p.Timestamp) / 1000, float64(p.Value)})
 		}
 		out = append(out, s)
 	}
 	return out, nil
-}
-
-func unixSeconds(t time.Time) string {
-	return strconv.FormatFloat(float64(t.UnixMilli())/1000, 'f', 3, 64)
 }
 
 // queryLedger runs the ledger query and writes one LedgerRow per row.
