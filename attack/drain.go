@@ -1,7 +1,6 @@
 package attack
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -13,8 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
+	"github.com/paytest/paytest/internal/promtext"
 	"github.com/paytest/paytest/verify"
 )
 
@@ -33,26 +32,15 @@ func scrape(ctx context.Context, hc *http.Client, url, metric string) (v float64
 	if resp.StatusCode != http.StatusOK {
 		return 0, false, fmt.Errorf("%s: %s", url, resp.Status)
 	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
+	page, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return 0, false, fmt.Errorf("%s: %w", url, err)
 	}
-	f, ok := fams[metric]
-	if !ok {
-		return 0, false, nil
+	v, found, err = promtext.Sum(page, metric)
+	if err != nil {
+		return 0, false, fmt.Errorf("%s: %w", url, err)
 	}
-	for _, m := range f.GetMetric() {
-		switch {
-		case m.Counter != nil:
-			v += m.Counter.GetValue()
-		case m.Gauge != nil:
-			v += m.Gauge.GetValue()
-		case m.Untyped != nil:
-			v += m.Untyped.GetValue()
-		}
-	}
-	return v, true, nil
+	return v, found, nil
 }
 
 // drainSpec says what "drained" means for a run.
@@ -270,27 +258,8 @@ func sampleTimeline(ctx context.Context, hc *http.Client, runDir string, pages m
 
 // pageValue sums one metric on a text-format page (0 when absent).
 func pageValue(page []byte, metric string) (float64, bool) {
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(bytes.NewReader(page))
-	if err != nil {
-		return 0, false
-	}
-	f, ok := fams[metric]
-	if !ok {
-		return 0, false
-	}
-	v := 0.0
-	for _, m := range f.GetMetric() {
-		switch {
-		case m.Counter != nil:
-			v += m.Counter.GetValue()
-		case m.Gauge != nil:
-			v += m.Gauge.GetValue()
-		case m.Untyped != nil:
-			v += m.Untyped.GetValue()
-		}
-	}
-	return v, true
+	v, found, err := promtext.Sum(page, metric)
+	return v, found && err == nil
 }
 
 // promQuery runs a PromQL instant query and sums its vector (or takes its

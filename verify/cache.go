@@ -3,6 +3,8 @@ package verify
 import (
 	"math"
 	"os"
+
+	"github.com/paytest/paytest/internal/promtext"
 )
 
 // MetricIdempotencyCache is the charge service's two-tier idempotency
@@ -36,7 +38,7 @@ func readCacheFigures(path string) *CacheFigures {
 	if err != nil {
 		return nil
 	}
-	fams, err := parsePage(b)
+	fams, err := promtext.Parse(b)
 	if err != nil {
 		return nil
 	}

@@ -15,13 +15,13 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
-
 	promapi "github.com/prometheus/client_golang/api"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 
 	"github.com/paytest/paytest/attack/history"
 	"github.com/paytest/paytest/internal/apperr"
+	"github.com/paytest/paytest/internal/promtext"
 	secrets "github.com/paytest/paytest/internal/redact"
 )
 
@@ -211,7 +211,7 @@ func scrape(ctx context.Context, hc *http.Client, u, path, metric string) (bool,
 	if len(body) > maxPage {
 		return false, fmt.Errorf("page over %d MiB", maxPage>>20)
 	}
-	fams, err := parsePage(body)
+	fams, err := promtext.Parse(body)
 	if err != nil {
 		return false, fmt.Errorf("not a Prometheus text page: %w", err)
 	}

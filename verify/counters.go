@@ -10,6 +10,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/internal/promtext"
 )
 
 // CounterReset is one reset seen in a counter's series: the process that
@@ -77,7 +78,7 @@ func readCounterSnapshot(path string, t time.Time, sideMetric string) *counterSn
 	if err != nil {
 		return nil
 	}
-	fams, err := parsePage(b)
+	fams, err := promtext.Parse(b)
 	if err != nil {
 		return nil
 	}

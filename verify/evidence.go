@@ -1,7 +1,6 @@
 package verify
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,11 +13,8 @@ import (
 	"strings"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
 	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/internal/promtext"
 )
 
 // LedgerRow is one line of ledger.jsonl: the effects the ledger holds for
@@ -353,32 +349,11 @@ func readPage(path string) (map[string]float64, error) {
 	if err != nil {
 		return nil, err
 	}
-	fams, err := parsePage(b)
+	sums, err := promtext.Sums(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	out := make(map[string]float64, len(fams))
-	for name, f := range fams {
-		var sum float64
-		for _, m := range f.GetMetric() {
-			switch {
-			case m.Counter != nil:
-				sum += m.GetCounter().GetValue()
-			case m.Gauge != nil:
-				sum += m.GetGauge().GetValue()
-			case m.Untyped != nil:
-				sum += m.GetUntyped().GetValue()
-			}
-		}
-		out[name] = sum
-	}
-	return out, nil
-}
-
-// parsePage parses the Prometheus text exposition format.
-func parsePage(b []byte) (map[string]*dto.MetricFamily, error) {
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	return p.TextToMetricFamilies(bytes.NewReader(b))
+	return sums, nil
 }
 
 // readTimeline finds metrics/timeline/<page>/<unix-millis>.prom snapshots.

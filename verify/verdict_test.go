@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/internal/promtext"
 )
 
 // These tests judge endpoints that behave differently from the reference
@@ -1211,7 +1212,7 @@ func TestWhichMetricsAreSummedAcrossResets(t *testing.T) {
 		"# TYPE payments_total counter\npayments_total 4\n" +
 		"legacy_total 2\n" +
 		"# TYPE applied_rows gauge\napplied_rows 9\n"
-	fams, err := parsePage([]byte(text))
+	fams, err := promtext.Parse([]byte(text))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"github.com/jackc/pgx/v5/pgxpool"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,11 +25,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/paytest/paytest/internal/natsembed"
 	"github.com/paytest/paytest/internal/pgembed"
+	"github.com/paytest/paytest/internal/promtext"
 	"github.com/paytest/paytest/internal/redisembed"
 )
 
@@ -238,25 +238,23 @@ func WaitFor(tb testing.TB, timeout time.Duration, f func() error) {
 }
 
 // Scrape reads the Prometheus text page at url and returns the sum of the
-// named metric's counter and gauge values over all its series.
+// named metric's counter, gauge and untyped values over all its series.
 func Scrape(url, metric string) (float64, error) {
 	resp, err := http.Get(url)
 	if err != nil {
 		return 0, err
 	}
 	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
+	page, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return 0, err
 	}
-	f, ok := fams[metric]
-	if !ok {
-		return 0, fmt.Errorf("%s: no %s", url, metric)
+	sum, found, err := promtext.Sum(page, metric)
+	if err != nil {
+		return 0, err
 	}
-	sum := 0.0
-	for _, m := range f.GetMetric() {
-		sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
+	if !found {
+		return 0, fmt.Errorf("%s: no %s", url, metric)
 	}
 	return sum, nil
 }

@@ -24,10 +24,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/paytest/paytest/internal/proc"
+	"github.com/paytest/paytest/internal/promtext"
 	"github.com/paytest/paytest/internal/testinfra"
 	"github.com/paytest/paytest/target/consumer"
 	"github.com/paytest/paytest/target/outbox"
@@ -331,8 +330,8 @@ func (e *Env) WaitLedger(tb testing.TB, timeout time.Duration, want int) {
 	})
 }
 
-// Scrape fetches a /metrics page and returns each unlabelled counter and
-// gauge by name (a labelled family gives the sum of its series).
+// Scrape fetches a /metrics page and returns each counter, gauge and
+// untyped metric by name (a labelled family gives the sum of its series).
 func Scrape(tb testing.TB, url string) map[string]float64 {
 	tb.Helper()
 	m, err := ScrapeErr(url)
@@ -352,21 +351,13 @@ func ScrapeErr(url string) (map[string]float64, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
+	page, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", url, err)
+	}
+	out, err := promtext.Sums(page)
 	if err != nil {
 		return nil, fmt.Errorf("parse %s: %w", url, err)
-	}
-	out := map[string]float64{}
-	for name, f := range fams {
-		for _, m := range f.GetMetric() {
-			switch {
-			case m.GetCounter() != nil:
-				out[name] += m.GetCounter().GetValue()
-			case m.GetGauge() != nil:
-				out[name] += m.GetGauge().GetValue()
-			}
-		}
 	}
 	return out, nil
 }
