@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -651,49 +650,6 @@ func TestReconciliationConfirmsWhatTheChaosLeftOpen(t *testing.T) {
 	t.Logf("%d ops unconfirmed after chaos, %d reconcile attempts", len(res.Load.Unconfirmed), reconciled)
 }
 
-// startPrometheus starts the machine's Prometheus scraping target (host:port)
-// every second and returns its URL.
-func startPrometheus(t *testing.T, target string) string {
-	t.Helper()
-	bin, err := exec.LookPath("prometheus")
-	if err != nil {
-		t.Skip("no prometheus binary on this machine")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(`global: {scrape_interval: 1s}
-scrape_configs:
-  - job_name: shop
-    static_configs: [{targets: [%q]}]
-`, target)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "--config.file="+conf, "--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	url := "http://" + addr
-	testinfra.WaitFor(t, 30*time.Second, func() error {
-		resp, err := http.Get(url + "/-/ready")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("prometheus: %s", resp.Status)
-		}
-		return nil
-	})
-	return url
-}
-
 // TestTargetEvidenceFromPrometheus: the side effects are read through a
 // real Prometheus scraping the team's endpoint, with the team's PromQL.
 func TestTargetEvidenceFromPrometheus(t *testing.T) {
@@ -710,7 +666,7 @@ func TestTargetEvidenceFromPrometheus(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := httptest.NewServer(&shop{idempotent: tt.idempotent, seen: map[string]string{}})
 			t.Cleanup(srv.Close)
-			prom := startPrometheus(t, strings.TrimPrefix(srv.URL, "http://"))
+			prom := testinfra.Prometheus(t, srv.URL)
 			prof, err := profiles.Load("lost-response")
 			if err != nil {
 				t.Fatal(err)

@@ -4,11 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -28,10 +26,6 @@ import (
 // twice: once from direct /metrics scrapes and once through Prometheus's
 // HTTP API. Both must reach the same verdict on the same figures.
 func TestVerifyThroughARealPrometheusMatchesDirectScrapes(t *testing.T) {
-	bin, err := exec.LookPath("prometheus")
-	if err != nil {
-		t.Skip("no prometheus binary (Debian: apt-get install prometheus; .ci/run installs it)")
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	name := strings.ToUpper(testinfra.Name("P"))
@@ -48,28 +42,8 @@ func TestVerifyThroughARealPrometheusMatchesDirectScrapes(t *testing.T) {
 	t.Cleanup(func() { _ = s.Stop() })
 
 	// Prometheus scraping every component once a second.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	promAddr := ln.Addr().String()
-	ln.Close()
+	promURL := testinfra.Prometheus(t, s.Addr(stack.Charge), s.Addr(stack.Relay), s.Addr(stack.Consumer))
 	dir := t.TempDir()
-	var targets []string
-	for _, c := range []string{stack.Charge, stack.Relay, stack.Consumer} {
-		targets = append(targets, fmt.Sprintf("{targets: [%q], labels: {component: %s}}", s.Addr(c), c))
-	}
-	conf := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(conf, []byte("global: {scrape_interval: 1s}\nscrape_configs:\n  - job_name: paytest\n    static_configs: ["+
-		strings.Join(targets, ", ")+"]\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	prom := exec.Command(bin, "--config.file="+conf, "--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+promAddr)
-	if err := prom.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = prom.Process.Kill(); _ = prom.Wait() })
-	promURL := "http://" + promAddr
 
 	// A short run: duplicates and races through the retrying client.
 	p, err := plan.New(plan.Config{Ops: 200, DuplicateRate: 0.3, RaceRate: 0.1, ReuseRate: 0.05, Seed: 5})

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -261,13 +260,9 @@ func TestCollectKeepsSecretsOfFailedURLsOutOfTheRunDirectory(t *testing.T) {
 // server and checks verify gets the same figure through PromQL as from the
 // page itself.
 func TestCollectThroughPrometheus(t *testing.T) {
-	bin, err := exec.LookPath("prometheus")
-	if err != nil {
-		t.Skip("no prometheus in PATH: apt-get install -y prometheus (the .ci/run script does)")
-	}
 	const n = 150
 	fs := newFakeSystem(t, n, "", 5) // Prometheus first sees the consumer 5 behind
-	promURL := startPrometheus(t, bin, fs.consumer.URL, fs.relay.URL)
+	promURL := testinfra.Prometheus(t, fs.consumer.URL, fs.relay.URL)
 	testinfra.WaitFor(t, 45*time.Second, func() error {
 		resp, err := http.Get(promURL + "/api/v1/query?query=" + "sum(" + DefaultSideEffectMetric + ")")
 		if err != nil {
@@ -322,41 +317,6 @@ func TestCollectThroughPrometheus(t *testing.T) {
 	if apperr.Code(err) != apperr.EINCONCLUSIVE || !strings.Contains(err.Error(), "returned no series") {
 		t.Fatalf("err = %v; want EINCONCLUSIVE naming the empty query", err)
 	}
-}
-
-// startPrometheus runs bin scraping each target URL's /metrics every
-// second, stopped by t.Cleanup, and returns its URL.
-func startPrometheus(t *testing.T, bin string, targets ...string) string {
-	t.Helper()
-	tmp := t.TempDir()
-	cfg := filepath.Join(tmp, "prometheus.yml")
-	hosts := make([]string, len(targets))
-	for i, u := range targets {
-		hosts[i] = "'" + strings.TrimPrefix(u, "http://") + "'"
-	}
-	err := os.WriteFile(cfg, []byte(fmt.Sprintf("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: paytest\n    static_configs:\n      - targets: [%s]\n", strings.Join(hosts, ", "))), 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "--config.file="+cfg, "--web.listen-address="+addr,
-		"--storage.tsdb.path="+filepath.Join(tmp, "data"), "--log.level=warn")
-	logf, err := os.Create(filepath.Join(tmp, "prometheus.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.WaitDelay = 10 * time.Second
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-		logf.Close()
-	})
-	return "http://" + addr
 }
 
 func freeAddr(t *testing.T) string {
@@ -469,10 +429,6 @@ func TestCollectEventsTellRepeatsFromSecondCharges(t *testing.T) {
 // the range Collect saved across the drop, as it does with the timeline,
 // instead of reading the restarted process's count alone.
 func TestCollectThroughPrometheusSumsAcrossARestart(t *testing.T) {
-	bin, err := exec.LookPath("prometheus")
-	if err != nil {
-		t.Skip("no prometheus in PATH: apt-get install -y prometheus (the .ci/run script does)")
-	}
 	const n = 150
 	fs := newFakeSystem(t, n, "", 0) // its ledger holds all n
 	began := time.Now().UTC()
@@ -489,7 +445,7 @@ func TestCollectThroughPrometheusSumsAcrossARestart(t *testing.T) {
 		promhttp.HandlerFor(current.Load(), promhttp.HandlerOpts{}).ServeHTTP(w, r)
 	}))
 	t.Cleanup(srv.Close)
-	promURL := startPrometheus(t, bin, srv.URL)
+	promURL := testinfra.Prometheus(t, srv.URL)
 	sees := func(v string) func() error {
 		return func() error {
 			resp, err := http.Get(promURL + "/api/v1/query?query=shop_charges_total")
