@@ -108,7 +108,11 @@ func Postgres(tb testing.TB) string {
 			tb.Logf("testinfra: drop database %s: %v", name, err)
 		}
 	})
-	return withDatabase(admin, name)
+	u, err := pgembed.WithDatabase(admin, name)
+	if err != nil {
+		tb.Fatalf("testinfra: %v", err)
+	}
+	return u
 }
 
 // PostgresPool returns a pool on a new, empty database (Postgres), closed
@@ -121,20 +125,6 @@ func PostgresPool(tb testing.TB) *pgxpool.Pool {
 	}
 	tb.Cleanup(pool.Close)
 	return pool
-}
-
-// withDatabase replaces the database in a postgres URL.
-func withDatabase(url, name string) string {
-	rest := url
-	query := ""
-	if i := strings.IndexByte(rest, '?'); i >= 0 {
-		rest, query = rest[:i], rest[i:]
-	}
-	scheme := strings.Index(rest, "://")
-	if slash := strings.IndexByte(rest[scheme+3:], '/'); slash >= 0 {
-		rest = rest[:scheme+3+slash]
-	}
-	return rest + "/" + name + query
 }
 
 // NATS returns the URL of a NATS server with JetStream. With

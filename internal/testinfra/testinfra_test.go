@@ -32,15 +32,3 @@ func TestPostgresGivesSeparateDatabases(t *testing.T) {
 		t.Fatal("database b sees a's table")
 	}
 }
-
-func TestWithDatabase(t *testing.T) {
-	for in, want := range map[string]string{
-		"postgres://u@h:5/postgres?sslmode=disable": "postgres://u@h:5/x?sslmode=disable",
-		"postgres://u@h:5":                          "postgres://u@h:5/x",
-		"postgresql://h/db":                         "postgresql://h/x",
-	} {
-		if got := withDatabase(in, "x"); got != want {
-			t.Errorf("withDatabase(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
