@@ -14,9 +14,9 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// contractMetrics are the metric names the contract (../shared/CONTRACT.md,
-// "Metrics") and the helpers' brief fix, and so the only names some
-// component exports. The runbook must not name anything else.
+// contractMetrics are the metric names README.md's "Reference interface"
+// documents, and so the only names some component exports. The runbook
+// must not name anything else.
 var contractMetrics = []string{
 	// charge service
 	"paytest_charge_requests_total",
