@@ -53,6 +53,24 @@ func TestMetricNamesAreContractNames(t *testing.T) {
 
 // TestMetricNamesCoverTriage: the runbook uses every metric the brief asks
 // it to triage from.
+// TestReadmeDocumentsEveryMetric: the names users may rely on stand in
+// README.md's "Reference interface".
+func TestReadmeDocumentsEveryMetric(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ref, ok := strings.Cut(string(b), "## Reference interface")
+	if !ok {
+		t.Fatal("README.md has no Reference interface section")
+	}
+	for _, m := range contractMetrics {
+		if !strings.Contains(ref, "`"+m) {
+			t.Errorf("README.md's Reference interface does not list %s", m)
+		}
+	}
+}
+
 func TestMetricNamesCoverTriage(t *testing.T) {
 	names := MetricNames()
 	for _, want := range []string{
