@@ -264,17 +264,19 @@ func (s *shop) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // TestTargetEvidenceFromTheTeamsLedger: per-key effects read from the
 // team's own database with its own query find the double charges of a
 // non-idempotent endpoint, op by op.
+// shopLedger is a fresh database with a team's ledger table, one row per
+// charge under its idempotency key; it returns a pool and the database URL.
+func shopLedger(t *testing.T, table string) (*pgxpool.Pool, string) {
+	t.Helper()
+	pool := testinfra.PostgresPool(t)
+	if _, err := pool.Exec(context.Background(), `CREATE TABLE `+table+` (id bigserial PRIMARY KEY, idem_key text NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	return pool, pool.Config().ConnString()
+}
+
 func TestTargetEvidenceFromTheTeamsLedger(t *testing.T) {
-	dbURL := testinfra.Postgres(t)
-	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if _, err := pool.Exec(ctx, `CREATE TABLE shop_ledger (id bigserial PRIMARY KEY, idem_key text NOT NULL)`); err != nil {
-		t.Fatal(err)
-	}
+	pool, dbURL := shopLedger(t, "shop_ledger")
 	srv := httptest.NewServer(&shop{seen: map[string]string{}, ledger: pool})
 	t.Cleanup(srv.Close)
 	prof, err := profiles.Load("lost-response")

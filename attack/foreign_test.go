@@ -359,12 +359,8 @@ func reuseCase(name string, status int, declared bool) foreignCase {
 func runForeign(t *testing.T, tc foreignCase, seed int64) *ground {
 	t.Helper()
 	ctx := context.Background()
-	dbURL := testinfra.Postgres(t)
-	db, err := pgxpool.New(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
+	db := testinfra.PostgresPool(t)
+	dbURL := db.Config().ConnString()
 	o := tc.ep
 	o.Table = "ledger"
 	cfg := Config{
@@ -375,6 +371,7 @@ func runForeign(t *testing.T, tc foreignCase, seed int64) *ground {
 		Out: t.TempDir(), DrainTimeout: 5 * time.Second, ReconcileTimeout: 20 * time.Second,
 	}
 	var e *foreign.Endpoint
+	var err error
 	if tc.process {
 		p, err := foreign.StartProcess(ctx, foreign.ProcessConfig{Options: o, DatabaseURL: dbURL})
 		if err != nil {
@@ -868,12 +865,8 @@ func TestForeignThroughTheCLI(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx := context.Background()
-			dbURL := testinfra.Postgres(t)
-			db, err := pgxpool.New(ctx, dbURL)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(db.Close)
+			db := testinfra.PostgresPool(t)
+			dbURL := db.Config().ConnString()
 			o := tt.ep
 			o.Table = "ledger"
 			p, err := foreign.StartProcess(ctx, foreign.ProcessConfig{Options: o, DatabaseURL: dbURL})

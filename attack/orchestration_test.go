@@ -228,16 +228,7 @@ func (s *stuckShop) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // exactly the endpoint's stuck keys, the verdict is violated (exit 1) and
 // every other check is computed from the ledger collected.
 func TestKeysStuckInFlightStillGetAReport(t *testing.T) {
-	dbURL := testinfra.Postgres(t)
-	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if _, err := pool.Exec(ctx, `CREATE TABLE stuck_ledger (id bigserial PRIMARY KEY, idem_key text NOT NULL)`); err != nil {
-		t.Fatal(err)
-	}
+	pool, dbURL := shopLedger(t, "stuck_ledger")
 	h := &stuckShop{ledger: pool, done: map[string]string{}, stuck: map[string]bool{}}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -499,16 +490,7 @@ func (g goneMetrics) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // reason in the report, faults.jsonl's error record for the fault, and an
 // inconclusive verdict (exit 3): no check failed, and none can read held.
 func TestARunThatStopsEarlyStillWritesAReport(t *testing.T) {
-	dbURL := testinfra.Postgres(t)
-	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	if _, err := pool.Exec(ctx, `CREATE TABLE shop_ledger (id bigserial PRIMARY KEY, idem_key text NOT NULL)`); err != nil {
-		t.Fatal(err)
-	}
+	pool, dbURL := shopLedger(t, "shop_ledger")
 	tests := []struct {
 		name      string
 		killCmd   string
@@ -524,7 +506,7 @@ func TestARunThatStopsEarlyStillWritesAReport(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := pool.Exec(ctx, `TRUNCATE shop_ledger`); err != nil {
+			if _, err := pool.Exec(context.Background(), `TRUNCATE shop_ledger`); err != nil {
 				t.Fatal(err)
 			}
 			h := &shop{idempotent: true, seen: map[string]string{}, ledger: pool}
