@@ -31,7 +31,7 @@ $(STATICCHECK):
 	$(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 ## race: the unit packages (no child processes) under the race detector.
-RACE_PKGS := ./verify/ ./attack/client/ ./attack/load/ ./attack/plan/ ./attack/history/ ./attack/fault/ \
+RACE_PKGS := ./verify/ ./attack/client/ ./attack/load/ ./attack/plan/ ./internal/rundir/ ./internal/promql/ ./attack/fault/ \
 	./internal/redact/ ./internal/backoff/ ./internal/apperr/ ./internal/crashpoint/ ./profiles/
 race:
 	$(GO) test -race -count=1 -timeout 9m $(RACE_PKGS)
@@ -47,7 +47,7 @@ lint: $(STATICCHECK)
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeCharge -fuzztime $(FUZZTIME) ./target/charge
-	$(GO) test -run '^$$' -fuzz FuzzDecodeAttempts -fuzztime $(FUZZTIME) ./attack/history
+	$(GO) test -run '^$$' -fuzz FuzzDecodeAttempts -fuzztime $(FUZZTIME) ./internal/rundir
 
 clean:
 	rm -rf bin runs

@@ -33,11 +33,11 @@ import (
 
 	"github.com/paytest/paytest/attack/client"
 	"github.com/paytest/paytest/attack/fault"
-	"github.com/paytest/paytest/attack/history"
 	"github.com/paytest/paytest/attack/load"
 	"github.com/paytest/paytest/attack/plan"
 	"github.com/paytest/paytest/internal/apperr"
 	"github.com/paytest/paytest/internal/redact"
+	"github.com/paytest/paytest/internal/rundir"
 	"github.com/paytest/paytest/internal/toxiembed"
 	"github.com/paytest/paytest/profiles"
 	"github.com/paytest/paytest/verify"
@@ -155,7 +155,7 @@ type Config struct {
 	Settings map[string]any
 
 	// faults is the schedule this run fires (planFaults).
-	faults []fault.Spec
+	faults []rundir.FaultSpec
 }
 
 // Result is what a run produced.
@@ -298,7 +298,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	if err := clearRunDir(cfg.Out); err != nil {
 		return nil, apperr.Wrap(apperr.EUSAGE, err, "run directory %s", cfg.Out)
 	}
-	if err := os.MkdirAll(filepath.Join(cfg.Out, verify.MetricsDir), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(cfg.Out, rundir.MetricsDir), 0o755); err != nil {
 		return nil, apperr.Wrap(apperr.EUSAGE, err, "run directory %s", cfg.Out)
 	}
 	res = &Result{Dir: cfg.Out, Seed: cfg.Seed}
@@ -312,7 +312,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 			"kill-at": cfg.KillAt, "skip-fault": cfg.SkipFaults,
 		}
 	}
-	runRec := history.Run{
+	runRec := rundir.Run{
 		Seed: cfg.Seed, Profile: cfg.Profile.Name, Target: redact.URL(cfg.Target), Ops: cfg.Ops,
 		Concurrency: cfg.Concurrency, NoJitter: cfg.NoJitter, Unsafe: cfg.Unsafe,
 		Started: began.UTC(), Config: redactSettings(cfg.Settings),
@@ -321,10 +321,10 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	if runRec.Target == "" {
 		runRec.Target = "bundled"
 	}
-	if err := history.WriteRun(filepath.Join(cfg.Out, history.RunFile), runRec); err != nil {
+	if err := rundir.WriteRun(filepath.Join(cfg.Out, rundir.RunFile), runRec); err != nil {
 		return nil, apperr.Wrap(apperr.EUSAGE, err, "writing run.yaml")
 	}
-	j, err := openJournal(filepath.Join(cfg.Out, history.FaultsFile), filepath.Join(cfg.Out, verify.TranscriptFile), began)
+	j, err := openJournal(filepath.Join(cfg.Out, rundir.FaultsFile), filepath.Join(cfg.Out, rundir.TranscriptFile), began)
 	if err != nil {
 		return nil, apperr.Wrap(apperr.EUSAGE, err, "run directory %s", cfg.Out)
 	}
@@ -367,7 +367,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	if err != nil {
 		return nil, apperr.Wrap(apperr.EUSAGE, err, "building the plan")
 	}
-	if err := pl.Write(filepath.Join(cfg.Out, history.PlanFile)); err != nil {
+	if err := pl.Write(filepath.Join(cfg.Out, rundir.PlanFile)); err != nil {
 		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing the plan")
 	}
 	res.Fingerprint = pl.Fingerprint()
@@ -395,7 +395,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	} else {
 		j.printf(time.Now(), "client: no retry budget")
 	}
-	hw, err := history.Create[history.Attempt](filepath.Join(cfg.Out, history.HistoryFile))
+	hw, err := rundir.Create[rundir.Attempt](filepath.Join(cfg.Out, rundir.HistoryFile))
 	if err != nil {
 		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing history")
 	}
@@ -430,7 +430,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	lcfg := load.Config{
 		URL: sys.url, Header: cfg.Header, KeyHeader: cfg.KeyHeader, Concurrency: cfg.Concurrency,
 		Client: cl, History: hw,
-		OnAttempt: func(a history.Attempt) {
+		OnAttempt: func(a rundir.Attempt) {
 			pr.attempts(attempts.Add(1))
 			j.attempt(a)
 		},
@@ -517,7 +517,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	// Evidence and verdict.
 	stopSampling()
 	sampling.Wait()
-	if err := saveRegistry(reg, filepath.Join(cfg.Out, verify.MetricsDir, "client.prom")); err != nil {
+	if err := saveRegistry(reg, rundir.PagePath(cfg.Out, rundir.ClientPage)); err != nil {
 		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "saving client metrics")
 	}
 	if err := hw.Close(); err != nil {
@@ -526,7 +526,7 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	cancelRun()
 	sched.wait()
 	runRec.Ended = time.Now().UTC()
-	if err := history.WriteRun(filepath.Join(cfg.Out, history.RunFile), runRec); err != nil {
+	if err := rundir.WriteRun(filepath.Join(cfg.Out, rundir.RunFile), runRec); err != nil {
 		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing run.yaml")
 	}
 	if err := verify.Collect(ctx, sys.sources, cfg.Out); err != nil {
@@ -608,7 +608,7 @@ func drainPhase(ctx context.Context, sys *system, cfg *Config, charges int, hc *
 		d.Expected = charges
 	}
 	if d.PendingURL != "" {
-		d.DLQExpected = j.Counts()[fault.Poison]
+		d.DLQExpected = j.Counts()[rundir.FaultPoison]
 	}
 	dr := waitDrained(ctx, hc, d, pr)
 	j.printf(time.Now(), "drain: settled=%v in %s, %s%s", dr.Settled, dr.Took.Round(time.Millisecond), dr.describe(d), errSuffix(dr.LastErr))
@@ -640,11 +640,7 @@ func cancelled(ctx context.Context) error {
 // as `make demo`'s), so that no stale snapshot or ledger mixes with this
 // run's evidence. Files it does not know are left alone.
 func clearRunDir(dir string) error {
-	for _, name := range []string{
-		history.RunFile, history.PlanFile, history.HistoryFile, history.FaultsFile,
-		verify.TranscriptFile, verify.LedgerFile, verify.ReportFile, verify.HTMLFile,
-		verify.MetricsDir, "components.log",
-	} {
+	for _, name := range rundir.Files() {
 		if err := os.RemoveAll(filepath.Join(dir, name)); err != nil {
 			return err
 		}

@@ -25,7 +25,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/internal/rundir"
 	"github.com/paytest/paytest/internal/testinfra"
 	"github.com/paytest/paytest/profiles"
 	"github.com/paytest/paytest/verify"
@@ -68,7 +68,7 @@ func run(t *testing.T, cfg Config) *Result {
 func outcomes(t *testing.T, dir string) map[string]int {
 	t.Helper()
 	n := map[string]int{}
-	err := history.ReadFile(filepath.Join(dir, history.HistoryFile), func(a history.Attempt) error {
+	err := rundir.ReadFile(filepath.Join(dir, rundir.HistoryFile), func(a rundir.Attempt) error {
 		n[a.Outcome]++
 		return nil
 	})
@@ -78,10 +78,10 @@ func outcomes(t *testing.T, dir string) map[string]int {
 	return n
 }
 
-func faultRecords(t *testing.T, dir string) []history.Fault {
+func faultRecords(t *testing.T, dir string) []rundir.Fault {
 	t.Helper()
-	var out []history.Fault
-	if err := history.ReadFile(filepath.Join(dir, history.FaultsFile), func(f history.Fault) error {
+	var out []rundir.Fault
+	if err := rundir.ReadFile(filepath.Join(dir, rundir.FaultsFile), func(f rundir.Fault) error {
 		out = append(out, f)
 		return nil
 	}); err != nil {
@@ -96,7 +96,7 @@ func faultRecords(t *testing.T, dir string) []history.Fault {
 func faultSchedule(t *testing.T, dir string) []string {
 	t.Helper()
 	var out []string
-	b, err := os.ReadFile(filepath.Join(dir, verify.TranscriptFile))
+	b, err := os.ReadFile(filepath.Join(dir, rundir.TranscriptFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func TestDefaultProfileHoldsAndTheSameSeedGivesTheSamePlanAndSchedule(t *testing
 		}
 	}
 	oc := outcomes(t, res.Dir)
-	for _, o := range []string{history.OutcomeReplay, history.OutcomeMismatch, history.OutcomeNetwork} {
+	for _, o := range []string{rundir.OutcomeReplay, rundir.OutcomeMismatch, rundir.OutcomeNetwork} {
 		if oc[o] == 0 {
 			t.Errorf("no %s attempts in the history: %v", o, oc)
 		}
@@ -149,7 +149,7 @@ func TestDefaultProfileHoldsAndTheSameSeedGivesTheSamePlanAndSchedule(t *testing
 	// flight long enough for its losers to meet 409 + Retry-After, and the
 	// client must then have waited at least that long.
 	t.Logf("outcomes: %v", oc)
-	if oc[history.OutcomeConflict] == 0 {
+	if oc[rundir.OutcomeConflict] == 0 {
 		t.Errorf("no 409 in the history: %v", oc)
 	}
 	if c := rep.Check(verify.CheckRetryAfterHonoured); c == nil || c.Status != verify.StatusHeld {
@@ -164,7 +164,7 @@ func TestDefaultProfileHoldsAndTheSameSeedGivesTheSamePlanAndSchedule(t *testing
 	if !res.Drained {
 		t.Error("the outbox and the consumer did not settle")
 	}
-	if _, err := os.Stat(filepath.Join(res.Dir, verify.MetricsDir, "client.prom")); err != nil {
+	if _, err := os.Stat(filepath.Join(res.Dir, rundir.MetricsDir, "client.prom")); err != nil {
 		t.Error(err)
 	}
 
@@ -178,7 +178,7 @@ func TestDefaultProfileHoldsAndTheSameSeedGivesTheSamePlanAndSchedule(t *testing
 	if !slices.Equal(s1, s2) || len(s1) == 0 {
 		t.Fatalf("same seed, different fault schedules:\n%s\n---\n%s", strings.Join(s1, "\n"), strings.Join(s2, "\n"))
 	}
-	r1, err := history.ReadRun(filepath.Join(res.Dir, history.RunFile))
+	r1, err := rundir.ReadRun(filepath.Join(res.Dir, rundir.RunFile))
 	if err != nil || r1.Seed != 42 || r1.Ended.IsZero() {
 		t.Fatalf("run.yaml: %+v, %v", r1, err)
 	}
@@ -514,7 +514,7 @@ func TestRunJSONReportMatchesTheRunDirectory(t *testing.T) {
 	cfg := bundled(t, "race")
 	cfg.Ops, cfg.Seed = 100, 3
 	res := run(t, cfg)
-	b, err := os.ReadFile(filepath.Join(res.Dir, verify.ReportFile))
+	b, err := os.ReadFile(filepath.Join(res.Dir, rundir.ReportFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -611,7 +611,7 @@ func TestTargetKillCommandsRunAtTheKillPoints(t *testing.T) {
 	if !slices.Equal(kills, []string{"inject target", "stop target"}) {
 		t.Fatalf("faults.jsonl kill records: %v", kills)
 	}
-	tr, err := os.ReadFile(filepath.Join(res.Dir, verify.TranscriptFile))
+	tr, err := os.ReadFile(filepath.Join(res.Dir, rundir.TranscriptFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -635,8 +635,8 @@ func TestReconciliationConfirmsWhatTheChaosLeftOpen(t *testing.T) {
 		t.Fatalf("after reconciliation: %+v", res.Reconciled)
 	}
 	reconciled := 0
-	if err := history.ReadFile(filepath.Join(res.Dir, history.HistoryFile), func(a history.Attempt) error {
-		if a.DelayReason == history.ReasonReconcile {
+	if err := rundir.ReadFile(filepath.Join(res.Dir, rundir.HistoryFile), func(a rundir.Attempt) error {
+		if a.DelayReason == rundir.ReasonReconcile {
 			reconciled++
 		}
 		return nil
@@ -696,7 +696,7 @@ func TestTargetEvidenceFromPrometheus(t *testing.T) {
 
 func TestClearRunDirRemovesOnlyTheRunsOwnFiles(t *testing.T) {
 	dir := t.TempDir()
-	stale := []string{history.RunFile, history.HistoryFile, verify.ReportFile, filepath.Join(verify.MetricsDir, "timeline", "relay", "1.prom")}
+	stale := []string{rundir.RunFile, rundir.HistoryFile, rundir.ReportFile, filepath.Join(rundir.MetricsDir, "timeline", "relay", "1.prom")}
 	for _, f := range append(stale, "notes.txt") {
 		p := filepath.Join(dir, f)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -737,7 +737,7 @@ func TestAKeyValueDatabaseURLGetsARunDatabaseOfItsOwn(t *testing.T) {
 	if res.Report.Verdict != verify.VerdictHeld || res.Report.LedgerEffects != 30 {
 		t.Fatalf("verdict %s, ledger %d", res.Report.Verdict, res.Report.LedgerEffects)
 	}
-	tr, err := os.ReadFile(filepath.Join(res.Dir, verify.TranscriptFile))
+	tr, err := os.ReadFile(filepath.Join(res.Dir, rundir.TranscriptFile))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/paytest/paytest/internal/rundir"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -52,7 +54,7 @@ func startBundled(ctx context.Context, cfg *Config, tp *toxiembed.Server) (_ *sy
 	}()
 	needRedis := cfg.Profile.Redis
 	for _, f := range cfg.faults {
-		if f.Fault == fault.RedisLoss {
+		if f.Fault == rundir.FaultRedisLoss {
 			needRedis = true
 		}
 	}
@@ -124,7 +126,7 @@ func startBundled(ctx context.Context, cfg *Config, tp *toxiembed.Server) (_ *sy
 		if comp, args := fault.CrashArgs(f, cfg.Ops); comp != "" {
 			extra[comp] = append(extra[comp], args...)
 		}
-		if chargeDB == "" && ((f.Fault == fault.Outage && f.Target == "") || f.Target == fault.ProxyPostgres) {
+		if chargeDB == "" && ((f.Fault == rundir.FaultOutage && f.Target == "") || f.Target == fault.ProxyPostgres) {
 			// The charge service reaches its database through a proxy the
 			// outage disables (or a latency fault slows).
 			u, perr := url.Parse(infra.DatabaseURL)
@@ -141,7 +143,7 @@ func startBundled(ctx context.Context, cfg *Config, tp *toxiembed.Server) (_ *sy
 			chargeDB = u.String()
 		}
 	}
-	logf, err := os.Create(filepath.Join(cfg.Out, "components.log"))
+	logf, err := os.Create(filepath.Join(cfg.Out, rundir.ComponentsLog))
 	if err != nil {
 		return sys, apperr.Wrap(apperr.EUSAGE, err, "run directory")
 	}

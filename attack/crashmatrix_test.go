@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/paytest/paytest/internal/rundir"
 	"github.com/paytest/paytest/profiles"
 	"github.com/paytest/paytest/verify"
 )
@@ -265,7 +266,7 @@ func judgeUnsafe(t *testing.T, c crashCase, rep *verify.Report, text string) {
 
 // killsConsumer says whether the profile kills the consumer.
 func killsConsumer(p profiles.Profile) bool {
-	return slices.ContainsFunc(p.Faults, func(f profiles.FaultSpec) bool { return f.Fault == "kill" && f.Target == "consumer" })
+	return slices.ContainsFunc(p.Faults, func(f rundir.FaultSpec) bool { return f.Fault == rundir.FaultKill && f.Target == "consumer" })
 }
 
 // shorten makes a crash profile quick for make test: a crashed request's

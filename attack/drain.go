@@ -10,11 +10,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/paytest/paytest/internal/promql"
+	"github.com/paytest/paytest/internal/rundir"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/paytest/paytest/internal/promtext"
-	"github.com/paytest/paytest/verify"
 )
 
 // scrape reads one metric's sum (over its label sets) from a /metrics page.
@@ -231,19 +233,22 @@ func sampleTimeline(ctx context.Context, hc *http.Client, runDir string, pages m
 			if err != nil {
 				continue
 			}
-			resp, err := hc.Do(req)
+			b, err := getPage(hc, req)
 			if err != nil {
-				continue
-			}
-			b, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if err != nil || resp.StatusCode != http.StatusOK {
+				// A page that does not answer inside a kill of its
+				// process tells verify the process restarted.
+				if ctx.Err() == nil {
+					path := rundir.TimelineDownPath(runDir, name, now)
+					if os.MkdirAll(filepath.Dir(path), 0o755) == nil {
+						_ = os.WriteFile(path, []byte(err.Error()+"\n"), 0o644)
+					}
+				}
 				continue
 			}
 			if onPage != nil {
 				onPage(name, b)
 			}
-			path := verify.TimelinePath(runDir, name, now)
+			path := rundir.TimelinePath(runDir, name, now)
 			if os.MkdirAll(filepath.Dir(path), 0o755) == nil {
 				_ = os.WriteFile(path, b, 0o644)
 			}
@@ -256,6 +261,23 @@ func sampleTimeline(ctx context.Context, hc *http.Client, runDir string, pages m
 	}
 }
 
+// getPage reads one metrics page; a status other than 200 is an error.
+func getPage(hc *http.Client, req *http.Request) ([]byte, error) {
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", req.URL.Redacted(), resp.Status)
+	}
+	return b, nil
+}
+
 // pageValue sums one metric on a text-format page (0 when absent).
 func pageValue(page []byte, metric string) (float64, bool) {
 	v, found, err := promtext.Sum(page, metric)
@@ -265,11 +287,11 @@ func pageValue(page []byte, metric string) (float64, bool) {
 // promQuery runs a PromQL instant query and sums its vector (or takes its
 // scalar); an empty answer counts as 0.
 func promQuery(ctx context.Context, hc *http.Client, base, q string) (float64, error) {
-	prom, err := verify.PromAPI(hc, base)
+	prom, err := promql.New(hc, base)
 	if err != nil {
 		return 0, err
 	}
-	ans, err := verify.InstantQuery(ctx, prom, q)
+	ans, err := promql.Instant(ctx, prom, q)
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", base, err)
 	}

@@ -13,9 +13,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/paytest/paytest/attack/fault"
-	"github.com/paytest/paytest/attack/history"
 	"github.com/paytest/paytest/internal/foreign"
+	"github.com/paytest/paytest/internal/rundir"
 	"github.com/paytest/paytest/internal/testinfra"
 	"github.com/paytest/paytest/profiles"
 	"github.com/paytest/paytest/verify"
@@ -44,7 +43,7 @@ type foreignCase struct {
 	ops                    int
 	concurrency            int
 	duplicate, race, reuse float64
-	faults                 []fault.Spec
+	faults                 []rundir.FaultSpec
 	// tune adjusts the attack's Config (evidence knobs).
 	tune  func(*Config)
 	check func(t *testing.T, g *ground)
@@ -56,7 +55,7 @@ type foreignCase struct {
 // ground is what a run said and what the endpoint really did.
 type ground struct {
 	rep  *verify.Report
-	plan []history.Op
+	plan []rundir.Op
 	// ledger is the ledger's rows per key, amounts per key and amount;
 	// rows their sum.
 	ledger  map[string]int
@@ -69,11 +68,11 @@ type ground struct {
 	// sent per key.
 	received map[string]int
 	sent     map[string]int
-	attempts []history.Attempt
+	attempts []rundir.Attempt
 	process  bool
 }
 
-var eatResponses = []fault.Spec{{Fault: fault.EatResponse, At: 0.05, Until: 0.9, Toxicity: 0.5}}
+var eatResponses = []rundir.FaultSpec{{Fault: rundir.FaultEatResponse, At: 0.05, Until: 0.9, Toxicity: 0.5}}
 
 // TestForeignIdempotencyImplementations runs paytest against endpoints that
 // do idempotency correctly but unlike the reference service (each must
@@ -98,7 +97,7 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 			tune: func(c *Config) { c.ReplayHeader = "X-Cache=HIT" },
 			check: func(t *testing.T, g *ground) {
 				g.holds(t)
-				if g.saw(func(a history.Attempt) bool { return a.Replayed && a.Outcome == history.OutcomeReplay }) == 0 {
+				if g.saw(func(a rundir.Attempt) bool { return a.Replayed && a.Outcome == rundir.OutcomeReplay }) == 0 {
 					t.Errorf("no attempt was recorded as a replay marked X-Cache: HIT")
 				}
 			},
@@ -111,7 +110,7 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 			check: func(t *testing.T, g *ground) {
 				g.holds(t)
 				g.sawUnmarkedReplays(t)
-				if n := g.saw(func(a history.Attempt) bool { return a.Status == 409 }); n > 0 {
+				if n := g.saw(func(a rundir.Attempt) bool { return a.Status == 409 }); n > 0 {
 					t.Errorf("%d attempts got 409 from an endpoint that makes racers wait", n)
 				}
 			},
@@ -124,7 +123,7 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 			tune: func(c *Config) { c.DatabaseURL, c.LedgerQuery = "", "" },
 			check: func(t *testing.T, g *ground) {
 				g.sawUnmarkedReplays(t)
-				races := g.count(func(o history.Op) bool { return o.Race })
+				races := g.count(func(o rundir.Op) bool { return o.Race })
 				if r := g.mustCheck(t, verify.CheckRaceSingleWinner); r.Status != verify.StatusHeld || !strings.HasPrefix(r.Figure, fmt.Sprintf("%d of %d races", races, races)) {
 					t.Errorf("%s: %s %q (evidence %q), want held for all %d races: %s %v", r.Name, r.Status, r.Figure, r.Evidence, races, r.Detail, r.Counterexamples)
 				}
@@ -147,7 +146,7 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 			tune: func(c *Config) { c.DatabaseURL, c.LedgerQuery, c.IDField = "", "", "/data/id" },
 			check: func(t *testing.T, g *ground) {
 				g.sawUnmarkedReplays(t)
-				races := g.count(func(o history.Op) bool { return o.Race })
+				races := g.count(func(o rundir.Op) bool { return o.Race })
 				if r := g.mustCheck(t, verify.CheckRaceSingleWinner); r.Status != verify.StatusHeld || !strings.HasPrefix(r.Figure, fmt.Sprintf("%d of %d races", races, races)) {
 					t.Errorf("%s: %s %q (evidence %q), want held for all %d races: %s %v", r.Name, r.Status, r.Figure, r.Evidence, races, r.Detail, r.Counterexamples)
 				}
@@ -164,7 +163,7 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 			check: func(t *testing.T, g *ground) {
 				g.holds(t)
 				g.everyRequestRecorded(t)
-				if g.saw(func(a history.Attempt) bool { return a.Outcome == history.OutcomeNetwork }) == 0 {
+				if g.saw(func(a rundir.Attempt) bool { return a.Outcome == rundir.OutcomeNetwork }) == 0 {
 					t.Errorf("no connection was dropped")
 				}
 			},
@@ -176,8 +175,8 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 			ops: 120, concurrency: 16, duplicate: 0.4, race: 0.5,
 			check: func(t *testing.T, g *ground) {
 				g.holds(t)
-				if g.saw(func(a history.Attempt) bool { return a.Status == 409 && a.RetryAfterMS == 0 }) == 0 ||
-					g.saw(func(a history.Attempt) bool { return a.RetryAfterMS > 0 }) > 0 {
+				if g.saw(func(a rundir.Attempt) bool { return a.Status == 409 && a.RetryAfterMS == 0 }) == 0 ||
+					g.saw(func(a rundir.Attempt) bool { return a.RetryAfterMS > 0 }) > 0 {
 					t.Errorf("want 409s without Retry-After, got %v", g.rep.Outcomes)
 				}
 			},
@@ -249,8 +248,8 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 			ops: 150, concurrency: 16, duplicate: 0.3, race: 0.1,
 			check: func(t *testing.T, g *ground) {
 				g.holds(t)
-				if g.saw(func(a history.Attempt) bool {
-					return a.Status/100 == 2 && a.Outcome != history.OutcomeNew && a.Outcome != history.OutcomeReplay
+				if g.saw(func(a rundir.Attempt) bool {
+					return a.Status/100 == 2 && a.Outcome != rundir.OutcomeNew && a.Outcome != rundir.OutcomeReplay
 				}) == 0 {
 					t.Errorf("no 2xx was cut off")
 				}
@@ -332,7 +331,7 @@ func reuseCase(name string, status int, declared bool) foreignCase {
 			}
 		},
 		check: func(t *testing.T, g *ground) {
-			if n := g.saw(func(a history.Attempt) bool { return a.Kind == history.KindReuse && a.Status != status }); n > 0 {
+			if n := g.saw(func(a rundir.Attempt) bool { return a.Kind == rundir.KindReuse && a.Status != status }); n > 0 {
 				t.Errorf("%d reuse attempts got another status than %d", n, status)
 			}
 			if declared {
@@ -341,7 +340,7 @@ func reuseCase(name string, status int, declared bool) foreignCase {
 			}
 			g.moneyHolds(t)
 			c := g.mustCheck(t, verify.CheckKeyReuse422)
-			reuses := g.count(func(o history.Op) bool { return o.Kind == history.KindReuse })
+			reuses := g.count(func(o rundir.Op) bool { return o.Kind == rundir.KindReuse })
 			if c.Status != verify.StatusFailed || c.CounterexamplesTotal != reuses || g.rep.Verdict != verify.VerdictViolated {
 				t.Errorf("%s: %s %q with %d counterexamples, want failed for all %d reuses", c.Name, c.Status, c.Figure, c.CounterexamplesTotal, reuses)
 			}
@@ -406,13 +405,13 @@ func runForeign(t *testing.T, tc foreignCase, seed int64) *ground {
 		tc.tune(&cfg)
 	}
 	res := run(t, cfg)
-	if _, err := os.Stat(filepath.Join(res.Dir, verify.ReportFile)); err != nil {
-		t.Errorf("no %s: %v", verify.ReportFile, err)
+	if _, err := os.Stat(filepath.Join(res.Dir, rundir.ReportFile)); err != nil {
+		t.Errorf("no %s: %v", rundir.ReportFile, err)
 	}
 	if tc.process {
 		kills := 0
-		if err := history.ReadFile(filepath.Join(res.Dir, history.FaultsFile), func(f history.Fault) error {
-			if f.Fault == fault.Kill && f.Action == "inject" {
+		if err := rundir.ReadFile(filepath.Join(res.Dir, rundir.FaultsFile), func(f rundir.Fault) error {
+			if f.Fault == rundir.FaultKill && f.Action == "inject" {
 				kills++
 				if f.Target != "target" {
 					t.Errorf("faults.jsonl: a kill of %q, want \"target\"", f.Target)
@@ -442,14 +441,14 @@ func runForeign(t *testing.T, tc foreignCase, seed int64) *ground {
 	if g.stuck, err = foreign.StuckKeys(ctx, db, "ledger"); err != nil {
 		t.Fatal(err)
 	}
-	if err := history.ReadFile(filepath.Join(res.Dir, history.PlanFile), func(op history.Op) error {
+	if err := rundir.ReadFile(filepath.Join(res.Dir, rundir.PlanFile), func(op rundir.Op) error {
 		g.plan = append(g.plan, op)
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := history.ReadFile(filepath.Join(res.Dir, history.HistoryFile), func(a history.Attempt) error {
-		if a.Outcome != history.OutcomeBudget {
+	if err := rundir.ReadFile(filepath.Join(res.Dir, rundir.HistoryFile), func(a rundir.Attempt) error {
+		if a.Outcome != rundir.OutcomeBudget {
 			g.sent[a.Key]++
 		}
 		g.attempts = append(g.attempts, a)
@@ -485,7 +484,7 @@ func (g *ground) mustCheck(t *testing.T, name string) *verify.Check {
 	return c
 }
 
-func (g *ground) count(f func(history.Op) bool) int {
+func (g *ground) count(f func(rundir.Op) bool) int {
 	n := 0
 	for _, o := range g.plan {
 		if f(o) {
@@ -496,14 +495,14 @@ func (g *ground) count(f func(history.Op) bool) int {
 }
 
 func (g *ground) charges() int {
-	return g.count(func(o history.Op) bool { return o.Kind == history.KindCharge })
+	return g.count(func(o rundir.Op) bool { return o.Kind == rundir.KindCharge })
 }
 
 // doubled counts the charge ops (race ops only, if races) whose key the
 // ledger holds more than once.
 func (g *ground) doubled(races bool) int {
-	return g.count(func(o history.Op) bool {
-		return o.Kind == history.KindCharge && (!races || o.Race) && g.ledger[o.Key] > 1
+	return g.count(func(o rundir.Op) bool {
+		return o.Kind == rundir.KindCharge && (!races || o.Race) && g.ledger[o.Key] > 1
 	})
 }
 
@@ -537,7 +536,7 @@ func (g *ground) effectsFigure(t *testing.T) *verify.Check {
 func (g *ground) moneyHolds(t *testing.T) {
 	t.Helper()
 	for _, o := range g.plan {
-		if o.Kind == history.KindCharge && g.ledger[o.Key] != 1 {
+		if o.Kind == rundir.KindCharge && g.ledger[o.Key] != 1 {
 			t.Fatalf("the endpoint itself is wrong: op %d (key %s) has %d ledger rows", o.Op, o.Key, g.ledger[o.Key])
 		}
 	}
@@ -554,7 +553,7 @@ func (g *ground) moneyHolds(t *testing.T) {
 	if want := fmt.Sprintf("0 of %d ops wrong", g.charges()); c.Status != verify.StatusHeld || !strings.HasPrefix(c.Figure, want) {
 		t.Errorf("%s: %s %q, want held %q...: %s %v", c.Name, c.Status, c.Figure, want, c.Detail, c.Counterexamples)
 	}
-	races := g.count(func(o history.Op) bool { return o.Race })
+	races := g.count(func(o rundir.Op) bool { return o.Race })
 	c = g.mustCheck(t, verify.CheckRaceSingleWinner)
 	switch {
 	case races == 0 && c.Status != verify.StatusNothing:
@@ -623,12 +622,12 @@ func (g *ground) doubleChargesFail(t *testing.T, restart bool) {
 // lost (whose effects those are, a per-key count cannot tell).
 func (g *ground) attributedPerOp(t *testing.T, exact bool) {
 	t.Helper()
-	twice := g.count(func(o history.Op) bool { return o.Kind == history.KindCharge && g.amounts[o.Key][o.Amount] > 1 })
-	charged := g.count(func(o history.Op) bool { return o.Kind == history.KindReuse && g.amounts[o.Key][o.Amount] > 0 })
-	innocent := g.count(func(o history.Op) bool {
-		return o.Kind == history.KindReuse && g.amounts[o.Key][o.Amount] == 0 && g.ledger[o.Key] > 1
+	twice := g.count(func(o rundir.Op) bool { return o.Kind == rundir.KindCharge && g.amounts[o.Key][o.Amount] > 1 })
+	charged := g.count(func(o rundir.Op) bool { return o.Kind == rundir.KindReuse && g.amounts[o.Key][o.Amount] > 0 })
+	innocent := g.count(func(o rundir.Op) bool {
+		return o.Kind == rundir.KindReuse && g.amounts[o.Key][o.Amount] == 0 && g.ledger[o.Key] > 1
 	})
-	perKey := g.count(func(o history.Op) bool { return o.Kind == history.KindCharge && g.ledger[o.Key] > 1 })
+	perKey := g.count(func(o rundir.Op) bool { return o.Kind == rundir.KindCharge && g.ledger[o.Key] > 1 })
 	t.Logf("ground: %d originals charged more than once (%d by their key's rows), %d reuses charged, %d refused reuses under a key charged twice", twice, perKey, charged, innocent)
 	if twice == 0 || innocent == 0 {
 		t.Fatalf("the run did not exercise attribution (%d originals charged twice, %d refused reuses under them)", twice, innocent)
@@ -647,7 +646,7 @@ func (g *ground) attributedPerOp(t *testing.T, exact bool) {
 	r := g.mustCheck(t, verify.CheckKeyReuse422)
 	unsure := 0 // reuses a per-key count may take for their original's extra charges
 	if !exact {
-		unsure = g.count(func(o history.Op) bool { return o.Kind == history.KindReuse && g.lostCharges(o) })
+		unsure = g.count(func(o rundir.Op) bool { return o.Kind == rundir.KindReuse && g.lostCharges(o) })
 	}
 	switch {
 	case charged > 0 && (r.Status != verify.StatusFailed || r.CounterexamplesTotal > charged || r.CounterexamplesTotal < charged-unsure):
@@ -670,9 +669,9 @@ func (g *ground) attributedPerOp(t *testing.T, exact bool) {
 
 // ambiguousReuse: a reuse of orig was charged by attempts whose answers
 // were lost, so a per-key count cannot tell its effects from orig's.
-func (g *ground) ambiguousReuse(orig history.Op) bool {
+func (g *ground) ambiguousReuse(orig rundir.Op) bool {
 	for _, o := range g.plan {
-		if o.Kind == history.KindReuse && o.ReuseOf == orig.Op && g.lostCharges(o) {
+		if o.Kind == rundir.KindReuse && o.ReuseOf == orig.Op && g.lostCharges(o) {
 			return true
 		}
 	}
@@ -681,8 +680,8 @@ func (g *ground) ambiguousReuse(orig history.Op) bool {
 
 // lostCharges: the ledger holds more charges at op's amount than the
 // client read 2xx answers with a resource id for it.
-func (g *ground) lostCharges(op history.Op) bool {
-	seen := g.saw(func(a history.Attempt) bool { return a.Op == op.Op && a.Status/100 == 2 && a.ChargeID != "" })
+func (g *ground) lostCharges(op rundir.Op) bool {
+	seen := g.saw(func(a rundir.Attempt) bool { return a.Op == op.Op && a.Status/100 == 2 && a.ChargeID != "" })
 	return g.amounts[op.Key][op.Amount] > seen
 }
 
@@ -706,7 +705,7 @@ func (g *ground) stuckKeysFail(t *testing.T) {
 	// Such keys may be listed; stuck keys must all be.
 	released := 0
 	for _, op := range g.plan {
-		if op.Kind == history.KindCharge && g.ledger[op.Key] == 0 && !slices.Contains(g.stuck, op.Key) {
+		if op.Kind == rundir.KindCharge && g.ledger[op.Key] == 0 && !slices.Contains(g.stuck, op.Key) {
 			released++
 		}
 	}
@@ -758,7 +757,7 @@ func (g *ground) history(key string) string {
 }
 
 // saw counts the attempts f accepts.
-func (g *ground) saw(f func(history.Attempt) bool) int {
+func (g *ground) saw(f func(rundir.Attempt) bool) int {
 	n := 0
 	for _, a := range g.attempts {
 		if f(a) {
@@ -774,7 +773,7 @@ func (g *ground) sawUnmarkedReplays(t *testing.T) {
 	t.Helper()
 	ids := map[string]int{}
 	for _, a := range g.attempts {
-		if a.Outcome == history.OutcomeNew && a.ChargeID != "" {
+		if a.Outcome == rundir.OutcomeNew && a.ChargeID != "" {
 			ids[a.Key+" "+a.ChargeID]++
 		}
 	}
@@ -784,8 +783,8 @@ func (g *ground) sawUnmarkedReplays(t *testing.T) {
 			n++
 		}
 	}
-	if n == 0 || g.saw(func(a history.Attempt) bool { return a.Replayed }) > 0 {
-		t.Errorf("%d ops got the same unmarked 2xx twice (and %d attempts were marked replays): the row did not exercise unmarked replays", n, g.saw(func(a history.Attempt) bool { return a.Replayed }))
+	if n == 0 || g.saw(func(a rundir.Attempt) bool { return a.Replayed }) > 0 {
+		t.Errorf("%d ops got the same unmarked 2xx twice (and %d attempts were marked replays): the row did not exercise unmarked replays", n, g.saw(func(a rundir.Attempt) bool { return a.Replayed }))
 	}
 }
 
@@ -888,7 +887,7 @@ func TestForeignThroughTheCLI(t *testing.T) {
 			if code := cmd.ProcessState.ExitCode(); code != tt.code {
 				t.Fatalf("exit %d (%v), want %d:\n%s", code, err, tt.code, b)
 			}
-			rep, err := verify.ReadReport(filepath.Join(out, verify.ReportFile))
+			rep, err := verify.ReadReport(filepath.Join(out, rundir.ReportFile))
 			if err != nil {
 				t.Fatal(err)
 			}

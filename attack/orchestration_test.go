@@ -20,8 +20,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/paytest/paytest/attack/fault"
-	"github.com/paytest/paytest/attack/history"
 	"github.com/paytest/paytest/internal/apperr"
+	"github.com/paytest/paytest/internal/rundir"
 	"github.com/paytest/paytest/internal/testinfra"
 	"github.com/paytest/paytest/profiles"
 	"github.com/paytest/paytest/verify"
@@ -31,15 +31,15 @@ import (
 // attack (adapted to it) or is refused with EUSAGE naming the fault and
 // the profile, and --skip-fault and --kill-at change the schedule.
 func TestPlanFaults(t *testing.T) {
-	prof := func(name string, specs ...fault.Spec) profiles.Profile {
+	prof := func(name string, specs ...rundir.FaultSpec) profiles.Profile {
 		return profiles.Profile{Name: name, Faults: specs}
 	}
 	target := "http://127.0.0.1:1/pay"
 	tests := []struct {
 		name string
 		cfg  Config
-		want []fault.Spec // nil with err
-		err  []string     // substrings of the usage error
+		want []rundir.FaultSpec // nil with err
+		err  []string           // substrings of the usage error
 	}{
 		{"target: broker-cut refused, naming it and the profile",
 			Config{Target: target, Profile: mustProfile(t, "default"), KillCmd: "true"}, nil,
@@ -54,44 +54,44 @@ func TestPlanFaults(t *testing.T) {
 			[]string{"profile relay-crash", "--kill-cmd"}},
 		{"target: a relay crash point becomes a kill of target",
 			Config{Target: target, Profile: mustProfile(t, "relay-crash"), KillCmd: "true"},
-			[]fault.Spec{{Fault: fault.Kill, Target: TargetComponent, At: 0.3, Duration: plainKillDowntime, Restart: []string{"--publish-dedup=false"}}}, nil},
+			[]rundir.FaultSpec{{Fault: rundir.FaultKill, Target: TargetComponent, At: 0.3, Duration: plainKillDowntime, Restart: []string{"--publish-dedup=false"}}}, nil},
 		{"target: outage and latency act on the proxy in front of it",
-			Config{Target: target, Profile: prof("p", fault.Spec{Fault: fault.Outage, At: 0.3, Duration: time.Second}, fault.Spec{Fault: fault.Latency, Target: "target", Latency: time.Millisecond})},
-			[]fault.Spec{{Fault: fault.Outage, Target: fault.ProxyCharge, At: 0.3, Duration: time.Second}, {Fault: fault.Latency, Target: fault.ProxyCharge, Latency: time.Millisecond}}, nil},
+			Config{Target: target, Profile: prof("p", rundir.FaultSpec{Fault: rundir.FaultOutage, At: 0.3, Duration: time.Second}, rundir.FaultSpec{Fault: rundir.FaultLatency, Target: "target", Latency: time.Millisecond})},
+			[]rundir.FaultSpec{{Fault: rundir.FaultOutage, Target: fault.ProxyCharge, At: 0.3, Duration: time.Second}, {Fault: rundir.FaultLatency, Target: fault.ProxyCharge, Latency: time.Millisecond}}, nil},
 		{"target: latency on another proxy refused",
-			Config{Target: target, Profile: prof("p", fault.Spec{Fault: fault.Latency, Target: "nats"})}, nil,
+			Config{Target: target, Profile: prof("p", rundir.FaultSpec{Fault: rundir.FaultLatency, Target: "nats"})}, nil,
 			[]string{"profile p", "latency nats"}},
 		{"target: --skip-fault leaves the default profile's broker-cut and kill out",
 			Config{Target: target, Profile: mustProfile(t, "default"), SkipFaults: []string{"broker-cut", "kill"}},
-			[]fault.Spec{{Fault: fault.EatResponse, At: 0.1, Until: 0.6, Toxicity: 0.3}}, nil},
+			[]rundir.FaultSpec{{Fault: rundir.FaultEatResponse, At: 0.1, Until: 0.6, Toxicity: 0.3}}, nil},
 		{"--skip-fault of an unknown fault", Config{Target: target, SkipFaults: []string{"meteor"}}, nil,
 			[]string{"--skip-fault \"meteor\"", "eat-response"}},
 		{"target: --kill-at kills target at each fraction",
 			Config{Target: target, KillCmd: "true", KillAt: []float64{0.3, 0.7}},
-			[]fault.Spec{{Fault: fault.Kill, Target: TargetComponent, At: 0.3, Duration: plainKillDowntime}, {Fault: fault.Kill, Target: TargetComponent, At: 0.7, Duration: plainKillDowntime}}, nil},
+			[]rundir.FaultSpec{{Fault: rundir.FaultKill, Target: TargetComponent, At: 0.3, Duration: plainKillDowntime}, {Fault: rundir.FaultKill, Target: TargetComponent, At: 0.7, Duration: plainKillDowntime}}, nil},
 		{"target: --kill-at without --kill-cmd", Config{Target: target, KillAt: []float64{0.5}}, nil, []string{"--kill-at needs --kill-cmd"}},
 		{"--kill-at out of range", Config{KillAt: []float64{1.5}}, nil, []string{"--kill-at 1.5"}},
 		{"bundled: --kill-at kills the charge service", Config{KillAt: []float64{0.5}},
-			[]fault.Spec{{Fault: fault.Kill, Target: "charge", At: 0.5, Duration: plainKillDowntime}}, nil},
-		{"bundled: kill with no target", Config{Profile: prof("p", fault.Spec{Fault: fault.Kill, At: 0.5})}, nil,
+			[]rundir.FaultSpec{{Fault: rundir.FaultKill, Target: "charge", At: 0.5, Duration: plainKillDowntime}}, nil},
+		{"bundled: kill with no target", Config{Profile: prof("p", rundir.FaultSpec{Fault: rundir.FaultKill, At: 0.5})}, nil,
 			[]string{"profile p", "kill needs a target component", "charge, relay, consumer"}},
-		{"bundled: kill of database", Config{Profile: prof("p", fault.Spec{Fault: fault.Kill, Target: "database", At: 0.5})}, nil,
+		{"bundled: kill of database", Config{Profile: prof("p", rundir.FaultSpec{Fault: rundir.FaultKill, Target: "database", At: 0.5})}, nil,
 			[]string{"profile p", `not "database"`}},
-		{"bundled: unknown crash point", Config{Profile: prof("p", fault.Spec{Fault: fault.Kill, Target: "relay", Crash: "after-lunch", At: 0.5})}, nil,
+		{"bundled: unknown crash point", Config{Profile: prof("p", rundir.FaultSpec{Fault: rundir.FaultKill, Target: "relay", Crash: "after-lunch", At: 0.5})}, nil,
 			[]string{"profile p", `relay has no crash point "after-lunch"`, "after-publish"}},
-		{"bundled: a crash point of another component", Config{Profile: prof("p", fault.Spec{Fault: fault.Kill, Target: "charge", Crash: "after-publish", At: 0.5})}, nil,
+		{"bundled: a crash point of another component", Config{Profile: prof("p", rundir.FaultSpec{Fault: rundir.FaultKill, Target: "charge", Crash: "after-publish", At: 0.5})}, nil,
 			[]string{`charge has no crash point "after-publish"`, "after-claim"}},
-		{"bundled: latency on an unknown proxy", Config{Profile: prof("p", fault.Spec{Fault: fault.Latency, Target: "redis", Latency: time.Millisecond})}, nil,
+		{"bundled: latency on an unknown proxy", Config{Profile: prof("p", rundir.FaultSpec{Fault: rundir.FaultLatency, Target: "redis", Latency: time.Millisecond})}, nil,
 			[]string{"profile p", `no proxy "redis"`, "charge, nats, postgres"}},
-		{"bundled: a crash point on a fault that is not a kill", Config{Profile: prof("p", fault.Spec{Fault: fault.BrokerCut, Crash: "after-publish"})}, nil,
+		{"bundled: a crash point on a fault that is not a kill", Config{Profile: prof("p", rundir.FaultSpec{Fault: rundir.FaultBrokerCut, Crash: "after-publish"})}, nil,
 			[]string{"only kill takes a crash point"}},
 		{"bundled: the default profile, its relay restarted with its flags", Config{Profile: mustProfile(t, "default")}, defaultRestartingWithItsFlags(t), nil},
 		{"bundled: a killed component keeps its --consumer-arg, the kill's restart flags last",
-			Config{Profile: profiles.Profile{Name: "p", Consumer: []string{"--ack-wait=2s"}, Faults: []fault.Spec{
-				{Fault: fault.Kill, Target: "consumer", Crash: "after-apply-before-ack", At: 0.5, Restart: []string{"--max-inflight=8"}}}}},
-			[]fault.Spec{{Fault: fault.Kill, Target: "consumer", Crash: "after-apply-before-ack", At: 0.5, Restart: []string{"--ack-wait=2s", "--max-inflight=8"}}}, nil},
+			Config{Profile: profiles.Profile{Name: "p", Consumer: []string{"--ack-wait=2s"}, Faults: []rundir.FaultSpec{
+				{Fault: rundir.FaultKill, Target: "consumer", Crash: "after-apply-before-ack", At: 0.5, Restart: []string{"--max-inflight=8"}}}}},
+			[]rundir.FaultSpec{{Fault: rundir.FaultKill, Target: "consumer", Crash: "after-apply-before-ack", At: 0.5, Restart: []string{"--ack-wait=2s", "--max-inflight=8"}}}, nil},
 		{"bundled: --kill-at restarts the charge service with its flags", Config{KillAt: []float64{0.5}, Profile: profiles.Profile{Name: "p", Charge: []string{"--processing-delay=20ms"}}},
-			[]fault.Spec{{Fault: fault.Kill, Target: "charge", At: 0.5, Duration: plainKillDowntime, Restart: []string{"--processing-delay=20ms"}}}, nil},
+			[]rundir.FaultSpec{{Fault: rundir.FaultKill, Target: "charge", At: 0.5, Duration: plainKillDowntime, Restart: []string{"--processing-delay=20ms"}}}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -119,11 +119,11 @@ func TestPlanFaults(t *testing.T) {
 
 // defaultRestartingWithItsFlags is the default profile's schedule with the
 // killed relay restarted with the relay's own flags before the kill's.
-func defaultRestartingWithItsFlags(t *testing.T) []fault.Spec {
+func defaultRestartingWithItsFlags(t *testing.T) []rundir.FaultSpec {
 	p := mustProfile(t, "default")
 	out := slices.Clone(p.Faults)
 	for i := range out {
-		if out[i].Fault == fault.Kill {
+		if out[i].Fault == rundir.FaultKill {
 			out[i].Restart = append(slices.Clone(p.Relay), out[i].Restart...)
 		}
 	}
@@ -151,7 +151,7 @@ func TestAFaultPaytestCannotFireStopsTheRunBeforeAnythingStarts(t *testing.T) {
 		want string
 	}{
 		{"broker-cut against a target", Config{Profile: mustProfile(t, "default"), Target: srv.URL, MetricsURL: srv.URL + "/metrics", KillCmd: "true"}, "broker-cut"},
-		{"kill of database", Config{Profile: profiles.Profile{Name: "p", Faults: []fault.Spec{{Fault: fault.Kill, Target: "database", At: 0.5}}}}, "database"},
+		{"kill of database", Config{Profile: profiles.Profile{Name: "p", Faults: []rundir.FaultSpec{{Fault: rundir.FaultKill, Target: "database", At: 0.5}}}}, "database"},
 		{"bad --id-field", Config{Target: srv.URL, MetricsURL: srv.URL + "/metrics", IDField: "id"}, "--id-field"},
 		{"bad --reuse-status", Config{Target: srv.URL, MetricsURL: srv.URL + "/metrics", ReuseStatuses: []int{200}}, "--reuse-status 200"},
 		{"bad --replay-header", Config{Target: srv.URL, MetricsURL: srv.URL + "/metrics", ReplayHeader: "Re played=1"}, "--replay-header"},
@@ -276,16 +276,16 @@ func TestKeysStuckInFlightStillGetAReport(t *testing.T) {
 		t.Fatalf("ledger effects %d, want %d", rep.LedgerEffects, 120-len(want))
 	}
 	var onDisk map[string]any
-	raw, err := os.ReadFile(filepath.Join(res.Dir, verify.ReportFile))
+	raw, err := os.ReadFile(filepath.Join(res.Dir, rundir.ReportFile))
 	if err != nil || json.Unmarshal(raw, &onDisk) != nil {
 		t.Fatalf("report.json: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(res.Dir, verify.HTMLFile)); err != nil {
+	if _, err := os.Stat(filepath.Join(res.Dir, rundir.HTMLFile)); err != nil {
 		t.Fatal(err)
 	}
 	// After the deadline each stuck key's op got one last look, and the
 	// transcript says what it answered.
-	tr, err := os.ReadFile(filepath.Join(res.Dir, verify.TranscriptFile))
+	tr, err := os.ReadFile(filepath.Join(res.Dir, rundir.TranscriptFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,14 +350,14 @@ func TestKillAtFiresAtTheFractions(t *testing.T) {
 	}
 	var kills int
 	for _, f := range faultRecords(t, res.Dir) {
-		if f.Fault == fault.Kill && f.Action == "inject" {
+		if f.Fault == rundir.FaultKill && f.Action == "inject" {
 			kills++
 			if f.Target != TargetComponent {
 				t.Errorf("faults.jsonl kill of %q", f.Target)
 			}
 		}
 	}
-	if kills != 2 || res.Report.Faults[fault.Kill] != 2 || res.Report.Verdict != verify.VerdictHeld {
+	if kills != 2 || res.Report.Faults[rundir.FaultKill] != 2 || res.Report.Verdict != verify.VerdictHeld {
 		t.Fatalf("%d kills in faults.jsonl, report %v, verdict %s", kills, res.Report.Faults, res.Report.Verdict)
 	}
 }
@@ -371,7 +371,7 @@ func TestOutageAgainstATargetActs(t *testing.T) {
 	h := &shop{idempotent: true, seen: map[string]string{}}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	prof := profiles.Profile{Name: "target-outage", Faults: []fault.Spec{{Fault: fault.Outage, At: 0.3, Duration: time.Second}}}
+	prof := profiles.Profile{Name: "target-outage", Faults: []rundir.FaultSpec{{Fault: rundir.FaultOutage, At: 0.3, Duration: time.Second}}}
 	res := run(t, Config{
 		Profile: prof, Ops: 200, Concurrency: 8, DuplicateRate: 0.1, Seed: 12,
 		Target: srv.URL + "/api/pay", Header: http.Header{"X-Shop": {"yes"}},
@@ -380,7 +380,7 @@ func TestOutageAgainstATargetActs(t *testing.T) {
 	})
 	var start, stop time.Time
 	for _, f := range faultRecords(t, res.Dir) {
-		if f.Fault == fault.Outage && f.Target == fault.ProxyCharge {
+		if f.Fault == rundir.FaultOutage && f.Target == fault.ProxyCharge {
 			switch f.Action {
 			case "start":
 				start = f.Time
@@ -393,8 +393,8 @@ func TestOutageAgainstATargetActs(t *testing.T) {
 		t.Fatalf("outage window %s .. %s in faults.jsonl", start, stop)
 	}
 	failedIn := 0
-	if err := history.ReadFile(filepath.Join(res.Dir, history.HistoryFile), func(a history.Attempt) error {
-		if a.Outcome == history.OutcomeNetwork && !a.End.Before(start) && !a.Start.After(stop) {
+	if err := rundir.ReadFile(filepath.Join(res.Dir, rundir.HistoryFile), func(a rundir.Attempt) error {
+		if a.Outcome == rundir.OutcomeNetwork && !a.End.Before(start) && !a.Start.After(stop) {
 			failedIn++
 		}
 		return nil
@@ -405,7 +405,7 @@ func TestOutageAgainstATargetActs(t *testing.T) {
 		t.Fatal("no request failed during the outage window")
 	}
 	rep := res.Report
-	if rep.Verdict != verify.VerdictHeld || rep.Faults[fault.Outage] != 1 || rep.SideEffects != 200 {
+	if rep.Verdict != verify.VerdictHeld || rep.Faults[rundir.FaultOutage] != 1 || rep.SideEffects != 200 {
 		var b strings.Builder
 		_ = rep.WriteText(&b)
 		t.Fatalf("verdict %s, faults %v, side effects %d:\n%s", rep.Verdict, rep.Faults, rep.SideEffects, b.String())
@@ -453,7 +453,7 @@ faults:
 	if rep.Verdict != verify.VerdictViolated || c == nil || c.Status != verify.StatusFailed || rep.LedgerEffects <= 100 {
 		t.Fatalf("verdict %s, ledger effects %d; want the redelivered event applied twice and caught:\n%s", rep.Verdict, rep.LedgerEffects, b.String())
 	}
-	tr, err := os.ReadFile(filepath.Join(res.Dir, verify.TranscriptFile))
+	tr, err := os.ReadFile(filepath.Join(res.Dir, rundir.TranscriptFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -531,14 +531,14 @@ func TestARunThatStopsEarlyStillWritesAReport(t *testing.T) {
 					t.Errorf("report's stopped %q does not say %q", rep.Stopped, w)
 				}
 			}
-			for _, f := range []string{verify.ReportFile, verify.HTMLFile} {
+			for _, f := range []string{rundir.ReportFile, rundir.HTMLFile} {
 				if _, err := os.Stat(filepath.Join(res.Dir, f)); err != nil {
 					t.Error(err)
 				}
 			}
 			errs := 0
 			for _, f := range faultRecords(t, res.Dir) {
-				if f.Action == "error" && f.Fault == fault.Kill && f.Target == TargetComponent {
+				if f.Action == "error" && f.Fault == rundir.FaultKill && f.Target == TargetComponent {
 					errs++
 				}
 			}
@@ -563,7 +563,7 @@ func TestEveryBuiltInProfileFitsTheBundledSystem(t *testing.T) {
 			continue
 		}
 		if apperr.Code(err) != apperr.EUSAGE || !strings.Contains(err.Error(), "profile "+p.Name) ||
-			!(strings.Contains(err.Error(), fault.BrokerCut) || strings.Contains(err.Error(), fault.RedisLoss) || strings.Contains(err.Error(), fault.Poison)) {
+			!(strings.Contains(err.Error(), rundir.FaultBrokerCut) || strings.Contains(err.Error(), rundir.FaultRedisLoss) || strings.Contains(err.Error(), rundir.FaultPoison)) {
 			t.Errorf("profile %s against a target: %v", p.Name, err)
 		}
 	}
@@ -585,15 +585,15 @@ func (f *fakeComponents) Exited(name string) <-chan struct{}               { ret
 func TestACrashPointThatNeverFiredIsReported(t *testing.T) {
 	comps := &fakeComponents{exited: map[string]chan struct{}{"relay": make(chan struct{}), "consumer": make(chan struct{})}}
 	dir := t.TempDir()
-	j, err := openJournal(filepath.Join(dir, history.FaultsFile), filepath.Join(dir, verify.TranscriptFile), time.Now())
+	j, err := openJournal(filepath.Join(dir, rundir.FaultsFile), filepath.Join(dir, rundir.TranscriptFile), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { j.Close() })
 	env := &fault.Env{Components: comps, Log: j}
-	specs := []fault.Spec{
-		{Fault: fault.Kill, Target: "relay", Crash: "after-publish", At: 0.5},
-		{Fault: fault.Kill, Target: "consumer", Crash: "after-apply-before-ack", At: 0.5},
+	specs := []rundir.FaultSpec{
+		{Fault: rundir.FaultKill, Target: "relay", Crash: "after-publish", At: 0.5},
+		{Fault: rundir.FaultKill, Target: "consumer", Crash: "after-apply-before-ack", At: 0.5},
 	}
 	s, err := newSchedule(specs, 100, 100, env, j)
 	if err != nil {

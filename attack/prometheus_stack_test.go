@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/paytest/paytest/attack/client"
-	"github.com/paytest/paytest/attack/history"
 	"github.com/paytest/paytest/attack/load"
 	"github.com/paytest/paytest/attack/plan"
+	"github.com/paytest/paytest/internal/rundir"
 	"github.com/paytest/paytest/internal/testinfra"
 	"github.com/paytest/paytest/target/stack"
 	"github.com/paytest/paytest/verify"
@@ -55,14 +55,14 @@ func TestVerifyThroughARealPrometheusMatchesDirectScrapes(t *testing.T) {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		if err := p.Write(filepath.Join(d, history.PlanFile)); err != nil {
+		if err := p.Write(filepath.Join(d, rundir.PlanFile)); err != nil {
 			t.Fatal(err)
 		}
-		if err := history.WriteRun(filepath.Join(d, history.RunFile), history.Run{Seed: 5, Profile: "prometheus-e2e", Ops: 200, Started: time.Now()}); err != nil {
+		if err := rundir.WriteRun(filepath.Join(d, rundir.RunFile), rundir.Run{Seed: 5, Profile: "prometheus-e2e", Ops: 200, Started: time.Now()}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	hw, err := history.Create[history.Attempt](filepath.Join(direct, history.HistoryFile))
+	hw, err := rundir.Create[rundir.Attempt](filepath.Join(direct, rundir.HistoryFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,11 +80,11 @@ func TestVerifyThroughARealPrometheusMatchesDirectScrapes(t *testing.T) {
 	if len(sum.Unconfirmed) != 0 {
 		t.Fatalf("%d ops unconfirmed on a healthy stack", len(sum.Unconfirmed))
 	}
-	b, err := os.ReadFile(filepath.Join(direct, history.HistoryFile))
+	b, err := os.ReadFile(filepath.Join(direct, rundir.HistoryFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(viaProm, history.HistoryFile), b, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(viaProm, rundir.HistoryFile), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/paytest/paytest/attack/fault"
-	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/internal/rundir"
 )
 
 // journal is the run's record of faults (faults.jsonl) and its human story
@@ -18,7 +18,7 @@ import (
 type journal struct {
 	mu     sync.Mutex
 	start  time.Time
-	faults *history.Writer[history.Fault]
+	faults *rundir.Writer[rundir.Fault]
 	tf     *os.File
 	tw     *bufio.Writer
 	counts map[string]int
@@ -33,7 +33,7 @@ type journal struct {
 var _ fault.Recorder = (*journal)(nil)
 
 func openJournal(faultsPath, transcriptPath string, start time.Time) (*journal, error) {
-	fw, err := history.Create[history.Fault](faultsPath)
+	fw, err := rundir.Create[rundir.Fault](faultsPath)
 	if err != nil {
 		return nil, err
 	}
@@ -50,26 +50,26 @@ func openJournal(faultsPath, transcriptPath string, start time.Time) (*journal, 
 // and the transcript; other actions (arm) are notes for the transcript
 // only. An eat-response window is a note too: what faults.jsonl counts for
 // it is each response actually eaten (see attempt).
-func (j *journal) Record(f history.Fault) {
+func (j *journal) Record(f rundir.Fault) {
 	if f.Time.IsZero() {
 		f.Time = time.Now()
 	}
-	counted := f.Action == "inject" || f.Action == "start" || f.Action == "stop"
-	if f.Fault == fault.EatResponse && (f.Action == "start" || f.Action == "stop") {
-		j.eating.Store(f.Action == "start")
+	counted := f.Action == rundir.ActionInject || f.Action == rundir.ActionStart || f.Action == rundir.ActionStop
+	if f.Fault == rundir.FaultEatResponse && (f.Action == rundir.ActionStart || f.Action == rundir.ActionStop) {
+		j.eating.Store(f.Action == rundir.ActionStart)
 		counted = false
 	}
-	if counted && f.Action != "stop" {
+	if counted && f.Action != rundir.ActionStop {
 		j.mu.Lock()
 		j.counts[f.Fault] += max(1, f.Count)
 		j.mu.Unlock()
 	}
-	if f.Action == "error" {
+	if f.Action == rundir.ActionError {
 		j.mu.Lock()
 		j.errs = append(j.errs, fmt.Sprintf("%s %s: %s", f.Fault, f.Target, f.Detail))
 		j.mu.Unlock()
 	}
-	if counted || f.Action == "error" {
+	if counted || f.Action == rundir.ActionError {
 		_ = j.faults.Write(f)
 		_ = j.faults.Flush()
 	}
@@ -95,14 +95,14 @@ func (j *journal) printf(at time.Time, format string, args ...any) {
 
 // attempt writes a retry to the transcript: which attempt, how long the
 // client waited and why, and what came back.
-func (j *journal) attempt(a history.Attempt) {
-	if j.eating.Load() && (a.Outcome == history.OutcomeNetwork || a.Outcome == history.OutcomeTimeout) {
+func (j *journal) attempt(a rundir.Attempt) {
+	if j.eating.Load() && (a.Outcome == rundir.OutcomeNetwork || a.Outcome == rundir.OutcomeTimeout) {
 		// The request went through the proxy and the toxic closed the
 		// connection at the response's first byte: a response eaten.
-		j.Record(history.Fault{Time: a.End, Fault: fault.EatResponse, Action: "inject", Target: fault.ProxyCharge, Count: 1,
+		j.Record(rundir.Fault{Time: a.End, Fault: rundir.FaultEatResponse, Action: rundir.ActionInject, Target: fault.ProxyCharge, Count: 1,
 			Detail: fmt.Sprintf("op %d sender %d key %s attempt %d: response lost (%s)", a.Op, a.Sender, a.Key, a.Attempt, a.Outcome)})
 	}
-	if a.Attempt <= 1 && a.DelayReason != history.ReasonReconcile {
+	if a.Attempt <= 1 && a.DelayReason != rundir.ReasonReconcile {
 		return
 	}
 	extra := ""

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/internal/rundir"
 	"github.com/paytest/paytest/internal/testinfra"
 )
 
@@ -123,7 +123,7 @@ func TestRunDirectoryHoldsNoSecret(t *testing.T) {
 	}
 	// The redacted values are there: the run is still described.
 	for file, want := range map[string]string{
-		history.RunFile:                          "metrics-url: http",
+		rundir.RunFile:                           "metrics-url: http",
 		filepath.Join("metrics", "sources.json"): "/metrics?password=xxxxx",
 	} {
 		b, err := os.ReadFile(filepath.Join(out, file))
@@ -146,7 +146,7 @@ func TestRunYAMLRedactedWhenTheRunFailsEarly(t *testing.T) {
 	if code != 3 {
 		t.Fatalf("exit %d, want 3:\n%s", code, text)
 	}
-	if _, err := os.Stat(filepath.Join(out, history.RunFile)); err != nil {
+	if _, err := os.Stat(filepath.Join(out, rundir.RunFile)); err != nil {
 		t.Fatalf("no run.yaml: %v", err)
 	}
 	if files := secretsIn(t, out, "s3cret"); len(files) > 0 {
@@ -169,14 +169,14 @@ func TestRunYAMLRedactedWhenKilledAtStart(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
 	testinfra.WaitFor(t, 30*time.Second, func() error {
-		_, err := os.Stat(filepath.Join(out, history.RunFile))
+		_, err := os.Stat(filepath.Join(out, rundir.RunFile))
 		return err
 	})
 	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
-	b, err := os.ReadFile(filepath.Join(out, history.RunFile))
+	b, err := os.ReadFile(filepath.Join(out, rundir.RunFile))
 	if err != nil || !strings.Contains(string(b), "password=xxxxx") {
 		t.Fatalf("run.yaml (%v):\n%s", err, b)
 	}

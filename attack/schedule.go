@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/paytest/paytest/attack/fault"
-	"github.com/paytest/paytest/attack/history"
 	"github.com/paytest/paytest/internal/apperr"
+	"github.com/paytest/paytest/internal/rundir"
 	"github.com/paytest/paytest/profiles"
 	"github.com/paytest/paytest/target/charge"
 	"github.com/paytest/paytest/target/consumer"
@@ -49,13 +49,13 @@ var bundledProxies = []string{fault.ProxyCharge, fault.ProxyNATS, fault.ProxyPos
 // outage act through the proxy in front of it and kill through --kill-cmd;
 // on the bundled system a fault must name a component, crash point or
 // proxy that exists.
-func planFaults(cfg *Config) ([]fault.Spec, error) {
+func planFaults(cfg *Config) ([]rundir.FaultSpec, error) {
 	for _, name := range cfg.SkipFaults {
 		if !slices.Contains(fault.Names(), name) {
 			return nil, apperr.Errorf(apperr.EUSAGE, "--skip-fault %q: known faults are %s", name, strings.Join(fault.Names(), ", "))
 		}
 	}
-	var out []fault.Spec
+	var out []rundir.FaultSpec
 	for _, s := range cfg.Profile.Faults {
 		if err := s.Validate(); err != nil {
 			return nil, apperr.Wrap(apperr.EUSAGE, err, "profile %s", cfg.Profile.Name)
@@ -83,7 +83,7 @@ func planFaults(cfg *Config) ([]fault.Spec, error) {
 		}
 		// On the bundled system the endpoint under attack is the charge
 		// service, as a team's endpoint is with --target.
-		kill := fault.Spec{Fault: fault.Kill, Target: TargetComponent, At: at}
+		kill := rundir.FaultSpec{Fault: rundir.FaultKill, Target: TargetComponent, At: at}
 		if cfg.Target == "" {
 			kill.Target = stack.Charge // restarted with the flags it first started with, below
 		}
@@ -91,10 +91,10 @@ func planFaults(cfg *Config) ([]fault.Spec, error) {
 	}
 	for i := range out {
 		s := &out[i]
-		if s.Fault == fault.Kill && s.Crash == "" && s.Duration == 0 && s.Until == 0 {
+		if s.Fault == rundir.FaultKill && s.Crash == "" && s.Duration == 0 && s.Until == 0 {
 			s.Duration = plainKillDowntime
 		}
-		if s.Fault == fault.Kill && cfg.Target == "" {
+		if s.Fault == rundir.FaultKill && cfg.Target == "" {
 			// A restarted component keeps the flags it started with (the
 			// profile's and --charge-arg/--relay-arg/--consumer-arg); the
 			// kill's own restart flags come last and win.
@@ -119,33 +119,33 @@ func componentArgs(cfg *Config, name string) []string {
 }
 
 // targetFault adapts one fault to a team's endpoint, or refuses it.
-func targetFault(cfg *Config, s fault.Spec) (fault.Spec, error) {
+func targetFault(cfg *Config, s rundir.FaultSpec) (rundir.FaultSpec, error) {
 	refuse := func(why string) error {
 		return apperr.Errorf(apperr.EUSAGE, "profile %s: fault %q cannot fire against --target: %s; "+
 			"choose a profile whose faults can (%s), write your own, or leave it out with --skip-fault %s",
 			cfg.Profile.Name, s.Describe(), why, strings.Join(targetProfiles(), ", "), s.Fault)
 	}
 	switch s.Fault {
-	case fault.EatResponse:
-	case fault.Latency, fault.Outage:
+	case rundir.FaultEatResponse:
+	case rundir.FaultLatency, rundir.FaultOutage:
 		// The proxy in front of the endpoint: latency on its responses, an
 		// outage as the proxy refusing connections for the window.
 		if s.Target != "" && s.Target != fault.ProxyCharge && s.Target != TargetComponent {
 			return s, refuse(fmt.Sprintf("the only proxy is the one in front of your endpoint (%q), not %q", TargetComponent, s.Target))
 		}
 		s.Target = fault.ProxyCharge
-	case fault.Kill:
+	case rundir.FaultKill:
 		if cfg.KillCmd == "" {
 			return s, refuse("a kill of your endpoint needs --kill-cmd (and --restart-cmd)")
 		}
 		// A component's crash point becomes a kill of the whole endpoint
 		// at the same point of the run.
 		s.Target, s.Crash = TargetComponent, ""
-	case fault.BrokerCut:
+	case rundir.FaultBrokerCut:
 		return s, refuse("it cuts the bundled system's broker")
-	case fault.RedisLoss:
+	case rundir.FaultRedisLoss:
 		return s, refuse("it empties the bundled charge service's Redis")
-	case fault.Poison:
+	case rundir.FaultPoison:
 		return s, refuse("it publishes malformed events on the bundled system's broker")
 	default:
 		return s, refuse("it needs the bundled reference system")
@@ -160,7 +160,7 @@ func targetProfiles() []string {
 	for _, p := range profiles.List() {
 		ok := true
 		for _, f := range p.Faults {
-			ok = ok && (f.Fault == fault.EatResponse || f.Fault == fault.Latency || f.Fault == fault.Outage)
+			ok = ok && (f.Fault == rundir.FaultEatResponse || f.Fault == rundir.FaultLatency || f.Fault == rundir.FaultOutage)
 		}
 		if ok {
 			out = append(out, p.Name)
@@ -170,9 +170,9 @@ func targetProfiles() []string {
 }
 
 // bundledFault checks that a fault names what the bundled system has.
-func bundledFault(profile string, s fault.Spec) error {
+func bundledFault(profile string, s rundir.FaultSpec) error {
 	switch s.Fault {
-	case fault.Kill:
+	case rundir.FaultKill:
 		points, ok := crashPoints[s.Target]
 		if !ok {
 			return apperr.Errorf(apperr.EUSAGE, "profile %s: fault %q: kill needs a target component of the reference system (%s), not %q",
@@ -182,13 +182,13 @@ func bundledFault(profile string, s fault.Spec) error {
 			return apperr.Errorf(apperr.EUSAGE, "profile %s: fault %q: %s has no crash point %q (it has %s)",
 				profile, s.Describe(), s.Target, s.Crash, strings.Join(points, ", "))
 		}
-	case fault.Latency, fault.BrokerCut, fault.Outage:
+	case rundir.FaultLatency, rundir.FaultBrokerCut, rundir.FaultOutage:
 		if s.Target != "" && !slices.Contains(bundledProxies, s.Target) {
 			return apperr.Errorf(apperr.EUSAGE, "profile %s: fault %q: no proxy %q on the reference system (it has %s)",
 				profile, s.Describe(), s.Target, strings.Join(bundledProxies, ", "))
 		}
 	}
-	if s.Crash != "" && s.Fault != fault.Kill {
+	if s.Crash != "" && s.Fault != rundir.FaultKill {
 		return apperr.Errorf(apperr.EUSAGE, "profile %s: fault %q: only kill takes a crash point", profile, s.Describe())
 	}
 	return nil
@@ -196,7 +196,7 @@ func bundledFault(profile string, s fault.Spec) error {
 
 // scheduled is one fault of the profile's schedule.
 type scheduled struct {
-	spec    fault.Spec
+	spec    rundir.FaultSpec
 	f       fault.Fault
 	startAt int // ops done at which it starts
 	endAt   int // ops done at which it stops; 0: not by ops
@@ -222,7 +222,7 @@ type schedule struct {
 	wake    chan struct{}
 }
 
-func newSchedule(specs []fault.Spec, ops, charges int, env *fault.Env, j *journal) (*schedule, error) {
+func newSchedule(specs []rundir.FaultSpec, ops, charges int, env *fault.Env, j *journal) (*schedule, error) {
 	s := &schedule{env: env, j: j, wake: make(chan struct{}, 1), charges: charges}
 	for _, sp := range specs {
 		f, err := fault.New(sp.Fault)
@@ -233,7 +233,7 @@ func newSchedule(specs []fault.Spec, ops, charges int, env *fault.Env, j *journa
 		if sp.Until > 0 {
 			it.endAt = int(math.Ceil(sp.Until * float64(ops)))
 		}
-		if sp.Fault == fault.Kill && sp.Crash != "" {
+		if sp.Fault == rundir.FaultKill && sp.Crash != "" {
 			s.crash = append(s.crash, it)
 			continue
 		}
@@ -284,7 +284,7 @@ func (s *schedule) arm(ctx context.Context) {
 // fail records a fault that could not start or stop (faults.jsonl action
 // "error"): the run is then inconclusive.
 func (s *schedule) fail(it *scheduled, err error) {
-	s.j.Record(history.Fault{Fault: it.spec.Fault, Action: "error", Target: it.spec.Target,
+	s.j.Record(rundir.Fault{Fault: it.spec.Fault, Action: rundir.ActionError, Target: it.spec.Target,
 		Detail: fmt.Sprintf("%s: %v", it.spec.Describe(), err)})
 }
 

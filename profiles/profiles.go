@@ -15,9 +15,10 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/paytest/paytest/internal/rundir"
+
 	"gopkg.in/yaml.v3"
 
-	"github.com/paytest/paytest/attack/fault"
 	"github.com/paytest/paytest/internal/apperr"
 )
 
@@ -31,9 +32,6 @@ const Default = "default"
 // --profile: the default's load with only the faults that act on a team's
 // endpoint.
 const DefaultTarget = "endpoint"
-
-// FaultSpec is one scheduled fault.
-type FaultSpec = fault.Spec
 
 // Profile is one scenario.
 type Profile struct {
@@ -50,7 +48,7 @@ type Profile struct {
 	RaceRate      float64 `yaml:"race-rate" json:"race_rate"`
 	ReuseRate     float64 `yaml:"reuse-rate" json:"reuse_rate"`
 	// Faults is the fault schedule.
-	Faults []FaultSpec `yaml:"faults" json:"faults"`
+	Faults []rundir.FaultSpec `yaml:"faults" json:"faults"`
 	// Redis says the scenario needs the charge service's Redis cache.
 	Redis bool `yaml:"redis,omitempty" json:"redis,omitempty"`
 	// BudgetCapacity sizes the client's retry budget in tokens (a retry

@@ -8,7 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paytest/paytest/attack/fault"
+	"github.com/paytest/paytest/internal/rundir"
+
 	"github.com/paytest/paytest/internal/apperr"
 )
 
@@ -38,19 +39,19 @@ func TestDefaultProfileInjectsEverythingTheIssueAsksFor(t *testing.T) {
 	if p.Ops != 1000 || p.DuplicateRate == 0 || p.RaceRate == 0 || p.ReuseRate == 0 {
 		t.Fatalf("default: %+v", p)
 	}
-	kinds := map[string]fault.Spec{}
+	kinds := map[string]rundir.FaultSpec{}
 	for _, f := range p.Faults {
 		kinds[f.Fault] = f
 	}
-	for _, k := range []string{fault.EatResponse, fault.BrokerCut, fault.Kill} {
+	for _, k := range []string{rundir.FaultEatResponse, rundir.FaultBrokerCut, rundir.FaultKill} {
 		if _, ok := kinds[k]; !ok {
 			t.Errorf("default profile lacks %s", k)
 		}
 	}
-	if d := kinds[fault.BrokerCut].Duration; d != 1500*time.Millisecond {
+	if d := kinds[rundir.FaultBrokerCut].Duration; d != 1500*time.Millisecond {
 		t.Errorf("broker-cut duration %v, want 1.5s parsed from YAML", d)
 	}
-	if k := kinds[fault.Kill]; k.Target != "relay" || k.Crash != "after-publish" {
+	if k := kinds[rundir.FaultKill]; k.Target != "relay" || k.Crash != "after-publish" {
 		t.Errorf("kill: %+v", k)
 	}
 }

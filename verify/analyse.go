@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/internal/rundir"
 )
 
 // Op kinds, compactly.
@@ -80,7 +80,7 @@ func (o *opState) untold() bool { return o.charges() > 1 && o.resourceIDs() <= 1
 
 // identity names the charge a complete 2xx answer describes: its resource
 // id, else "body <digest>"; "" when the client recorded neither.
-func identity(at *history.Attempt) string {
+func identity(at *rundir.Attempt) string {
 	switch {
 	case at.ChargeID != "":
 		return at.ChargeID
@@ -194,19 +194,19 @@ func analyse(ctx context.Context, runDir string, ev *evidence, opts Options) (*a
 	if len(a.reuseStatuses) == 0 {
 		a.reuseStatuses = []int{422}
 	}
-	err := history.ReadFile(filepath.Join(runDir, history.PlanFile), func(op history.Op) error {
+	err := rundir.ReadFile(filepath.Join(runDir, rundir.PlanFile), func(op rundir.Op) error {
 		if _, dup := a.index[op.Op]; dup {
 			return fmt.Errorf("op %d planned twice", op.Op)
 		}
 		s := opState{merchant: op.Merchant, key: op.Key, op: op.Op, amount: op.Amount, reuseOf: int32(op.ReuseOf), senders: int32(op.Senders), race: op.Race}
 		switch op.Kind {
-		case history.KindCharge:
+		case rundir.KindCharge:
 			s.kind = kindCharge
 			a.nCharge++
 			if op.Race {
 				a.nRace++
 			}
-		case history.KindReuse:
+		case rundir.KindReuse:
 			s.kind = kindReuse
 			a.nReuse++
 			a.reuses[op.ReuseOf] = append(a.reuses[op.ReuseOf], int32(len(a.ops)))
@@ -230,7 +230,7 @@ func analyse(ctx context.Context, runDir string, ev *evidence, opts Options) (*a
 	}
 	ev.matchMerchants(merchants)
 	n := 0
-	a.partial, err = readJournal(filepath.Join(runDir, history.HistoryFile), func(at history.Attempt) error {
+	a.partial, err = rundir.ReadJournal(filepath.Join(runDir, rundir.HistoryFile), func(at rundir.Attempt) error {
 		if n++; n%4096 == 0 {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -247,7 +247,7 @@ func analyse(ctx context.Context, runDir string, ev *evidence, opts Options) (*a
 
 // add folds one attempt into the op's counters, the Retry-After check and
 // the jitter samples.
-func (a *analysis) add(at *history.Attempt) {
+func (a *analysis) add(at *rundir.Attempt) {
 	a.attempts++
 	i, ok := a.index[at.Op]
 	if !ok {
@@ -264,7 +264,7 @@ func (a *analysis) add(at *history.Attempt) {
 	a.outcomes[outcome]++
 	a.outage.add(at, outcome)
 	switch outcome {
-	case history.OutcomeNew:
+	case rundir.OutcomeNew:
 		o.news++
 		if id := identity(at); id != "" {
 			o.chargeIDs = addID(o.chargeIDs, id)
@@ -272,7 +272,7 @@ func (a *analysis) add(at *history.Attempt) {
 		} else {
 			o.anonNews++
 		}
-	case history.OutcomeReplay:
+	case rundir.OutcomeReplay:
 		o.replays++
 		if at.ChargeID != "" {
 			o.chargeIDs = addID(o.chargeIDs, at.ChargeID)
@@ -280,22 +280,22 @@ func (a *analysis) add(at *history.Attempt) {
 		if id := identity(at); id != "" {
 			o.okIDs = addID(o.okIDs, id)
 		}
-	case history.OutcomeConflict:
+	case rundir.OutcomeConflict:
 		o.conflicts++
-	case history.OutcomeMismatch:
+	case rundir.OutcomeMismatch:
 		o.mismatches++
-	case history.OutcomeRejected:
+	case rundir.OutcomeRejected:
 		o.rejected++
-	case history.OutcomeBudget:
+	case rundir.OutcomeBudget:
 		o.budget++
 	default:
 		o.indeterminate++
 	}
-	if o.kind == kindReuse && o.otherStatus == 0 && (outcome == history.OutcomeConflict || outcome == history.OutcomeRejected) {
+	if o.kind == kindReuse && o.otherStatus == 0 && (outcome == rundir.OutcomeConflict || outcome == rundir.OutcomeRejected) {
 		o.otherStatus = int32(at.Status)
 	}
 	a.trackConflict(o, at, outcome)
-	if (outcome == history.OutcomeNew || outcome == history.OutcomeReplay) && !at.End.IsZero() {
+	if (outcome == rundir.OutcomeNew || outcome == rundir.OutcomeReplay) && !at.End.IsZero() {
 		if e := at.End.UnixNano(); o.firstOK == 0 || e < o.firstOK {
 			o.firstOK = e
 		}
@@ -312,7 +312,7 @@ func (a *analysis) add(at *history.Attempt) {
 	prev, hadRA := a.pending[sk]
 	if hadRA {
 		delete(a.pending, sk)
-		if outcome != history.OutcomeBudget {
+		if outcome != rundir.OutcomeBudget {
 			a.raChecked++
 			// Early when the recorded delay is short of the Retry-After and
 			// the clock does not show the wait either (a reconcile after the
@@ -340,19 +340,19 @@ func (a *analysis) add(at *history.Attempt) {
 
 	// Jitter samples: backoff retries per attempt number, Retry-After
 	// retries (spread above the Retry-After) together.
-	if at.Attempt < 2 || outcome == history.OutcomeBudget {
+	if at.Attempt < 2 || outcome == rundir.OutcomeBudget {
 		return
 	}
 	switch at.DelayReason {
-	case history.ReasonBackoff:
+	case rundir.ReasonBackoff:
 		a.delays = append(a.delays, delayPoint{attempt: uint16(min(at.Attempt, 65535)), reason: 0, delay: float32(at.DelayMS)})
 		if at.CapMS > 0 {
-			a.sample(jitterKey{history.ReasonBackoff, at.Attempt}, at.DelayMS/at.CapMS, at.CapMS)
+			a.sample(jitterKey{rundir.ReasonBackoff, at.Attempt}, at.DelayMS/at.CapMS, at.CapMS)
 		}
-	case history.ReasonRetryAfter:
+	case rundir.ReasonRetryAfter:
 		a.delays = append(a.delays, delayPoint{attempt: uint16(min(at.Attempt, 65535)), reason: 1, delay: float32(at.DelayMS)})
 		if at.CapMS > 0 && hadRA {
-			a.sample(jitterKey{history.ReasonRetryAfter, 0}, (at.DelayMS-prev.ra)/at.CapMS, at.CapMS)
+			a.sample(jitterKey{rundir.ReasonRetryAfter, 0}, (at.DelayMS-prev.ra)/at.CapMS, at.CapMS)
 		}
 	default:
 		a.delays = append(a.delays, delayPoint{attempt: uint16(min(at.Attempt, 65535)), reason: 2, delay: float32(at.DelayMS)})
@@ -362,29 +362,29 @@ func (a *analysis) add(at *history.Attempt) {
 // reuseOutcome reads a reuse's answer against the run's declared reuse
 // statuses: a declared status is the correct rejection (mismatch), another
 // 4xx is not, whatever label the client gave it.
-func (a *analysis) reuseOutcome(at *history.Attempt, outcome string) string {
+func (a *analysis) reuseOutcome(at *rundir.Attempt, outcome string) string {
 	if at.Status < 400 || at.Status >= 500 {
 		return outcome
 	}
 	for _, s := range a.reuseStatuses {
 		if at.Status == s {
-			return history.OutcomeMismatch
+			return rundir.OutcomeMismatch
 		}
 	}
 	switch {
 	case at.Status == 409:
-		return history.OutcomeConflict
+		return rundir.OutcomeConflict
 	case at.Status == 429:
-		return history.OutcomeUnavailable
+		return rundir.OutcomeUnavailable
 	}
-	return history.OutcomeRejected
+	return rundir.OutcomeRejected
 }
 
 // trackConflict follows an op's 409s in time, for no-key-stuck-in-flight:
 // whether the last answer the endpoint gave (an attempt with a status: not
 // one refused, timed out or never sent) was a 409.
-func (a *analysis) trackConflict(o *opState, at *history.Attempt, outcome string) {
-	if outcome == history.OutcomeBudget || at.Status == 0 {
+func (a *analysis) trackConflict(o *opState, at *rundir.Attempt, outcome string) {
+	if outcome == rundir.OutcomeBudget || at.Status == 0 {
 		return
 	}
 	end := at.End
@@ -395,7 +395,7 @@ func (a *analysis) trackConflict(o *opState, at *history.Attempt, outcome string
 		return
 	}
 	e := end.UnixNano()
-	if outcome == history.OutcomeConflict {
+	if outcome == rundir.OutcomeConflict {
 		if o.firstConflict == 0 || e < o.firstConflict {
 			o.firstConflict = e
 		}
@@ -403,7 +403,7 @@ func (a *analysis) trackConflict(o *opState, at *history.Attempt, outcome string
 	}
 	if e >= o.lastEnd {
 		o.lastEnd = e
-		o.endedInConflict = outcome == history.OutcomeConflict
+		o.endedInConflict = outcome == rundir.OutcomeConflict
 	}
 }
 
@@ -425,51 +425,51 @@ func (a *analysis) sample(k jitterKey, u, capMS float64) {
 // constants (so per-op state shares them), trusting the status over the
 // label for 2xx answers, except one whose body was cut off (the client
 // labels it timeout or network): that answer is indeterminate.
-func internOutcome(at *history.Attempt) string {
+func internOutcome(at *rundir.Attempt) string {
 	if at.Status >= 200 && at.Status < 300 {
-		if at.Outcome == history.OutcomeTimeout || at.Outcome == history.OutcomeNetwork {
+		if at.Outcome == rundir.OutcomeTimeout || at.Outcome == rundir.OutcomeNetwork {
 			return at.Outcome
 		}
-		if at.Replayed || at.Outcome == history.OutcomeReplay {
-			return history.OutcomeReplay
+		if at.Replayed || at.Outcome == rundir.OutcomeReplay {
+			return rundir.OutcomeReplay
 		}
-		return history.OutcomeNew
+		return rundir.OutcomeNew
 	}
 	switch at.Outcome {
-	case history.OutcomeNew:
-		return history.OutcomeNew
-	case history.OutcomeReplay:
-		return history.OutcomeReplay
-	case history.OutcomeConflict:
-		return history.OutcomeConflict
-	case history.OutcomeMismatch:
-		return history.OutcomeMismatch
-	case history.OutcomeUnavailable:
-		return history.OutcomeUnavailable
-	case history.OutcomeRejected:
-		return history.OutcomeRejected
-	case history.OutcomeServerError:
-		return history.OutcomeServerError
-	case history.OutcomeTimeout:
-		return history.OutcomeTimeout
-	case history.OutcomeNetwork:
-		return history.OutcomeNetwork
-	case history.OutcomeBudget:
-		return history.OutcomeBudget
+	case rundir.OutcomeNew:
+		return rundir.OutcomeNew
+	case rundir.OutcomeReplay:
+		return rundir.OutcomeReplay
+	case rundir.OutcomeConflict:
+		return rundir.OutcomeConflict
+	case rundir.OutcomeMismatch:
+		return rundir.OutcomeMismatch
+	case rundir.OutcomeUnavailable:
+		return rundir.OutcomeUnavailable
+	case rundir.OutcomeRejected:
+		return rundir.OutcomeRejected
+	case rundir.OutcomeServerError:
+		return rundir.OutcomeServerError
+	case rundir.OutcomeTimeout:
+		return rundir.OutcomeTimeout
+	case rundir.OutcomeNetwork:
+		return rundir.OutcomeNetwork
+	case rundir.OutcomeBudget:
+		return rundir.OutcomeBudget
 	}
 	switch {
 	case at.Status == 409:
-		return history.OutcomeConflict
+		return rundir.OutcomeConflict
 	case at.Status == 422:
-		return history.OutcomeMismatch
+		return rundir.OutcomeMismatch
 	case at.Status == 429 || at.Status == 503:
-		return history.OutcomeUnavailable
+		return rundir.OutcomeUnavailable
 	case at.Status >= 400 && at.Status < 500:
-		return history.OutcomeRejected
+		return rundir.OutcomeRejected
 	case at.Status >= 500:
-		return history.OutcomeServerError
+		return rundir.OutcomeServerError
 	}
-	return history.OutcomeNetwork
+	return rundir.OutcomeNetwork
 }
 
 // op returns the state of a planned op id, or nil.
@@ -488,7 +488,7 @@ func (a *analysis) sortedJitterKeys() []jitterKey {
 	}
 	sort.Slice(keys, func(i, j int) bool {
 		if keys[i].reason != keys[j].reason {
-			return keys[i].reason == history.ReasonBackoff
+			return keys[i].reason == rundir.ReasonBackoff
 		}
 		return keys[i].attempt < keys[j].attempt
 	})

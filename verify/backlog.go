@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/internal/rundir"
 )
 
 // Metric names the backlog figures are read from (the relay's and the
@@ -17,9 +17,6 @@ const (
 	MetricConsumerRedeliveries = "paytest_consumer_redeliveries_total"
 	MetricRelayPublishLimit    = "paytest_relay_publish_rate_limit"
 )
-
-// faultBrokerCut is faults.jsonl's name of the fault that builds a backlog.
-const faultBrokerCut = "broker-cut"
 
 // BacklogFigures is one entry of report.json's "backlog": how the outbox
 // backlog built while the broker was cut drained once it came back. It is
@@ -69,9 +66,9 @@ type sample struct {
 func (ev *evidence) pageSeries(metric string) []sample {
 	for _, name := range sortedKeys(ev.timeline) {
 		var out []sample
-		for _, f := range ev.timeline[name] {
+		for _, f := range ev.timeline[name].Snapshots {
 			if v, ok := ev.snapshot(f)[metric]; ok {
-				out = append(out, sample{f.t, v})
+				out = append(out, sample{f.Time, v})
 			}
 		}
 		if len(out) > 0 {
@@ -124,10 +121,10 @@ type faultWindow struct {
 
 // faultWindows pairs each start record of kind with the next stop record of
 // the same target, in time order; a window that never stopped is Open.
-func faultWindows(faults []history.Fault, kind string) []faultWindow {
-	var recs []history.Fault
+func faultWindows(faults []rundir.Fault, kind string) []faultWindow {
+	var recs []rundir.Fault
 	for _, f := range faults {
-		if f.Fault == kind && (f.Action == "start" || f.Action == "stop") {
+		if f.Fault == kind && (f.Action == rundir.ActionStart || f.Action == rundir.ActionStop) {
 			recs = append(recs, f)
 		}
 	}
@@ -137,10 +134,10 @@ func faultWindows(faults []history.Fault, kind string) []faultWindow {
 	for _, f := range recs {
 		i, isOpen := open[f.Target]
 		switch {
-		case f.Action == "start" && !isOpen:
+		case f.Action == rundir.ActionStart && !isOpen:
 			open[f.Target] = len(out)
 			out = append(out, faultWindow{Target: f.Target, Start: f.Time, Open: true})
-		case f.Action == "stop" && isOpen:
+		case f.Action == rundir.ActionStop && isOpen:
 			out[i].End, out[i].Open = f.Time, false
 			delete(open, f.Target)
 		}
@@ -152,7 +149,7 @@ func faultWindows(faults []history.Fault, kind string) []faultWindow {
 // timeline holds the relay's published counter.
 func (ev *evidence) backlogFigures() []BacklogFigures {
 	var wins []faultWindow
-	for _, w := range faultWindows(ev.faults, faultBrokerCut) {
+	for _, w := range faultWindows(ev.faults, rundir.FaultBrokerCut) {
 		if !w.Open { // a cut that never ended has no drain
 			wins = append(wins, w)
 		}

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/internal/rundir"
 )
 
 // writeBacklogTimeline writes a relay and a consumer page every 250 ms for
@@ -56,7 +56,7 @@ func writeTimeline(tb testing.TB, dir string, spec timelineSpec) {
 			pages["relay"][MetricRelayPublishLimit] = spec.limit
 		}
 		for name, vals := range pages {
-			p := TimelinePath(dir, name, at)
+			p := rundir.TimelinePath(dir, name, at)
 			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 				tb.Fatal(err)
 			}
@@ -85,9 +85,9 @@ func oneBacklog(t *testing.T, spec *runSpec, tl timelineSpec) BacklogFigures {
 
 func backlogRun(n int) *runSpec {
 	s := cleanRun(n)
-	s.faults = []history.Fault{
-		{Time: t0.Add(time.Second), Fault: faultBrokerCut, Action: "start", Target: "nats"},
-		{Time: t0.Add(5 * time.Second), Fault: faultBrokerCut, Action: "stop", Target: "nats"},
+	s.faults = []rundir.Fault{
+		{Time: t0.Add(time.Second), Fault: rundir.FaultBrokerCut, Action: "start", Target: "nats"},
+		{Time: t0.Add(5 * time.Second), Fault: rundir.FaultBrokerCut, Action: "stop", Target: "nats"},
 	}
 	return s
 }
@@ -159,7 +159,7 @@ func TestBacklogFiguresFromTheTimeline(t *testing.T) {
 			case tc.limit >= 0 && (b.PublishRateLimit == nil || *b.PublishRateLimit != tc.limit):
 				t.Errorf("publish_rate_limit = %v, want %v", b.PublishRateLimit, tc.limit)
 			}
-			text, err := os.ReadFile(filepath.Join(dir, TranscriptFile))
+			text, err := os.ReadFile(filepath.Join(dir, rundir.TranscriptFile))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -224,7 +224,7 @@ func TestBacklogFigureFlagsARelayKilledDuringTheDrain(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			spec := backlogRun(200)
-			spec.faults = append(spec.faults, history.Fault{Time: t0.Add(tc.at), Fault: "kill", Action: "inject", Target: "relay", Count: 1})
+			spec.faults = append(spec.faults, rundir.Fault{Time: t0.Add(tc.at), Fault: "kill", Action: "inject", Target: "relay", Count: 1})
 			b := oneBacklog(t, spec, timelineSpec{limit: 1000, writes: 2000, charge: true})
 			if b.RelayKilled != tc.killed || strings.Contains(b.Summary(), "lower bounds") != tc.killed {
 				t.Errorf("relay_killed %v, summary %q: want %v", b.RelayKilled, b.Summary(), tc.killed)

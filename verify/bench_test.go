@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/internal/rundir"
 )
 
 // buildLargeRun writes a run directory of n charges to dir: every op has
@@ -19,24 +19,24 @@ import (
 func buildLargeRun(tb testing.TB, dir string, n int) int {
 	tb.Helper()
 	rng := rand.New(rand.NewPCG(1, 2))
-	plan, err := history.Create[history.Op](filepath.Join(dir, history.PlanFile))
+	plan, err := rundir.Create[rundir.Op](filepath.Join(dir, rundir.PlanFile))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	hist, err := history.Create[history.Attempt](filepath.Join(dir, history.HistoryFile))
+	hist, err := rundir.Create[rundir.Attempt](filepath.Join(dir, rundir.HistoryFile))
 	if err != nil {
 		tb.Fatal(err)
 	}
-	ledger, err := history.Create[LedgerRow](filepath.Join(dir, LedgerFile))
+	ledger, err := rundir.Create[rundir.LedgerRow](filepath.Join(dir, rundir.LedgerFile))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	at := t0
-	write := func(a history.Attempt) {
+	write := func(a rundir.Attempt) {
 		at = at.Add(50 * time.Microsecond)
-		a.Kind, a.CallSite, a.Merchant = history.KindCharge, "charge", "demo"
+		a.Kind, a.CallSite, a.Merchant = rundir.KindCharge, "charge", "demo"
 		a.Start, a.End = at, at.Add(2*time.Millisecond)
-		a.Replayed = a.Outcome == history.OutcomeReplay
+		a.Replayed = a.Outcome == rundir.OutcomeReplay
 		if err := hist.Write(a); err != nil {
 			tb.Fatal(err)
 		}
@@ -48,31 +48,31 @@ func buildLargeRun(tb testing.TB, dir string, n int) int {
 		if race {
 			senders = 2
 		}
-		if err := plan.Write(history.Op{Op: i, Kind: history.KindCharge, Merchant: "demo", Key: key, Amount: 1299, BodySHA256: "0123456789abcdef", Senders: senders, Race: race}); err != nil {
+		if err := plan.Write(rundir.Op{Op: i, Kind: rundir.KindCharge, Merchant: "demo", Key: key, Amount: 1299, BodySHA256: "0123456789abcdef", Senders: senders, Race: race}); err != nil {
 			tb.Fatal(err)
 		}
-		if err := ledger.Write(LedgerRow{Merchant: "demo", Key: key, Effects: 1}); err != nil {
+		if err := ledger.Write(rundir.LedgerRow{Merchant: "demo", Key: key, Effects: 1}); err != nil {
 			tb.Fatal(err)
 		}
 		r := rng.Float64()
 		switch {
 		case race:
-			write(history.Attempt{Op: i, Key: key, Attempt: 1, DelayReason: history.ReasonFirst, Status: 200, Outcome: history.OutcomeNew})
-			write(history.Attempt{Op: i, Sender: 1, Key: key, Attempt: 1, DelayReason: history.ReasonFirst, Status: 409, Outcome: history.OutcomeConflict, RetryAfterMS: 100})
-			write(history.Attempt{Op: i, Sender: 1, Key: key, Attempt: 2, DelayMS: 100 + rng.Float64()*100, CapMS: 100, DelayReason: history.ReasonRetryAfter, Status: 200, Outcome: history.OutcomeReplay})
+			write(rundir.Attempt{Op: i, Key: key, Attempt: 1, DelayReason: rundir.ReasonFirst, Status: 200, Outcome: rundir.OutcomeNew})
+			write(rundir.Attempt{Op: i, Sender: 1, Key: key, Attempt: 1, DelayReason: rundir.ReasonFirst, Status: 409, Outcome: rundir.OutcomeConflict, RetryAfterMS: 100})
+			write(rundir.Attempt{Op: i, Sender: 1, Key: key, Attempt: 2, DelayMS: 100 + rng.Float64()*100, CapMS: 100, DelayReason: rundir.ReasonRetryAfter, Status: 200, Outcome: rundir.OutcomeReplay})
 		case r < 0.30:
-			write(history.Attempt{Op: i, Key: key, Attempt: 1, DelayReason: history.ReasonFirst, Outcome: history.OutcomeTimeout, Error: "context deadline exceeded"})
+			write(rundir.Attempt{Op: i, Key: key, Attempt: 1, DelayReason: rundir.ReasonFirst, Outcome: rundir.OutcomeTimeout, Error: "context deadline exceeded"})
 			if r < 0.10 {
-				write(history.Attempt{Op: i, Key: key, Attempt: 2, DelayMS: rng.Float64() * 100, CapMS: 100, DelayReason: history.ReasonBackoff, Outcome: history.OutcomeTimeout})
-				write(history.Attempt{Op: i, Key: key, Attempt: 3, DelayMS: rng.Float64() * 200, CapMS: 200, DelayReason: history.ReasonBackoff, Status: 200, Outcome: history.OutcomeReplay})
+				write(rundir.Attempt{Op: i, Key: key, Attempt: 2, DelayMS: rng.Float64() * 100, CapMS: 100, DelayReason: rundir.ReasonBackoff, Outcome: rundir.OutcomeTimeout})
+				write(rundir.Attempt{Op: i, Key: key, Attempt: 3, DelayMS: rng.Float64() * 200, CapMS: 200, DelayReason: rundir.ReasonBackoff, Status: 200, Outcome: rundir.OutcomeReplay})
 			} else {
-				write(history.Attempt{Op: i, Key: key, Attempt: 2, DelayMS: rng.Float64() * 100, CapMS: 100, DelayReason: history.ReasonBackoff, Status: 200, Outcome: history.OutcomeReplay})
+				write(rundir.Attempt{Op: i, Key: key, Attempt: 2, DelayMS: rng.Float64() * 100, CapMS: 100, DelayReason: rundir.ReasonBackoff, Status: 200, Outcome: rundir.OutcomeReplay})
 			}
 		case r < 0.35:
-			write(history.Attempt{Op: i, Key: key, Attempt: 1, DelayReason: history.ReasonFirst, Status: 503, Outcome: history.OutcomeUnavailable, RetryAfterMS: 1000})
-			write(history.Attempt{Op: i, Key: key, Attempt: 2, DelayMS: 1000 + rng.Float64()*100, CapMS: 100, DelayReason: history.ReasonRetryAfter, Status: 200, Outcome: history.OutcomeNew})
+			write(rundir.Attempt{Op: i, Key: key, Attempt: 1, DelayReason: rundir.ReasonFirst, Status: 503, Outcome: rundir.OutcomeUnavailable, RetryAfterMS: 1000})
+			write(rundir.Attempt{Op: i, Key: key, Attempt: 2, DelayMS: 1000 + rng.Float64()*100, CapMS: 100, DelayReason: rundir.ReasonRetryAfter, Status: 200, Outcome: rundir.OutcomeNew})
 		default:
-			write(history.Attempt{Op: i, Key: key, Attempt: 1, DelayReason: history.ReasonFirst, Status: 200, Outcome: history.OutcomeNew})
+			write(rundir.Attempt{Op: i, Key: key, Attempt: 1, DelayReason: rundir.ReasonFirst, Status: 200, Outcome: rundir.OutcomeNew})
 		}
 	}
 	for _, w := range []interface{ Close() error }{plan, hist, ledger} {
@@ -80,10 +80,10 @@ func buildLargeRun(tb testing.TB, dir string, n int) int {
 			tb.Fatal(err)
 		}
 	}
-	if err := history.WriteRun(filepath.Join(dir, history.RunFile), history.Run{Seed: 1, Profile: "bench", Ops: n, Started: t0, Ended: at}); err != nil {
+	if err := rundir.WriteRun(filepath.Join(dir, rundir.RunFile), rundir.Run{Seed: 1, Profile: "bench", Ops: n, Started: t0, Ended: at}); err != nil {
 		tb.Fatal(err)
 	}
-	mdir := filepath.Join(dir, MetricsDir)
+	mdir := filepath.Join(dir, rundir.MetricsDir)
 	if err := os.MkdirAll(mdir, 0o755); err != nil {
 		tb.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func buildLargeRun(tb testing.TB, dir string, n int) int {
 		}
 	}
 	var attempts int
-	_ = history.ReadFile(filepath.Join(dir, history.HistoryFile), func(history.Attempt) error { attempts++; return nil })
+	_ = rundir.ReadFile(filepath.Join(dir, rundir.HistoryFile), func(rundir.Attempt) error { attempts++; return nil })
 	return attempts
 }
 

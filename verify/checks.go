@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/internal/rundir"
 )
 
 // report computes every check from the streamed state and the evidence.
@@ -47,7 +47,7 @@ func (a *analysis) report(ev *evidence, opts Options) *Report {
 		}
 	}
 	if ev.hasLedger {
-		r.LedgerSource = LedgerFile
+		r.LedgerSource = rundir.LedgerFile
 		r.LedgerEffects = ev.ledgerTotal
 		r.LedgerMatch = ev.ledgerMatch
 	}
@@ -111,21 +111,16 @@ var defaultEvidence = map[string]string{
 	CheckNoRetryStorm:       evHistory + ", " + evFaults,
 }
 
-// injected is true for a fault record that says the fault happened: an
-// "inject" (or a record without an action), not its "arm", "start",
-// "stop" or "error".
-func injected(f history.Fault) bool { return f.Action == "inject" || f.Action == "" }
-
 // faultCounts counts each fault: the Counts of its "inject" records when it
 // has any (a response eaten, a component killed, poison published), else
 // its windows ("start" records: a broker cut, added latency).
-func faultCounts(faults []history.Fault) map[string]int {
+func faultCounts(faults []rundir.Fault) map[string]int {
 	injects, starts := map[string]int{}, map[string]int{}
 	for _, f := range faults {
 		switch {
-		case injected(f):
+		case f.Injected():
 			injects[f.Fault] += max(1, f.Count)
-		case f.Action == "start":
+		case f.Action == rundir.ActionStart:
 			starts[f.Fault]++
 		}
 	}
@@ -179,12 +174,12 @@ func (a *analysis) checkEffects(ev *evidence, opts Options, r *Report) Check {
 	if sideOK {
 		parts = append(parts, fmt.Sprintf("%d of %d", sideN, ops))
 	} else if ev.expectsMetrics() {
-		missing = append(missing, fmt.Sprintf("side effects: no metrics page in %s/ has %s and there is no Prometheus answer for it", MetricsDir, ev.sideMetric))
+		missing = append(missing, fmt.Sprintf("side effects: no metrics page in %s/ has %s and there is no Prometheus answer for it", rundir.MetricsDir, ev.sideMetric))
 	}
 	if ev.hasLedger {
 		parts = append(parts, fmt.Sprintf("ledger %d of %d", ev.ledgerTotal, ops))
 	} else if ev.expectsLedger() {
-		missing = append(missing, "ledger: no "+LedgerFile+" (no --database-url or the query failed)")
+		missing = append(missing, "ledger: no "+rundir.LedgerFile+" (no --database-url or the query failed)")
 	}
 	figure := strings.Join(parts, ", ")
 	if len(parts) == 2 {
@@ -455,15 +450,15 @@ func (a *analysis) checkJitter(opts Options, r *Report) Check {
 }
 
 func groupLabel(k jitterKey) string {
-	if k.reason == history.ReasonBackoff {
+	if k.reason == rundir.ReasonBackoff {
 		return fmt.Sprintf("attempt %d", k.attempt)
 	}
 	return "after Retry-After"
 }
 
 // relayKill reports whether f is the injection of a relay kill.
-func relayKill(f history.Fault) bool {
-	return f.Fault == "kill" && strings.Contains(f.Target, "relay") && injected(f)
+func relayKill(f rundir.Fault) bool {
+	return f.Fault == rundir.FaultKill && strings.Contains(f.Target, "relay") && f.Injected()
 }
 
 // checkRelayCrash judges the relay and the consumer alone after relay
@@ -500,19 +495,19 @@ func checkRelayCrash(ev *evidence, opts Options) Check {
 		figure := fmt.Sprintf("%d events applied more than once, %s repeats deduped, for %d relay kills", len(ev.eventRepeats), dupText, kills)
 		c = failed(name, figure, "the consumer applied a repeated event again: its inbox did not dedup it", cx)
 	case !ev.hasEvents && !dupOK:
-		c = inconclusive(name, fmt.Sprintf("? duplicates for %d relay kills", kills), "no "+MetricInboxDuplicates+" in the metrics evidence and no "+EventsFile)
+		c = inconclusive(name, fmt.Sprintf("? duplicates for %d relay kills", kills), "no "+MetricInboxDuplicates+" in the metrics evidence and no "+rundir.EventsFile)
 	case dupOK && dup > 0:
 		figure := fmt.Sprintf("%s duplicates deduped for %d relay kills", dupText, kills)
 		detail := fmt.Sprintf("repeats reached the consumer and its inbox deduped them (%s)", src)
 		if !ev.hasEvents {
-			detail += "; no " + EventsFile + ": an event applied twice despite the inbox would show only in " + CheckExactlyOncePerOp
+			detail += "; no " + rundir.EventsFile + ": an event applied twice despite the inbox would show only in " + CheckExactlyOncePerOp
 		} else {
 			figure += ", no event applied twice"
 		}
 		c = held(name, figure, detail)
 	case !ev.hasEvents:
 		c = inconclusive(name, fmt.Sprintf("0 duplicates deduped for %d relay kills", kills),
-			"no repeat reached the inbox, and without "+EventsFile+" an event applied twice (an inbox that let it through) cannot be ruled out")
+			"no repeat reached the inbox, and without "+rundir.EventsFile+" an event applied twice (an inbox that let it through) cannot be ruled out")
 	default:
 		figure := fmt.Sprintf("no repeat reached the consumer for %d relay kills, no event applied twice", kills)
 		c = held(name, figure, noRepeatReason(ev))
@@ -575,7 +570,7 @@ func checkDLQ(ev *evidence) Check {
 	const name = CheckDLQExact
 	poison := 0
 	for _, f := range ev.faults {
-		if f.Fault == "poison" && injected(f) {
+		if f.Fault == rundir.FaultPoison && f.Injected() {
 			poison += max(1, f.Count)
 		}
 	}

@@ -15,14 +15,13 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
-	promapi "github.com/prometheus/client_golang/api"
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
-	"github.com/prometheus/common/model"
 
-	"github.com/paytest/paytest/attack/history"
 	"github.com/paytest/paytest/internal/apperr"
+	"github.com/paytest/paytest/internal/promql"
 	"github.com/paytest/paytest/internal/promtext"
 	secrets "github.com/paytest/paytest/internal/redact"
+	"github.com/paytest/paytest/internal/rundir"
 )
 
 // DefaultLedgerQuery counts the reference consumer's ledger entries per
@@ -103,22 +102,22 @@ func Collect(ctx context.Context, src Sources, runDir string) error {
 	if hc == nil {
 		hc = &http.Client{Timeout: 10 * time.Second}
 	}
-	mdir := filepath.Join(runDir, MetricsDir)
+	mdir := filepath.Join(runDir, rundir.MetricsDir)
 	if err := os.MkdirAll(mdir, 0o755); err != nil {
 		return apperr.Wrap(apperr.EINCONCLUSIVE, err, "creating %s", mdir)
 	}
-	rec := Collected{Time: time.Now().UTC(), SideEffectMetric: src.SideEffectMetric}
+	rec := rundir.Collected{Time: time.Now().UTC(), SideEffectMetric: src.SideEffectMetric}
 	var errs []error
 	// Evidence from an earlier collection must not stand in for what this
 	// one fails to get.
-	stale := []string{filepath.Join(mdir, SourcesFile), filepath.Join(mdir, PrometheusFile)}
+	stale := []string{filepath.Join(mdir, rundir.SourcesFile), filepath.Join(mdir, rundir.PrometheusFile)}
 	for name := range src.MetricsURLs {
 		if pageName.MatchString(name) {
 			stale = append(stale, filepath.Join(mdir, name+".prom"))
 		}
 	}
 	if src.DatabaseURL != "" {
-		stale = append(stale, filepath.Join(runDir, LedgerFile), filepath.Join(runDir, EventsFile))
+		stale = append(stale, filepath.Join(runDir, rundir.LedgerFile), filepath.Join(runDir, rundir.EventsFile))
 	}
 	for _, p := range stale {
 		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -153,21 +152,21 @@ func Collect(ctx context.Context, src Sources, runDir string) error {
 		// The side-effect counter's samples since the run began let Verify
 		// sum it across restarts, as it does with the metrics timeline.
 		var since time.Time
-		if r, err := history.ReadRun(filepath.Join(runDir, history.RunFile)); err == nil {
+		if r, err := rundir.ReadRun(filepath.Join(runDir, rundir.RunFile)); err == nil {
 			since = r.Started
 		}
-		if err := queryPrometheus(ctx, hc, src, since, filepath.Join(mdir, PrometheusFile)); err != nil {
+		if err := queryPrometheus(ctx, hc, src, since, filepath.Join(mdir, rundir.PrometheusFile)); err != nil {
 			errs = append(errs, fmt.Errorf("prometheus at %s: %w", redact(src.PrometheusURL), err))
 		}
 	}
 	if src.DatabaseURL != "" {
 		rec.Database, rec.LedgerQuery = redact(src.DatabaseURL), src.LedgerQuery
-		if err := queryLedger(ctx, src.DatabaseURL, src.LedgerQuery, filepath.Join(runDir, LedgerFile)); err != nil {
+		if err := queryLedger(ctx, src.DatabaseURL, src.LedgerQuery, filepath.Join(runDir, rundir.LedgerFile)); err != nil {
 			errs = append(errs, fmt.Errorf("ledger at %s: %w", redact(src.DatabaseURL), err))
 		}
 		if src.EventsQuery != "" {
 			rec.EventsQuery = src.EventsQuery
-			if err := queryEvents(ctx, src.DatabaseURL, src.EventsQuery, filepath.Join(runDir, EventsFile)); err != nil {
+			if err := queryEvents(ctx, src.DatabaseURL, src.EventsQuery, filepath.Join(runDir, rundir.EventsFile)); err != nil {
 				errs = append(errs, fmt.Errorf("events at %s: %w", redact(src.DatabaseURL), err))
 			}
 		}
@@ -179,7 +178,7 @@ func Collect(ctx context.Context, src Sources, runDir string) error {
 		rec.Errors = append(rec.Errors, msg)
 		errs[i] = errors.New(msg)
 	}
-	if err := writeJSON(filepath.Join(mdir, SourcesFile), rec); err != nil {
+	if err := writeJSON(filepath.Join(mdir, rundir.SourcesFile), rec); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
@@ -226,7 +225,7 @@ func scrape(ctx context.Context, hc *http.Client, u, path, metric string) (bool,
 // metrics as instant queries and saves the answers. An empty answer to the
 // side-effect query is an error: the metric is not there.
 func queryPrometheus(ctx context.Context, hc *http.Client, src Sources, since time.Time, path string) error {
-	prom, err := PromAPI(hc, src.PrometheusURL)
+	prom, err := promql.New(hc, src.PrometheusURL)
 	if err != nil {
 		return err
 	}
@@ -235,7 +234,7 @@ func queryPrometheus(ctx context.Context, hc *http.Client, src Sources, since ti
 			return err
 		}
 	}
-	out := PromAnswers{URL: redact(src.PrometheusURL), Time: time.Now().UTC(), Answers: map[string]PromAnswer{}}
+	out := rundir.PromAnswers{URL: redact(src.PrometheusURL), Time: time.Now().UTC(), Answers: map[string]rundir.PromAnswer{}}
 	queries := map[string]string{promSideEffects: src.SideEffectQuery}
 	for k, q := range promQueries {
 		queries[k] = q
@@ -243,7 +242,7 @@ func queryPrometheus(ctx context.Context, hc *http.Client, src Sources, since ti
 	var errs []error
 	for _, name := range sortedKeys(queries) {
 		q := queries[name]
-		ans, err := InstantQuery(ctx, prom, q)
+		ans, err := promql.Instant(ctx, prom, q)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("query %q: %w", q, err))
 			continue
@@ -256,7 +255,7 @@ func queryPrometheus(ctx context.Context, hc *http.Client, src Sources, since ti
 	// Only the default query is a plain sum of the counter's series, which
 	// the range can replace.
 	if !since.IsZero() && src.SideEffectQuery == "sum("+src.SideEffectMetric+")" {
-		series, err := RangeQuery(ctx, prom, src.SideEffectMetric, since, out.Time)
+		series, err := promql.Range(ctx, prom, src.SideEffectMetric, since, out.Time)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("range query %q: %w", src.SideEffectMetric, err))
 		}
@@ -278,7 +277,7 @@ func waitFreshScrape(ctx context.Context, prom promv1.API, wait time.Duration) e
 	defer t.Stop()
 	last := "no answer"
 	for {
-		ans, err := InstantQuery(ctx, prom, "min(timestamp(up))")
+		ans, err := promql.Instant(ctx, prom, "min(timestamp(up))")
 		switch {
 		case err != nil:
 			last = err.Error()
@@ -297,74 +296,7 @@ func waitFreshScrape(ctx context.Context, prom promv1.API, wait time.Duration) e
 	}
 }
 
-// PromAPI is a client of the Prometheus HTTP API at base that sends its
-// requests through hc, so they keep its timeout and TLS roots.
-func PromAPI(hc *http.Client, base string) (promv1.API, error) {
-	c, err := promapi.NewClient(promapi.Config{Address: strings.TrimRight(base, "/"), Client: hc})
-	if err != nil {
-		return nil, err
-	}
-	return promv1.NewAPI(c), nil
-}
-
-// InstantQuery runs one PromQL instant query and sums the samples of its
-// vector (or takes its scalar); an empty vector leaves the answer's Value
-// nil.
-func InstantQuery(ctx context.Context, prom promv1.API, q string) (PromAnswer, error) {
-	ans := PromAnswer{Query: q}
-	val, _, _, err := prom.Query(ctx, q, time.Time{})
-	if err != nil {
-		return ans, err
-	}
-	sum := 0.0
-	switch v := val.(type) {
-	case model.Vector:
-		if len(v) == 0 {
-			return ans, nil
-		}
-		for _, s := range v {
-			sum += float64(s.Value)
-		}
-		ans.Series = len(v)
-	case *model.Scalar:
-		sum, ans.Series = float64(v.Value), 1
-	default:
-		return ans, fmt.Errorf("result type %q: want an instant vector or a scalar", val.Type())
-	}
-	ans.Value = &sum
-	return ans, nil
-}
-
-// RangeQuery runs one PromQL range query from start to end, at a step that
-// keeps each series under 10,000 points (at least a second), and returns
-// its series. The steps are counted back from end, so the last sample is
-// the series' value at end.
-func RangeQuery(ctx context.Context, prom promv1.API, q string, start, end time.Time) ([]PromSeries, error) {
-	step := max(time.Second, end.Sub(start)/10000).Truncate(time.Second)
-	start = end.Add(-step * ((end.Sub(start) + step - 1) / step))
-	val, _, _, err := prom.QueryRange(ctx, q, promv1.Range{Start: start, End: end, Step: step})
-	if err != nil {
-		return nil, err
-	}
-	mat, ok := val.(model.Matrix)
-	if !ok {
-		return nil, fmt.Errorf("result type %q: want a range vector", val.Type())
-	}
-	out := make([]PromSeries, 0, len(mat))
-	for _, r := range mat {
-		s := PromSeries{Metric: make(map[string]string, len(r.Metric)), Values: make([][2]float64, 0, len(r.Values))}
-		for k, v := range r.Metric {
-			s.Metric[string(k)] = string(v)
-		}
-		for _, p := range r.Values {
-			s.Values = append(s.Values, [2]float64{float64(p.Timestamp) / 1000, float64(p.Value)})
-		}
-		out = append(out, s)
-	}
-	return out, nil
-}
-
-// queryLedger runs the ledger query and writes one LedgerRow per row.
+// queryLedger runs the ledger query and writes one rundir.LedgerRow per row.
 func queryLedger(ctx context.Context, dbURL, query, path string) error {
 	cols := func(n int) error {
 		if n < 2 || n > 4 {
@@ -372,8 +304,8 @@ func queryLedger(ctx context.Context, dbURL, query, path string) error {
 		}
 		return nil
 	}
-	return queryRows(ctx, dbURL, query, path, cols, func(vals []any) (LedgerRow, error) {
-		var row LedgerRow
+	return queryRows(ctx, dbURL, query, path, cols, func(vals []any) (rundir.LedgerRow, error) {
+		var row rundir.LedgerRow
 		var err error
 		switch len(vals) {
 		case 2:
@@ -395,7 +327,7 @@ func queryLedger(ctx context.Context, dbURL, query, path string) error {
 	})
 }
 
-// queryEvents runs the events query and writes one EventRow per row.
+// queryEvents runs the events query and writes one rundir.EventRow per row.
 func queryEvents(ctx context.Context, dbURL, query, path string) error {
 	cols := func(n int) error {
 		if n != 2 && n != 4 {
@@ -403,8 +335,8 @@ func queryEvents(ctx context.Context, dbURL, query, path string) error {
 		}
 		return nil
 	}
-	return queryRows(ctx, dbURL, query, path, cols, func(vals []any) (EventRow, error) {
-		var row EventRow
+	return queryRows(ctx, dbURL, query, path, cols, func(vals []any) (rundir.EventRow, error) {
+		var row rundir.EventRow
 		var err error
 		if len(vals) == 2 {
 			row.Event = asText(vals[0])
@@ -436,7 +368,7 @@ func queryRows[T any](ctx context.Context, dbURL, query, path string, cols func(
 		return err
 	}
 	tmp := path + ".tmp"
-	w, err := history.Create[T](tmp)
+	w, err := rundir.Create[T](tmp)
 	if err != nil {
 		return err
 	}

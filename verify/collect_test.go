@@ -20,8 +20,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/paytest/paytest/attack/history"
 	"github.com/paytest/paytest/internal/apperr"
+	"github.com/paytest/paytest/internal/rundir"
 	"github.com/paytest/paytest/internal/testinfra"
 )
 
@@ -98,7 +98,7 @@ func (fs *fakeSystem) sources() Sources {
 func planOnly(t *testing.T, dir string, n int) {
 	t.Helper()
 	s := cleanRun(n)
-	s.pages, s.ledger, s.faults = nil, nil, []history.Fault{}
+	s.pages, s.ledger, s.faults = nil, nil, []rundir.Fault{}
 	s.write(t, dir)
 }
 
@@ -126,12 +126,12 @@ func TestCollectThenVerify(t *testing.T) {
 				t.Fatal(err)
 			}
 			// The pages are saved verbatim.
-			b, err := os.ReadFile(filepath.Join(dir, MetricsDir, "consumer.prom"))
+			b, err := os.ReadFile(filepath.Join(dir, rundir.MetricsDir, "consumer.prom"))
 			if err != nil || !strings.Contains(string(b), DefaultSideEffectMetric+`{shard="a"}`) {
 				t.Fatalf("consumer.prom = %q, %v", b, err)
 			}
 			var rows int
-			if err := history.ReadFile(filepath.Join(dir, LedgerFile), func(LedgerRow) error { rows++; return nil }); err != nil || rows != n {
+			if err := rundir.ReadFile(filepath.Join(dir, rundir.LedgerFile), func(rundir.LedgerRow) error { rows++; return nil }); err != nil || rows != n {
 				t.Fatalf("ledger.jsonl has %d rows (%v); want %d", rows, err, n)
 			}
 			rep, err := Verify(context.Background(), dir, Options{NoHTML: true})
@@ -160,8 +160,8 @@ func TestCollectThenVerify(t *testing.T) {
 			if rep.SideEffects != wantSide {
 				t.Errorf("side effects %d; want %d (summed over both series)", rep.SideEffects, wantSide)
 			}
-			var rec Collected
-			b, _ = os.ReadFile(filepath.Join(dir, MetricsDir, SourcesFile))
+			var rec rundir.Collected
+			b, _ = os.ReadFile(filepath.Join(dir, rundir.MetricsDir, rundir.SourcesFile))
 			if err := json.Unmarshal(b, &rec); err != nil || len(rec.Pages) != 2 || rec.Database == "" {
 				t.Errorf("sources.json = %s (%v)", b, err)
 			}
@@ -247,7 +247,7 @@ func TestCollectKeepsSecretsOfFailedURLsOutOfTheRunDirectory(t *testing.T) {
 	if strings.Contains(err.Error(), "s3cret") {
 		t.Fatalf("the error carries the secret: %v", err)
 	}
-	b, err := os.ReadFile(filepath.Join(dir, MetricsDir, SourcesFile))
+	b, err := os.ReadFile(filepath.Join(dir, rundir.MetricsDir, rundir.SourcesFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -350,7 +350,7 @@ func TestPartialCollectionIsNeverHeld(t *testing.T) {
 	if err := Collect(context.Background(), src, dir); apperr.Code(err) != apperr.EINCONCLUSIVE {
 		t.Fatalf("err = %v; want EINCONCLUSIVE", err)
 	}
-	for _, stale := range []string{filepath.Join(dir, LedgerFile), filepath.Join(dir, MetricsDir, "relay.prom")} {
+	for _, stale := range []string{filepath.Join(dir, rundir.LedgerFile), filepath.Join(dir, rundir.MetricsDir, "relay.prom")} {
 		if _, err := os.Stat(stale); err == nil {
 			t.Errorf("%s from the earlier collection is still there", stale)
 		}
@@ -398,7 +398,7 @@ func TestCollectEventsTellRepeatsFromSecondCharges(t *testing.T) {
 			dir := t.TempDir()
 			s := cleanRun(n)
 			s.pages, s.ledger = nil, nil
-			s.faults = []history.Fault{{Time: t0, Fault: "kill", Action: "inject", Target: "relay"}}
+			s.faults = []rundir.Fault{{Time: t0, Fault: "kill", Action: "inject", Target: "relay"}}
 			s.write(t, dir)
 			src := fs.sources()
 			src.LedgerQuery = LedgerAmountQuery
@@ -466,7 +466,7 @@ func TestCollectThroughPrometheusSumsAcrossARestart(t *testing.T) {
 
 	dir := t.TempDir()
 	planOnly(t, dir, n)
-	if err := history.WriteRun(filepath.Join(dir, history.RunFile), history.Run{Seed: 1, Target: srv.URL, Ops: n, Started: began}); err != nil {
+	if err := rundir.WriteRun(filepath.Join(dir, rundir.RunFile), rundir.Run{Seed: 1, Target: srv.URL, Ops: n, Started: began}); err != nil {
 		t.Fatal(err)
 	}
 	src := Sources{PrometheusURL: promURL, SideEffectMetric: "shop_charges_total", DatabaseURL: fs.dbURL, PrometheusWait: 20 * time.Second}

@@ -9,8 +9,8 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/paytest/paytest/attack/history"
 	"github.com/paytest/paytest/internal/promtext"
+	"github.com/paytest/paytest/internal/rundir"
 )
 
 // CounterReset is one reset seen in a counter's series: the process that
@@ -130,8 +130,8 @@ func quote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"
 
 // sumCounters walks one page's snapshots in time order (the timeline, then
 // the final page) and sums each counter per series across its resets (see
-// sumSeries).
-func sumCounters(page string, snaps []*counterSnapshot, kills []killWindow) counterTotals {
+// sumSeries); down lists the scrapes the page did not answer.
+func sumCounters(page string, snaps []*counterSnapshot, kills []killWindow, down []time.Time) counterTotals {
 	out := counterTotals{totals: map[string]float64{}}
 	series := map[string][]point{} // metric + "\x00" + labels -> samples
 	for _, sn := range snaps {
@@ -147,7 +147,7 @@ func sumCounters(page string, snaps []*counterSnapshot, kills []killWindow) coun
 	}
 	for id, pts := range series {
 		metric, labels, _ := strings.Cut(id, "\x00")
-		total, resets := sumSeries(page, metric+labels, pts, kills)
+		total, resets := sumSeries(page, metric+labels, pts, kills, down)
 		out.totals[metric] += total
 		out.resets = append(out.resets, resets...)
 	}
@@ -168,15 +168,17 @@ func sumCounters(page string, snaps []*counterSnapshot, kills []killWindow) coun
 // taken for a reset: a --kill-cmd may stop a process other than the one
 // serving the page, and counting the old value twice would invent
 // charges; the kill still makes the total a lower bound (sideKills), which
-// a ledger can excuse.
-func sumSeries(page, name string, pts []point, kills []killWindow) (total float64, resets []CounterReset) {
+// a ledger can excuse. A kill after which the page did not answer a scrape
+// (down) did stop the process serving it: the next sample is a restarted
+// process's, even when its counter grew past the old value before it.
+func sumSeries(page, name string, pts []point, kills []killWindow, down []time.Time) (total float64, resets []CounterReset) {
 	offset := 0.0
 	if killedBeforeFirst(pts, kills) {
 		resets = append(resets, CounterReset{Page: page, Metric: name, Time: pts[0].t, After: pts[0].v})
 	}
 	for i := 1; i < len(pts); i++ {
 		prev, cur := pts[i-1], pts[i]
-		restarted := prev.start != 0 && cur.start != 0 && cur.start != prev.start
+		restarted := (prev.start != 0 && cur.start != 0 && cur.start != prev.start) || downAfterKill(prev.t, cur.t, kills, down)
 		if cur.v < prev.v || restarted {
 			resets = append(resets, CounterReset{Page: page, Metric: name, Time: cur.t, Before: prev.v, After: cur.v})
 			offset += prev.v
@@ -186,6 +188,22 @@ func sumSeries(page, name string, pts []point, kills []killWindow) (total float6
 		total = pts[len(pts)-1].v + offset
 	}
 	return total, resets
+}
+
+// downAfterKill says whether the page failed a scrape between two samples
+// (from, to) after one of its process's kills.
+func downAfterKill(from, to time.Time, kills []killWindow, down []time.Time) bool {
+	for _, d := range down {
+		if !d.After(from) || !d.Before(to) {
+			continue
+		}
+		for _, w := range kills {
+			if !d.Before(w.from) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // killedBeforeFirst says whether the page's process was killed before the
@@ -203,16 +221,16 @@ func killedBeforeFirst(pts []point, kills []killWindow) bool {
 
 // killWindows are the kills of target's process in faults.jsonl, each with
 // the restart recorded after it.
-func killWindows(faults []history.Fault, target string) []killWindow {
+func killWindows(faults []rundir.Fault, target string) []killWindow {
 	var out []killWindow
 	for _, f := range faults {
-		if f.Fault != "kill" || f.Target != target {
+		if f.Fault != rundir.FaultKill || f.Target != target {
 			continue
 		}
 		switch {
-		case injected(f):
+		case f.Injected():
 			out = append(out, killWindow{from: f.Time})
-		case f.Action == "stop" && len(out) > 0 && out[len(out)-1].to.IsZero() && !f.Time.Before(out[len(out)-1].from):
+		case f.Action == rundir.ActionStop && len(out) > 0 && out[len(out)-1].to.IsZero() && !f.Time.Before(out[len(out)-1].from):
 			out[len(out)-1].to = f.Time
 		}
 	}
@@ -230,24 +248,24 @@ func (ev *evidence) applyTimeline(mdir string) {
 	}
 	withTimeline, system := 0, 0
 	for _, name := range ev.pageNames {
-		if name != ClientPage {
+		if name != rundir.ClientPage {
 			system++
 		}
-		files := ev.timeline[name]
+		files := ev.timeline[name].Snapshots
 		if len(files) == 0 {
 			continue
 		}
 		withTimeline++
 		snaps := make([]*counterSnapshot, 0, len(files)+1)
 		for _, f := range files {
-			snaps = append(snaps, readCounterSnapshot(f.path, f.t, ev.sideMetric))
+			snaps = append(snaps, readCounterSnapshot(f.Path, f.Time, ev.sideMetric))
 		}
 		t := final
-		if last := files[len(files)-1].t; !t.After(last) {
+		if last := files[len(files)-1].Time; !t.After(last) {
 			t = last.Add(time.Millisecond)
 		}
 		snaps = append(snaps, readCounterSnapshot(filepath.Join(mdir, name+".prom"), t, ev.sideMetric))
-		ct := sumCounters(name, snaps, killWindows(ev.faults, name))
+		ct := sumCounters(name, snaps, killWindows(ev.faults, name), ev.timeline[name].Down)
 		for metric, v := range ct.totals {
 			ev.pages[name][metric] = v
 		}
@@ -306,12 +324,12 @@ func (ev *evidence) applyPromSeries() {
 		}
 		// Kills are not applied: which of Prometheus's series a kill
 		// restarted is not known.
-		t, resets := sumSeries("prometheus", ev.sideMetric+labelString(labels), pts, nil)
+		t, resets := sumSeries("prometheus", ev.sideMetric+labelString(labels), pts, nil, nil)
 		total += t
 		ev.resets = append(ev.resets, resets...)
 	}
 	if ev.prom.Answers == nil {
-		ev.prom.Answers = map[string]PromAnswer{}
+		ev.prom.Answers = map[string]rundir.PromAnswer{}
 	}
 	a := ev.prom.Answers[promSideEffects]
 	a.Value = &total
@@ -322,11 +340,6 @@ func (ev *evidence) applyPromSeries() {
 }
 
 func ptr[T any](v T) *T { return &v }
-
-// ClientPage is the metrics page of paytest's own client
-// (metrics/client.prom): its process runs the whole attack, so its counters
-// never reset and it needs no timeline.
-const ClientPage = "client"
 
 // sideKills counts the kills (faults.jsonl) of the processes whose pages
 // carry the side-effect metric: whenever they came, what such a process

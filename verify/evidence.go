@@ -11,77 +11,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
-	"github.com/paytest/paytest/attack/history"
 	"github.com/paytest/paytest/internal/promtext"
+	"github.com/paytest/paytest/internal/rundir"
 )
-
-// LedgerRow is one line of ledger.jsonl: the effects the ledger holds for
-// one (merchant, key), or one (merchant, key, amount) for a four-column
-// query. Merchant is empty for a two-column ledger query.
-type LedgerRow struct {
-	Merchant string `json:"merchant,omitempty"`
-	Key      string `json:"key"`
-	// Amount, from a four-column query, lets a changed-body reuse's
-	// effects (its amount differs from the original's) be told apart from
-	// the original op's.
-	Amount  *int64 `json:"amount,omitempty"`
-	Effects int64  `json:"effects"`
-}
-
-// EventRow is one line of events.jsonl: an event the consumer applied more
-// than once (Applied times), with its merchant and key when the events
-// query returns them.
-type EventRow struct {
-	Event    string `json:"event"`
-	Merchant string `json:"merchant,omitempty"`
-	Key      string `json:"key,omitempty"`
-	Applied  int64  `json:"applied"`
-}
-
-// Collected is metrics/sources.json: what Collect was asked to gather, so an
-// offline Verify knows which evidence the run is expected to have. URLs are
-// stored without credentials.
-type Collected struct {
-	Time             time.Time         `json:"time"`
-	Pages            map[string]string `json:"pages,omitempty"`
-	PrometheusURL    string            `json:"prometheus_url,omitempty"`
-	SideEffectMetric string            `json:"side_effect_metric"`
-	SideEffectQuery  string            `json:"side_effect_query,omitempty"`
-	Database         string            `json:"database,omitempty"`
-	LedgerQuery      string            `json:"ledger_query,omitempty"`
-	EventsQuery      string            `json:"events_query,omitempty"`
-	// Errors lists what could not be collected. A run directory with any
-	// is never judged "held".
-	Errors []string `json:"errors,omitempty"`
-}
-
-// PromAnswers is metrics/prometheus.json: the PromQL instant queries Collect
-// ran and their answers, and the side-effect counter's series since the run
-// began (when run.yaml says when, and the side-effect query is the default
-// sum), which Verify sums across restarts.
-type PromAnswers struct {
-	URL              string                `json:"url"`
-	Time             time.Time             `json:"time"`
-	Answers          map[string]PromAnswer `json:"answers"`
-	SideEffectSeries []PromSeries          `json:"side_effect_series,omitempty"`
-}
-
-// PromSeries is one series of a range query: its labels and its samples
-// as [unix seconds, value].
-type PromSeries struct {
-	Metric map[string]string `json:"metric"`
-	Values [][2]float64      `json:"values"`
-}
-
-// PromAnswer is one query's answer: Value is the sum of the vector's
-// samples, nil when the vector was empty (the metric does not exist).
-type PromAnswer struct {
-	Query  string   `json:"query"`
-	Value  *float64 `json:"value"`
-	Series int      `json:"series"`
-}
 
 // Names of the PromQL answers in prometheus.json.
 const (
@@ -107,14 +40,14 @@ var promQueries = map[string]string{
 // evidence is everything in a run directory except plan and history, which
 // are streamed.
 type evidence struct {
-	run        history.Run
+	run        rundir.Run
 	hasRun     bool
-	sources    *Collected
+	sources    *rundir.Collected
 	sideMetric string
 
 	pageNames []string                      // sorted
 	pages     map[string]map[string]float64 // page -> metric -> sum over series
-	prom      *PromAnswers
+	prom      *rundir.PromAnswers
 	cache     *CacheFigures // from the charge page, nil without the metric
 
 	hasLedger       bool
@@ -130,56 +63,51 @@ type evidence struct {
 
 	// Events applied more than once, from events.jsonl (hasEvents).
 	hasEvents    bool
-	eventRepeats []EventRow
-	repeatsByKey map[string][]EventRow // mkey(merchant, key)
+	eventRepeats []rundir.EventRow
+	repeatsByKey map[string][]rundir.EventRow // mkey(merchant, key)
 
 	// Counters summed across resets (see applyTimeline).
 	resets       []CounterReset
 	countersFrom string
 
-	faults        []history.Fault
+	faults        []rundir.Fault
 	partialFaults string // a partial last line of faults.jsonl, skipped
 
-	timeline map[string][]timelineFile     // page -> snapshots in time order
+	timeline map[string]rundir.Timeline    // page -> snapshots and down markers in time order
 	parsed   map[string]map[string]float64 // snapshot path -> its page, read once
 }
 
 // snapshot is one timeline snapshot's metrics, parsed on first use; an
 // unreadable snapshot reads as empty.
-func (ev *evidence) snapshot(f timelineFile) map[string]float64 {
-	if m, ok := ev.parsed[f.path]; ok {
+func (ev *evidence) snapshot(f rundir.Snapshot) map[string]float64 {
+	if m, ok := ev.parsed[f.Path]; ok {
 		return m
 	}
-	m, err := readPage(f.path)
+	m, err := readPage(f.Path)
 	if err != nil {
 		m = nil
 	}
 	if ev.parsed == nil {
 		ev.parsed = map[string]map[string]float64{}
 	}
-	ev.parsed[f.path] = m
+	ev.parsed[f.Path] = m
 	return m
-}
-
-type timelineFile struct {
-	t    time.Time
-	path string
 }
 
 func mkey(merchant, key string) string { return merchant + "\x00" + key }
 
 func readEvidence(runDir string, opts Options) (*evidence, error) {
-	ev := &evidence{pages: map[string]map[string]float64{}, timeline: map[string][]timelineFile{}}
-	if r, err := history.ReadRun(filepath.Join(runDir, history.RunFile)); err == nil {
+	ev := &evidence{pages: map[string]map[string]float64{}}
+	if r, err := rundir.ReadRun(filepath.Join(runDir, rundir.RunFile)); err == nil {
 		ev.run, ev.hasRun = r, true
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
-	mdir := filepath.Join(runDir, MetricsDir)
-	if b, err := os.ReadFile(filepath.Join(mdir, SourcesFile)); err == nil {
-		var c Collected
+	mdir := filepath.Join(runDir, rundir.MetricsDir)
+	if b, err := os.ReadFile(filepath.Join(mdir, rundir.SourcesFile)); err == nil {
+		var c rundir.Collected
 		if err := json.Unmarshal(b, &c); err != nil {
-			return nil, fmt.Errorf("%s: %w", SourcesFile, err)
+			return nil, fmt.Errorf("%s: %w", rundir.SourcesFile, err)
 		}
 		ev.sources = &c
 	} else if !errors.Is(err, fs.ErrNotExist) {
@@ -209,20 +137,20 @@ func readEvidence(runDir string, opts Options) (*evidence, error) {
 		}
 	}
 	sort.Strings(ev.pageNames)
-	if b, err := os.ReadFile(filepath.Join(mdir, PrometheusFile)); err == nil {
-		var pa PromAnswers
+	if b, err := os.ReadFile(filepath.Join(mdir, rundir.PrometheusFile)); err == nil {
+		var pa rundir.PromAnswers
 		if err := json.Unmarshal(b, &pa); err != nil {
-			return nil, fmt.Errorf("%s: %w", PrometheusFile, err)
+			return nil, fmt.Errorf("%s: %w", rundir.PrometheusFile, err)
 		}
 		ev.prom = &pa
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
-	if err := readTimeline(filepath.Join(mdir, TimelineDir), ev); err != nil {
+	if ev.timeline, err = rundir.ReadTimelines(runDir); err != nil {
 		return nil, err
 	}
 	// The kills in faults.jsonl tell the timeline where processes restarted.
-	ev.partialFaults, err = readJournal(filepath.Join(runDir, history.FaultsFile), func(f history.Fault) error {
+	ev.partialFaults, err = rundir.ReadJournal(filepath.Join(runDir, rundir.FaultsFile), func(f rundir.Fault) error {
 		ev.faults = append(ev.faults, f)
 		return nil
 	})
@@ -244,7 +172,7 @@ func readEvidence(runDir string, opts Options) (*evidence, error) {
 // per amount.
 func (ev *evidence) readLedger(runDir string) error {
 	ev.ledger, ev.ledgerAmounts = map[string]int{}, map[string]int{}
-	err := history.ReadFile(filepath.Join(runDir, LedgerFile), func(r LedgerRow) error {
+	err := rundir.ReadFile(filepath.Join(runDir, rundir.LedgerFile), func(r rundir.LedgerRow) error {
 		if r.Merchant != "" {
 			ev.ledgerMerchants = true
 		}
@@ -275,8 +203,8 @@ func (ev *evidence) readLedger(runDir string) error {
 
 // readEvents reads events.jsonl (after the ledger, whose form it follows).
 func (ev *evidence) readEvents(runDir string) error {
-	ev.repeatsByKey = map[string][]EventRow{}
-	err := history.ReadFile(filepath.Join(runDir, EventsFile), func(r EventRow) error {
+	ev.repeatsByKey = map[string][]rundir.EventRow{}
+	err := rundir.ReadFile(filepath.Join(runDir, rundir.EventsFile), func(r rundir.EventRow) error {
 		if r.Applied > 1 {
 			ev.eventRepeats = append(ev.eventRepeats, r)
 			if r.Key != "" {
@@ -332,7 +260,7 @@ func (ev *evidence) matchMerchants(planMerchants map[string]bool) {
 		return out
 	}
 	ev.ledger, ev.ledgerAmounts = collapse(ev.ledger), collapse(ev.ledgerAmounts)
-	byKey := map[string][]EventRow{}
+	byKey := map[string][]rundir.EventRow{}
 	for k, rows := range ev.repeatsByKey {
 		_, key, _ := strings.Cut(k, "\x00")
 		byKey[mkey("", key)] = append(byKey[mkey("", key)], rows...)
@@ -356,44 +284,6 @@ func readPage(path string) (map[string]float64, error) {
 	return sums, nil
 }
 
-// readTimeline finds metrics/timeline/<page>/<unix-millis>.prom snapshots.
-func readTimeline(dir string, ev *evidence) error {
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	for _, e := range ents {
-		if !e.IsDir() {
-			continue
-		}
-		files, err := filepath.Glob(filepath.Join(dir, e.Name(), "*.prom"))
-		if err != nil {
-			return err
-		}
-		for _, f := range files {
-			ms, err := strconv.ParseInt(strings.TrimSuffix(filepath.Base(f), ".prom"), 10, 64)
-			if err != nil {
-				continue
-			}
-			ev.timeline[e.Name()] = append(ev.timeline[e.Name()], timelineFile{t: time.UnixMilli(ms).UTC(), path: f})
-		}
-		sort.Slice(ev.timeline[e.Name()], func(i, j int) bool {
-			return ev.timeline[e.Name()][i].t.Before(ev.timeline[e.Name()][j].t)
-		})
-	}
-	return nil
-}
-
-// TimelinePath is where attack may save a snapshot of page name taken at t,
-// so report.html can plot effects and outbox lag over time:
-// metrics/timeline/<name>/<unix-millis>.prom.
-func TimelinePath(runDir, name string, t time.Time) string {
-	return filepath.Join(runDir, MetricsDir, TimelineDir, name, strconv.FormatInt(t.UnixMilli(), 10)+".prom")
-}
-
 // metricSum sums metric over every page that has it; with no page having
 // it, the Prometheus answer named promName is used. ok is false when the
 // evidence has neither.
@@ -402,7 +292,7 @@ func (ev *evidence) metricSum(metric, promName string) (v float64, source string
 	for _, n := range ev.pageNames {
 		if x, has := ev.pages[n][metric]; has {
 			v += x
-			srcs = append(srcs, filepath.Join(MetricsDir, n+".prom"))
+			srcs = append(srcs, filepath.Join(rundir.MetricsDir, n+".prom"))
 			ok = true
 		}
 	}
@@ -416,14 +306,14 @@ func (ev *evidence) metricSum(metric, promName string) (v float64, source string
 // preferring the page named prefer (the relay's, for the outbox).
 func (ev *evidence) metricMax(metric, prefer, promName string) (v float64, source string, ok bool) {
 	if x, has := ev.pages[prefer][metric]; has {
-		return x, filepath.Join(MetricsDir, prefer+".prom"), true
+		return x, filepath.Join(rundir.MetricsDir, prefer+".prom"), true
 	}
 	v = math.Inf(-1)
 	var srcs []string
 	for _, n := range ev.pageNames {
 		if x, has := ev.pages[n][metric]; has {
 			v = math.Max(v, x)
-			srcs = append(srcs, filepath.Join(MetricsDir, n+".prom"))
+			srcs = append(srcs, filepath.Join(rundir.MetricsDir, n+".prom"))
 			ok = true
 		}
 	}
@@ -484,7 +374,7 @@ func (ev *evidence) ledgerAmount(merchant, key string, amount int64) int {
 
 // repeats returns the events of one op's key the consumer applied more
 // than once.
-func (ev *evidence) repeats(merchant, key string) []EventRow {
+func (ev *evidence) repeats(merchant, key string) []rundir.EventRow {
 	if !ev.ledgerMerchants {
 		merchant = ""
 	}

@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/internal/rundir"
 	"github.com/paytest/paytest/verify"
 )
 
@@ -20,21 +20,21 @@ func ExampleVerify() {
 	defer os.RemoveAll(dir)
 	start := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 
-	plan, _ := history.Create[history.Op](filepath.Join(dir, history.PlanFile))
-	hist, _ := history.Create[history.Attempt](filepath.Join(dir, history.HistoryFile))
-	ledger, _ := history.Create[verify.LedgerRow](filepath.Join(dir, verify.LedgerFile))
+	plan, _ := rundir.Create[rundir.Op](filepath.Join(dir, rundir.PlanFile))
+	hist, _ := rundir.Create[rundir.Attempt](filepath.Join(dir, rundir.HistoryFile))
+	ledger, _ := rundir.Create[rundir.LedgerRow](filepath.Join(dir, rundir.LedgerFile))
 	for op, effects := range []int64{1, 2} {
 		key := fmt.Sprintf("order-%d", op)
-		plan.Write(history.Op{Op: op, Kind: history.KindCharge, Merchant: "demo", Key: key, Senders: 1})
-		hist.Write(history.Attempt{Op: op, Kind: history.KindCharge, Merchant: "demo", Key: key, Attempt: 1,
-			Status: 200, Outcome: history.OutcomeNew, Start: start, End: start.Add(time.Millisecond)})
-		ledger.Write(verify.LedgerRow{Merchant: "demo", Key: key, Effects: effects})
+		plan.Write(rundir.Op{Op: op, Kind: rundir.KindCharge, Merchant: "demo", Key: key, Senders: 1})
+		hist.Write(rundir.Attempt{Op: op, Kind: rundir.KindCharge, Merchant: "demo", Key: key, Attempt: 1,
+			Status: 200, Outcome: rundir.OutcomeNew, Start: start, End: start.Add(time.Millisecond)})
+		ledger.Write(rundir.LedgerRow{Merchant: "demo", Key: key, Effects: effects})
 	}
 	plan.Close()
 	hist.Close()
 	ledger.Close()
-	os.Mkdir(filepath.Join(dir, verify.MetricsDir), 0o755)
-	os.WriteFile(filepath.Join(dir, verify.MetricsDir, "consumer.prom"),
+	os.Mkdir(filepath.Join(dir, rundir.MetricsDir), 0o755)
+	os.WriteFile(filepath.Join(dir, rundir.MetricsDir, "consumer.prom"),
 		[]byte("# TYPE paytest_side_effects_applied_total counter\npaytest_side_effects_applied_total 3\n"), 0o644)
 
 	rep, err := verify.Verify(context.Background(), dir, verify.Options{NoHTML: true})
@@ -67,7 +67,7 @@ func ExampleCollect() {
 		MetricsURLs: map[string]string{"consumer": srv.URL + "/metrics"},
 	}, dir)
 	fmt.Println(err)
-	_, err = os.Stat(filepath.Join(dir, verify.MetricsDir, "consumer.prom"))
+	_, err = os.Stat(filepath.Join(dir, rundir.MetricsDir, "consumer.prom"))
 	fmt.Println(err == nil)
 	// Output:
 	// <nil>

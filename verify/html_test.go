@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/internal/rundir"
 )
 
 var imgTag = regexp.MustCompile(`<img id="plot-([a-z-]+)" alt="[^"]*" src="data:image/png;base64,([^"]+)"`)
@@ -58,7 +58,7 @@ func TestReportHTMLIsSelfContainedWithPlots(t *testing.T) {
 						"consumer": {DefaultSideEffectMetric: float64(min(200, i*20))},
 						"relay":    {MetricOutboxLag: float64(max(0, 6-i)) / 2},
 					} {
-						p := TimelinePath(dir, name, at)
+						p := rundir.TimelinePath(dir, name, at)
 						if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 							t.Fatal(err)
 						}
@@ -72,7 +72,7 @@ func TestReportHTMLIsSelfContainedWithPlots(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			b, err := os.ReadFile(filepath.Join(dir, HTMLFile))
+			b, err := os.ReadFile(filepath.Join(dir, rundir.HTMLFile))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -124,7 +124,7 @@ func TestReportHTMLRendersInChromium(t *testing.T) {
 	}
 	s := cleanRun(300)
 	for i := range s.attempts[:60] { // a few no-jitter retries, to show both shapes
-		if a := &s.attempts[i]; a.DelayReason == history.ReasonBackoff {
+		if a := &s.attempts[i]; a.DelayReason == rundir.ReasonBackoff {
 			a.DelayMS = a.CapMS
 		}
 	}
@@ -139,7 +139,7 @@ func TestReportHTMLRendersInChromium(t *testing.T) {
 		"--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
 		"--disable-dev-shm-usage", "--hide-scrollbars",
 		"--user-data-dir="+t.TempDir(), "--screenshot="+shot, "--window-size=1200,3000",
-		"file://"+filepath.Join(dir, HTMLFile))
+		"file://"+filepath.Join(dir, rundir.HTMLFile))
 	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.CombinedOutput()
 	if err != nil {

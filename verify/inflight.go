@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/internal/rundir"
 )
 
 // checkStuck: no key was still answered "in progress" (409) when the run
@@ -82,16 +82,16 @@ func checkFaultsFired(ev *evidence, opts Options) Check {
 	const name = CheckFaultsFired
 	fired, failedN := 0, 0
 	cx := cxList{max: opts.MaxCounterexamples}
-	armed := map[string]history.Fault{} // fault+target -> its arm record not yet fired
+	armed := map[string]rundir.Fault{} // fault+target -> its arm record not yet fired
 	for _, f := range ev.faults {
 		what := strings.TrimSpace(f.Fault + " " + f.Target)
 		switch {
-		case f.Action == "error":
+		case f.Action == rundir.ActionError:
 			failedN++
 			cx.add(Counterexample{Op: -1, Why: fmt.Sprintf("%s failed at %s: %s", what, clock(f.Time), f.Detail)})
-		case f.Action == "arm":
+		case f.Action == rundir.ActionArm:
 			armed[what] = f
-		case injected(f) || f.Action == "start":
+		case f.Injected() || f.Action == rundir.ActionStart:
 			fired++
 			delete(armed, what)
 		}

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/internal/rundir"
 )
 
 // CheckNoRetryStorm is the check that the client's retries did not
@@ -24,10 +24,6 @@ const settingMaxRetryAmplification = "max-retry-amplification"
 // MetricRetryBudgetExhausted counts the retries the client's retry budget
 // refused, by call site (metrics/client.prom).
 const MetricRetryBudgetExhausted = "paytest_retry_budget_exhausted_total"
-
-// faultOutage is faults.jsonl's name of the fault that cuts the charge
-// service from its database.
-const faultOutage = "outage"
 
 // OutageFigures is report.json's "outage": how many attempts the client
 // sent while the charge service's downstream was out, against the first
@@ -144,9 +140,9 @@ type windowAttempt struct {
 
 // newOutageTally pairs each outage start record with the next stop
 // record of the same target; nil when the run had no outage.
-func newOutageTally(faults []history.Fault) *outageTally {
+func newOutageTally(faults []rundir.Fault) *outageTally {
 	t := &outageTally{}
-	for _, w := range faultWindows(faults, faultOutage) {
+	for _, w := range faultWindows(faults, rundir.FaultOutage) {
 		t.windows = append(t.windows, OutageWindow{Target: w.Target, Start: w.Start, End: w.End, Open: w.Open})
 	}
 	if len(t.windows) == 0 {
@@ -161,14 +157,14 @@ func newOutageTally(faults []history.Fault) *outageTally {
 // unavailable or erring, or no answer at all.
 func outageFailure(outcome string) bool {
 	switch outcome {
-	case history.OutcomeUnavailable, history.OutcomeServerError, history.OutcomeTimeout, history.OutcomeNetwork:
+	case rundir.OutcomeUnavailable, rundir.OutcomeServerError, rundir.OutcomeTimeout, rundir.OutcomeNetwork:
 		return true
 	}
 	return false
 }
 
 // add keeps one attempt for every window it was in flight during.
-func (t *outageTally) add(at *history.Attempt, outcome string) {
+func (t *outageTally) add(at *rundir.Attempt, outcome string) {
 	if t == nil || at.Start.IsZero() {
 		return
 	}
@@ -182,13 +178,13 @@ func (t *outageTally) add(at *history.Attempt, outcome string) {
 		if end < w.Start.UnixNano() || (!w.Open && start >= w.End.UnixNano()) {
 			continue
 		}
-		refused := outcome == history.OutcomeBudget
+		refused := outcome == rundir.OutcomeBudget
 		if !refused && outageFailure(outcome) && (t.firstFail[i] == 0 || end < t.firstFail[i]) {
 			t.firstFail[i] = end
 		}
 		t.seen[i] = append(t.seen[i], windowAttempt{
 			start: start, end: end, op: at.Op, sender: at.Sender, refused: refused,
-			first: at.Attempt <= 1 && at.DelayReason != history.ReasonReconcile,
+			first: at.Attempt <= 1 && at.DelayReason != rundir.ReasonReconcile,
 		})
 	}
 }

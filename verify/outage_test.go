@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/internal/rundir"
 )
 
 // outageRun is a correct run of 300 charges whose charge service lost its
@@ -30,29 +30,29 @@ func outageRun(budget bool, bound float64) (*runSpec, time.Time) {
 		cfg["max-retry-amplification"] = bound
 	}
 	s := &runSpec{
-		run: &history.Run{Seed: 9, Profile: "outage", Ops: n, Concurrency: 20, Started: t0, Ended: t0.Add(9 * time.Second), Config: cfg},
+		run: &rundir.Run{Seed: 9, Profile: "outage", Ops: n, Concurrency: 20, Started: t0, Ended: t0.Add(9 * time.Second), Config: cfg},
 		pages: map[string]string{
 			"consumer": page(map[string]float64{DefaultSideEffectMetric: n, MetricInboxDuplicates: 0, MetricDLQMessages: 0}),
 			"relay":    page(map[string]float64{MetricOutboxPending: 0, MetricOutboxLag: 0, MetricRelayPublished: n}),
 		},
-		faults: []history.Fault{
+		faults: []rundir.Fault{
 			{Time: ws, Fault: "outage", Action: "start", Target: "postgres"},
 			{Time: we, Fault: "outage", Action: "stop", Target: "postgres"},
 		},
 	}
 	rng := rand.New(rand.NewPCG(3, 5))
 	add := func(op, n int, reason string, start time.Time, took time.Duration, status int, outcome string) {
-		a := history.Attempt{
-			Op: op, Kind: history.KindCharge, CallSite: "charge", Merchant: "demo", Key: fmt.Sprintf("k-%d", op),
+		a := rundir.Attempt{
+			Op: op, Kind: rundir.KindCharge, CallSite: "charge", Merchant: "demo", Key: fmt.Sprintf("k-%d", op),
 			Attempt: n, DelayReason: reason, Status: status, Outcome: outcome, Start: start, End: start.Add(took),
 		}
 		switch outcome {
-		case history.OutcomeUnavailable:
+		case rundir.OutcomeUnavailable:
 			a.RetryAfterMS = 1000
-		case history.OutcomeBudget:
+		case rundir.OutcomeBudget:
 			a.End, a.Error = start, "client: retry budget exhausted"
 		}
-		if reason == history.ReasonRetryAfter {
+		if reason == rundir.ReasonRetryAfter {
 			// Retry-After 1 s spread over [1 s, 1.5 s].
 			a.DelayMS, a.CapMS = 1000+rng.Float64()*500, 500
 		}
@@ -60,41 +60,41 @@ func outageRun(budget bool, bound float64) (*runSpec, time.Time) {
 	}
 	for i := 0; i < n; i++ {
 		key := fmt.Sprintf("k-%d", i)
-		s.plan = append(s.plan, history.Op{Op: i, Kind: history.KindCharge, Merchant: "demo", Key: key, Amount: 100, BodySHA256: "b", Senders: 1})
-		s.ledger = append(s.ledger, LedgerRow{Merchant: "demo", Key: key, Effects: 1})
+		s.plan = append(s.plan, rundir.Op{Op: i, Kind: rundir.KindCharge, Merchant: "demo", Key: key, Amount: 100, BodySHA256: "b", Senders: 1})
+		s.ledger = append(s.ledger, rundir.LedgerRow{Merchant: "demo", Key: key, Effects: 1})
 	}
 	for i := 0; i < 98; i++ {
-		add(i, 1, history.ReasonFirst, t0.Add(time.Duration(i)*10*time.Millisecond), 2*time.Millisecond, 200, history.OutcomeNew)
+		add(i, 1, rundir.ReasonFirst, t0.Add(time.Duration(i)*10*time.Millisecond), 2*time.Millisecond, 200, rundir.OutcomeNew)
 	}
 	// In flight as the cut began, answered before it showed: not counted.
-	add(98, 1, history.ReasonFirst, ws.Add(-5*time.Millisecond), 6*time.Millisecond, 200, history.OutcomeNew)
-	add(99, 1, history.ReasonFirst, ws.Add(-3*time.Millisecond), 7*time.Millisecond, 200, history.OutcomeNew)
+	add(98, 1, rundir.ReasonFirst, ws.Add(-5*time.Millisecond), 6*time.Millisecond, 200, rundir.OutcomeNew)
+	add(99, 1, rundir.ReasonFirst, ws.Add(-3*time.Millisecond), 7*time.Millisecond, 200, rundir.OutcomeNew)
 	fail := ws.Add(10 * time.Millisecond) // the first 503
 	after := we.Add(time.Second)          // sent after the database came back
 	if budget {
 		for i := 100; i < 300; i++ {
 			at := fail.Add(time.Duration(i-100) * 5 * time.Millisecond)
-			add(i, 1, history.ReasonFirst, at, time.Millisecond, 503, history.OutcomeUnavailable)
+			add(i, 1, rundir.ReasonFirst, at, time.Millisecond, 503, rundir.OutcomeUnavailable)
 			if i < 110 {
-				add(i, 2, history.ReasonRetryAfter, at.Add(1100*time.Millisecond), time.Millisecond, 503, history.OutcomeUnavailable)
-				add(i, 3, "", at.Add(1102*time.Millisecond), 0, 0, history.OutcomeBudget)
+				add(i, 2, rundir.ReasonRetryAfter, at.Add(1100*time.Millisecond), time.Millisecond, 503, rundir.OutcomeUnavailable)
+				add(i, 3, "", at.Add(1102*time.Millisecond), 0, 0, rundir.OutcomeBudget)
 			} else {
-				add(i, 2, "", at.Add(time.Millisecond), 0, 0, history.OutcomeBudget)
+				add(i, 2, "", at.Add(time.Millisecond), 0, 0, rundir.OutcomeBudget)
 			}
-			add(i, 1, history.ReasonReconcile, after.Add(time.Duration(i)*time.Millisecond), time.Millisecond, 200, history.OutcomeNew)
+			add(i, 1, rundir.ReasonReconcile, after.Add(time.Duration(i)*time.Millisecond), time.Millisecond, 200, rundir.OutcomeNew)
 		}
 		return s, ws
 	}
 	for i := 100; i < 300; i++ {
 		if i >= 120 {
-			add(i, 1, history.ReasonFirst, after.Add(time.Duration(i)*time.Millisecond), time.Millisecond, 200, history.OutcomeNew)
+			add(i, 1, rundir.ReasonFirst, after.Add(time.Duration(i)*time.Millisecond), time.Millisecond, 200, rundir.OutcomeNew)
 			continue
 		}
 		at := fail.Add(time.Duration(i-100) * time.Millisecond)
-		add(i, 1, history.ReasonFirst, at, time.Millisecond, 503, history.OutcomeUnavailable)
-		add(i, 2, history.ReasonRetryAfter, at.Add(1100*time.Millisecond), time.Millisecond, 503, history.OutcomeUnavailable)
-		add(i, 3, history.ReasonRetryAfter, at.Add(2200*time.Millisecond), time.Millisecond, 503, history.OutcomeUnavailable)
-		add(i, 4, history.ReasonRetryAfter, at.Add(3300*time.Millisecond), time.Millisecond, 200, history.OutcomeNew)
+		add(i, 1, rundir.ReasonFirst, at, time.Millisecond, 503, rundir.OutcomeUnavailable)
+		add(i, 2, rundir.ReasonRetryAfter, at.Add(1100*time.Millisecond), time.Millisecond, 503, rundir.OutcomeUnavailable)
+		add(i, 3, rundir.ReasonRetryAfter, at.Add(2200*time.Millisecond), time.Millisecond, 503, rundir.OutcomeUnavailable)
+		add(i, 4, rundir.ReasonRetryAfter, at.Add(3300*time.Millisecond), time.Millisecond, 200, rundir.OutcomeNew)
 	}
 	return s, ws
 }
@@ -169,19 +169,19 @@ func TestOutageFiguresAndNoRetryStorm(t *testing.T) {
 func TestNoRetryStormWithoutAnOutage(t *testing.T) {
 	tests := []struct {
 		name   string
-		faults func(ws time.Time) []history.Fault
+		faults func(ws time.Time) []rundir.Fault
 		want   string
 	}{
-		{"no outage fault", func(time.Time) []history.Fault { return nil }, "no outage window in this run"},
-		{"an outage nothing was sent into", func(time.Time) []history.Fault {
+		{"no outage fault", func(time.Time) []rundir.Fault { return nil }, "no outage window in this run"},
+		{"an outage nothing was sent into", func(time.Time) []rundir.Fault {
 			at := t0.Add(30 * time.Second)
-			return []history.Fault{
+			return []rundir.Fault{
 				{Time: at, Fault: "outage", Action: "start", Target: "postgres"},
 				{Time: at.Add(time.Second), Fault: "outage", Action: "stop", Target: "postgres"},
 			}
 		}, "no attempt was sent during the outage"},
-		{"a stop without a start", func(ws time.Time) []history.Fault {
-			return []history.Fault{{Time: ws, Fault: "outage", Action: "stop", Target: "postgres"}}
+		{"a stop without a start", func(ws time.Time) []rundir.Fault {
+			return []rundir.Fault{{Time: ws, Fault: "outage", Action: "stop", Target: "postgres"}}
 		}, "no outage window in this run"},
 	}
 	for _, tt := range tests {
@@ -231,20 +231,20 @@ func TestOutageWindowsArePairedPerTarget(t *testing.T) {
 	// A second, later window the no-budget way: 5 senders, 3 attempts each.
 	w2 := t0.Add(20 * time.Second)
 	s.faults = append(s.faults,
-		history.Fault{Time: w2, Fault: "outage", Action: "start", Target: "postgres"},
-		history.Fault{Time: w2.Add(3 * time.Second), Fault: "outage", Action: "stop", Target: "postgres"})
+		rundir.Fault{Time: w2, Fault: "outage", Action: "start", Target: "postgres"},
+		rundir.Fault{Time: w2.Add(3 * time.Second), Fault: "outage", Action: "stop", Target: "postgres"})
 	s.run.Ended = t0.Add(30 * time.Second)
 	rng := rand.New(rand.NewPCG(8, 13))
 	for i := 0; i < 5; i++ {
 		for n := 1; n <= 3; n++ {
 			at := w2.Add(time.Duration(n-1)*1100*time.Millisecond + time.Duration(i+1)*time.Millisecond)
-			reason := history.ReasonRetryAfter
+			reason := rundir.ReasonRetryAfter
 			if n == 1 {
-				reason = history.ReasonFirst
+				reason = rundir.ReasonFirst
 			}
-			s.attempts = append(s.attempts, history.Attempt{Op: i, Kind: history.KindCharge, Sender: 1, CallSite: "charge", Merchant: "demo",
+			s.attempts = append(s.attempts, rundir.Attempt{Op: i, Kind: rundir.KindCharge, Sender: 1, CallSite: "charge", Merchant: "demo",
 				Key: fmt.Sprintf("k-%d", i), Attempt: n, DelayReason: reason, DelayMS: 1000 + rng.Float64()*500, CapMS: 500, RetryAfterMS: 1000,
-				Status: 503, Outcome: history.OutcomeUnavailable, Start: at, End: at.Add(time.Millisecond)})
+				Status: 503, Outcome: rundir.OutcomeUnavailable, Start: at, End: at.Add(time.Millisecond)})
 		}
 	}
 	rep, err := Verify(context.Background(), s.write(t, t.TempDir()), Options{NoHTML: true})
@@ -282,7 +282,7 @@ func TestOutageRowInTheHTMLReport(t *testing.T) {
 	if _, err := Verify(context.Background(), dir, Options{}); err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(filepath.Join(dir, HTMLFile))
+	b, err := os.ReadFile(filepath.Join(dir, rundir.HTMLFile))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 
-	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/internal/rundir"
 )
 
 // plotImage is one rendered plot of report.html.
@@ -105,7 +105,7 @@ func (a *analysis) plotDelayScatter() (*plotImage, error) {
 	// Each backoff window's cap, as a short dashed bar over its column.
 	var capLine *plotter.Line
 	for _, k := range a.sortedJitterKeys() {
-		if k.reason != history.ReasonBackoff {
+		if k.reason != rundir.ReasonBackoff {
 			continue
 		}
 		js := a.jitter[k]
@@ -137,7 +137,7 @@ func (a *analysis) plotDelayScatter() (*plotImage, error) {
 func (a *analysis) plotDelayHist() (*plotImage, error) {
 	var u []float64
 	for _, k := range a.sortedJitterKeys() {
-		if k.reason == history.ReasonBackoff {
+		if k.reason == rundir.ReasonBackoff {
 			u = append(u, a.jitter[k].u...)
 		}
 	}
@@ -292,7 +292,7 @@ func (a *analysis) plotOverTime(ev *evidence) (*plotImage, error) {
 	p.Add(plotter.NewGrid(), l)
 	for _, f := range ev.faults {
 		// Windows and one-off faults; each eaten response would be a line.
-		if f.Time.IsZero() || !(f.Action == "start" || (injected(f) && f.Fault != "eat-response")) {
+		if f.Time.IsZero() || !(f.Action == rundir.ActionStart || (f.Injected() && f.Fault != rundir.FaultEatResponse)) {
 			continue
 		}
 		x := float64(f.Time.UnixNano()-t0) / 1e9
@@ -334,9 +334,9 @@ func (ev *evidence) series(metric string, useMax bool) plotter.XYs {
 	}
 	var pts []point
 	for _, name := range sortedKeys(ev.timeline) {
-		for _, f := range ev.timeline[name] {
+		for _, f := range ev.timeline[name].Snapshots {
 			if v, ok := ev.snapshot(f)[metric]; ok {
-				pts = append(pts, point{f.t.UnixNano(), v})
+				pts = append(pts, point{f.Time.UnixNano(), v})
 			}
 		}
 	}

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paytest/paytest/attack/history"
 	"github.com/paytest/paytest/internal/promtext"
+	"github.com/paytest/paytest/internal/rundir"
 )
 
 // These tests judge endpoints that behave differently from the reference
@@ -119,7 +119,7 @@ func unmarkReplays(s *runSpec) {
 	for i := range s.attempts {
 		a := &s.attempts[i]
 		if a.Status >= 200 && a.Status < 300 {
-			a.Outcome, a.Replayed = history.OutcomeNew, false
+			a.Outcome, a.Replayed = rundir.OutcomeNew, false
 			a.ChargeID = fmt.Sprintf("ch-%d", a.Op)
 			a.BodySHA256 = fmt.Sprintf("%064x", a.Op)
 		}
@@ -129,13 +129,13 @@ func unmarkReplays(s *runSpec) {
 // lockWaitRace makes op 3's race the way a per-key lock answers it: the
 // second racer waits for the first and gets the same response, unmarked.
 func lockWaitRace(s *runSpec) {
-	var keep []history.Attempt
+	var keep []rundir.Attempt
 	for _, a := range s.attempts {
 		if a.Op == 3 && a.Sender == 1 && a.Attempt > 1 {
 			continue
 		}
 		if a.Op == 3 && a.Sender == 1 {
-			a.Status, a.Outcome, a.RetryAfterMS = 200, history.OutcomeNew, 0
+			a.Status, a.Outcome, a.RetryAfterMS = 200, rundir.OutcomeNew, 0
 		}
 		keep = append(keep, a)
 	}
@@ -145,9 +145,9 @@ func lockWaitRace(s *runSpec) {
 // secondCharge gives op its own second `new` answer with another id.
 func (s *runSpec) secondCharge(op int, id string) {
 	last := s.attempts[len(s.attempts)-1].End
-	s.attempts = append(s.attempts, history.Attempt{
-		Op: op, Kind: history.KindCharge, Sender: 0, CallSite: "charge", Merchant: "demo", Key: fmt.Sprintf("k-%d", op),
-		Attempt: 9, DelayReason: history.ReasonReconcile, Status: 201, Outcome: history.OutcomeNew, ChargeID: id,
+	s.attempts = append(s.attempts, rundir.Attempt{
+		Op: op, Kind: rundir.KindCharge, Sender: 0, CallSite: "charge", Merchant: "demo", Key: fmt.Sprintf("k-%d", op),
+		Attempt: 9, DelayReason: rundir.ReasonReconcile, Status: 201, Outcome: rundir.OutcomeNew, ChargeID: id,
 		BodySHA256: fmt.Sprintf("%064x", 1<<20+op), Start: last.Add(time.Millisecond), End: last.Add(2 * time.Millisecond),
 	})
 }
@@ -169,7 +169,7 @@ func envelope(s *runSpec) {
 	}
 	s.ledger = nil
 	// Collect was asked for metrics only (no --database-url).
-	s.sources = &Collected{Pages: map[string]string{"consumer": "http://127.0.0.1:9/metrics", "relay": "http://127.0.0.1:9/metrics", "charge": "http://127.0.0.1:9/metrics"}}
+	s.sources = &rundir.Collected{Pages: map[string]string{"consumer": "http://127.0.0.1:9/metrics", "relay": "http://127.0.0.1:9/metrics", "charge": "http://127.0.0.1:9/metrics"}}
 }
 
 func TestUnmarkedReplaysAndDistinctCharges(t *testing.T) {
@@ -314,7 +314,7 @@ func TestUnmarkedReplaysAndDistinctCharges(t *testing.T) {
 			build: func(t *testing.T, s *runSpec, _ string) {
 				unmarkReplays(s)
 				a := s.findAttempt(t, 3, 1, 2)
-				a.Replayed, a.Outcome, a.ChargeID = true, history.OutcomeReplay, "ch-3-b"
+				a.Replayed, a.Outcome, a.ChargeID = true, rundir.OutcomeReplay, "ch-3-b"
 				s.ledger = nil
 			},
 			verdict: VerdictViolated,
@@ -330,7 +330,7 @@ func TestUnmarkedReplaysAndDistinctCharges(t *testing.T) {
 					s.attempts[i].ChargeID = ""
 				}
 				a := s.findAttempt(t, 3, 1, 2)
-				a.Replayed, a.Outcome, a.BodySHA256 = true, history.OutcomeReplay, strings.Repeat("e", 64)
+				a.Replayed, a.Outcome, a.BodySHA256 = true, rundir.OutcomeReplay, strings.Repeat("e", 64)
 				s.ledger = nil
 			},
 			verdict: VerdictInconclusive,
@@ -360,7 +360,7 @@ func TestUnmarkedReplaysAndDistinctCharges(t *testing.T) {
 				lockWaitRace(s)
 				unmarkReplays(s)
 				s.setLedger("k-3", 2)
-				s.events = []EventRow{{Event: "0b7e4f7c-0000-4000-8000-000000000003", Merchant: "demo", Key: "k-3", Applied: 2}}
+				s.events = []rundir.EventRow{{Event: "0b7e4f7c-0000-4000-8000-000000000003", Merchant: "demo", Key: "k-3", Applied: 2}}
 			},
 			verdict: VerdictViolated,
 			checks: map[string]checkWant{
@@ -372,7 +372,7 @@ func TestUnmarkedReplaysAndDistinctCharges(t *testing.T) {
 			name: "a 2xx whose body was cut off is indeterminate, not acknowledged",
 			build: func(t *testing.T, s *runSpec, _ string) {
 				a := s.findAttempt(t, 170, 0, 1)
-				a.Outcome, a.Error = history.OutcomeNetwork, "unexpected EOF reading the body"
+				a.Outcome, a.Error = rundir.OutcomeNetwork, "unexpected EOF reading the body"
 				s.setLedger("k-170", 0)
 				s.pages["consumer"] = page(map[string]float64{DefaultSideEffectMetric: 199, MetricInboxDuplicates: 1})
 			},
@@ -390,7 +390,7 @@ func TestUnmarkedReplaysAndDistinctCharges(t *testing.T) {
 // timelinePage writes one snapshot of a page at t0+ms.
 func timelinePage(t *testing.T, dir, name string, ms int, text string) {
 	t.Helper()
-	p := TimelinePath(dir, name, t0.Add(time.Duration(ms)*time.Millisecond))
+	p := rundir.TimelinePath(dir, name, t0.Add(time.Duration(ms)*time.Millisecond))
 	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -589,7 +589,7 @@ func TestCountersSummedAcrossResets(t *testing.T) {
 		{
 			name: "the DLQ and inbox counters are summed across resets too; gauges are not",
 			build: func(t *testing.T, s *runSpec, dir string) {
-				s.faults = append(s.faults, history.Fault{Time: t0.Add(5 * time.Second), Fault: "poison", Action: "inject", Target: "broker", Count: 3})
+				s.faults = append(s.faults, rundir.Fault{Time: t0.Add(5 * time.Second), Fault: "poison", Action: "inject", Target: "broker", Count: 3})
 				timelinePage(t, dir, "consumer", 0, page(map[string]float64{DefaultSideEffectMetric: 150, MetricDLQMessages: 2, MetricInboxDuplicates: 1}))
 				timelinePage(t, dir, "relay", 0, page(map[string]float64{MetricOutboxPending: 7}))
 				s.pages["consumer"] = page(map[string]float64{DefaultSideEffectMetric: 50, MetricDLQMessages: 1, MetricInboxDuplicates: 0})
@@ -613,7 +613,7 @@ func TestResetsAreListedInReportJSON(t *testing.T) {
 	if _, err := Verify(context.Background(), dir, Options{NoHTML: true}); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := ReadReport(filepath.Join(dir, ReportFile))
+	rep, err := ReadReport(filepath.Join(dir, rundir.ReportFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -641,7 +641,7 @@ func targetRun(s *runSpec, ledgerMerchant string) {
 	}
 	s.faults = nil
 	s.pages = map[string]string{"target": page(map[string]float64{"shop_charges_total": float64(len(s.ledger))})}
-	s.sources = &Collected{Pages: map[string]string{"target": "http://127.0.0.1:9/metrics"}, SideEffectMetric: "shop_charges_total", Database: "postgres://x"}
+	s.sources = &rundir.Collected{Pages: map[string]string{"target": "http://127.0.0.1:9/metrics"}, SideEffectMetric: "shop_charges_total", Database: "postgres://x"}
 }
 
 // withAmounts turns s's ledger into the four-column form: each key's
@@ -649,7 +649,7 @@ func targetRun(s *runSpec, ledgerMerchant string) {
 func withAmounts(s *runSpec) {
 	amount := map[string]int64{}
 	for _, op := range s.plan {
-		if op.Kind == history.KindCharge {
+		if op.Kind == rundir.KindCharge {
 			amount[op.Key] = op.Amount
 		}
 	}
@@ -695,7 +695,7 @@ func TestLedgerQueryForms(t *testing.T) {
 				withAmounts(s)
 				reuse := s.plan[len(s.plan)-1]
 				amt := reuse.Amount
-				s.ledger = append(s.ledger, LedgerRow{Merchant: "demo", Key: reuse.Key, Amount: &amt, Effects: 1})
+				s.ledger = append(s.ledger, rundir.LedgerRow{Merchant: "demo", Key: reuse.Key, Amount: &amt, Effects: 1})
 			},
 			verdict: VerdictViolated,
 			checks: map[string]checkWant{
@@ -729,7 +729,7 @@ func TestKeyReuseStatuses(t *testing.T) {
 	runVerdictCases(t, []verdictCase{
 		{
 			name:    "400 undeclared: the counterexample names it",
-			build:   answer(400, history.OutcomeRejected),
+			build:   answer(400, rundir.OutcomeRejected),
 			verdict: VerdictViolated,
 			checks: map[string]checkWant{
 				CheckKeyReuse422: {status: StatusFailed, text: "got 400, not 422; declare it with --reuse-status 400"},
@@ -738,7 +738,7 @@ func TestKeyReuseStatuses(t *testing.T) {
 		},
 		{
 			name:    "400 declared with Options.ReuseStatuses",
-			build:   answer(400, history.OutcomeRejected),
+			build:   answer(400, rundir.OutcomeRejected),
 			opts:    Options{ReuseStatuses: []int{400}},
 			verdict: VerdictHeld,
 			checks:  map[string]checkWant{CheckKeyReuse422: {status: StatusHeld, figure: "1 of 1 reuses got 400, none charged"}},
@@ -746,7 +746,7 @@ func TestKeyReuseStatuses(t *testing.T) {
 		{
 			name: "417 declared in run.yaml (the client labelled it mismatch)",
 			build: func(t *testing.T, s *runSpec, dir string) {
-				answer(417, history.OutcomeMismatch)(t, s, dir)
+				answer(417, rundir.OutcomeMismatch)(t, s, dir)
 				s.run.ReuseStatuses = []int{409, 417}
 			},
 			verdict: VerdictHeld,
@@ -754,7 +754,7 @@ func TestKeyReuseStatuses(t *testing.T) {
 		},
 		{
 			name:    "409 undeclared",
-			build:   answer(409, history.OutcomeConflict),
+			build:   answer(409, rundir.OutcomeConflict),
 			verdict: VerdictViolated,
 			checks:  map[string]checkWant{CheckKeyReuse422: {status: StatusFailed, text: "got 409, not 422"}},
 		},
@@ -763,7 +763,7 @@ func TestKeyReuseStatuses(t *testing.T) {
 			build: func(t *testing.T, s *runSpec, dir string) {
 				unmarkReplays(s)
 				a := s.findAttempt(t, reuseOp, 0, 1)
-				a.Status, a.Outcome, a.ChargeID = 201, history.OutcomeNew, "ch-reuse"
+				a.Status, a.Outcome, a.ChargeID = 201, rundir.OutcomeNew, "ch-reuse"
 			},
 			verdict: VerdictViolated,
 			checks:  map[string]checkWant{CheckKeyReuse422: {status: StatusFailed, text: "a 2xx with a new charge (id ch-reuse), not 422"}},
@@ -773,7 +773,7 @@ func TestKeyReuseStatuses(t *testing.T) {
 			build: func(t *testing.T, s *runSpec, dir string) {
 				unmarkReplays(s)
 				a := s.findAttempt(t, reuseOp, 0, 1)
-				a.Status, a.Outcome, a.ChargeID = 201, history.OutcomeNew, "ch-reuse"
+				a.Status, a.Outcome, a.ChargeID = 201, rundir.OutcomeNew, "ch-reuse"
 				s.setLedger("k-0", 2)
 			},
 			verdict: VerdictViolated,
@@ -790,7 +790,7 @@ func TestKeyReuseStatuses(t *testing.T) {
 			build: func(t *testing.T, s *runSpec, dir string) {
 				unmarkReplays(s)
 				a := s.findAttempt(t, reuseOp, 0, 1)
-				a.Status, a.Outcome, a.ChargeID = 200, history.OutcomeNew, "ch-0"
+				a.Status, a.Outcome, a.ChargeID = 200, rundir.OutcomeNew, "ch-0"
 			},
 			verdict: VerdictViolated,
 			checks: map[string]checkWant{
@@ -804,7 +804,7 @@ func TestKeyReuseStatuses(t *testing.T) {
 			name: "a marked replay of the original's body, no ledger: key-reuse-422 fails",
 			build: func(t *testing.T, s *runSpec, dir string) {
 				a := s.findAttempt(t, reuseOp, 0, 1)
-				a.Status, a.Outcome, a.Replayed = 200, history.OutcomeReplay, true
+				a.Status, a.Outcome, a.Replayed = 200, rundir.OutcomeReplay, true
 				s.ledger = nil
 			},
 			verdict: VerdictViolated,
@@ -820,7 +820,7 @@ func TestKeyReuseStatuses(t *testing.T) {
 			build: func(t *testing.T, s *runSpec, _ string) {
 				s.setLedger("k-0", 2)
 				lost := *s.findAttempt(t, reuseOp, 0, 1)
-				lost.Status, lost.Outcome = 0, history.OutcomeTimeout
+				lost.Status, lost.Outcome = 0, rundir.OutcomeTimeout
 				a := s.findAttempt(t, reuseOp, 0, 1)
 				a.Attempt, a.Start, a.End = 2, a.Start.Add(5*time.Millisecond), a.End.Add(5*time.Millisecond)
 				s.attempts = append(s.attempts, lost)
@@ -838,7 +838,7 @@ func TestKeyReuseStatuses(t *testing.T) {
 				s.setLedger("k-0", 2)
 				withAmounts(s)
 				lost := *s.findAttempt(t, reuseOp, 0, 1)
-				lost.Status, lost.Outcome = 0, history.OutcomeTimeout
+				lost.Status, lost.Outcome = 0, rundir.OutcomeTimeout
 				s.findAttempt(t, reuseOp, 0, 1).Attempt = 2
 				s.attempts = append(s.attempts, lost)
 			},
@@ -875,7 +875,7 @@ func TestRelayCrashJudgesItsOwnEvidence(t *testing.T) {
 			name: "(a) the broker's publish dedup absorbed the republish",
 			build: func(t *testing.T, s *runSpec, _ string) {
 				pages(0, 202, 200)(s)
-				s.events = []EventRow{}
+				s.events = []rundir.EventRow{}
 			},
 			verdict: VerdictHeld,
 			checks: map[string]checkWant{
@@ -887,7 +887,7 @@ func TestRelayCrashJudgesItsOwnEvidence(t *testing.T) {
 			name: "(a) the kill hit no batch in flight",
 			build: func(t *testing.T, s *runSpec, _ string) {
 				pages(0, 200, 200)(s)
-				s.events = []EventRow{}
+				s.events = []rundir.EventRow{}
 			},
 			verdict: VerdictHeld,
 			checks:  map[string]checkWant{CheckRelayCrashDeduped: {status: StatusHeld, text: "or the kill hit no batch in flight; the relay's published counter (200 for 200 charges)"}},
@@ -896,7 +896,7 @@ func TestRelayCrashJudgesItsOwnEvidence(t *testing.T) {
 			name: "(b) repeats reached the consumer and the inbox deduped them",
 			build: func(t *testing.T, s *runSpec, _ string) {
 				pages(3, 203, 200)(s)
-				s.events = []EventRow{}
+				s.events = []rundir.EventRow{}
 			},
 			verdict: VerdictHeld,
 			checks: map[string]checkWant{
@@ -912,7 +912,7 @@ func TestRelayCrashJudgesItsOwnEvidence(t *testing.T) {
 				for _, k := range []string{"k-20", "k-21", "k-22"} {
 					s.setLedger(k, 2)
 				}
-				s.events = []EventRow{}
+				s.events = []rundir.EventRow{}
 			},
 			verdict: VerdictViolated,
 			checks: map[string]checkWant{
@@ -928,7 +928,7 @@ func TestRelayCrashJudgesItsOwnEvidence(t *testing.T) {
 				s.run.Unsafe = []string{"no-inbox-dedup"}
 				s.pages["consumer"] = page(map[string]float64{DefaultSideEffectMetric: 201, MetricInboxDuplicates: 0})
 				s.setLedger("k-42", 2)
-				s.events = []EventRow{{Event: "0b7e4f7c-0000-4000-8000-000000000042", Merchant: "demo", Key: "k-42", Applied: 2}}
+				s.events = []rundir.EventRow{{Event: "0b7e4f7c-0000-4000-8000-000000000042", Merchant: "demo", Key: "k-42", Applied: 2}}
 			},
 			verdict: VerdictViolated,
 			checks: map[string]checkWant{
@@ -941,7 +941,7 @@ func TestRelayCrashJudgesItsOwnEvidence(t *testing.T) {
 			name: "a kill of a team's target is not a relay kill",
 			build: func(t *testing.T, s *runSpec, _ string) {
 				targetRun(s, "")
-				s.faults = []history.Fault{{Time: t0.Add(time.Second), Fault: "kill", Action: "inject", Target: "target"}}
+				s.faults = []rundir.Fault{{Time: t0.Add(time.Second), Fault: "kill", Action: "inject", Target: "target"}}
 			},
 			verdict: VerdictHeld,
 			checks:  map[string]checkWant{CheckRelayCrashDeduped: {status: StatusNothing}},
@@ -953,7 +953,7 @@ func TestRelayCrashJudgesItsOwnEvidence(t *testing.T) {
 // (the endpoint was killed mid-request) and every later try until the run's
 // end got 409.
 func stickKey(s *runSpec, op int, tries int, every time.Duration) {
-	var keep []history.Attempt
+	var keep []rundir.Attempt
 	var first time.Time
 	for _, a := range s.attempts {
 		if a.Op != op {
@@ -961,16 +961,16 @@ func stickKey(s *runSpec, op int, tries int, every time.Duration) {
 			continue
 		}
 		if a.Attempt == 1 {
-			a.Status, a.Outcome, a.Error = 0, history.OutcomeTimeout, "context deadline exceeded"
+			a.Status, a.Outcome, a.Error = 0, rundir.OutcomeTimeout, "context deadline exceeded"
 			first = a.End
 			keep = append(keep, a)
 		}
 	}
 	for i := 0; i < tries; i++ {
 		st := first.Add(time.Duration(i+1) * every)
-		keep = append(keep, history.Attempt{Op: op, Kind: history.KindCharge, CallSite: "charge", Merchant: "demo",
-			Key: fmt.Sprintf("k-%d", op), Attempt: i + 2, DelayReason: history.ReasonReconcile, Status: 409,
-			Outcome: history.OutcomeConflict, Start: st, End: st.Add(time.Millisecond)})
+		keep = append(keep, rundir.Attempt{Op: op, Kind: rundir.KindCharge, CallSite: "charge", Merchant: "demo",
+			Key: fmt.Sprintf("k-%d", op), Attempt: i + 2, DelayReason: rundir.ReasonReconcile, Status: 409,
+			Outcome: rundir.OutcomeConflict, Start: st, End: st.Add(time.Millisecond)})
 	}
 	s.attempts = keep
 }
@@ -999,7 +999,7 @@ func TestNoKeyStuckInFlight(t *testing.T) {
 				last := s.attempts[len(s.attempts)-1]
 				last.Attempt++
 				last.Start, last.End = last.End.Add(time.Second), last.End.Add(time.Second+time.Millisecond)
-				last.Status, last.Outcome, last.Error = 0, history.OutcomeNetwork, "connection refused"
+				last.Status, last.Outcome, last.Error = 0, rundir.OutcomeNetwork, "connection refused"
 				s.attempts = append(s.attempts, last)
 			},
 			verdict: VerdictViolated,
@@ -1024,7 +1024,7 @@ func TestNoKeyStuckInFlight(t *testing.T) {
 			build: func(t *testing.T, s *runSpec, _ string) {
 				stickKey(s, 0, 4, time.Second)
 				a := s.findAttempt(t, 200, 0, 1)
-				a.Status, a.Outcome = 409, history.OutcomeConflict
+				a.Status, a.Outcome = 409, rundir.OutcomeConflict
 				a.Start, a.End = a.Start.Add(time.Hour), a.End.Add(time.Hour)
 				for i := range s.attempts {
 					if s.attempts[i].Op == 0 && s.attempts[i].Status == 409 {
@@ -1045,7 +1045,7 @@ func TestNoKeyStuckInFlight(t *testing.T) {
 				last := s.attempts[len(s.attempts)-1]
 				last.Attempt++
 				last.Start, last.End = last.End.Add(time.Second), last.End.Add(time.Second+time.Millisecond)
-				last.Status, last.Outcome, last.ChargeID = 200, history.OutcomeNew, "ch-170"
+				last.Status, last.Outcome, last.ChargeID = 200, rundir.OutcomeNew, "ch-170"
 				s.attempts = append(s.attempts, last)
 			},
 			verdict: VerdictHeld,
@@ -1059,7 +1059,7 @@ func TestFaultsThatFailedMakeTheRunInconclusive(t *testing.T) {
 		{
 			name: "a kill that failed while running",
 			build: func(t *testing.T, s *runSpec, _ string) {
-				s.faults = append(s.faults, history.Fault{Time: t0.Add(6 * time.Second), Fault: "kill", Action: "error", Target: "consumer", Detail: "restart: exit status 1"})
+				s.faults = append(s.faults, rundir.Fault{Time: t0.Add(6 * time.Second), Fault: "kill", Action: "error", Target: "consumer", Detail: "restart: exit status 1"})
 			},
 			verdict: VerdictInconclusive,
 			checks: map[string]checkWant{
@@ -1070,7 +1070,7 @@ func TestFaultsThatFailedMakeTheRunInconclusive(t *testing.T) {
 		{
 			name: "a crash point armed but never reached",
 			build: func(t *testing.T, s *runSpec, _ string) {
-				s.faults = append(s.faults, history.Fault{Time: t0.Add(6 * time.Second), Fault: "kill", Action: "arm", Target: "charge", Detail: "crash at after-claim"})
+				s.faults = append(s.faults, rundir.Fault{Time: t0.Add(6 * time.Second), Fault: "kill", Action: "arm", Target: "charge", Detail: "crash at after-claim"})
 			},
 			verdict: VerdictInconclusive,
 			checks: map[string]checkWant{
@@ -1081,9 +1081,9 @@ func TestFaultsThatFailedMakeTheRunInconclusive(t *testing.T) {
 			name: "an armed crash point that fired",
 			build: func(t *testing.T, s *runSpec, _ string) {
 				s.faults = append(s.faults,
-					history.Fault{Time: t0.Add(6 * time.Second), Fault: "kill", Action: "arm", Target: "charge", Detail: "crash at after-claim"},
-					history.Fault{Time: t0.Add(7 * time.Second), Fault: "kill", Action: "inject", Target: "charge", Count: 1},
-					history.Fault{Time: t0.Add(8 * time.Second), Fault: "kill", Action: "stop", Target: "charge"})
+					rundir.Fault{Time: t0.Add(6 * time.Second), Fault: "kill", Action: "arm", Target: "charge", Detail: "crash at after-claim"},
+					rundir.Fault{Time: t0.Add(7 * time.Second), Fault: "kill", Action: "inject", Target: "charge", Count: 1},
+					rundir.Fault{Time: t0.Add(8 * time.Second), Fault: "kill", Action: "stop", Target: "charge"})
 			},
 			verdict: VerdictHeld,
 			checks:  map[string]checkWant{CheckFaultsFired: {status: StatusHeld, figure: "4 fired, 0 failed or never fired"}},
@@ -1091,7 +1091,7 @@ func TestFaultsThatFailedMakeTheRunInconclusive(t *testing.T) {
 		{
 			name: "a failed check still makes it violated",
 			build: func(t *testing.T, s *runSpec, _ string) {
-				s.faults = append(s.faults, history.Fault{Time: t0.Add(6 * time.Second), Fault: "latency", Action: "error", Target: "nope", Detail: "no such proxy"})
+				s.faults = append(s.faults, rundir.Fault{Time: t0.Add(6 * time.Second), Fault: "latency", Action: "error", Target: "nope", Detail: "no such proxy"})
 				s.setLedger("k-9", 2)
 			},
 			verdict: VerdictViolated,
@@ -1138,14 +1138,14 @@ func TestStoppedRunsStillGetAReport(t *testing.T) {
 			if rep.Verdict != tc.verdict {
 				t.Fatalf("verdict %s; want %s", rep.Verdict, tc.verdict)
 			}
-			saved, err := ReadReport(filepath.Join(dir, ReportFile))
+			saved, err := ReadReport(filepath.Join(dir, rundir.ReportFile))
 			if err != nil {
 				t.Fatal(err)
 			}
 			if saved.Stopped != why || len(saved.Checks) != len(rep.Checks) {
 				t.Fatalf("report.json stopped %q with %d checks", saved.Stopped, len(saved.Checks))
 			}
-			for _, f := range []string{HTMLFile, TranscriptFile} {
+			for _, f := range []string{rundir.HTMLFile, rundir.TranscriptFile} {
 				if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
 					t.Errorf("%s not written: %v", f, err)
 				}
@@ -1234,9 +1234,9 @@ func TestAPartialLastLineIsSkippedAndNamed(t *testing.T) {
 		tail    string
 		wantErr bool
 	}{
-		{"history cut mid-record", history.HistoryFile, `{"op":5,"kind":"charge","sta`, false},
-		{"faults cut mid-record", history.FaultsFile, `{"time":"2026-11-28T12:00:09Z","fau`, false},
-		{"a malformed complete line is still an error", history.HistoryFile, "{oops\n", true},
+		{"history cut mid-record", rundir.HistoryFile, `{"op":5,"kind":"charge","sta`, false},
+		{"faults cut mid-record", rundir.FaultsFile, `{"time":"2026-11-28T12:00:09Z","fau`, false},
+		{"a malformed complete line is still an error", rundir.HistoryFile, "{oops\n", true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1270,33 +1270,11 @@ func TestAPartialLastLineIsSkippedAndNamed(t *testing.T) {
 	}
 }
 
-func TestCompleteLength(t *testing.T) {
-	long := strings.Repeat("x", 150<<10)
-	tests := []struct {
-		in   string
-		want int64
-	}{
-		{"", 0},
-		{"a\n", 2},
-		{"a\nb", 2},
-		{"abc", 0},
-		{"a\n" + long, 2},
-		{long + "\n" + long, int64(len(long)) + 1},
-		{long + "\n", int64(len(long)) + 1},
-	}
-	for _, tc := range tests {
-		got, err := completeLength(strings.NewReader(tc.in), int64(len(tc.in)))
-		if err != nil || got != tc.want {
-			t.Errorf("completeLength(%d bytes) = %d, %v; want %d", len(tc.in), got, err, tc.want)
-		}
-	}
-}
-
 func TestAKilledTargetsCounterIsSummedAcrossItsRestart(t *testing.T) {
 	// The endpoint is killed at 600 ms and restarted by 900 ms; it exports
 	// no process start time.
 	kill := func(s *runSpec) {
-		s.faults = []history.Fault{
+		s.faults = []rundir.Fault{
 			{Time: t0.Add(600 * time.Millisecond), Fault: "kill", Action: "inject", Target: "target"},
 			{Time: t0.Add(900 * time.Millisecond), Fault: "kill", Action: "stop", Target: "target"},
 		}
@@ -1311,9 +1289,9 @@ func TestAKilledTargetsCounterIsSummedAcrossItsRestart(t *testing.T) {
 	// killAt records a kill of the target at t0+from and its restart at
 	// t0+to (none when to is 0).
 	killAt := func(s *runSpec, from, to time.Duration) {
-		s.faults = []history.Fault{{Time: t0.Add(from), Fault: "kill", Action: "inject", Target: "target"}}
+		s.faults = []rundir.Fault{{Time: t0.Add(from), Fault: "kill", Action: "inject", Target: "target"}}
 		if to != 0 {
-			s.faults = append(s.faults, history.Fault{Time: t0.Add(to), Fault: "kill", Action: "stop", Target: "target"})
+			s.faults = append(s.faults, rundir.Fault{Time: t0.Add(to), Fault: "kill", Action: "stop", Target: "target"})
 		}
 	}
 	runVerdictCases(t, []verdictCase{
@@ -1428,7 +1406,7 @@ func TestCountersFromSaysWhereCountersWereRead(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := cleanRun(200)
-			s.pages[ClientPage] = page(map[string]float64{MetricRetryBudgetExhausted: 3})
+			s.pages[rundir.ClientPage] = page(map[string]float64{MetricRetryBudgetExhausted: 3})
 			dir := t.TempDir()
 			for _, name := range tc.timelines {
 				timelinePage(t, dir, name, 0, s.pages[name])
@@ -1464,27 +1442,36 @@ func TestSumSeries(t *testing.T) {
 		name   string
 		pts    []point
 		kills  []killWindow
+		down   []time.Time
 		total  float64
 		resets int
 	}{
-		{"no reset", pts(0, 10, 20, 30), nil, 30, 0},
-		{"a drop", pts(0, 40, 80, 110, 36, 150), nil, 260, 1},
-		{"two drops", pts(10, 20, 5, 15, 3), nil, 38, 2},
+		{"no reset", pts(0, 10, 20, 30), nil, nil, 30, 0},
+		{"a drop", pts(0, 40, 80, 110, 36, 150), nil, nil, 260, 1},
+		{"two drops", pts(10, 20, 5, 15, 3), nil, nil, 38, 2},
 		// Not a reset: the kill may have stopped another process; taking
 		// it for one would count 100 charges twice.
-		{"a kill with no drop after it", pts(40, 80, 100, 150, 200), kill, 200, 0},
-		{"a kill followed by the old process's last scrape, then the drop", pts(40, 80, 100, 110, 20), kill, 130, 1},
-		{"a kill with no restart recorded and no drop", pts(40, 80, 100, 150, 200, 260), []killWindow{{from: at(600)}}, 260, 0},
-		{"a kill before the first sample: a reset with nothing seen before it", pts(10, 40, 60), []killWindow{{from: at(-300), to: at(-100)}}, 60, 1},
-		{"the start time tells, not the kill", withStart(pts(40, 80, 100, 150), 1, 1, 1, 1), kill, 150, 0},
-		{"a new start time with the counter past the old value", withStart(pts(40, 80, 100, 160), 1, 1, 2, 2), nil, 240, 1},
+		{"a kill with no drop after it", pts(40, 80, 100, 150, 200), kill, nil, 200, 0},
+		{"a kill followed by the old process's last scrape, then the drop", pts(40, 80, 100, 110, 20), kill, nil, 130, 1},
+		{"a kill with no restart recorded and no drop", pts(40, 80, 100, 150, 200, 260), []killWindow{{from: at(600)}}, nil, 260, 0},
+		{"a kill before the first sample: a reset with nothing seen before it", pts(10, 40, 60), []killWindow{{from: at(-300), to: at(-100)}}, nil, 60, 1},
+		{"the start time tells, not the kill", withStart(pts(40, 80, 100, 150), 1, 1, 1, 1), kill, nil, 150, 0},
+		{"a new start time with the counter past the old value", withStart(pts(40, 80, 100, 160), 1, 1, 2, 2), nil, nil, 240, 1},
 		// A process that died soon after its first scrape: 0 before and
 		// after, but a restart all the same.
-		{"a restart from 0 to 0", withStart(pts(0, 0, 41), 1, 2, 2), nil, 41, 1},
+		{"a restart from 0 to 0", withStart(pts(0, 0, 41), 1, 2, 2), nil, nil, 41, 1},
+		// The page did not answer inside the kill: the process serving it
+		// died, and the restarted one passed 100 before the next scrape.
+		{"a kill, the page down, the counter past the old value", pts(40, 80, 100, 150, 200), kill, []time.Time{at(700)}, 300, 1},
+		{"the page down twice in one kill: one reset", pts(40, 80, 100, 150, 200), kill, []time.Time{at(650), at(700)}, 300, 1},
+		// Down with no kill of its process: a slow or flaky page, not a
+		// restart.
+		{"the page down with no kill", pts(40, 80, 100, 150, 200), nil, []time.Time{at(700)}, 200, 0},
+		{"the page down before the kill", pts(40, 80, 100, 150, 200), kill, []time.Time{at(400)}, 200, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			total, resets := sumSeries("consumer", "m", tc.pts, tc.kills)
+			total, resets := sumSeries("consumer", "m", tc.pts, tc.kills, tc.down)
 			if total != tc.total || len(resets) != tc.resets {
 				t.Fatalf("total %v, %d resets %+v; want %v, %d", total, len(resets), resets, tc.total, tc.resets)
 			}

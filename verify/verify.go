@@ -96,6 +96,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/paytest/paytest/internal/rundir"
+
 	"github.com/paytest/paytest/internal/apperr"
 )
 
@@ -145,20 +147,6 @@ const (
 	// never reached: the run did not do what its profile said, so its
 	// verdict cannot read "held".
 	CheckFaultsFired = "faults-fired"
-)
-
-// File names inside a run directory that verify reads or writes (attack's
-// own files are named in package history).
-const (
-	MetricsDir     = "metrics"
-	SourcesFile    = "sources.json"    // in MetricsDir: what Collect gathered
-	PrometheusFile = "prometheus.json" // in MetricsDir: PromQL answers
-	TimelineDir    = "timeline"        // in MetricsDir: snapshots over time
-	LedgerFile     = "ledger.jsonl"
-	EventsFile     = "events.jsonl" // events applied more than once
-	ReportFile     = "report.json"
-	HTMLFile       = "report.html"
-	TranscriptFile = "transcript.txt"
 )
 
 // Metric names verify reads (README.md lists them).
@@ -465,15 +453,15 @@ func Verify(ctx context.Context, runDir string, opts Options) (*Report, error) {
 		for _, p := range plots {
 			rep.Plots = append(rep.Plots, p.ID)
 		}
-		if err := writeHTML(filepath.Join(runDir, HTMLFile), rep, plots); err != nil {
-			return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing %s", HTMLFile)
+		if err := writeHTML(filepath.Join(runDir, rundir.HTMLFile), rep, plots); err != nil {
+			return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing %s", rundir.HTMLFile)
 		}
 	}
-	if err := writeJSON(filepath.Join(runDir, ReportFile), rep); err != nil {
-		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing %s", ReportFile)
+	if err := writeJSON(filepath.Join(runDir, rundir.ReportFile), rep); err != nil {
+		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing %s", rundir.ReportFile)
 	}
-	if err := appendTranscript(filepath.Join(runDir, TranscriptFile), rep); err != nil {
-		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing %s", TranscriptFile)
+	if err := appendTranscript(filepath.Join(runDir, rundir.TranscriptFile), rep); err != nil {
+		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing %s", rundir.TranscriptFile)
 	}
 	return rep, nil
 }

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paytest/paytest/attack/history"
 	"github.com/paytest/paytest/internal/apperr"
+	"github.com/paytest/paytest/internal/rundir"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata")
@@ -85,7 +85,7 @@ func TestVerifyScenarios(t *testing.T) {
 			name: "race with two winners",
 			break_: func(t *testing.T, s *runSpec) {
 				a := s.findAttempt(t, 3, 1, 1)
-				a.Outcome, a.Status, a.RetryAfterMS = history.OutcomeNew, 200, 0
+				a.Outcome, a.Status, a.RetryAfterMS = rundir.OutcomeNew, 200, 0
 				s.setLedger("k-3", 2)
 			},
 			want: want{verdict: VerdictViolated, exit: 1, checks: map[string]string{
@@ -96,7 +96,7 @@ func TestVerifyScenarios(t *testing.T) {
 			name: "key reuse answered 200",
 			break_: func(t *testing.T, s *runSpec) {
 				a := s.findAttempt(t, n, 0, 1)
-				a.Outcome, a.Status = history.OutcomeNew, 200
+				a.Outcome, a.Status = rundir.OutcomeNew, 200
 				s.setLedger("k-0", 2)
 			},
 			want: want{verdict: VerdictViolated, exit: 1, checks: map[string]string{
@@ -117,7 +117,7 @@ func TestVerifyScenarios(t *testing.T) {
 			break_: func(t *testing.T, s *runSpec) {
 				prev := s.findAttempt(t, 120, 0, 1)
 				a := s.findAttempt(t, 120, 0, 2)
-				a.DelayMS, a.DelayReason, a.CapMS = 0, history.ReasonReconcile, 0
+				a.DelayMS, a.DelayReason, a.CapMS = 0, rundir.ReasonReconcile, 0
 				a.Start = prev.End.Add(5 * time.Second)
 				a.End = a.Start.Add(time.Millisecond)
 			},
@@ -127,7 +127,7 @@ func TestVerifyScenarios(t *testing.T) {
 			name: "no jitter: every retry at the cap",
 			break_: func(t *testing.T, s *runSpec) {
 				for i := range s.attempts {
-					if a := &s.attempts[i]; a.DelayReason == history.ReasonBackoff {
+					if a := &s.attempts[i]; a.DelayReason == rundir.ReasonBackoff {
 						a.DelayMS = a.CapMS
 					}
 				}
@@ -153,7 +153,7 @@ func TestVerifyScenarios(t *testing.T) {
 			break_: func(t *testing.T, s *runSpec) {
 				s.pages["consumer"] = page(map[string]float64{DefaultSideEffectMetric: n + 1, MetricInboxDuplicates: 0, MetricDLQMessages: 0})
 				s.setLedger("k-9", 2)
-				s.events = []EventRow{{Event: "ev-9", Merchant: "demo", Key: "k-9", Applied: 2}}
+				s.events = []rundir.EventRow{{Event: "ev-9", Merchant: "demo", Key: "k-9", Applied: 2}}
 			},
 			want: want{verdict: VerdictViolated, exit: 1, checks: map[string]string{
 				CheckRelayCrashDeduped: StatusFailed, CheckExactlyOncePerOp: StatusFailed, CheckEffectsEqualOps: StatusFailed,
@@ -171,7 +171,7 @@ func TestVerifyScenarios(t *testing.T) {
 		{
 			name: "DLQ holds less than the poison injected",
 			break_: func(t *testing.T, s *runSpec) {
-				s.faults = append(s.faults, history.Fault{Time: t0.Add(5e9), Fault: "poison", Action: "inject", Target: "consumer", Count: 2})
+				s.faults = append(s.faults, rundir.Fault{Time: t0.Add(5e9), Fault: "poison", Action: "inject", Target: "consumer", Count: 2})
 				s.pages["consumer"] = page(map[string]float64{DefaultSideEffectMetric: n, MetricInboxDuplicates: 1, MetricDLQMessages: 1})
 			},
 			want: want{verdict: VerdictViolated, exit: 1, checks: map[string]string{CheckDLQExact: StatusFailed},
@@ -201,7 +201,7 @@ func TestVerifyScenarios(t *testing.T) {
 				s.ledger = nil
 				s.findAttempt(t, 3, 0, 1).ChargeID = "ch-3"
 				a := s.findAttempt(t, 3, 1, 1)
-				a.Outcome, a.Status, a.ChargeID = history.OutcomeNew, 200, "ch-3-b"
+				a.Outcome, a.Status, a.ChargeID = rundir.OutcomeNew, 200, "ch-3-b"
 			},
 			want: want{verdict: VerdictViolated, exit: 1, checks: map[string]string{
 				CheckExactlyOncePerOp: StatusFailed, CheckEffectsEqualOps: StatusInconclusive,
@@ -214,7 +214,7 @@ func TestVerifyScenarios(t *testing.T) {
 			break_: func(t *testing.T, s *runSpec) {
 				s.ledger = nil
 				a := s.findAttempt(t, 3, 1, 1)
-				a.Outcome, a.Status = history.OutcomeNew, 200
+				a.Outcome, a.Status = rundir.OutcomeNew, 200
 			},
 			want: want{verdict: VerdictInconclusive, exit: 3, checks: map[string]string{
 				CheckExactlyOncePerOp: StatusInconclusive, CheckRaceSingleWinner: StatusInconclusive, CheckEffectsEqualOps: StatusInconclusive,
@@ -225,7 +225,7 @@ func TestVerifyScenarios(t *testing.T) {
 			break_: func(t *testing.T, s *runSpec) {
 				s.ledger = nil
 				s.pages = map[string]string{"target": page(map[string]float64{"shop_charges_applied_total": n})}
-				s.sources = &Collected{Pages: map[string]string{"target": "http://127.0.0.1:1/metrics"}, SideEffectMetric: "shop_charges_applied_total"}
+				s.sources = &rundir.Collected{Pages: map[string]string{"target": "http://127.0.0.1:1/metrics"}, SideEffectMetric: "shop_charges_applied_total"}
 				s.faults = nil
 			},
 			want: want{verdict: VerdictHeld, exit: 0, checks: map[string]string{
@@ -238,8 +238,8 @@ func TestVerifyScenarios(t *testing.T) {
 			break_: func(t *testing.T, s *runSpec) {
 				v, zero, one := float64(n), 0.0, 1.0
 				s.pages = nil
-				s.sources = &Collected{PrometheusURL: "http://127.0.0.1:1", SideEffectMetric: DefaultSideEffectMetric, Database: "postgres://x"}
-				s.prom = &PromAnswers{Answers: map[string]PromAnswer{
+				s.sources = &rundir.Collected{PrometheusURL: "http://127.0.0.1:1", SideEffectMetric: DefaultSideEffectMetric, Database: "postgres://x"}
+				s.prom = &rundir.PromAnswers{Answers: map[string]rundir.PromAnswer{
 					promSideEffects: {Value: &v}, promInboxDuplicates: {Value: &one}, promDLQ: {Value: &zero},
 					promOutboxPending: {Value: &zero}, promOutboxLag: {Value: &zero},
 				}}
@@ -260,7 +260,7 @@ func TestVerifyScenarios(t *testing.T) {
 		{
 			name: "ledger effects under a key no op used",
 			break_: func(t *testing.T, s *runSpec) {
-				s.ledger = append(s.ledger, LedgerRow{Merchant: "demo", Key: "stranger", Effects: 1})
+				s.ledger = append(s.ledger, rundir.LedgerRow{Merchant: "demo", Key: "stranger", Effects: 1})
 			},
 			want: want{verdict: VerdictViolated, exit: 1, checks: map[string]string{CheckEffectsEqualOps: StatusFailed},
 				cxCheck: CheckEffectsEqualOps, cxOp: -1, cxWhy: "no operation of the plan"},
@@ -269,7 +269,7 @@ func TestVerifyScenarios(t *testing.T) {
 			name: "definitely failed op applied",
 			break_: func(t *testing.T, s *runSpec) {
 				a := s.findAttempt(t, 160, 0, 1)
-				a.Outcome, a.Status = history.OutcomeRejected, 400
+				a.Outcome, a.Status = rundir.OutcomeRejected, 400
 				s.pages["consumer"] = page(map[string]float64{DefaultSideEffectMetric: n, MetricInboxDuplicates: 1, MetricDLQMessages: 0})
 			},
 			want: want{verdict: VerdictViolated, exit: 1, checks: map[string]string{CheckExactlyOncePerOp: StatusFailed},
@@ -280,9 +280,9 @@ func TestVerifyScenarios(t *testing.T) {
 			break_: func(t *testing.T, s *runSpec) {
 				s.plan[3].Race, s.plan[3].Senders = false, 1
 				s.plan = s.plan[:len(s.plan)-1]
-				var keep []history.Attempt
+				var keep []rundir.Attempt
 				for _, a := range s.attempts {
-					if a.Kind != history.KindReuse && !(a.Op == 3 && a.Sender == 1) {
+					if a.Kind != rundir.KindReuse && !(a.Op == 3 && a.Sender == 1) {
 						keep = append(keep, a)
 					}
 				}
@@ -296,7 +296,7 @@ func TestVerifyScenarios(t *testing.T) {
 		{
 			name: "too few retries to judge jitter",
 			break_: func(t *testing.T, s *runSpec) {
-				var keep []history.Attempt
+				var keep []rundir.Attempt
 				for _, a := range s.attempts {
 					if a.Attempt == 1 || a.Op < 15 || (a.Op >= 110 && a.Op < 120) {
 						keep = append(keep, a)
@@ -375,7 +375,7 @@ func TestVerifyScenarios(t *testing.T) {
 				}
 			}
 			// The same directory reproduces the verdict from report.json.
-			saved, err := ReadReport(filepath.Join(dir, ReportFile))
+			saved, err := ReadReport(filepath.Join(dir, rundir.ReportFile))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -427,7 +427,7 @@ func TestNoJitterGroupsAreSynchronised(t *testing.T) {
 			s := cleanRun(200)
 			if tc.delay != nil {
 				for i := range s.attempts {
-					if a := &s.attempts[i]; a.DelayReason == history.ReasonBackoff {
+					if a := &s.attempts[i]; a.DelayReason == rundir.ReasonBackoff {
 						a.DelayMS = tc.delay(a.CapMS, i)
 					}
 				}
@@ -441,7 +441,7 @@ func TestNoJitterGroupsAreSynchronised(t *testing.T) {
 				t.Fatalf("full-jitter held=%v (%s); want %v", c.Held, c.Figure, tc.held)
 			}
 			for _, g := range rep.Jitter {
-				if g.Reason != history.ReasonBackoff {
+				if g.Reason != rundir.ReasonBackoff {
 					continue
 				}
 				if tc.failsKS != (g.KS > g.KSCritical) {
@@ -458,7 +458,7 @@ func TestNoJitterGroupsAreSynchronised(t *testing.T) {
 func TestTranscriptSectionIsReplacedNotRepeated(t *testing.T) {
 	dir := cleanRun(200).write(t, t.TempDir())
 	prefix := "12:00:01 eat-response charge x100\n12:00:04 kill relay after-publish\n"
-	if err := os.WriteFile(filepath.Join(dir, TranscriptFile), []byte(prefix), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, rundir.TranscriptFile), []byte(prefix), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 2; i++ {
@@ -466,7 +466,7 @@ func TestTranscriptSectionIsReplacedNotRepeated(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	b, err := os.ReadFile(filepath.Join(dir, TranscriptFile))
+	b, err := os.ReadFile(filepath.Join(dir, rundir.TranscriptFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -489,7 +489,7 @@ func TestVerifyCreatesTranscriptWhenAbsent(t *testing.T) {
 	if _, err := Verify(context.Background(), dir, Options{NoHTML: true}); err != nil {
 		t.Fatal(err)
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, TranscriptFile)); err != nil || !bytes.HasPrefix(b, []byte(transcriptMarker)) {
+	if b, err := os.ReadFile(filepath.Join(dir, rundir.TranscriptFile)); err != nil || !bytes.HasPrefix(b, []byte(transcriptMarker)) {
 		t.Fatalf("transcript = %q, %v", b, err)
 	}
 }
@@ -501,13 +501,13 @@ func TestVerifyUnreadableEvidenceIsInconclusive(t *testing.T) {
 	}{
 		{"not a directory", func(t *testing.T, dir string) { os.RemoveAll(dir) }},
 		{"malformed history", func(t *testing.T, dir string) {
-			os.WriteFile(filepath.Join(dir, history.HistoryFile), []byte("{\"op\":1}\n{oops\n"), 0o644)
+			os.WriteFile(filepath.Join(dir, rundir.HistoryFile), []byte("{\"op\":1}\n{oops\n"), 0o644)
 		}},
 		{"malformed metrics page", func(t *testing.T, dir string) {
-			os.WriteFile(filepath.Join(dir, MetricsDir, "consumer.prom"), []byte("paytest_x{ 1\n"), 0o644)
+			os.WriteFile(filepath.Join(dir, rundir.MetricsDir, "consumer.prom"), []byte("paytest_x{ 1\n"), 0o644)
 		}},
 		{"malformed ledger", func(t *testing.T, dir string) {
-			os.WriteFile(filepath.Join(dir, LedgerFile), []byte("[]\n"), 0o644)
+			os.WriteFile(filepath.Join(dir, rundir.LedgerFile), []byte("[]\n"), 0o644)
 		}},
 	}
 	for _, tc := range tests {
@@ -525,7 +525,7 @@ func TestVerifyUnreadableEvidenceIsInconclusive(t *testing.T) {
 func TestLiveWithoutPlanJudgesLedgerKeys(t *testing.T) {
 	s := &runSpec{
 		pages:  map[string]string{"consumer": page(map[string]float64{DefaultSideEffectMetric: 4})},
-		ledger: []LedgerRow{{Merchant: "a", Key: "1", Effects: 1}, {Merchant: "a", Key: "2", Effects: 2}, {Merchant: "b", Key: "1", Effects: 1}},
+		ledger: []rundir.LedgerRow{{Merchant: "a", Key: "1", Effects: 1}, {Merchant: "a", Key: "2", Effects: 2}, {Merchant: "b", Key: "1", Effects: 1}},
 	}
 	rep, err := Verify(context.Background(), s.write(t, t.TempDir()), Options{NoHTML: true})
 	if err != nil {
@@ -565,7 +565,7 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			gotJSON, err := os.ReadFile(filepath.Join(dir, ReportFile))
+			gotJSON, err := os.ReadFile(filepath.Join(dir, rundir.ReportFile))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -602,7 +602,7 @@ func golden(t *testing.T, path string, got []byte) {
 func TestFaultCountsFollowTheJournal(t *testing.T) {
 	s := cleanRun(150)
 	at := t0.Add(time.Second)
-	s.faults = []history.Fault{
+	s.faults = []rundir.Fault{
 		{Time: at, Fault: "kill", Action: "arm", Target: "relay", Detail: "crash at after-publish"},
 		{Time: at, Fault: "kill", Action: "inject", Target: "relay", Count: 1},
 		{Time: at, Fault: "kill", Action: "error", Target: "relay", Detail: "restart: boom"},

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/internal/rundir"
 )
 
 // answer is a handler that answers every request with status, the given
@@ -28,12 +28,12 @@ func answer(status int, header http.Header, body string) func(int, http.Response
 }
 
 // doOnce sends one charge with o and returns its result and attempts.
-func doOnce(t *testing.T, o Options, url string, kind string) (Result, []history.Attempt) {
+func doOnce(t *testing.T, o Options, url string, kind string) (Result, []rundir.Attempt) {
 	t.Helper()
 	c := newClient(t, o)
-	var got []history.Attempt
+	var got []rundir.Attempt
 	res := c.Do(context.Background(), Request{Op: 1, Kind: kind, URL: url, Key: "k1", Body: []byte(`{"amount":100}`)},
-		func(a history.Attempt) { got = append(got, a) })
+		func(a rundir.Attempt) { got = append(got, a) })
 	if len(got) != res.Attempts {
 		t.Fatalf("%d attempts recorded, result says %d", len(got), res.Attempts)
 	}
@@ -77,9 +77,9 @@ func TestIDFieldIsAJSONPointer(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, url := serve(t, answer(200, nil, tc.body))
-			res, got := doOnce(t, Options{IDField: tc.field}, url, history.KindCharge)
+			res, got := doOnce(t, Options{IDField: tc.field}, url, rundir.KindCharge)
 			a := got[0]
-			if !res.Succeeded || !res.Definite || res.Attempts != 1 || a.Outcome != history.OutcomeNew {
+			if !res.Succeeded || !res.Definite || res.Attempts != 1 || a.Outcome != rundir.OutcomeNew {
 				t.Fatalf("a complete 200 must succeed at once whatever its body: %+v", res)
 			}
 			if a.ChargeID != tc.want || res.ChargeID != tc.want {
@@ -94,7 +94,7 @@ func TestIDFieldIsAJSONPointer(t *testing.T) {
 
 func TestNoIDOrDigestFromAnythingButA2xx(t *testing.T) {
 	_, url := serve(t, answer(400, nil, `{"id":"err_1"}`))
-	res, got := doOnce(t, Options{}, url, history.KindCharge)
+	res, got := doOnce(t, Options{}, url, rundir.KindCharge)
 	if got[0].ChargeID != "" || got[0].BodySHA256 != "" || res.ChargeID != "" || res.BodySHA256 != "" {
 		t.Fatalf("a 400 gave id %q digest %q", got[0].ChargeID, got[0].BodySHA256)
 	}
@@ -111,7 +111,7 @@ func TestLongBodyIsKeptShort(t *testing.T) {
 	}{{200, sha(body)}, {400, ""}} {
 		t.Run(http.StatusText(tc.status), func(t *testing.T) {
 			_, url := serve(t, answer(tc.status, nil, body))
-			res, got := doOnce(t, Options{MaxBody: 100}, url, history.KindCharge)
+			res, got := doOnce(t, Options{MaxBody: 100}, url, rundir.KindCharge)
 			if !res.Definite || len(res.Body) != 100 || got[0].BodySHA256 != tc.digest {
 				t.Fatalf("kept %d bytes, digest %q; want 100 bytes and digest %q", len(res.Body), got[0].BodySHA256, tc.digest)
 			}
@@ -145,10 +145,10 @@ func TestReplayHeader(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, url := serve(t, answer(201, tc.header, `{"id":"ch_1"}`))
-			res, got := doOnce(t, Options{ReplayHeader: tc.rule}, url, history.KindCharge)
-			want := history.OutcomeNew
+			res, got := doOnce(t, Options{ReplayHeader: tc.rule}, url, rundir.KindCharge)
+			want := rundir.OutcomeNew
 			if tc.replay {
-				want = history.OutcomeReplay
+				want = rundir.OutcomeReplay
 			}
 			if a := got[0]; a.Outcome != want || a.Replayed != tc.replay || res.Outcome != want || !res.Succeeded || a.ChargeID != "ch_1" {
 				t.Fatalf("outcome %q replayed %v (result %q), want %q", a.Outcome, a.Replayed, res.Outcome, want)
@@ -158,7 +158,7 @@ func TestReplayHeader(t *testing.T) {
 }
 
 func TestReuseStatusesDecideAReuseOpsMismatch(t *testing.T) {
-	const reuse, charge = history.KindReuse, history.KindCharge
+	const reuse, charge = rundir.KindReuse, rundir.KindCharge
 	cases := []struct {
 		kind     string
 		declared []int
@@ -167,29 +167,29 @@ func TestReuseStatusesDecideAReuseOpsMismatch(t *testing.T) {
 		attempts int // 3 means retried until MaxAttempts
 	}{
 		// A charge keeps the usual mapping whatever is declared for reuses.
-		{charge, nil, 400, history.OutcomeRejected, 1},
-		{charge, nil, 409, history.OutcomeConflict, 3},
-		{charge, nil, 417, history.OutcomeRejected, 1},
-		{charge, nil, 422, history.OutcomeMismatch, 1},
-		{charge, []int{400, 409, 417}, 400, history.OutcomeRejected, 1},
-		{charge, []int{400, 409, 417}, 409, history.OutcomeConflict, 3},
-		{charge, []int{400, 409, 417}, 417, history.OutcomeRejected, 1},
+		{charge, nil, 400, rundir.OutcomeRejected, 1},
+		{charge, nil, 409, rundir.OutcomeConflict, 3},
+		{charge, nil, 417, rundir.OutcomeRejected, 1},
+		{charge, nil, 422, rundir.OutcomeMismatch, 1},
+		{charge, []int{400, 409, 417}, 400, rundir.OutcomeRejected, 1},
+		{charge, []int{400, 409, 417}, 409, rundir.OutcomeConflict, 3},
+		{charge, []int{400, 409, 417}, 417, rundir.OutcomeRejected, 1},
 		// A reuse with the default: the draft's 422.
-		{reuse, nil, 422, history.OutcomeMismatch, 1},
-		{reuse, nil, 400, history.OutcomeRejected, 1},
-		{reuse, nil, 409, history.OutcomeConflict, 3},
-		{reuse, nil, 417, history.OutcomeRejected, 1},
+		{reuse, nil, 422, rundir.OutcomeMismatch, 1},
+		{reuse, nil, 400, rundir.OutcomeRejected, 1},
+		{reuse, nil, 409, rundir.OutcomeConflict, 3},
+		{reuse, nil, 417, rundir.OutcomeRejected, 1},
 		// A reuse with the team's own code declared.
-		{reuse, []int{400}, 400, history.OutcomeMismatch, 1},
-		{reuse, []int{400}, 422, history.OutcomeRejected, 1},
-		{reuse, []int{409}, 409, history.OutcomeMismatch, 1},
-		{reuse, []int{417}, 417, history.OutcomeMismatch, 1},
-		{reuse, []int{417}, 409, history.OutcomeConflict, 3},
-		{reuse, []int{400, 409, 417, 422}, 409, history.OutcomeMismatch, 1},
-		{reuse, []int{400, 409, 417, 422}, 422, history.OutcomeMismatch, 1},
-		{reuse, []int{400, 409, 417, 422}, 401, history.OutcomeRejected, 1},
+		{reuse, []int{400}, 400, rundir.OutcomeMismatch, 1},
+		{reuse, []int{400}, 422, rundir.OutcomeRejected, 1},
+		{reuse, []int{409}, 409, rundir.OutcomeMismatch, 1},
+		{reuse, []int{417}, 417, rundir.OutcomeMismatch, 1},
+		{reuse, []int{417}, 409, rundir.OutcomeConflict, 3},
+		{reuse, []int{400, 409, 417, 422}, 409, rundir.OutcomeMismatch, 1},
+		{reuse, []int{400, 409, 417, 422}, 422, rundir.OutcomeMismatch, 1},
+		{reuse, []int{400, 409, 417, 422}, 401, rundir.OutcomeRejected, 1},
 		// A 2xx to a reuse is an answer, never the expected refusal.
-		{reuse, []int{400}, 200, history.OutcomeNew, 1},
+		{reuse, []int{400}, 200, rundir.OutcomeNew, 1},
 	}
 	for _, tc := range cases {
 		t.Run(fmt.Sprintf("%s/%d/declared=%v", tc.kind, tc.status, tc.declared), func(t *testing.T) {

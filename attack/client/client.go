@@ -3,7 +3,7 @@
 // retries with the same idempotency key and body, and a per-call-site retry
 // budget that fails fast when the server is struggling. Every attempt, and
 // every retry the budget refused, is handed to a record callback as a
-// history.Attempt, so a run's history shows exactly what the client did.
+// rundir.Attempt, so a run's history shows exactly what the client did.
 package client
 
 import (
@@ -25,8 +25,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/paytest/paytest/attack/history"
 	"github.com/paytest/paytest/internal/redact"
+	"github.com/paytest/paytest/internal/rundir"
 )
 
 // Unlimited as Options.MaxAttempts retries until the context ends.
@@ -92,7 +92,7 @@ type Options struct {
 	// case-insensitively). Default "Idempotent-Replayed=true".
 	ReplayHeader string
 	// ReuseStatuses are the statuses with which a reuse op
-	// (history.KindReuse) expects its changed body to be refused: such an
+	// (rundir.KindReuse) expects its changed body to be refused: such an
 	// answer is a definite mismatch, never retried (default [422]). Every
 	// one must be a 4xx.
 	ReuseStatuses []int
@@ -120,7 +120,7 @@ type Request struct {
 	Key       string
 	Body      []byte
 	// FirstDelay is waited before the first attempt and recorded with
-	// FirstReason (default history.ReasonFirst).
+	// FirstReason (default rundir.ReasonFirst).
 	FirstDelay  time.Duration
 	FirstReason string
 }
@@ -129,7 +129,7 @@ type Request struct {
 type Result struct {
 	// Status is the last attempt's HTTP status (0 when none arrived).
 	Status int
-	// Outcome is the last attempt's history.Outcome*.
+	// Outcome is the last attempt's rundir.Outcome*.
 	Outcome  string
 	Attempts int
 	// Body is the last response's body (nil when it was cut off).
@@ -310,12 +310,12 @@ func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
 
 // Do sends req until it gets a definite answer, the attempts or the budget
 // run out, or ctx ends. record, when not nil, gets every attempt, including
-// a retry the budget refused (history.OutcomeBudget, not sent), in order.
-func (c *Client) Do(ctx context.Context, req Request, record func(history.Attempt)) Result {
+// a retry the budget refused (rundir.OutcomeBudget, not sent), in order.
+func (c *Client) Do(ctx context.Context, req Request, record func(rundir.Attempt)) Result {
 	var res Result
 	delay, reason, capMS := req.FirstDelay, req.FirstReason, 0.0
 	if reason == "" {
-		reason = history.ReasonFirst
+		reason = rundir.ReasonFirst
 	}
 	var retryCost float64
 	lastTimeout := false
@@ -326,13 +326,13 @@ func (c *Client) Do(ctx context.Context, req Request, record func(history.Attemp
 				c.exhausted.Inc()
 				now := c.o.Now()
 				a := c.base(req, attempt)
-				a.Outcome = history.OutcomeBudget
+				a.Outcome = rundir.OutcomeBudget
 				a.Error = ErrBudgetExhausted.Error()
 				a.Start, a.End = now, now
 				if record != nil {
 					record(a)
 				}
-				res.Outcome = history.OutcomeBudget
+				res.Outcome = rundir.OutcomeBudget
 				res.Err = ErrBudgetExhausted
 				return res
 			}
@@ -358,14 +358,14 @@ func (c *Client) Do(ctx context.Context, req Request, record func(history.Attemp
 		res.Outcome = a.Outcome
 		res.Body = body
 		switch {
-		case err == nil && (a.Outcome == history.OutcomeNew || a.Outcome == history.OutcomeReplay):
+		case err == nil && (a.Outcome == rundir.OutcomeNew || a.Outcome == rundir.OutcomeReplay):
 			res.Definite, res.Succeeded, res.Err = true, true, nil
 			res.ChargeID, res.BodySHA256 = a.ChargeID, a.BodySHA256
 			if c.o.Budget != nil {
 				c.o.Budget.Success(retryCost)
 			}
 			return res
-		case a.Outcome == history.OutcomeRejected || a.Outcome == history.OutcomeMismatch:
+		case a.Outcome == rundir.OutcomeRejected || a.Outcome == rundir.OutcomeMismatch:
 			// err is non-nil only when the request could not even be built.
 			res.Definite, res.Err = true, err
 			if c.o.Budget != nil {
@@ -385,19 +385,19 @@ func (c *Client) Do(ctx context.Context, req Request, record func(history.Attemp
 			res.Err = fmt.Errorf("client: gave up after %d attempts: %w", attempt, err)
 			return res
 		}
-		lastTimeout = a.Outcome == history.OutcomeTimeout
+		lastTimeout = a.Outcome == rundir.OutcomeTimeout
 		if hasRA {
 			delay, capMS = c.retryAfterDelay(retryAfter)
-			reason = history.ReasonRetryAfter
+			reason = rundir.ReasonRetryAfter
 		} else {
 			delay, capMS = c.backoff(attempt)
-			reason = history.ReasonBackoff
+			reason = rundir.ReasonBackoff
 		}
 	}
 }
 
-func (c *Client) base(req Request, attempt int) history.Attempt {
-	return history.Attempt{
+func (c *Client) base(req Request, attempt int) rundir.Attempt {
+	return rundir.Attempt{
 		Op: req.Op, Kind: req.Kind, Sender: req.Sender, CallSite: c.o.CallSite,
 		Merchant: req.Merchant, Key: req.Key, Attempt: attempt,
 	}
@@ -441,14 +441,14 @@ func (c *Client) float64() float64 {
 
 // send makes one attempt and fills a's status, outcome and times. err is
 // non-nil when no complete response arrived.
-func (c *Client) send(ctx context.Context, req Request, a *history.Attempt) (ra time.Duration, hasRA bool, body []byte, err error) {
+func (c *Client) send(ctx context.Context, req Request, a *rundir.Attempt) (ra time.Duration, hasRA bool, body []byte, err error) {
 	actx, cancel := context.WithTimeout(ctx, c.o.Timeout)
 	defer cancel()
 	a.Start = c.o.Now()
 	defer func() { a.End = c.o.Now() }()
 	hreq, err := newHTTPRequest(actx, req)
 	if err != nil {
-		a.Outcome, a.Error = history.OutcomeRejected, redact.String(err.Error())
+		a.Outcome, a.Error = rundir.OutcomeRejected, redact.String(err.Error())
 		return 0, false, nil, err
 	}
 	resp, err := c.hc.Do(hreq)
@@ -476,7 +476,7 @@ func (c *Client) send(ctx context.Context, req Request, a *history.Attempt) (ra 
 	if ok2xx {
 		if c.replay.marks(resp.Header) {
 			a.Replayed = true
-			a.Outcome = history.OutcomeReplay
+			a.Outcome = rundir.OutcomeReplay
 		}
 		a.ChargeID = c.idField.lookup(body)
 		a.BodySHA256 = sum
@@ -558,53 +558,53 @@ func failure(ctx, actx context.Context, err error) (string, string) {
 	var ne net.Error
 	switch {
 	case ctx.Err() == nil && errors.Is(actx.Err(), context.DeadlineExceeded):
-		return history.OutcomeTimeout, msg
+		return rundir.OutcomeTimeout, msg
 	case errors.As(err, &ne) && ne.Timeout():
-		return history.OutcomeTimeout, msg
+		return rundir.OutcomeTimeout, msg
 	default:
-		return history.OutcomeNetwork, msg
+		return rundir.OutcomeNetwork, msg
 	}
 }
 
-// outcome maps a complete answer's status to a history.Outcome*. For a
+// outcome maps a complete answer's status to a rundir.Outcome*. For a
 // reuse op, a declared reuse status is the expected mismatch; an
 // undeclared 422 is still a definite refusal, but not the one declared.
 func (c *Client) outcome(kind string, status int) string {
-	if kind == history.KindReuse {
+	if kind == rundir.KindReuse {
 		if slices.Contains(c.o.ReuseStatuses, status) {
-			return history.OutcomeMismatch
+			return rundir.OutcomeMismatch
 		}
 		if status == http.StatusUnprocessableEntity {
-			return history.OutcomeRejected
+			return rundir.OutcomeRejected
 		}
 	}
 	return outcome(status)
 }
 
-// outcome maps a status to a history.Outcome*.
+// outcome maps a status to a rundir.Outcome*.
 func outcome(status int) string {
 	switch {
 	case status >= 200 && status < 300:
-		return history.OutcomeNew
+		return rundir.OutcomeNew
 	case status == http.StatusConflict:
-		return history.OutcomeConflict
+		return rundir.OutcomeConflict
 	case status == http.StatusUnprocessableEntity:
-		return history.OutcomeMismatch
+		return rundir.OutcomeMismatch
 	case status == http.StatusTooManyRequests, status == http.StatusServiceUnavailable,
 		status == http.StatusRequestTimeout, status == http.StatusTooEarly:
-		return history.OutcomeUnavailable
+		return rundir.OutcomeUnavailable
 	case status >= 400 && status < 500:
-		return history.OutcomeRejected
+		return rundir.OutcomeRejected
 	default:
-		return history.OutcomeServerError
+		return rundir.OutcomeServerError
 	}
 }
 
 // Retryable reports whether an attempt with this outcome is retried.
 func Retryable(outcome string) bool {
 	switch outcome {
-	case history.OutcomeConflict, history.OutcomeUnavailable, history.OutcomeServerError,
-		history.OutcomeTimeout, history.OutcomeNetwork:
+	case rundir.OutcomeConflict, rundir.OutcomeUnavailable, rundir.OutcomeServerError,
+		rundir.OutcomeTimeout, rundir.OutcomeNetwork:
 		return true
 	}
 	return false

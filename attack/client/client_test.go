@@ -16,7 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/internal/rundir"
 )
 
 // script is a test server that answers the n-th request (1-based) with
@@ -137,10 +137,10 @@ func TestRetriesWhatMayHaveFailedAndNeverWhatWasRejected(t *testing.T) {
 			srv, url := serve(t, statuses(tc.codes...))
 			reg := prometheus.NewRegistry()
 			c := newClient(t, Options{CallSite: "test", Timeout: 100 * time.Millisecond, Registerer: reg})
-			var got []history.Attempt
+			var got []rundir.Attempt
 			body := []byte(`{"amount":1299,"currency":"EUR"}`)
-			res := c.Do(context.Background(), Request{Op: 7, Kind: history.KindCharge, Sender: 1, Merchant: "demo",
-				URL: url, Key: "key-7", Body: body}, func(a history.Attempt) { got = append(got, a) })
+			res := c.Do(context.Background(), Request{Op: 7, Kind: rundir.KindCharge, Sender: 1, Merchant: "demo",
+				URL: url, Key: "key-7", Body: body}, func(a rundir.Attempt) { got = append(got, a) })
 			if res.Attempts != tc.attempts || srv.count() != tc.attempts || len(got) != tc.attempts {
 				t.Fatalf("attempts: result %d, server saw %d, recorded %d; want %d", res.Attempts, srv.count(), len(got), tc.attempts)
 			}
@@ -163,9 +163,9 @@ func TestRetriesWhatMayHaveFailedAndNeverWhatWasRejected(t *testing.T) {
 				if a.Start.IsZero() || a.End.Before(a.Start) {
 					t.Errorf("attempt %d times %v..%v", i+1, a.Start, a.End)
 				}
-				wantReason := history.ReasonBackoff
+				wantReason := rundir.ReasonBackoff
 				if i == 0 {
-					wantReason = history.ReasonFirst
+					wantReason = rundir.ReasonFirst
 				}
 				if a.DelayReason != wantReason {
 					t.Errorf("attempt %d reason %q, want %q", i+1, a.DelayReason, wantReason)
@@ -217,10 +217,10 @@ func TestRetryAfterIsHonouredAndSpread(t *testing.T) {
 			c := newClient(t, Options{MaxAttempts: 51, Seed: 3})
 			var delays []float64
 			for op := range 40 {
-				var prev history.Attempt
-				c.Do(context.Background(), Request{Op: op, URL: url, Key: "k"}, func(a history.Attempt) {
+				var prev rundir.Attempt
+				c.Do(context.Background(), Request{Op: op, URL: url, Key: "k"}, func(a rundir.Attempt) {
 					if a.Attempt > 1 {
-						if a.DelayReason != history.ReasonRetryAfter {
+						if a.DelayReason != rundir.ReasonRetryAfter {
 							t.Fatalf("reason %q after a Retry-After", a.DelayReason)
 						}
 						if a.DelayMS < prev.RetryAfterMS || prev.RetryAfterMS < ms(tc.min) {
@@ -281,7 +281,7 @@ func TestFullJitterIsUniformAndNoJitterIsNot(t *testing.T) {
 			c := newClient(t, Options{MaxAttempts: 3, NoJitter: tc.noJitter, Seed: 42})
 			byAttempt := map[int][]float64{}
 			for op := range 2000 {
-				c.Do(context.Background(), Request{Op: op, URL: url, Key: "k"}, func(a history.Attempt) {
+				c.Do(context.Background(), Request{Op: op, URL: url, Key: "k"}, func(a rundir.Attempt) {
 					if a.Attempt > 1 {
 						byAttempt[a.Attempt] = append(byAttempt[a.Attempt], a.DelayMS/a.CapMS)
 					}
@@ -317,17 +317,17 @@ func TestBudgetFailsFastAndCountsIt(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	b := NewBudget(BudgetOptions{Capacity: 10})
 	c := newClient(t, Options{CallSite: "fast", MaxAttempts: 10, Budget: b, Registerer: reg})
-	var got []history.Attempt
-	res := c.Do(context.Background(), Request{Op: 1, URL: url, Key: "k"}, func(a history.Attempt) { got = append(got, a) })
+	var got []rundir.Attempt
+	res := c.Do(context.Background(), Request{Op: 1, URL: url, Key: "k"}, func(a rundir.Attempt) { got = append(got, a) })
 	// 10 tokens pay for two retries of 5; the third is refused, not sent.
 	if srv.count() != 3 || len(got) != 4 {
 		t.Fatalf("server saw %d requests, %d recorded; want 3 sent and a 4th refused", srv.count(), len(got))
 	}
 	last := got[3]
-	if last.Outcome != history.OutcomeBudget || last.Status != 0 || last.Attempt != 4 || last.Key != "k" {
+	if last.Outcome != rundir.OutcomeBudget || last.Status != 0 || last.Attempt != 4 || last.Key != "k" {
 		t.Fatalf("refusal recorded as %+v", last)
 	}
-	if res.Outcome != history.OutcomeBudget || res.Err != ErrBudgetExhausted || res.Definite {
+	if res.Outcome != rundir.OutcomeBudget || res.Err != ErrBudgetExhausted || res.Definite {
 		t.Fatalf("result %+v", res)
 	}
 	if v := testutil.ToFloat64(c.exhausted); v != 1 {
@@ -385,8 +385,8 @@ func TestBudgetBoundsRetryAmplification(t *testing.T) {
 			for w := range workers {
 				wg.Go(func() {
 					for i := range perWorker {
-						c.Do(context.Background(), Request{Op: w*perWorker + i, URL: url, Key: "k"}, func(a history.Attempt) {
-							if a.Outcome == history.OutcomeBudget {
+						c.Do(context.Background(), Request{Op: w*perWorker + i, URL: url, Key: "k"}, func(a rundir.Attempt) {
+							if a.Outcome == rundir.OutcomeBudget {
 								refused.Add(1)
 							}
 						})
@@ -415,9 +415,9 @@ func TestRealSleepsTakeTheTimeRecorded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []history.Attempt
+	var got []rundir.Attempt
 	start := time.Now()
-	res := c.Do(context.Background(), Request{URL: url, Key: "k"}, func(a history.Attempt) { got = append(got, a) })
+	res := c.Do(context.Background(), Request{URL: url, Key: "k"}, func(a rundir.Attempt) { got = append(got, a) })
 	elapsed := time.Since(start)
 	if !res.Succeeded || len(got) != 3 {
 		t.Fatalf("result %+v", res)
@@ -449,10 +449,10 @@ func TestFirstDelayAndReason(t *testing.T) {
 	_, url := serve(t, statuses(200))
 	s := &noSleep{}
 	c := newClient(t, Options{Sleep: s.sleep})
-	var got history.Attempt
-	c.Do(context.Background(), Request{URL: url, Key: "k", FirstDelay: 30 * time.Millisecond, FirstReason: history.ReasonReconcile},
-		func(a history.Attempt) { got = a })
-	if got.DelayReason != history.ReasonReconcile || got.DelayMS != 30 || len(s.d) != 1 || s.d[0] != 30*time.Millisecond {
+	var got rundir.Attempt
+	c.Do(context.Background(), Request{URL: url, Key: "k", FirstDelay: 30 * time.Millisecond, FirstReason: rundir.ReasonReconcile},
+		func(a rundir.Attempt) { got = a })
+	if got.DelayReason != rundir.ReasonReconcile || got.DelayMS != 30 || len(s.d) != 1 || s.d[0] != 30*time.Millisecond {
 		t.Fatalf("first attempt %+v, slept %v", got, s.d)
 	}
 }

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/paytest/paytest/attack/client"
-	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/internal/rundir"
 )
 
 // A charge endpoint that is busy once, then answers: the client waits out
@@ -31,7 +31,7 @@ func Example() {
 		panic(err)
 	}
 	res := c.Do(context.Background(), client.Request{Op: 1, URL: srv.URL, Key: "order-42", Body: []byte(`{"amount":1299}`)},
-		func(a history.Attempt) {
+		func(a rundir.Attempt) {
 			fmt.Printf("attempt %d: %s after %s (waited >= 10ms: %v)\n", a.Attempt, a.Outcome, a.DelayReason,
 				time.Duration(a.DelayMS*float64(time.Millisecond)) >= 10*time.Millisecond)
 		})
@@ -63,7 +63,7 @@ func ExampleOptions() {
 	if err != nil {
 		panic(err)
 	}
-	for _, send := range []struct{ path, kind string }{{"/", history.KindCharge}, {"/replay", history.KindCharge}, {"/reuse", history.KindReuse}} {
+	for _, send := range []struct{ path, kind string }{{"/", rundir.KindCharge}, {"/replay", rundir.KindCharge}, {"/reuse", rundir.KindReuse}} {
 		res := c.Do(context.Background(), client.Request{Op: 1, Kind: send.kind, URL: srv.URL + send.path, Key: "order-42", Body: []byte(`{"amount":1299}`)}, nil)
 		fmt.Printf("%s: %d %s id=%q definite=%v\n", send.kind, res.Status, res.Outcome, res.ChargeID, res.Definite)
 	}

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/internal/rundir"
 )
 
 // cut answers 200 with the status line, the headers and part of the body,
@@ -47,10 +47,10 @@ func TestA2xxWhoseBodyWasCutOffIsIndeterminate(t *testing.T) {
 		how     string
 		outcome string
 	}{
-		{"content-length", history.OutcomeNetwork},
-		{"chunked", history.OutcomeNetwork},
-		{"reset", history.OutcomeNetwork},
-		{"stall", history.OutcomeTimeout},
+		{"content-length", rundir.OutcomeNetwork},
+		{"chunked", rundir.OutcomeNetwork},
+		{"reset", rundir.OutcomeNetwork},
+		{"stall", rundir.OutcomeTimeout},
 	}
 	for _, tc := range cases {
 		for _, cutOnly := range []bool{false, true} {
@@ -62,7 +62,7 @@ func TestA2xxWhoseBodyWasCutOffIsIndeterminate(t *testing.T) {
 					}
 					answer(200, http.Header{"Idempotent-Replayed": {"true"}}, `{"id":"ch_cut","amount":100}`)(n, w, r)
 				})
-				res, got := doOnce(t, Options{Timeout: 300 * time.Millisecond, MaxAttempts: 2}, url, history.KindCharge)
+				res, got := doOnce(t, Options{Timeout: 300 * time.Millisecond, MaxAttempts: 2}, url, rundir.KindCharge)
 				if srv.count() != 2 || len(got) != 2 {
 					t.Fatalf("server saw %d requests, %d recorded: a cut-off 2xx must be retried", srv.count(), len(got))
 				}
@@ -78,7 +78,7 @@ func TestA2xxWhoseBodyWasCutOffIsIndeterminate(t *testing.T) {
 					}
 					return
 				}
-				if !res.Succeeded || !res.Definite || res.Outcome != history.OutcomeReplay || res.ChargeID != "ch_cut" ||
+				if !res.Succeeded || !res.Definite || res.Outcome != rundir.OutcomeReplay || res.ChargeID != "ch_cut" ||
 					res.BodySHA256 != sha(`{"id":"ch_cut","amount":100}`) {
 					t.Fatalf("after a cut-off, the complete replay must decide: %+v", res)
 				}
@@ -212,10 +212,10 @@ func TestEveryRequestOnTheWireIsOneRecordedAttempt(t *testing.T) {
 			c := newClient(t, Options{HTTPClient: tc.hc(), Timeout: 2 * time.Second, MaxAttempts: 3})
 			recorded, network := 0, 0
 			for op := 1; op <= ops; op++ {
-				res := c.Do(context.Background(), Request{Op: op, Kind: history.KindCharge, Method: tc.method, URL: srv.url(),
-					Key: "key-" + strconv.Itoa(op), Body: []byte(tc.body)}, func(a history.Attempt) {
+				res := c.Do(context.Background(), Request{Op: op, Kind: rundir.KindCharge, Method: tc.method, URL: srv.url(),
+					Key: "key-" + strconv.Itoa(op), Body: []byte(tc.body)}, func(a rundir.Attempt) {
 					recorded++
-					if a.Outcome == history.OutcomeNetwork {
+					if a.Outcome == rundir.OutcomeNetwork {
 						network++
 					}
 				})
@@ -282,9 +282,9 @@ func TestAFailedAttemptRecordsNoSecretOfItsURL(t *testing.T) {
 		"http://" + addr + "/charge?token=s3cret",
 		"http://user:s3cret@" + addr + "/charge",
 	} {
-		var got []history.Attempt
-		res := c.Do(context.Background(), Request{Op: 1, URL: u, Key: "k", Body: []byte(`{}`)}, func(a history.Attempt) { got = append(got, a) })
-		if res.Definite || len(got) != 1 || got[0].Outcome != history.OutcomeNetwork || got[0].Error == "" {
+		var got []rundir.Attempt
+		res := c.Do(context.Background(), Request{Op: 1, URL: u, Key: "k", Body: []byte(`{}`)}, func(a rundir.Attempt) { got = append(got, a) })
+		if res.Definite || len(got) != 1 || got[0].Outcome != rundir.OutcomeNetwork || got[0].Error == "" {
 			t.Fatalf("%s: result %+v, attempts %+v", u, res, got)
 		}
 		if strings.Contains(got[0].Error, "s3cret") {

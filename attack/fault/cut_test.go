@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/paytest/paytest/internal/rundir"
 )
 
 // slowProxies takes its time disabling a proxy, as toxiproxy does while it
@@ -31,8 +33,8 @@ func TestCutWindowOpensWhenTheDisablingBegins(t *testing.T) {
 	now := t0
 	rec := &recorder{}
 	env := &Env{Proxies: slowProxies{now: &now, took: 300 * time.Millisecond}, Log: rec, Now: func() time.Time { return now }}
-	f, _ := New(Outage)
-	if err := f.Start(context.Background(), env, Spec{Fault: Outage, Duration: time.Second}); err != nil {
+	f, _ := New(rundir.FaultOutage)
+	if err := f.Start(context.Background(), env, rundir.FaultSpec{Fault: rundir.FaultOutage, Duration: time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	now = now.Add(time.Second)

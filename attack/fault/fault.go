@@ -15,20 +15,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/paytest/paytest/attack/history"
 	"github.com/paytest/paytest/internal/apperr"
-)
-
-// Fault names, as report.json and faults.jsonl use them (README.md,
-// "Reference interface").
-const (
-	EatResponse = "eat-response"
-	BrokerCut   = "broker-cut"
-	Kill        = "kill"
-	RedisLoss   = "redis-loss"
-	Outage      = "outage"
-	Poison      = "poison"
-	Latency     = "latency"
+	"github.com/paytest/paytest/internal/rundir"
 )
 
 // Proxy names attack creates in its toxiproxy.
@@ -42,89 +30,12 @@ const (
 	ProxyPostgres = "postgres"
 )
 
-// Spec is one scheduled fault, as a profile states it.
-type Spec struct {
-	// Fault is the kind: one of Names().
-	Fault string `yaml:"fault" json:"fault"`
-	// At is when it fires, as the fraction of operations done (0 to 1).
-	At float64 `yaml:"at" json:"at"`
-	// Until, if set, ends the window at this fraction of operations done.
-	Until float64 `yaml:"until,omitempty" json:"until,omitempty"`
-	// Duration, if set, ends the window this long after it started (the
-	// first of Until and Duration wins). Neither: the window lasts until
-	// the end of the chaos phase.
-	Duration time.Duration `yaml:"duration,omitempty" json:"duration,omitempty"`
-	// Toxicity is the probability that a request is affected (toxics).
-	Toxicity float64 `yaml:"toxicity,omitempty" json:"toxicity,omitempty"`
-	// Target is the component (kill) or proxy (latency) acted on.
-	Target string `yaml:"target,omitempty" json:"target,omitempty"`
-	// Count is how many things a one-off fault injects (poison events).
-	Count int `yaml:"count,omitempty" json:"count,omitempty"`
-	// Latency and Jitter for the latency fault.
-	Latency time.Duration `yaml:"latency,omitempty" json:"latency,omitempty"`
-	Jitter  time.Duration `yaml:"jitter,omitempty" json:"jitter,omitempty"`
-	// Crash, for kill, names the target's own crash point
-	// ("after-publish"): the component is started armed to die there at
-	// the At-th fraction of its work, and the fault restarts it when it does.
-	Crash string `yaml:"crash,omitempty" json:"crash,omitempty"`
-	// Restart is the extra arguments a killed component restarts with.
-	Restart []string `yaml:"restart,omitempty" json:"restart,omitempty"`
-	// Phase is a free label (redis-loss: "flush" or "restart").
-	Phase string `yaml:"phase,omitempty" json:"phase,omitempty"`
-}
-
-// Describe is a one-line human description of the spec.
-func (s Spec) Describe() string {
-	var b strings.Builder
-	b.WriteString(s.Fault)
-	if s.Target != "" {
-		fmt.Fprintf(&b, " %s", s.Target)
-	}
-	if s.Crash != "" {
-		fmt.Fprintf(&b, " at its %s crash point", s.Crash)
-	}
-	fmt.Fprintf(&b, " at %.0f%%", s.At*100)
-	if s.Until > 0 {
-		fmt.Fprintf(&b, " until %.0f%%", s.Until*100)
-	}
-	if s.Duration > 0 {
-		fmt.Fprintf(&b, " for %s", s.Duration)
-	}
-	if s.Toxicity > 0 {
-		fmt.Fprintf(&b, " toxicity %.2f", s.Toxicity)
-	}
-	if s.Latency > 0 {
-		fmt.Fprintf(&b, " latency %s", s.Latency)
-	}
-	if s.Count > 0 {
-		fmt.Fprintf(&b, " count %d", s.Count)
-	}
-	if s.Phase != "" {
-		fmt.Fprintf(&b, " (%s)", s.Phase)
-	}
-	return b.String()
-}
-
-// Validate checks the spec's kind and ranges.
-func (s Spec) Validate() error {
-	if _, ok := lookup(s.Fault); !ok {
-		return apperr.Errorf(apperr.EUSAGE, "unknown fault %q (known: %s)", s.Fault, strings.Join(Names(), ", "))
-	}
-	if s.At < 0 || s.At > 1 || s.Until < 0 || s.Until > 1 || (s.Until > 0 && s.Until < s.At) {
-		return apperr.Errorf(apperr.EUSAGE, "fault %s: at/until must be fractions 0..1 with until >= at", s.Fault)
-	}
-	if s.Toxicity < 0 || s.Toxicity > 1 {
-		return apperr.Errorf(apperr.EUSAGE, "fault %s: toxicity %v not in 0..1", s.Fault, s.Toxicity)
-	}
-	return nil
-}
-
 // Fault is one kind of fault. A value is used for one window: New returns a
 // fresh one per scheduled spec.
 type Fault interface {
 	// Start injects the fault. ctx lives as long as the run, so a fault may
 	// leave a watcher running on it.
-	Start(ctx context.Context, env *Env, spec Spec) error
+	Start(ctx context.Context, env *Env, spec rundir.FaultSpec) error
 	// Stop heals it. It is safe to call when Start failed or more than once.
 	Stop(ctx context.Context, env *Env) error
 }
@@ -168,10 +79,10 @@ type Connections interface {
 }
 
 // Recorder receives every fault record as it happens. Actions inject,
-// start and stop are the faults.jsonl vocabulary (history.Fault); any other
+// start and stop are the faults.jsonl vocabulary (rundir.Fault); any other
 // action (arm, error) is a note for the transcript.
 type Recorder interface {
-	Record(history.Fault)
+	Record(rundir.Fault)
 }
 
 // Env is what faults act on. A nil field means the run has no such thing;
@@ -189,7 +100,7 @@ type Env struct {
 	Now func() time.Time
 }
 
-func (e *Env) record(f history.Fault) {
+func (e *Env) record(f rundir.Fault) {
 	if e == nil || e.Log == nil {
 		return
 	}
@@ -254,8 +165,8 @@ func Names() []string {
 // CrashArgs returns, for a kill spec with a crash point, the component and
 // the extra arguments that arm it: the crash fires at the K-th hit, K being
 // the At fraction of ops (at least 1).
-func CrashArgs(s Spec, ops int) (component string, args []string) {
-	if s.Fault != Kill || s.Crash == "" {
+func CrashArgs(s rundir.FaultSpec, ops int) (component string, args []string) {
+	if s.Fault != rundir.FaultKill || s.Crash == "" {
 		return "", nil
 	}
 	k := int(s.At*float64(ops) + 0.5)

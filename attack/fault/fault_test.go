@@ -12,17 +12,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paytest/paytest/attack/history"
 	"github.com/paytest/paytest/internal/apperr"
+	"github.com/paytest/paytest/internal/rundir"
 	"github.com/paytest/paytest/internal/toxiembed"
 )
 
 type recorder struct {
 	mu   sync.Mutex
-	recs []history.Fault
+	recs []rundir.Fault
 }
 
-func (r *recorder) Record(f history.Fault) {
+func (r *recorder) Record(f rundir.Fault) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.recs = append(r.recs, f)
@@ -38,10 +38,10 @@ func (r *recorder) actions() []string {
 	return out
 }
 
-func TestEveryContractFaultIsRegistered(t *testing.T) {
-	want := []string{BrokerCut, EatResponse, Kill, Latency, Outage, Poison, RedisLoss}
-	slices.Sort(want)
-	if got := Names(); !slices.Equal(got, want) {
+// Every kind the run directory's vocabulary names has an implementation,
+// and no implementation is of a kind profiles cannot name.
+func TestEveryFaultKindIsRegistered(t *testing.T) {
+	if got, want := Names(), rundir.FaultKinds(); !slices.Equal(got, want) {
 		t.Fatalf("Names() = %v, want %v", got, want)
 	}
 	if _, err := New("meteor"); apperr.Code(err) != apperr.EUSAGE || !strings.Contains(err.Error(), "eat-response") {
@@ -49,30 +49,12 @@ func TestEveryContractFaultIsRegistered(t *testing.T) {
 	}
 }
 
-func TestValidate(t *testing.T) {
-	tests := []struct {
-		spec Spec
-		ok   bool
-	}{
-		{Spec{Fault: EatResponse, At: 0.1, Until: 0.5, Toxicity: 0.3}, true},
-		{Spec{Fault: "meteor"}, false},
-		{Spec{Fault: BrokerCut, At: 1.5}, false},
-		{Spec{Fault: BrokerCut, At: 0.5, Until: 0.2}, false},
-		{Spec{Fault: EatResponse, Toxicity: 2}, false},
-	}
-	for _, tt := range tests {
-		if err := tt.spec.Validate(); (err == nil) != tt.ok {
-			t.Errorf("%+v: err = %v, want ok=%v", tt.spec, err, tt.ok)
-		}
-	}
-}
-
 func TestCrashArgsArmTheCrashPointAtTheFractionOfOps(t *testing.T) {
-	comp, args := CrashArgs(Spec{Fault: Kill, Target: "relay", Crash: "after-publish", At: 0.4}, 1000)
+	comp, args := CrashArgs(rundir.FaultSpec{Fault: rundir.FaultKill, Target: "relay", Crash: "after-publish", At: 0.4}, 1000)
 	if comp != "relay" || !slices.Equal(args, []string{"--crash-at", "after-publish:400"}) {
 		t.Fatalf("CrashArgs = %s %v", comp, args)
 	}
-	if comp, args := CrashArgs(Spec{Fault: Kill, Target: "relay"}, 1000); comp != "" || args != nil {
+	if comp, args := CrashArgs(rundir.FaultSpec{Fault: rundir.FaultKill, Target: "relay"}, 1000); comp != "" || args != nil {
 		t.Fatalf("plain kill armed %s %v", comp, args)
 	}
 }
@@ -113,8 +95,8 @@ func TestToxicAndCutFaultsActThroughTheRealToxiproxy(t *testing.T) {
 		return err
 	}
 
-	eat, _ := New(EatResponse)
-	if err := eat.Start(ctx, env, Spec{Fault: EatResponse, Toxicity: 1}); err != nil {
+	eat, _ := New(rundir.FaultEatResponse)
+	if err := eat.Start(ctx, env, rundir.FaultSpec{Fault: rundir.FaultEatResponse, Toxicity: 1}); err != nil {
 		t.Fatal(err)
 	}
 	before := handled.Load()
@@ -131,8 +113,8 @@ func TestToxicAndCutFaultsActThroughTheRealToxiproxy(t *testing.T) {
 		t.Fatalf("after eat-response stopped: %v", err)
 	}
 
-	cut, _ := New(BrokerCut)
-	if err := cut.Start(ctx, env, Spec{Fault: BrokerCut}); err != nil {
+	cut, _ := New(rundir.FaultBrokerCut)
+	if err := cut.Start(ctx, env, rundir.FaultSpec{Fault: rundir.FaultBrokerCut}); err != nil {
 		t.Fatal(err)
 	}
 	if err := get(pn.Listen); err == nil {
@@ -153,8 +135,8 @@ func TestToxicAndCutFaultsActThroughTheRealToxiproxy(t *testing.T) {
 		t.Fatalf("recorded %v, want %v", got, want)
 	}
 
-	k, _ := New(Kill)
-	if err := k.Start(ctx, &Env{}, Spec{Fault: Kill, Target: "relay"}); apperr.Code(err) != apperr.EUSAGE {
+	k, _ := New(rundir.FaultKill)
+	if err := k.Start(ctx, &Env{}, rundir.FaultSpec{Fault: rundir.FaultKill, Target: "relay"}); apperr.Code(err) != apperr.EUSAGE {
 		t.Fatalf("kill without components: %v, want EUSAGE", err)
 	}
 }

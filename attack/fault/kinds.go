@@ -9,17 +9,17 @@ import (
 
 	toxiclient "github.com/Shopify/toxiproxy/v2/client"
 
-	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/internal/rundir"
 )
 
 func init() {
-	Register(EatResponse, func() Fault { return &toxic{kind: EatResponse} })
-	Register(Latency, func() Fault { return &toxic{kind: Latency} })
-	Register(BrokerCut, func() Fault { return &cut{kind: BrokerCut, proxy: ProxyNATS} })
-	Register(Outage, func() Fault { return &cut{kind: Outage, proxy: ProxyPostgres} })
-	Register(Kill, func() Fault { return &kill{} })
-	Register(RedisLoss, func() Fault { return &redisLoss{} })
-	Register(Poison, func() Fault { return &poison{} })
+	Register(rundir.FaultEatResponse, func() Fault { return &toxic{kind: rundir.FaultEatResponse} })
+	Register(rundir.FaultLatency, func() Fault { return &toxic{kind: rundir.FaultLatency} })
+	Register(rundir.FaultBrokerCut, func() Fault { return &cut{kind: rundir.FaultBrokerCut, proxy: ProxyNATS} })
+	Register(rundir.FaultOutage, func() Fault { return &cut{kind: rundir.FaultOutage, proxy: ProxyPostgres} })
+	Register(rundir.FaultKill, func() Fault { return &kill{} })
+	Register(rundir.FaultRedisLoss, func() Fault { return &redisLoss{} })
+	Register(rundir.FaultPoison, func() Fault { return &poison{} })
 }
 
 var (
@@ -41,10 +41,10 @@ type toxic struct {
 	fresh   bool
 	started bool
 	mu      sync.Mutex
-	spec    Spec
+	spec    rundir.FaultSpec
 }
 
-func (t *toxic) Start(_ context.Context, env *Env, s Spec) error {
+func (t *toxic) Start(_ context.Context, env *Env, s rundir.FaultSpec) error {
 	if err := need(env.Proxies != nil, t.kind, "a toxiproxy"); err != nil {
 		return err
 	}
@@ -56,16 +56,16 @@ func (t *toxic) Start(_ context.Context, env *Env, s Spec) error {
 	var attrs map[string]any
 	t.proxy = ProxyCharge
 	switch t.kind {
-	case EatResponse:
+	case rundir.FaultEatResponse:
 		typ, attrs = "limit_data", map[string]any{"bytes": 0}
-	case Latency:
+	case rundir.FaultLatency:
 		if s.Target != "" {
 			t.proxy = s.Target
 		}
 		typ, attrs = "latency", map[string]any{"latency": s.Latency.Milliseconds(), "jitter": s.Jitter.Milliseconds()}
 	}
 	t.name = t.kind
-	if t.kind == EatResponse && env.Connections != nil && toxicity < 1 {
+	if t.kind == rundir.FaultEatResponse && env.Connections != nil && toxicity < 1 {
 		env.Connections.FreshConnections(true)
 		t.fresh = true
 	}
@@ -76,7 +76,7 @@ func (t *toxic) Start(_ context.Context, env *Env, s Spec) error {
 	t.mu.Lock()
 	t.started, t.spec = true, s
 	t.mu.Unlock()
-	env.record(history.Fault{Fault: t.kind, Action: "start", Target: t.proxy,
+	env.record(rundir.Fault{Fault: t.kind, Action: rundir.ActionStart, Target: t.proxy,
 		Detail: fmt.Sprintf("%s toxic %v, toxicity %.2f: %s", typ, attrs, toxicity, s.Describe())})
 	return nil
 }
@@ -98,7 +98,7 @@ func (t *toxic) Stop(_ context.Context, env *Env) error {
 	}
 	err := env.Proxies.RemoveToxic(t.proxy, t.name)
 	t.unfresh(env)
-	env.record(history.Fault{Fault: t.kind, Action: "stop", Target: t.proxy, Detail: "toxic removed"})
+	env.record(rundir.Fault{Fault: t.kind, Action: rundir.ActionStop, Target: t.proxy, Detail: "toxic removed"})
 	return err
 }
 
@@ -111,7 +111,7 @@ type cut struct {
 	started     bool
 }
 
-func (c *cut) Start(_ context.Context, env *Env, s Spec) error {
+func (c *cut) Start(_ context.Context, env *Env, s rundir.FaultSpec) error {
 	if err := need(env.Proxies != nil, c.kind, "a toxiproxy"); err != nil {
 		return err
 	}
@@ -128,7 +128,7 @@ func (c *cut) Start(_ context.Context, env *Env, s Spec) error {
 	c.mu.Lock()
 	c.started = true
 	c.mu.Unlock()
-	env.record(history.Fault{Time: began, Fault: c.kind, Action: "start", Target: c.proxy, Detail: "proxy disabled: " + s.Describe()})
+	env.record(rundir.Fault{Time: began, Fault: c.kind, Action: rundir.ActionStart, Target: c.proxy, Detail: "proxy disabled: " + s.Describe()})
 	return nil
 }
 
@@ -141,36 +141,36 @@ func (c *cut) Stop(_ context.Context, env *Env) error {
 		return nil
 	}
 	err := env.Proxies.SetEnabled(c.proxy, true)
-	env.record(history.Fault{Fault: c.kind, Action: "stop", Target: c.proxy, Detail: "proxy enabled"})
+	env.record(rundir.Fault{Fault: c.kind, Action: rundir.ActionStop, Target: c.proxy, Detail: "proxy enabled"})
 	return err
 }
 
-// kill crashes a component and restarts it. With Spec.Crash the component
+// kill crashes a component and restarts it. With rundir.FaultSpec.Crash the component
 // was started armed with its own crash point (see CrashArgs) and dies by
 // itself; Start then only watches, and when the process exits records the
-// kill and restarts it with Spec.Restart. Without Crash, Start kills it
+// kill and restarts it with rundir.FaultSpec.Restart. Without Crash, Start kills it
 // (SIGKILL, or the team's --kill-cmd) and Stop restarts it.
 type kill struct {
 	mu      sync.Mutex
-	spec    Spec
+	spec    rundir.FaultSpec
 	killed  bool
 	watcher chan struct{}
 }
 
-func (k *kill) Start(ctx context.Context, env *Env, s Spec) error {
-	if err := need(env.Components != nil, Kill, "components to kill"); err != nil {
+func (k *kill) Start(ctx context.Context, env *Env, s rundir.FaultSpec) error {
+	if err := need(env.Components != nil, rundir.FaultKill, "components to kill"); err != nil {
 		return err
 	}
 	if s.Target == "" {
-		return need(false, Kill, "a target component")
+		return need(false, rundir.FaultKill, "a target component")
 	}
 	k.spec = s
 	if s.Crash != "" {
 		exited := env.Components.Exited(s.Target)
 		if exited == nil {
-			return need(false, Kill, "a component whose exit can be watched")
+			return need(false, rundir.FaultKill, "a component whose exit can be watched")
 		}
-		env.record(history.Fault{Fault: Kill, Action: "arm", Target: s.Target, Detail: s.Describe()})
+		env.record(rundir.Fault{Fault: rundir.FaultKill, Action: rundir.ActionArm, Target: s.Target, Detail: s.Describe()})
 		k.watcher = make(chan struct{})
 		go func() {
 			defer close(k.watcher)
@@ -179,14 +179,14 @@ func (k *kill) Start(ctx context.Context, env *Env, s Spec) error {
 				return
 			case <-exited:
 			}
-			env.record(history.Fault{Fault: Kill, Action: "inject", Target: s.Target, Count: 1,
+			env.record(rundir.Fault{Fault: rundir.FaultKill, Action: rundir.ActionInject, Target: s.Target, Count: 1,
 				Detail: fmt.Sprintf("%s died at its %s crash point", s.Target, s.Crash)})
 			began := time.Now()
 			if err := env.Components.Restart(ctx, s.Target, s.Restart...); err != nil {
-				env.record(history.Fault{Fault: Kill, Action: "error", Target: s.Target, Detail: "restart: " + err.Error()})
+				env.record(rundir.Fault{Fault: rundir.FaultKill, Action: rundir.ActionError, Target: s.Target, Detail: "restart: " + err.Error()})
 				return
 			}
-			env.record(history.Fault{Fault: Kill, Action: "stop", Target: s.Target,
+			env.record(rundir.Fault{Fault: rundir.FaultKill, Action: rundir.ActionStop, Target: s.Target,
 				Detail: fmt.Sprintf("restarted without its crash point in %s", time.Since(began).Round(time.Millisecond))})
 		}()
 		return nil
@@ -197,7 +197,7 @@ func (k *kill) Start(ctx context.Context, env *Env, s Spec) error {
 	k.mu.Lock()
 	k.killed = true
 	k.mu.Unlock()
-	env.record(history.Fault{Fault: Kill, Action: "inject", Target: s.Target, Count: 1, Detail: "killed: " + s.Describe()})
+	env.record(rundir.Fault{Fault: rundir.FaultKill, Action: rundir.ActionInject, Target: s.Target, Count: 1, Detail: "killed: " + s.Describe()})
 	return nil
 }
 
@@ -218,7 +218,7 @@ func (k *kill) Stop(ctx context.Context, env *Env) error {
 		// The caller records the error (Stop's contract: it returns it).
 		return fmt.Errorf("fault kill: restart %s: %w", k.spec.Target, err)
 	}
-	env.record(history.Fault{Fault: Kill, Action: "stop", Target: k.spec.Target,
+	env.record(rundir.Fault{Fault: rundir.FaultKill, Action: rundir.ActionStop, Target: k.spec.Target,
 		Detail: fmt.Sprintf("restarted in %s", time.Since(began).Round(time.Millisecond))})
 	return nil
 }
@@ -235,8 +235,8 @@ var _ Waiter = (*kill)(nil)
 // empty, anything else deletes every key (FLUSHDB). A one-off.
 type redisLoss struct{}
 
-func (redisLoss) Start(ctx context.Context, env *Env, s Spec) error {
-	if err := need(env.Redis != nil, RedisLoss, "a Redis"); err != nil {
+func (redisLoss) Start(ctx context.Context, env *Env, s rundir.FaultSpec) error {
+	if err := need(env.Redis != nil, rundir.FaultRedisLoss, "a Redis"); err != nil {
 		return err
 	}
 	var err error
@@ -249,7 +249,7 @@ func (redisLoss) Start(ctx context.Context, env *Env, s Spec) error {
 	if err != nil {
 		return fmt.Errorf("fault redis-loss: %w", err)
 	}
-	env.record(history.Fault{Fault: RedisLoss, Action: "inject", Target: "redis", Count: 1, Detail: detail})
+	env.record(rundir.Fault{Fault: rundir.FaultRedisLoss, Action: rundir.ActionInject, Target: "redis", Count: 1, Detail: detail})
 	return nil
 }
 
@@ -259,8 +259,8 @@ func (redisLoss) Stop(context.Context, *Env) error { return nil }
 // consumer must dead-letter them and carry on. A one-off.
 type poison struct{}
 
-func (poison) Start(ctx context.Context, env *Env, s Spec) error {
-	if err := need(env.Publisher != nil, Poison, "a broker to publish to"); err != nil {
+func (poison) Start(ctx context.Context, env *Env, s rundir.FaultSpec) error {
+	if err := need(env.Publisher != nil, rundir.FaultPoison, "a broker to publish to"); err != nil {
 		return err
 	}
 	n := s.Count
@@ -273,7 +273,7 @@ func (poison) Start(ctx context.Context, env *Env, s Spec) error {
 			return fmt.Errorf("fault poison: publish %d: %w", i, err)
 		}
 	}
-	env.record(history.Fault{Fault: Poison, Action: "inject", Target: "broker", Count: n,
+	env.record(rundir.Fault{Fault: rundir.FaultPoison, Action: rundir.ActionInject, Target: "broker", Count: n,
 		Detail: fmt.Sprintf("%d malformed events published", n)})
 	return nil
 }

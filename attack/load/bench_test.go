@@ -18,8 +18,8 @@ import (
 	"time"
 
 	"github.com/paytest/paytest/attack/client"
-	"github.com/paytest/paytest/attack/history"
 	"github.com/paytest/paytest/attack/plan"
+	"github.com/paytest/paytest/internal/rundir"
 )
 
 const (
@@ -46,7 +46,7 @@ func engineRate(tb testing.TB, url, dir string, d time.Duration) (float64, int) 
 		tb.Fatal(err)
 	}
 	defer c.CloseIdleConnections()
-	hw, err := history.Create[history.Attempt](filepath.Join(dir, history.HistoryFile))
+	hw, err := rundir.Create[rundir.Attempt](filepath.Join(dir, rundir.HistoryFile))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -154,14 +154,14 @@ func TestHistory100kChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Write(filepath.Join(dir, history.PlanFile)); err != nil {
+	if err := p.Write(filepath.Join(dir, rundir.PlanFile)); err != nil {
 		t.Fatal(err)
 	}
 	c, err := client.New(client.Options{MaxIdleConnsPerHost: benchConcurrency})
 	if err != nil {
 		t.Fatal(err)
 	}
-	hw, err := history.Create[history.Attempt](filepath.Join(dir, history.HistoryFile))
+	hw, err := rundir.Create[rundir.Attempt](filepath.Join(dir, rundir.HistoryFile))
 	if err != nil {
 		t.Fatal(err)
 	}

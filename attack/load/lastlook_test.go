@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/paytest/paytest/attack/client"
-	"github.com/paytest/paytest/attack/history"
 	"github.com/paytest/paytest/attack/plan"
+	"github.com/paytest/paytest/internal/rundir"
 )
 
 // stuckServer answers every request for a key with status after hold: 409
@@ -73,14 +73,14 @@ func TestReconcileTakesALastLook(t *testing.T) {
 		answer    string
 		confirmed bool
 	}{
-		{name: "stuck-forever", status: 409, answer: "409 " + history.OutcomeConflict},
-		{name: "released-after-the-deadline", status: 200, answer: "200 " + history.OutcomeNew, confirmed: true},
+		{name: "stuck-forever", status: 409, answer: "409 " + rundir.OutcomeConflict},
+		{name: "released-after-the-deadline", status: 200, answer: "200 " + rundir.OutcomeNew, confirmed: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			srv, url := newStuckServer(t)
 			p := newPlan(t, plan.Config{Ops: 24, DuplicateRate: 0.2, ReuseRate: 0.2, Seed: 7})
-			path := filepath.Join(t.TempDir(), history.HistoryFile)
-			hw, err := history.Create[history.Attempt](path)
+			path := filepath.Join(t.TempDir(), rundir.HistoryFile)
+			hw, err := rundir.Create[rundir.Attempt](path)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -111,7 +111,7 @@ func TestReconcileTakesALastLook(t *testing.T) {
 			want := 0 // the ops a last look is for: the charges
 			var reuses []int
 			for _, op := range p.Ops {
-				if op.Kind == history.KindReuse {
+				if op.Kind == rundir.KindReuse {
 					reuses = append(reuses, op.Op.Op)
 				} else {
 					want++
@@ -137,11 +137,11 @@ func TestReconcileTakesALastLook(t *testing.T) {
 			// The history: per op, exactly one attempt after the deadline,
 			// answered, from a sender never used before, with no budget
 			// refusal after it.
-			after := map[int][]history.Attempt{}
+			after := map[int][]rundir.Attempt{}
 			senders := map[int]map[int]bool{}
 			sent := map[string]int{}
 			for _, a := range readHistory(t, path) {
-				if a.Outcome != history.OutcomeBudget {
+				if a.Outcome != rundir.OutcomeBudget {
 					sent[a.Key]++
 				}
 				if a.Start.Before(deadline) {
@@ -149,14 +149,14 @@ func TestReconcileTakesALastLook(t *testing.T) {
 						senders[a.Op] = map[int]bool{}
 					}
 					senders[a.Op][a.Sender] = true
-					if a.DelayReason == history.ReasonReconcile && a.Status != 0 {
+					if a.DelayReason == rundir.ReasonReconcile && a.Status != 0 {
 						t.Fatalf("reconcile round attempt %+v got an answer before the deadline; the test wants none", a)
 					}
 					continue
 				}
 				after[a.Op] = append(after[a.Op], a)
 			}
-			var probes []history.Attempt
+			var probes []rundir.Attempt
 			for _, as := range after {
 				probes = append(probes, as...)
 			}
@@ -170,7 +170,7 @@ func TestReconcileTakesALastLook(t *testing.T) {
 			}
 			for _, op := range p.Ops {
 				id := op.Op.Op
-				if op.Kind == history.KindReuse {
+				if op.Kind == rundir.KindReuse {
 					if len(after[id]) != 0 {
 						t.Errorf("reuse op %d of an op that never succeeded got a last look: %+v", id, after[id])
 					}
@@ -181,7 +181,7 @@ func TestReconcileTakesALastLook(t *testing.T) {
 					continue
 				}
 				a := after[id][0]
-				if a.Status != tc.status || a.Attempt != 1 || a.DelayReason != history.ReasonReconcile || a.Key != op.Key || senders[id][a.Sender] {
+				if a.Status != tc.status || a.Attempt != 1 || a.DelayReason != rundir.ReasonReconcile || a.Key != op.Key || senders[id][a.Sender] {
 					t.Errorf("op %d's last look %+v; want a fresh sender's first attempt with its key, answered %d", id, a, tc.status)
 				}
 			}
@@ -190,7 +190,7 @@ func TestReconcileTakesALastLook(t *testing.T) {
 }
 
 // maxOverlap is the largest number of attempts in flight at once.
-func maxOverlap(as []history.Attempt) int {
+func maxOverlap(as []rundir.Attempt) int {
 	most := 0
 	for _, a := range as {
 		n := 0

@@ -24,8 +24,8 @@ import (
 	"time"
 
 	"github.com/paytest/paytest/attack/client"
-	"github.com/paytest/paytest/attack/history"
 	"github.com/paytest/paytest/attack/plan"
+	"github.com/paytest/paytest/internal/rundir"
 )
 
 // Config says where and how to send a plan.
@@ -43,9 +43,9 @@ type Config struct {
 	// Client sends the requests (required).
 	Client *client.Client
 	// History, when set, gets every attempt.
-	History *history.Writer[history.Attempt]
+	History *rundir.Writer[rundir.Attempt]
 	// OnAttempt, when set, is called after every attempt (progress).
-	OnAttempt func(history.Attempt)
+	OnAttempt func(rundir.Attempt)
 	// OnOpDone, when set, is called once per op when all its senders are
 	// done, with the most telling of their results (a 2xx first).
 	OnOpDone func(op int, r client.Result)
@@ -196,7 +196,7 @@ func (r *runner) fail(err error) {
 }
 
 // record is the client's record callback.
-func (r *runner) record(a history.Attempt) {
+func (r *runner) record(a rundir.Attempt) {
 	r.attempts.Add(1)
 	if r.cfg.History != nil {
 		if err := r.cfg.History.Write(a); err != nil {
@@ -222,7 +222,7 @@ func flagsOf(res client.Result) uint32 {
 	switch {
 	case res.Succeeded:
 		return fSucceeded
-	case res.Definite && res.Outcome == history.OutcomeMismatch:
+	case res.Definite && res.Outcome == rundir.OutcomeMismatch:
 		return fMismatch
 	case res.Definite:
 		return fRejected
@@ -274,7 +274,7 @@ func (r *runner) finish(idx int, res client.Result) bool {
 // confirmed reports whether op idx reached the answer it expects.
 func (r *runner) confirmed(idx int) bool {
 	f := r.state[idx].flags.Load()
-	if r.p.Ops[idx].Kind == history.KindReuse {
+	if r.p.Ops[idx].Kind == rundir.KindReuse {
 		return f&fMismatch != 0
 	}
 	return f&fSucceeded != 0
@@ -358,7 +358,7 @@ func Run(ctx context.Context, p *plan.Plan, cfg Config) (*Summary, error) {
 	dependents := make([]bool, len(p.Ops))
 	nDep := 0
 	for i := range p.Ops {
-		if p.Ops[i].Kind == history.KindReuse && !dependents[p.Ops[i].ReuseOf-1] {
+		if p.Ops[i].Kind == rundir.KindReuse && !dependents[p.Ops[i].ReuseOf-1] {
 			dependents[p.Ops[i].ReuseOf-1] = true
 			nDep++
 		}
@@ -452,7 +452,7 @@ func (r *runner) dispatch(ctx context.Context, jobs chan<- job, done <-chan int)
 			next, out = ready[0], jobs
 		case cursor < len(ops):
 			op := &ops[cursor]
-			if op.Kind == history.KindReuse {
+			if op.Kind == rundir.KindReuse {
 				orig := op.ReuseOf - 1
 				if r.state[orig].flags.Load()&fDone != 0 {
 					reuse(cursor)
@@ -498,7 +498,7 @@ func (r *runner) dispatch(ctx context.Context, jobs chan<- job, done <-chan int)
 
 // Reconcile re-drives the ops with the given ids, each with its same key
 // and body (the first attempt of each round recorded with
-// history.ReasonReconcile), until it is confirmed, definitely answered, or
+// rundir.ReasonReconcile), until it is confirmed, definitely answered, or
 // the deadline passes. Charges go first; a reuse op is re-driven only once
 // the op it reuses is known to have succeeded (in this call, or before it
 // when that op is not in ids). The ops still unconfirmed when the rounds
@@ -523,7 +523,7 @@ func Reconcile(ctx context.Context, p *plan.Plan, ops []int, cfg Config, deadlin
 			return nil, fmt.Errorf("load: reconcile: no op %d in the plan", id)
 		}
 		inSet[id-1] = true
-		if op.Kind == history.KindReuse {
+		if op.Kind == rundir.KindReuse {
 			reuses = append(reuses, id-1)
 		} else {
 			charges = append(charges, id-1)
@@ -590,7 +590,7 @@ func (r *runner) redrive(ctx context.Context, idx int) {
 			w := r.cfg.Client.Backoff(min(round, 10))
 			delay = dupDelay(r.p.Seed, op.Op.Op, -round, w+1)
 		}
-		res = r.send(ctx, idx, op.Senders+round, delay, history.ReasonReconcile)
+		res = r.send(ctx, idx, op.Senders+round, delay, rundir.ReasonReconcile)
 		r.rounds[idx] = round + 1
 		flags |= flagsOf(res)
 		if res.Definite {
@@ -604,7 +604,7 @@ func (r *runner) redrive(ctx context.Context, idx int) {
 // lastLook sends each of idxs still without a definite answer one more
 // attempt with its same key and body, as a fresh sender, outside the retry
 // budget and with no retry of its own, recorded with
-// history.ReasonReconcile. The deadline may have cut a round's attempt, or
+// rundir.ReasonReconcile. The deadline may have cut a round's attempt, or
 // left an op with budget refusals after its last answer; one answer from
 // the endpoint is evidence either way: a 2xx confirms the op, a 409 shows
 // its key is still in flight. It runs on ctx, not on the reconcile
@@ -668,7 +668,7 @@ func (r *runner) probe(ctx context.Context, c *client.Client, idx int) client.Re
 	res := c.Do(ctx, client.Request{
 		Op: op.Op.Op, Kind: op.Kind, Sender: op.Senders + r.rounds[idx], Merchant: op.Merchant,
 		URL: r.cfg.URL, Header: r.headers[op.Merchant], KeyHeader: r.cfg.KeyHeader,
-		Key: op.Key, Body: op.Body, FirstReason: history.ReasonReconcile,
+		Key: op.Key, Body: op.Body, FirstReason: rundir.ReasonReconcile,
 	}, r.record)
 	r.rounds[idx]++
 	if r.state[idx].flags.Load()&fDone != 0 {

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/paytest/paytest/attack/client"
-	"github.com/paytest/paytest/attack/history"
 	"github.com/paytest/paytest/attack/plan"
+	"github.com/paytest/paytest/internal/rundir"
 )
 
 func newPlan(t *testing.T, cfg plan.Config) *plan.Plan {
@@ -40,10 +40,10 @@ func newClient(t *testing.T, o client.Options) *client.Client {
 	return c
 }
 
-func readHistory(t *testing.T, path string) []history.Attempt {
+func readHistory(t *testing.T, path string) []rundir.Attempt {
 	t.Helper()
-	var out []history.Attempt
-	if err := history.ReadFile(path, func(a history.Attempt) error { out = append(out, a); return nil }); err != nil {
+	var out []rundir.Attempt
+	if err := rundir.ReadFile(path, func(a rundir.Attempt) error { out = append(out, a); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	return out
@@ -54,8 +54,8 @@ func TestRunConfirmsEveryOpAgainstAnIdempotentServer(t *testing.T) {
 	srv.hold = 25 * time.Millisecond // long enough for a race's senders to meet even under -race
 	p := newPlan(t, plan.Config{Ops: 300, DuplicateRate: 0.3, RaceRate: 0.1, ReuseRate: 0.05, Seed: 11,
 		Merchants: []plan.Merchant{plan.DefaultMerchant, {Name: "b", APIKey: "sk_b"}}})
-	path := filepath.Join(t.TempDir(), history.HistoryFile)
-	hw, err := history.Create[history.Attempt](path)
+	path := filepath.Join(t.TempDir(), rundir.HistoryFile)
+	hw, err := rundir.Create[rundir.Attempt](path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestRunConfirmsEveryOpAgainstAnIdempotentServer(t *testing.T) {
 	doneOps := sync.Map{}
 	sum, err := Run(context.Background(), p, Config{
 		URL: url, Concurrency: 16, Client: newClient(t, client.Options{Seed: 1}), History: hw,
-		OnAttempt: func(history.Attempt) { onAttempt.Add(1) },
+		OnAttempt: func(rundir.Attempt) { onAttempt.Add(1) },
 		OnOpDone: func(op int, r client.Result) {
 			onDone.Add(1)
 			if _, dup := doneOps.LoadOrStore(op, true); dup {
@@ -130,7 +130,7 @@ func TestRunConfirmsEveryOpAgainstAnIdempotentServer(t *testing.T) {
 			if !srv.overlapped[mk] {
 				t.Errorf("race op %d: its %d senders never overlapped on the server", op.Op.Op, op.Senders)
 			}
-		case op.Kind == history.KindReuse:
+		case op.Kind == rundir.KindReuse:
 			if start := firstStart[[2]int{op.Op.Op, 0}]; start.Before(lastEnd[op.ReuseOf]) {
 				t.Errorf("reuse op %d sent at %v, before op %d finished at %v", op.Op.Op, start, op.ReuseOf, lastEnd[op.ReuseOf])
 			}
@@ -220,13 +220,13 @@ func TestReconcileRedrivesWithTheSameKey(t *testing.T) {
 	broken.Store(true)
 	eaten := map[string]bool{}
 	for i, op := range p.Ops {
-		if i%3 == 0 && op.Kind == history.KindCharge {
+		if i%3 == 0 && op.Kind == rundir.KindCharge {
 			eaten[op.Key] = true
 		}
 	}
 	srv.eat = func(key string) bool { return broken.Load() && eaten[key] }
 	dir := t.TempDir()
-	hw, err := history.Create[history.Attempt](filepath.Join(dir, history.HistoryFile))
+	hw, err := rundir.Create[rundir.Attempt](filepath.Join(dir, rundir.HistoryFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +241,7 @@ func TestReconcileRedrivesWithTheSameKey(t *testing.T) {
 	}
 	for _, id := range sum.Unconfirmed {
 		op, _ := p.Op(id)
-		if op.Kind == history.KindCharge && !eaten[op.Key] {
+		if op.Kind == rundir.KindCharge && !eaten[op.Key] {
 			t.Fatalf("op %d unconfirmed but its answers were not eaten", id)
 		}
 	}
@@ -259,17 +259,17 @@ func TestReconcileRedrivesWithTheSameKey(t *testing.T) {
 		t.Fatalf("after reconciling: %d charges for %d, %d 422s", charges, p.Charges(), statuses[422])
 	}
 	reconciled := map[int]bool{}
-	for _, a := range readHistory(t, filepath.Join(dir, history.HistoryFile)) {
+	for _, a := range readHistory(t, filepath.Join(dir, rundir.HistoryFile)) {
 		op, _ := p.Op(a.Op)
 		if a.Key != op.Key {
 			t.Fatalf("attempt for op %d used key %s, not %s", a.Op, a.Key, op.Key)
 		}
-		if a.DelayReason == history.ReasonReconcile {
+		if a.DelayReason == rundir.ReasonReconcile {
 			if a.Attempt != 1 || a.Sender < op.Senders {
 				t.Fatalf("reconcile attempt %+v: must be a new sender's first attempt", a)
 			}
 			reconciled[a.Op] = true
-			if op.Kind == history.KindCharge && a.Outcome != history.OutcomeReplay {
+			if op.Kind == rundir.KindCharge && a.Outcome != rundir.OutcomeReplay {
 				t.Fatalf("op %d reconciled as %s, want a replay of the charge that was made", a.Op, a.Outcome)
 			}
 		}

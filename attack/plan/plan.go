@@ -17,8 +17,8 @@ import (
 	"strconv"
 	"text/template"
 
-	"github.com/paytest/paytest/attack/history"
 	"github.com/paytest/paytest/internal/apperr"
+	"github.com/paytest/paytest/internal/rundir"
 )
 
 // Merchant is a merchant the plan charges for, with its API key.
@@ -84,7 +84,7 @@ type BodyData struct {
 // Op is one operation of the plan: its record in plan.jsonl and the body
 // every sender sends for it.
 type Op struct {
-	history.Op
+	rundir.Op
 	Body     []byte
 	Currency string
 	Customer string
@@ -145,8 +145,8 @@ func Build(ctx context.Context, cfg Config) (*Plan, error) {
 		}
 		m := cfg.Merchants[rng.IntN(len(cfg.Merchants))]
 		op := Op{
-			Op: history.Op{
-				Op: len(p.Ops) + 1, Kind: history.KindCharge, Merchant: m.Name,
+			Op: rundir.Op{
+				Op: len(p.Ops) + 1, Kind: rundir.KindCharge, Merchant: m.Name,
 				Key: key(rng), Amount: 100 + rng.Int64N(99_900), Senders: 1,
 			},
 			Currency: currencies[rng.IntN(len(currencies))],
@@ -171,8 +171,8 @@ func Build(ctx context.Context, cfg Config) (*Plan, error) {
 		for _, o := range origs {
 			orig := p.Ops[idOf[o]-1]
 			r := orig
-			r.Op = history.Op{
-				Op: len(p.Ops) + 1, Kind: history.KindReuse, Merchant: orig.Merchant, Key: orig.Key,
+			r.Op = rundir.Op{
+				Op: len(p.Ops) + 1, Kind: rundir.KindReuse, Merchant: orig.Merchant, Key: orig.Key,
 				Amount: orig.Amount + 1 + rng.Int64N(1000), Senders: 1, ReuseOf: orig.Op.Op,
 			}
 			if err := p.setBody(&r, &body); err != nil {
@@ -273,7 +273,7 @@ func (p *Plan) Config() Config { return p.cfg }
 func (p *Plan) Charges() int {
 	n := 0
 	for i := range p.Ops {
-		if p.Ops[i].Kind == history.KindCharge {
+		if p.Ops[i].Kind == rundir.KindCharge {
 			n++
 		}
 	}
@@ -298,9 +298,9 @@ func (p *Plan) APIKey(merchant string) (string, bool) {
 	return "", false
 }
 
-// Write writes the plan to path as plan.jsonl (one history.Op a line).
+// Write writes the plan to path as plan.jsonl (one rundir.Op a line).
 func (p *Plan) Write(path string) error {
-	w, err := history.Create[history.Op](path)
+	w, err := rundir.Create[rundir.Op](path)
 	if err != nil {
 		return fmt.Errorf("plan: %w", err)
 	}

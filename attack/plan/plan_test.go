@@ -11,8 +11,8 @@ import (
 	"testing"
 	"text/template"
 
-	"github.com/paytest/paytest/attack/history"
 	"github.com/paytest/paytest/internal/apperr"
+	"github.com/paytest/paytest/internal/rundir"
 )
 
 func mustNew(t *testing.T, cfg Config) *Plan {
@@ -43,13 +43,13 @@ func TestSameSeedSamePlan(t *testing.T) {
 	}
 	// The written plan.jsonl is identical too.
 	dir := t.TempDir()
-	var files [2][]history.Op
+	var files [2][]rundir.Op
 	for i, p := range []*Plan{a, b} {
 		path := filepath.Join(dir, "plan"+string(rune('a'+i))+".jsonl")
 		if err := p.Write(path); err != nil {
 			t.Fatal(err)
 		}
-		if err := history.ReadFile(path, func(o history.Op) error { files[i] = append(files[i], o); return nil }); err != nil {
+		if err := rundir.ReadFile(path, func(o rundir.Op) error { files[i] = append(files[i], o); return nil }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -82,7 +82,7 @@ func TestRatesAreRespected(t *testing.T) {
 			var charges, dups, races, reuses int
 			for _, op := range p.Ops {
 				switch {
-				case op.Kind == history.KindReuse:
+				case op.Kind == rundir.KindReuse:
 					reuses++
 				case op.Race:
 					races++
@@ -94,7 +94,7 @@ func TestRatesAreRespected(t *testing.T) {
 				case op.Senders != 1:
 					t.Fatalf("op %d: %d senders", op.Op.Op, op.Senders)
 				}
-				if op.Kind == history.KindCharge {
+				if op.Kind == rundir.KindCharge {
 					charges++
 				}
 			}
@@ -123,12 +123,12 @@ func TestReuseOpsReuseAnEarlierKeyWithAnotherBody(t *testing.T) {
 		if op.Op.Op != i+1 {
 			t.Fatalf("op at %d has id %d: ids must be 1..n in order", i, op.Op.Op)
 		}
-		if op.Kind != history.KindReuse {
+		if op.Kind != rundir.KindReuse {
 			continue
 		}
 		n++
 		orig, ok := p.Op(op.ReuseOf)
-		if !ok || orig.Kind != history.KindCharge || orig.Op.Op >= op.Op.Op {
+		if !ok || orig.Kind != rundir.KindCharge || orig.Op.Op >= op.Op.Op {
 			t.Fatalf("reuse op %d reuses %d, which is not an earlier charge", op.Op.Op, op.ReuseOf)
 		}
 		if op.Key != orig.Key || op.Merchant != orig.Merchant {

@@ -3,12 +3,13 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"github.com/paytest/paytest/profiles"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/paytest/paytest/profiles"
 
 	"github.com/paytest/paytest/internal/apperr"
 )

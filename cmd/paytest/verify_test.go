@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/paytest/paytest/attack/history"
+	"github.com/paytest/paytest/internal/rundir"
 	"github.com/paytest/paytest/verify"
 )
 
@@ -26,32 +26,32 @@ func writeVerifyRun(t *testing.T, n, side int, ledger map[string]int) string {
 	t.Helper()
 	dir := t.TempDir()
 	t0 := time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
-	plan, _ := history.Create[history.Op](filepath.Join(dir, history.PlanFile))
-	hist, _ := history.Create[history.Attempt](filepath.Join(dir, history.HistoryFile))
-	led, _ := history.Create[verify.LedgerRow](filepath.Join(dir, verify.LedgerFile))
+	plan, _ := rundir.Create[rundir.Op](filepath.Join(dir, rundir.PlanFile))
+	hist, _ := rundir.Create[rundir.Attempt](filepath.Join(dir, rundir.HistoryFile))
+	led, _ := rundir.Create[rundir.LedgerRow](filepath.Join(dir, rundir.LedgerFile))
 	for i := 0; i < n; i++ {
 		key := fmt.Sprintf("k-%d", i)
-		plan.Write(history.Op{Op: i, Kind: history.KindCharge, Merchant: "demo", Key: key, Senders: 1})
+		plan.Write(rundir.Op{Op: i, Kind: rundir.KindCharge, Merchant: "demo", Key: key, Senders: 1})
 		at := t0.Add(time.Duration(i) * time.Millisecond)
-		hist.Write(history.Attempt{Op: i, Kind: history.KindCharge, Merchant: "demo", Key: key, Attempt: 1, Status: 200, Outcome: history.OutcomeNew, Start: at, End: at.Add(time.Millisecond)})
+		hist.Write(rundir.Attempt{Op: i, Kind: rundir.KindCharge, Merchant: "demo", Key: key, Attempt: 1, Status: 200, Outcome: rundir.OutcomeNew, Start: at, End: at.Add(time.Millisecond)})
 		e, ok := ledger[key]
 		if !ok {
 			e = 1
 		}
-		led.Write(verify.LedgerRow{Merchant: "demo", Key: key, Effects: int64(e)})
+		led.Write(rundir.LedgerRow{Merchant: "demo", Key: key, Effects: int64(e)})
 	}
 	for _, c := range []io.Closer{plan, hist, led} {
 		if err := c.Close(); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := history.WriteRun(filepath.Join(dir, history.RunFile), history.Run{Seed: 7, Ops: n, Started: t0, Ended: t0.Add(time.Second)}); err != nil {
+	if err := rundir.WriteRun(filepath.Join(dir, rundir.RunFile), rundir.Run{Seed: 7, Ops: n, Started: t0, Ended: t0.Add(time.Second)}); err != nil {
 		t.Fatal(err)
 	}
 	if side >= 0 {
-		os.MkdirAll(filepath.Join(dir, verify.MetricsDir), 0o755)
+		os.MkdirAll(filepath.Join(dir, rundir.MetricsDir), 0o755)
 		page := fmt.Sprintf("# TYPE %s counter\n%s %d\n", verify.DefaultSideEffectMetric, verify.DefaultSideEffectMetric, side)
-		if err := os.WriteFile(filepath.Join(dir, verify.MetricsDir, "consumer.prom"), []byte(page), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, rundir.MetricsDir, "consumer.prom"), []byte(page), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -83,10 +83,10 @@ func TestVerifyCommand(t *testing.T) {
 		}, 0, []string{`"verdict": "held"`, `"exit_code": 0`}, false, nil},
 		{"live page with its own metric name", func(t *testing.T) []string {
 			dir := writeVerifyRun(t, 40, -1, nil)
-			os.Remove(filepath.Join(dir, verify.LedgerFile))
+			os.Remove(filepath.Join(dir, rundir.LedgerFile))
 			return []string{"--run", dir, "--metrics-url", page.URL + "/metrics", "--side-effect-metric", "shop_applied_total"}
 		}, 0, []string{"verdict: HELD", "40 of 40"}, false, func(t *testing.T, args []string) {
-			if _, err := os.Stat(filepath.Join(args[1], verify.MetricsDir, "target.prom")); err != nil {
+			if _, err := os.Stat(filepath.Join(args[1], rundir.MetricsDir, "target.prom")); err != nil {
 				t.Errorf("the bare --metrics-url page was not saved as target.prom: %v", err)
 			}
 		}},
@@ -133,7 +133,7 @@ func TestVerifyCommandJSONIsTheReport(t *testing.T) {
 	if err := json.Unmarshal(stdout.Bytes(), &fromStdout); err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(filepath.Join(dir, verify.ReportFile))
+	b, err := os.ReadFile(filepath.Join(dir, rundir.ReportFile))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package history
+package rundir
 
 import (
 	"encoding/json"
@@ -156,5 +156,27 @@ func TestRunRoundTrip(t *testing.T) {
 	}
 	if out.Seed != 42 || out.Profile != "default" || !out.Started.Equal(in.Started) || out.Config["ops"] != 1000 {
 		t.Fatalf("round trip changed run.yaml: %+v", out)
+	}
+}
+
+func TestCompleteLength(t *testing.T) {
+	long := strings.Repeat("x", 150<<10)
+	tests := []struct {
+		in   string
+		want int64
+	}{
+		{"", 0},
+		{"a\n", 2},
+		{"a\nb", 2},
+		{"abc", 0},
+		{"a\n" + long, 2},
+		{long + "\n" + long, int64(len(long)) + 1},
+		{long + "\n", int64(len(long)) + 1},
+	}
+	for _, tc := range tests {
+		got, err := completeLength(strings.NewReader(tc.in), int64(len(tc.in)))
+		if err != nil || got != tc.want {
+			t.Errorf("completeLength(%d bytes) = %d, %v; want %d", len(tc.in), got, err, tc.want)
+		}
 	}
 }

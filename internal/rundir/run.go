@@ -1,4 +1,4 @@
-package history
+package rundir
 
 import (
 	"fmt"
@@ -7,9 +7,6 @@ import (
 
 	"gopkg.in/yaml.v3"
 )
-
-// RunFile is the run directory's resolved configuration.
-const RunFile = "run.yaml"
 
 // Run is run.yaml: what was asked for and when it ran. attack writes it at
 // the start (Ended zero) and again at the end; verify reads it.
@@ -40,7 +37,7 @@ type Run struct {
 func WriteRun(path string, r Run) error {
 	b, err := yaml.Marshal(r)
 	if err != nil {
-		return fmt.Errorf("history: encode run: %w", err)
+		return fmt.Errorf("rundir: encode run: %w", err)
 	}
 	return os.WriteFile(path, b, 0o644)
 }

@@ -1,0 +1,183 @@
+package rundir
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+)
+
+// Writer appends JSON lines to a file. It is safe for concurrent use.
+type Writer[T any] struct {
+	mu  sync.Mutex
+	f   *os.File
+	bw  *bufio.Writer
+	enc *json.Encoder
+	n   int
+	err error
+}
+
+// Create creates (or truncates) path and returns a Writer to it.
+func Create[T any](path string) (*Writer[T], error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	bw := bufio.NewWriterSize(f, 256<<10)
+	return &Writer[T]{f: f, bw: bw, enc: json.NewEncoder(bw)}, nil
+}
+
+// Write appends one record.
+func (w *Writer[T]) Write(rec T) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return w.err
+	}
+	if w.f == nil {
+		return errors.New("rundir: write after close")
+	}
+	w.err = w.enc.Encode(rec)
+	w.n++
+	return w.err
+}
+
+// Count returns how many records were written.
+func (w *Writer[T]) Count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.n
+}
+
+// Flush writes buffered records to the file.
+func (w *Writer[T]) Flush() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f == nil {
+		return w.err
+	}
+	if err := w.bw.Flush(); err != nil && w.err == nil {
+		w.err = err
+	}
+	return w.err
+}
+
+// Close flushes and closes the file. It is safe to call more than once.
+func (w *Writer[T]) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.f == nil {
+		return w.err
+	}
+	if err := w.bw.Flush(); err != nil && w.err == nil {
+		w.err = err
+	}
+	if err := w.f.Close(); err != nil && w.err == nil {
+		w.err = err
+	}
+	w.f = nil
+	return w.err
+}
+
+// Decode streams JSON-line records from r to fn, in order. A malformed line
+// is an error naming its line number; blank lines are skipped.
+func Decode[T any](r io.Reader, fn func(T) error) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	line := 0
+	for sc.Scan() {
+		line++
+		b := sc.Bytes()
+		if len(trimSpace(b)) == 0 {
+			continue
+		}
+		var rec T
+		if err := json.Unmarshal(b, &rec); err != nil {
+			return fmt.Errorf("line %d: %w", line, err)
+		}
+		if err := fn(rec); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("line %d: %w", line+1, err)
+	}
+	return nil
+}
+
+// ReadFile streams the records of the JSON-lines file at path to fn.
+func ReadFile[T any](path string, fn func(T) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := Decode(f, fn); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
+}
+
+func trimSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\r') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// ReadJournal streams the records of a JSON-lines file attack appends to
+// while it runs (history.jsonl, faults.jsonl) to fn. A paytest killed
+// mid-write leaves a last line without its newline: that partial record is
+// skipped and named in the returned note (the evidence is then incomplete),
+// so a run that stopped hard can still be judged. Any other malformed line
+// is an error.
+func ReadJournal[T any](path string, fn func(T) error) (note string, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return "", err
+	}
+	complete, err := completeLength(f, st.Size())
+	if err != nil {
+		return "", err
+	}
+	if err := Decode(io.NewSectionReader(f, 0, complete), fn); err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	if complete < st.Size() {
+		note = fmt.Sprintf("%s ends in a partial line of %d bytes (the run stopped while writing it): ignored", filepath.Base(path), st.Size()-complete)
+	}
+	return note, nil
+}
+
+// completeLength is the length of f up to and including its last newline
+// (all of it when it ends in one or is empty).
+func completeLength(f io.ReaderAt, size int64) (int64, error) {
+	const chunk = 64 << 10
+	end := size
+	buf := make([]byte, chunk)
+	for end > 0 {
+		start := max(0, end-chunk)
+		n, err := f.ReadAt(buf[:end-start], start)
+		if err != nil && err != io.EOF {
+			return 0, err
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			return start + int64(i) + 1, nil
+		}
+		end = start
+	}
+	return 0, nil
+}
