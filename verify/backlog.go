@@ -145,129 +145,182 @@ func faultWindows(faults []rundir.Fault, kind string) []faultWindow {
 	return out
 }
 
+// backlogSeries is the timeline series the backlog figures are read from.
+// Counters restart from zero when their process does (the relay-crash
+// fault kills the relay): they are read as Prometheus's increase() does.
+type backlogSeries struct {
+	published, created, effects, redeliveries []sample // counters
+	pending, inflight, limit                  []sample // gauges
+}
+
 // backlogFigures computes one BacklogFigures per broker-cut window, when the
 // timeline holds the relay's published counter.
 func (ev *evidence) backlogFigures() []BacklogFigures {
-	var wins []faultWindow
-	for _, w := range faultWindows(ev.faults, rundir.FaultBrokerCut) {
-		if !w.Open { // a cut that never ended has no drain
-			wins = append(wins, w)
-		}
-	}
+	wins := closedWindows(ev.faults, rundir.FaultBrokerCut)
 	if len(wins) == 0 {
 		return nil
 	}
-	// Counters restart from zero when their process does (the relay-crash
-	// fault kills the relay): read them as Prometheus's increase() does.
 	published := counter(ev.pageSeries(MetricRelayPublished))
 	if len(published) < 2 {
 		return nil
 	}
-	created := counter(ev.pageSeries(MetricChargesCreated))
-	pending := ev.pageSeries(MetricOutboxPending)
-	effects := counter(ev.pageSeries(ev.sideMetric))
-	inflight := ev.pageSeries(MetricConsumerInflightMax)
-	redeliveries := counter(ev.pageSeries(MetricConsumerRedeliveries))
-	limit := ev.pageSeries(MetricRelayPublishLimit)
+	s := backlogSeries{
+		published:    published,
+		created:      counter(ev.pageSeries(MetricChargesCreated)),
+		effects:      counter(ev.pageSeries(ev.sideMetric)),
+		redeliveries: counter(ev.pageSeries(MetricConsumerRedeliveries)),
+		pending:      ev.pageSeries(MetricOutboxPending),
+		inflight:     ev.pageSeries(MetricConsumerInflightMax),
+		limit:        ev.pageSeries(MetricRelayPublishLimit),
+	}
 	res := resolution(published)
-
-	var out []BacklogFigures
+	out := make([]BacklogFigures, 0, len(wins))
 	for i, w := range wins {
 		// The window ends at the next cut or at the end of the evidence.
 		winEnd := published[len(published)-1].t
 		if i+1 < len(wins) {
 			winEnd = wins[i+1].Start
 		}
-		b := BacklogFigures{CutSeconds: w.End.Sub(w.Start).Seconds(), ResolutionSeconds: res}
-		for _, s := range pending {
-			if !s.t.Before(w.Start) && !s.t.After(winEnd) {
-				b.PeakPending = math.Max(b.PeakPending, s.v)
-			}
-		}
-		p0 := at(published, w.End)
-		// The drain ends when the relay has published the backlog: with the
-		// charge service's counter in the evidence, what it had created by
-		// the broker's return and the relay had not published (charges
-		// written after the return, by a load that goes on, do not stretch
-		// the drain); without it, everything published in the window. The
-		// count is the first snapshot's at or after the return: the one
-		// before may miss the charges of the last interval, while the one
-		// after adds at most an interval's worth of new ones.
-		end := winEnd
-		var createdBy float64
-		if len(created) > 0 {
-			createdBy = atOrAfter(created, w.End)
-			if t, ok := firstReach(published, w.End, winEnd, createdBy); createdBy <= p0 {
-				end = w.End
-			} else if ok {
-				end = t
-			}
-		}
-		for _, f := range ev.faults {
-			if relayKill(f) && f.Time.After(w.Start) && !f.Time.After(end) {
-				b.RelayKilled = true
-			}
-		}
-		pEnd := at(published, end)
-		b.Published = pEnd - p0
-		var first, last *sample
-		if b.Published <= 0 {
-			b.Published = 0
-			end = w.End // nothing to drain: no drain window either
-		}
-		for j := range published {
-			s := &published[j]
-			if !s.t.After(w.End) || s.t.After(end) {
-				continue
-			}
-			if s.v >= pEnd {
-				b.DrainSeconds = s.t.Sub(w.End).Seconds()
-				break
-			}
-			if s.v > p0 && first == nil {
-				first = s
-			}
-			last = s
-		}
-		switch {
-		case first != nil && last != nil && last.t.After(first.t):
-			// Both ends strictly inside the drain: the rate between
-			// them is exact to the counter, whatever the resolution.
-			b.PublishRate = (last.v - first.v) / last.t.Sub(first.t).Seconds()
-		case b.DrainSeconds > 0:
-			b.PublishRate = b.Published / b.DrainSeconds
-		}
-		if len(effects) > 0 {
-			// Applied when the side effects reach every charge created by
-			// the broker's return, or else stop growing in the window.
-			apply := math.NaN()
-			if len(created) > 0 {
-				apply = firstAfter(effects, w.End, winEnd, createdBy)
-			}
-			if math.IsNaN(apply) {
-				apply = firstAfter(effects, w.End, winEnd, at(effects, winEnd))
-			}
-			if !math.IsNaN(apply) {
-				b.ApplySeconds = apply
-			}
-		}
-		if len(inflight) > 0 {
-			for _, s := range inflight {
-				if !s.t.After(winEnd) {
-					b.ConsumerInflightPeak = math.Max(b.ConsumerInflightPeak, s.v)
-				}
-			}
-		}
-		if len(redeliveries) > 0 {
-			b.Redeliveries = at(redeliveries, winEnd) - at(redeliveries, w.End)
-		}
-		if len(limit) > 0 {
-			v := at(limit, w.End)
-			b.PublishRateLimit = &v
-		}
-		out = append(out, b)
+		out = append(out, ev.backlogFigure(s, w, winEnd, res))
 	}
 	return out
+}
+
+// closedWindows is faultWindows without the windows that never stopped: a
+// cut that never ended has no drain.
+func closedWindows(faults []rundir.Fault, kind string) []faultWindow {
+	var out []faultWindow
+	for _, w := range faultWindows(faults, kind) {
+		if !w.Open {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// backlogFigure is the figures of the cut w, whose window of evidence runs
+// until winEnd.
+func (ev *evidence) backlogFigure(s backlogSeries, w faultWindow, winEnd time.Time, res float64) BacklogFigures {
+	b := BacklogFigures{
+		CutSeconds:        w.End.Sub(w.Start).Seconds(),
+		ResolutionSeconds: res,
+		PeakPending:       peak(s.pending, w.Start, winEnd),
+		// The consumer's gauge is its high-water mark since it started.
+		ConsumerInflightPeak: peak(s.inflight, time.Time{}, winEnd),
+	}
+	p0 := at(s.published, w.End)
+	end, createdBy := s.drainEnd(w.End, winEnd, p0)
+	b.RelayKilled = ev.relayKilledIn(w.Start, end)
+	b.measureDrain(s.published, w.End, end, p0)
+	b.ApplySeconds = s.applySeconds(w.End, winEnd, createdBy)
+	if len(s.redeliveries) > 0 {
+		b.Redeliveries = at(s.redeliveries, winEnd) - at(s.redeliveries, w.End)
+	}
+	if len(s.limit) > 0 {
+		v := at(s.limit, w.End)
+		b.PublishRateLimit = &v
+	}
+	return b
+}
+
+// peak is the largest value in [from, to], or 0.
+func peak(s []sample, from, to time.Time) float64 {
+	m := 0.0
+	for _, x := range s {
+		if !x.t.Before(from) && !x.t.After(to) {
+			m = math.Max(m, x.v)
+		}
+	}
+	return m
+}
+
+// drainEnd is when the relay had published the backlog of a broker that
+// returned at ret, p0 its published count then. With the charge service's
+// counter in the evidence, the backlog is what it had created by the return
+// and the relay had not published (charges written after the return, by a
+// load that goes on, do not stretch the drain); without it, everything
+// published until winEnd. The created count is the first snapshot's at or
+// after the return: the one before may miss the charges of the last
+// interval, while the one after adds at most an interval's worth of new
+// ones. createdBy is that count (0 without the counter).
+func (s backlogSeries) drainEnd(ret, winEnd time.Time, p0 float64) (end time.Time, createdBy float64) {
+	if len(s.created) == 0 {
+		return winEnd, 0
+	}
+	createdBy = atOrAfter(s.created, ret)
+	if createdBy <= p0 {
+		return ret, createdBy
+	}
+	if t, ok := firstReach(s.published, ret, winEnd, createdBy); ok {
+		return t, createdBy
+	}
+	return winEnd, createdBy
+}
+
+// relayKilledIn says whether the relay was killed in (from, to].
+func (ev *evidence) relayKilledIn(from, to time.Time) bool {
+	for _, f := range ev.faults {
+		if relayKill(f) && f.Time.After(from) && !f.Time.After(to) {
+			return true
+		}
+	}
+	return false
+}
+
+// measureDrain sets Published, DrainSeconds and PublishRate from the relay's
+// published counter between the broker's return ret and the drain's end,
+// p0 being the count at ret.
+func (b *BacklogFigures) measureDrain(published []sample, ret, end time.Time, p0 float64) {
+	pEnd := at(published, end)
+	b.Published = pEnd - p0
+	if b.Published <= 0 {
+		b.Published = 0
+		return // nothing to drain: no drain window either
+	}
+	var first, last *sample
+	for j := range published {
+		s := &published[j]
+		if !s.t.After(ret) || s.t.After(end) {
+			continue
+		}
+		if s.v >= pEnd {
+			b.DrainSeconds = s.t.Sub(ret).Seconds()
+			break
+		}
+		if s.v > p0 && first == nil {
+			first = s
+		}
+		last = s
+	}
+	switch {
+	case first != nil && last != nil && last.t.After(first.t):
+		// Both ends strictly inside the drain: the rate between them is
+		// exact to the counter, whatever the resolution.
+		b.PublishRate = (last.v - first.v) / last.t.Sub(first.t).Seconds()
+	case b.DrainSeconds > 0:
+		b.PublishRate = b.Published / b.DrainSeconds
+	}
+}
+
+// applySeconds is how long after the broker's return ret the consumer's
+// side effects reached createdBy (every charge created by the return), or
+// else stopped growing before winEnd; 0 without side effects or when
+// neither happened.
+func (s backlogSeries) applySeconds(ret, winEnd time.Time, createdBy float64) float64 {
+	if len(s.effects) == 0 {
+		return 0
+	}
+	apply := math.NaN()
+	if len(s.created) > 0 {
+		apply = firstAfter(s.effects, ret, winEnd, createdBy)
+	}
+	if math.IsNaN(apply) {
+		apply = firstAfter(s.effects, ret, winEnd, at(s.effects, winEnd))
+	}
+	if math.IsNaN(apply) {
+		return 0
+	}
+	return apply
 }
 
 // firstReach is the time of the first sample in (start, end] whose value

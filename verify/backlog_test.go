@@ -110,6 +110,7 @@ func TestBacklogFiguresFromTheTimeline(t *testing.T) {
 		{"limit not exported: shown, not judged", backlogRun(200), true, 0, -1, 1, StatusNothing, "does not export"},
 		{"no broker cut: no backlog figure", func() *runSpec { s := backlogRun(200); s.faults = nil; return s }(), true, 0, 1000, 0, StatusNothing, "no broker cut"},
 		{"no timeline: no backlog figure", backlogRun(200), false, 0, 1000, 0, StatusNothing, "no broker cut"},
+		{"a cut that never ended: no backlog figure", func() *runSpec { s := backlogRun(200); s.faults = s.faults[:1]; return s }(), true, 0, 1000, 0, StatusNothing, "no broker cut"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -230,5 +231,81 @@ func TestBacklogFigureFlagsARelayKilledDuringTheDrain(t *testing.T) {
 				t.Errorf("relay_killed %v, summary %q: want %v", b.RelayKilled, b.Summary(), tc.killed)
 			}
 		})
+	}
+}
+
+// The drain's edge cases, on a relay counter sampled every second after
+// the broker returns at 5 s: a backlog already published by the return, a
+// created count the relay never reaches, and a drain shorter than one
+// interval (its rate from its length, not between two inner samples).
+func TestBacklogDrainEdges(t *testing.T) {
+	series := func(vals ...float64) []sample {
+		var out []sample
+		for i, v := range vals {
+			out = append(out, sample{t0.Add(time.Duration(4+i) * time.Second), v})
+		}
+		return out
+	}
+	ret, winEnd := t0.Add(5*time.Second), t0.Add(9*time.Second)
+	for _, tc := range []struct {
+		name               string
+		published, created []sample
+		end                time.Duration // the drain's end, from t0
+		want               BacklogFigures
+	}{
+		{"published before the return: nothing to drain",
+			series(100, 100, 100, 100, 100, 100), series(100, 100, 100, 100, 100, 100),
+			5 * time.Second, BacklogFigures{}},
+		{"never reaches what was created: drains until the window ends",
+			series(0, 0, 100, 200, 300, 300), series(500, 500, 500, 500, 500, 500),
+			9 * time.Second, BacklogFigures{Published: 300, DrainSeconds: 3, PublishRate: 100}},
+		{"no created counter: everything published in the window",
+			series(0, 0, 100, 200, 300, 300), nil,
+			9 * time.Second, BacklogFigures{Published: 300, DrainSeconds: 3, PublishRate: 100}},
+		{"drained within one interval",
+			series(0, 0, 300, 300, 300, 300), series(300, 300, 300, 300, 300, 300),
+			6 * time.Second, BacklogFigures{Published: 300, DrainSeconds: 1, PublishRate: 300}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := backlogSeries{published: tc.published, created: tc.created}
+			p0 := at(s.published, ret)
+			end, _ := s.drainEnd(ret, winEnd, p0)
+			if want := t0.Add(tc.end); !end.Equal(want) {
+				t.Errorf("drain ends at %v, want %v", end.Sub(t0), tc.end)
+			}
+			var b BacklogFigures
+			b.measureDrain(s.published, ret, end, p0)
+			if b.Published != tc.want.Published || b.DrainSeconds != tc.want.DrainSeconds || b.PublishRate != tc.want.PublishRate {
+				t.Errorf("published %v in %v s at %v/s, want %v in %v s at %v/s",
+					b.Published, b.DrainSeconds, b.PublishRate, tc.want.Published, tc.want.DrainSeconds, tc.want.PublishRate)
+			}
+		})
+	}
+}
+
+// With two cuts, the first one's window of evidence ends where the second
+// begins: what is published during the second cut's drain is not the
+// first's.
+func TestBacklogFiguresPerCut(t *testing.T) {
+	spec := backlogRun(200)
+	spec.faults = append(spec.faults,
+		rundir.Fault{Time: t0.Add(6 * time.Second), Fault: rundir.FaultBrokerCut, Action: "start", Target: "nats"},
+		rundir.Fault{Time: t0.Add(8 * time.Second), Fault: rundir.FaultBrokerCut, Action: "stop", Target: "nats"},
+	)
+	dir := spec.write(t, t.TempDir())
+	writeTimeline(t, dir, timelineSpec{limit: 1000, writes: 2000})
+	rep, err := Verify(context.Background(), dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Backlog) != 2 {
+		t.Fatalf("%d backlog figures, want 2", len(rep.Backlog))
+	}
+	// The relay publishes 1000/s from 5 s: 1000 by the second cut at 6 s.
+	if first := rep.Backlog[0]; first.CutSeconds != 4 || first.Published != 1000 {
+		t.Errorf("first cut: %v s, %v published; want 4 s, 1000", first.CutSeconds, first.Published)
+	}
+	if second := rep.Backlog[1]; second.CutSeconds != 2 || second.Published != 0 {
+		t.Errorf("second cut: %v s, %v published; want 2 s, 0", second.CutSeconds, second.Published)
 	}
 }
