@@ -249,13 +249,7 @@ func analyse(ctx context.Context, runDir string, ev *evidence, opts Options) (*a
 // the jitter samples.
 func (a *analysis) add(at *rundir.Attempt) {
 	a.attempts++
-	i, ok := a.index[at.Op]
-	if !ok {
-		i = int32(len(a.ops))
-		a.index[at.Op] = i
-		a.ops = append(a.ops, opState{merchant: at.Merchant, key: at.Key, op: at.Op, kind: kindUnplanned})
-	}
-	o := &a.ops[i]
+	o := a.opOf(at)
 	o.attempts++
 	outcome := internOutcome(at)
 	if o.kind == kindReuse {
@@ -263,6 +257,28 @@ func (a *analysis) add(at *rundir.Attempt) {
 	}
 	a.outcomes[outcome]++
 	a.outage.add(at, outcome)
+	o.count(at, outcome)
+	a.trackConflict(o, at, outcome)
+	a.widenSpan(o, at, outcome)
+	prev, hadRA := a.followRetryAfter(at, outcome)
+	a.addDelay(at, outcome, prev, hadRA)
+}
+
+// opOf is the state of the attempt's op, added as unplanned when the plan
+// does not have it.
+func (a *analysis) opOf(at *rundir.Attempt) *opState {
+	i, ok := a.index[at.Op]
+	if !ok {
+		i = int32(len(a.ops))
+		a.index[at.Op] = i
+		a.ops = append(a.ops, opState{merchant: at.Merchant, key: at.Key, op: at.Op, kind: kindUnplanned})
+	}
+	return &a.ops[i]
+}
+
+// count adds the attempt's outcome to the op's counters and the charges
+// its 2xx answers describe.
+func (o *opState) count(at *rundir.Attempt, outcome string) {
 	switch outcome {
 	case rundir.OutcomeNew:
 		o.news++
@@ -294,7 +310,11 @@ func (a *analysis) add(at *rundir.Attempt) {
 	if o.kind == kindReuse && o.otherStatus == 0 && (outcome == rundir.OutcomeConflict || outcome == rundir.OutcomeRejected) {
 		o.otherStatus = int32(at.Status)
 	}
-	a.trackConflict(o, at, outcome)
+}
+
+// widenSpan moves the op's first 2xx and the history's start and end to
+// take in the attempt.
+func (a *analysis) widenSpan(o *opState, at *rundir.Attempt, outcome string) {
 	if (outcome == rundir.OutcomeNew || outcome == rundir.OutcomeReplay) && !at.End.IsZero() {
 		if e := at.End.UnixNano(); o.firstOK == 0 || e < o.firstOK {
 			o.firstOK = e
@@ -306,28 +326,18 @@ func (a *analysis) add(at *rundir.Attempt) {
 	if at.End.After(a.histEnd) {
 		a.histEnd = at.End
 	}
+}
 
-	// Retry-After: the sender's previous attempt may have carried one.
+// followRetryAfter checks the attempt against the Retry-After its sender's
+// previous attempt carried, if any (returned as prev, hadRA), and keeps the
+// one the attempt carries for the sender's next.
+func (a *analysis) followRetryAfter(at *rundir.Attempt, outcome string) (prev pendingRA, hadRA bool) {
 	sk := senderKey{at.Op, at.Sender}
-	prev, hadRA := a.pending[sk]
+	prev, hadRA = a.pending[sk]
 	if hadRA {
 		delete(a.pending, sk)
 		if outcome != rundir.OutcomeBudget {
-			a.raChecked++
-			// Early when the recorded delay is short of the Retry-After and
-			// the clock does not show the wait either (a reconcile after the
-			// chaos window may record a small delay after a long gap).
-			gapMS := -1.0
-			if prev.end != 0 && !at.Start.IsZero() {
-				gapMS = float64(at.Start.UnixNano()-prev.end) / 1e6
-			}
-			if at.DelayMS+1e-6 < prev.ra && gapMS < prev.ra {
-				a.raEarly.add(Counterexample{
-					Op: at.Op, Key: at.Key, Merchant: at.Merchant, Sender: at.Sender, Attempt: at.Attempt,
-					Why: fmt.Sprintf("attempt %d came %s ms after attempt %d was told Retry-After %s ms",
-						at.Attempt, fmtMS(at.DelayMS), prev.attempt, fmtMS(prev.ra)),
-				})
-			}
+			a.checkWait(at, prev)
 		}
 	}
 	if at.RetryAfterMS > 0 {
@@ -337,25 +347,49 @@ func (a *analysis) add(at *rundir.Attempt) {
 		}
 		a.pending[sk] = p
 	}
+	return prev, hadRA
+}
 
-	// Jitter samples: backoff retries per attempt number, Retry-After
-	// retries (spread above the Retry-After) together.
+// checkWait counts an attempt that followed a Retry-After, and records it
+// as early when its recorded delay is short of the Retry-After and the
+// clock does not show the wait either (a reconcile after the chaos window
+// may record a small delay after a long gap).
+func (a *analysis) checkWait(at *rundir.Attempt, prev pendingRA) {
+	a.raChecked++
+	gapMS := -1.0
+	if prev.end != 0 && !at.Start.IsZero() {
+		gapMS = float64(at.Start.UnixNano()-prev.end) / 1e6
+	}
+	if at.DelayMS+1e-6 < prev.ra && gapMS < prev.ra {
+		a.raEarly.add(Counterexample{
+			Op: at.Op, Key: at.Key, Merchant: at.Merchant, Sender: at.Sender, Attempt: at.Attempt,
+			Why: fmt.Sprintf("attempt %d came %s ms after attempt %d was told Retry-After %s ms",
+				at.Attempt, fmtMS(at.DelayMS), prev.attempt, fmtMS(prev.ra)),
+		})
+	}
+}
+
+// addDelay keeps a retry's delay for the scatter plot and its jitter
+// sample: backoff retries per attempt number, Retry-After retries (spread
+// above the Retry-After prev, when hadRA) together.
+func (a *analysis) addDelay(at *rundir.Attempt, outcome string, prev pendingRA, hadRA bool) {
 	if at.Attempt < 2 || outcome == rundir.OutcomeBudget {
 		return
 	}
+	attempt := uint16(min(at.Attempt, 65535))
 	switch at.DelayReason {
 	case rundir.ReasonBackoff:
-		a.delays = append(a.delays, delayPoint{attempt: uint16(min(at.Attempt, 65535)), reason: 0, delay: float32(at.DelayMS)})
+		a.delays = append(a.delays, delayPoint{attempt: attempt, reason: 0, delay: float32(at.DelayMS)})
 		if at.CapMS > 0 {
 			a.sample(jitterKey{rundir.ReasonBackoff, at.Attempt}, at.DelayMS/at.CapMS, at.CapMS)
 		}
 	case rundir.ReasonRetryAfter:
-		a.delays = append(a.delays, delayPoint{attempt: uint16(min(at.Attempt, 65535)), reason: 1, delay: float32(at.DelayMS)})
+		a.delays = append(a.delays, delayPoint{attempt: attempt, reason: 1, delay: float32(at.DelayMS)})
 		if at.CapMS > 0 && hadRA {
 			a.sample(jitterKey{rundir.ReasonRetryAfter, 0}, (at.DelayMS-prev.ra)/at.CapMS, at.CapMS)
 		}
 	default:
-		a.delays = append(a.delays, delayPoint{attempt: uint16(min(at.Attempt, 65535)), reason: 2, delay: float32(at.DelayMS)})
+		a.delays = append(a.delays, delayPoint{attempt: attempt, reason: 2, delay: float32(at.DelayMS)})
 	}
 }
 

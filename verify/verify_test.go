@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -120,6 +121,19 @@ func TestVerifyScenarios(t *testing.T) {
 				a.DelayMS, a.DelayReason, a.CapMS = 0, rundir.ReasonReconcile, 0
 				a.Start = prev.End.Add(5 * time.Second)
 				a.End = a.Start.Add(time.Millisecond)
+			},
+			want: want{verdict: VerdictHeld, exit: 0, checks: map[string]string{CheckRetryAfterHonoured: StatusHeld}},
+		},
+		{
+			name: "a retry the budget refused is not judged against Retry-After",
+			break_: func(t *testing.T, s *runSpec) {
+				first := s.findAttempt(t, 120, 0, 1)
+				refused := *first
+				refused.Attempt, refused.Status, refused.Outcome, refused.RetryAfterMS = 2, 0, rundir.OutcomeBudget, 0
+				refused.DelayMS, refused.DelayReason = 0, rundir.ReasonRetryAfter
+				s.findAttempt(t, 120, 0, 2).Attempt = 3
+				i := slices.IndexFunc(s.attempts, func(a rundir.Attempt) bool { return a.Op == 120 && a.Attempt == 1 })
+				s.attempts = slices.Insert(s.attempts, i+1, refused)
 			},
 			want: want{verdict: VerdictHeld, exit: 0, checks: map[string]string{CheckRetryAfterHonoured: StatusHeld}},
 		},
