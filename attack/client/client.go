@@ -123,6 +123,10 @@ type Request struct {
 	// FirstReason (default rundir.ReasonFirst).
 	FirstDelay  time.Duration
 	FirstReason string
+	// Intended is when the first attempt was due (the open model's
+	// arrival); it is recorded with that attempt and its latency counts
+	// from it. Zero: due when sent.
+	Intended time.Time
 }
 
 // Result is what Do learnt about one request.
@@ -158,6 +162,8 @@ type Client struct {
 	replay    replayRule
 	attempts  [maxAttemptLabel]prometheus.Counter
 	exhausted prometheus.Counter
+	outcomes  *prometheus.CounterVec   // by outcome
+	latency   *prometheus.HistogramVec // by outcome: from when an attempt was due to its end
 
 	mu  sync.Mutex
 	rng *rand.Rand
@@ -224,6 +230,15 @@ func New(o Options) (*Client, error) {
 		Name: "paytest_retry_budget_exhausted_total",
 		Help: "Retries the retry budget refused, by call site.",
 	}, []string{"call_site"})
+	outcomes := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "paytest_client_attempt_outcomes_total",
+		Help: "Attempts the retrying client made (or the budget refused), by call site and outcome.",
+	}, []string{"call_site", "outcome"})
+	latency := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "paytest_client_attempt_duration_seconds",
+		Help:    "Attempt latency from when the attempt was due (the open model's arrival, else its send) to its answer, by call site and outcome.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
+	}, []string{"call_site", "outcome"})
 	if o.Registerer != nil {
 		var err error
 		if attempts, err = register(o.Registerer, attempts); err != nil {
@@ -232,7 +247,14 @@ func New(o Options) (*Client, error) {
 		if exhausted, err = register(o.Registerer, exhausted); err != nil {
 			return nil, err
 		}
+		if outcomes, err = register(o.Registerer, outcomes); err != nil {
+			return nil, err
+		}
+		if latency, err = register(o.Registerer, latency); err != nil {
+			return nil, err
+		}
 	}
+	c.outcomes, c.latency = outcomes.MustCurryWith(prometheus.Labels{"call_site": o.CallSite}), latency.MustCurryWith(prometheus.Labels{"call_site": o.CallSite}).(*prometheus.HistogramVec)
 	for i := range c.attempts {
 		c.attempts[i] = attempts.WithLabelValues(o.CallSite, attemptLabel(i+1))
 	}
@@ -281,15 +303,17 @@ func NewHTTPClient(maxIdlePerHost int) *http.Client {
 	}
 }
 
-func register(reg prometheus.Registerer, v *prometheus.CounterVec) (*prometheus.CounterVec, error) {
+// register registers v, or returns the collector of the same name already
+// registered (several clients, one call site each, share a registry).
+func register[V prometheus.Collector](reg prometheus.Registerer, v V) (V, error) {
 	if err := reg.Register(v); err != nil {
 		var are prometheus.AlreadyRegisteredError
 		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(*prometheus.CounterVec); ok {
+			if existing, ok := are.ExistingCollector.(V); ok {
 				return existing, nil
 			}
 		}
-		return nil, fmt.Errorf("client: register metrics: %w", err)
+		return v, fmt.Errorf("client: register metrics: %w", err)
 	}
 	return v, nil
 }
@@ -329,6 +353,7 @@ func (c *Client) Do(ctx context.Context, req Request, record func(rundir.Attempt
 				a.Outcome = rundir.OutcomeBudget
 				a.Error = ErrBudgetExhausted.Error()
 				a.Start, a.End = now, now
+				c.observe(&a)
 				if record != nil {
 					record(a)
 				}
@@ -345,11 +370,15 @@ func (c *Client) Do(ctx context.Context, req Request, record func(rundir.Attempt
 			}
 		}
 		a := c.base(req, attempt)
+		if attempt == 1 {
+			a.Intended = req.Intended
+		}
 		a.DelayMS = ms(delay)
 		a.DelayReason = reason
 		a.CapMS = capMS
 		c.attempts[min(attempt, maxAttemptLabel)-1].Inc()
 		retryAfter, hasRA, body, err := c.send(ctx, req, &a)
+		c.observe(&a)
 		if record != nil {
 			record(a)
 		}
@@ -393,6 +422,14 @@ func (c *Client) Do(ctx context.Context, req Request, record func(rundir.Attempt
 			delay, capMS = c.backoff(attempt)
 			reason = rundir.ReasonBackoff
 		}
+	}
+}
+
+// observe counts a finished attempt in the live client metrics.
+func (c *Client) observe(a *rundir.Attempt) {
+	c.outcomes.WithLabelValues(a.Outcome).Inc()
+	if a.Sent() && !a.End.IsZero() {
+		c.latency.WithLabelValues(a.Outcome).Observe(a.End.Sub(a.Due()).Seconds())
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -487,5 +489,36 @@ func TestNewRejectsNonsense(t *testing.T) {
 		if _, err := New(o); err == nil {
 			t.Errorf("New(%+v) accepted", o)
 		}
+	}
+}
+
+// An attempt due before it was sent (the open model's arrival, late) is
+// recorded with its due time, and its latency counts from then: the live
+// histogram holds the wait. Outcomes are counted, a refused retry too.
+func TestLatencyCountsFromTheIntendedSendTime(t *testing.T) {
+	_, url := serve(t, statuses(503, 200))
+	reg := prometheus.NewRegistry()
+	c := newClient(t, Options{CallSite: "lat", MaxAttempts: 3, Registerer: reg})
+	due := time.Now().Add(-300 * time.Millisecond)
+	var got []rundir.Attempt
+	c.Do(context.Background(), Request{Op: 1, URL: url, Key: "k", Intended: due}, func(a rundir.Attempt) { got = append(got, a) })
+	if len(got) != 2 || !got[0].Intended.Equal(due) || !got[1].Intended.IsZero() {
+		t.Fatalf("attempts %+v: want the first due at %v, the retry due when sent", got, due)
+	}
+	if d := got[0].End.Sub(got[0].Due()); d < 300*time.Millisecond {
+		t.Fatalf("first attempt's latency %v, want at least the 300 ms it was late", d)
+	}
+	if n := testutil.CollectAndCount(reg, "paytest_client_attempt_duration_seconds"); n != 2 {
+		t.Fatalf("%d latency series, want 2 (unavailable, new)", n)
+	}
+	if v := testutil.ToFloat64(c.outcomes.WithLabelValues(rundir.OutcomeUnavailable)); v != 1 {
+		t.Fatalf("unavailable outcomes = %v, want 1", v)
+	}
+	var m dto.Metric
+	if err := c.latency.WithLabelValues(rundir.OutcomeUnavailable).(prometheus.Metric).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	if h := m.GetHistogram(); h.GetSampleCount() != 1 || h.GetSampleSum() < 0.3 {
+		t.Fatalf("503's latency sample: count %d sum %.3f s, want 1 sample of at least 0.3 s", h.GetSampleCount(), h.GetSampleSum())
 	}
 }

@@ -7,6 +7,12 @@
 // Reconcile re-drives the ops whose fate is still unknown with their same
 // key and body, and ends with a last look: one more attempt for each op
 // still unconfirmed, so the history holds the endpoint's latest answer.
+//
+// With a Pacer, Run is an open model instead (open.go): ops arrive on a
+// schedule whatever the target's pace, each attempt records when it was
+// due, and an arrival that finds the in-flight cap full is dropped and
+// counted, so latency measured from the due time includes every queue the
+// target built (no coordinated omission).
 package load
 
 import (
@@ -55,6 +61,15 @@ type Config struct {
 	// LastLook bounds the whole last look Reconcile takes at the ops its
 	// rounds left unconfirmed (default DefaultLastLook; negative: none).
 	LastLook time.Duration
+	// Pacer, when set, makes Run an open model: every op arrives on the
+	// Pacer's schedule, from its own goroutine, whether or not earlier ones
+	// were answered; Concurrency is then unused. Nil: the closed pool of
+	// Concurrency workers.
+	Pacer Pacer
+	// MaxInflight caps the open model's operations in flight (default
+	// DefaultMaxInflight); an arrival that finds it full is dropped and
+	// counted (Summary.Dropped), never delayed.
+	MaxInflight int
 }
 
 // lastLookConcurrency bounds the last look's attempts in flight (and
@@ -117,6 +132,13 @@ type Summary struct {
 	Duration    time.Duration
 	// LastLook is Reconcile's last look (zero for Run).
 	LastLook LastLook
+	// The open model's figures (Run with a Pacer): the arrivals dropped at
+	// the in-flight cap, the most an arrival went out after it was due
+	// (the pacer's own lateness: latency counts from the due time anyway),
+	// and the pacer.
+	Dropped int
+	MaxLag  time.Duration
+	Pacer   Pacer
 }
 
 // Op state flags.
@@ -149,6 +171,8 @@ type runner struct {
 
 	mu   sync.Mutex
 	best map[int]client.Result // multi-sender ops' best result so far, for OnOpDone
+
+	onDone func(idx int) // when set, called as each op is done (the open model's bookkeeping)
 }
 
 func newRunner(p *plan.Plan, cfg Config) (*runner, error) {
@@ -166,6 +190,9 @@ func newRunner(p *plan.Plan, cfg Config) (*runner, error) {
 	}
 	if cfg.LastLook == 0 {
 		cfg.LastLook = DefaultLastLook
+	}
+	if cfg.MaxInflight <= 0 {
+		cfg.MaxInflight = DefaultMaxInflight
 	}
 	r := &runner{p: p, cfg: cfg, state: make([]opState, len(p.Ops)), rounds: make([]int, len(p.Ops)), headers: map[string]http.Header{}}
 	for i := range p.Ops {
@@ -268,6 +295,9 @@ func (r *runner) finish(idx int, res client.Result) bool {
 	if r.cfg.OnOpDone != nil {
 		r.cfg.OnOpDone(r.p.Ops[idx].Op.Op, res)
 	}
+	if r.onDone != nil {
+		r.onDone(idx)
+	}
 	return true
 }
 
@@ -352,6 +382,22 @@ func Run(ctx context.Context, p *plan.Plan, cfg Config) (*Summary, error) {
 	}
 	ctx, r.cancel = context.WithCancel(ctx)
 	defer r.cancel()
+	all := func(yield func(int) bool) {
+		for i := range p.Ops {
+			if !yield(i) {
+				return
+			}
+		}
+	}
+	if cfg.Pacer != nil {
+		o := runOpen(ctx, r)
+		s := r.summarize(all, start)
+		o.openSummary(s)
+		if r.err != nil {
+			return s, r.err
+		}
+		return s, context.Cause(ctx)
+	}
 	for i := range p.Ops {
 		r.state[i].remaining.Store(int32(p.Ops[i].Senders))
 	}
@@ -385,13 +431,7 @@ func Run(ctx context.Context, p *plan.Plan, cfg Config) (*Summary, error) {
 	r.dispatch(ctx, jobs, done)
 	close(jobs)
 	wg.Wait()
-	s := r.summarize(func(yield func(int) bool) {
-		for i := range p.Ops {
-			if !yield(i) {
-				return
-			}
-		}
-	}, start)
+	s := r.summarize(all, start)
 	if r.err != nil {
 		return s, r.err
 	}

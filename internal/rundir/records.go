@@ -42,6 +42,7 @@ const (
 	OutcomeTimeout     = "timeout"      // no complete answer within the attempt timeout
 	OutcomeNetwork     = "network"      // connection refused, reset, closed, or the body cut off
 	OutcomeBudget      = "budget"       // not sent: the retry budget was empty
+	OutcomeDropped     = "dropped"      // not sent: the arrival found the in-flight cap full (open model)
 )
 
 // Delay reasons: why the client waited before an attempt.
@@ -79,8 +80,27 @@ type Attempt struct {
 	ChargeID string `json:"charge_id,omitempty"`
 	// BodySHA256 is the hex SHA-256 of a complete 2xx body: two answers
 	// with the same digest are the same answer replayed.
-	BodySHA256 string    `json:"body_sha256,omitempty"`
-	Error      string    `json:"error,omitempty"`
-	Start      time.Time `json:"start"`
-	End        time.Time `json:"end"`
+	BodySHA256 string `json:"body_sha256,omitempty"`
+	Error      string `json:"error,omitempty"`
+	// Intended is when the attempt was due: in the open model, a first
+	// attempt's arrival on the schedule (zero: it was due when it was
+	// sent, at Start). Latency counts from it, so the queue a slow target
+	// builds stays in the figures (no coordinated omission).
+	Intended time.Time `json:"intended,omitzero"`
+	Start    time.Time `json:"start"`
+	End      time.Time `json:"end"`
+}
+
+// Due is when the attempt was due: Intended, or Start without one.
+func (a *Attempt) Due() time.Time {
+	if !a.Intended.IsZero() {
+		return a.Intended
+	}
+	return a.Start
+}
+
+// Sent says whether the attempt went out (it was neither refused by the
+// retry budget nor dropped at the in-flight cap).
+func (a *Attempt) Sent() bool {
+	return a.Outcome != OutcomeBudget && a.Outcome != OutcomeDropped
 }
