@@ -80,15 +80,35 @@ const maxPage = 64 << 20
 var pageName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 
 // Collect gathers a live system's evidence into runDir: each metrics page,
-// validated with expfmt and saved verbatim as metrics/<name>.prom; the
-// PromQL answers as metrics/prometheus.json; the ledger as ledger.jsonl; and
-// what was asked for as metrics/sources.json. Anything unreachable, invalid
-// or missing (the side-effect metric on no page) is an EINCONCLUSIVE error
-// naming what and where, after everything reachable was saved.
+// validated as the Prometheus text format and saved verbatim as
+// metrics/<name>.prom; the PromQL answers as metrics/prometheus.json; the
+// ledger as ledger.jsonl; and what was asked for as metrics/sources.json.
+// Anything unreachable, invalid or missing (the side-effect metric on no
+// page) is an EINCONCLUSIVE error naming what and where, after everything
+// reachable was saved.
 func Collect(ctx context.Context, src Sources, runDir string) error {
 	if len(src.MetricsURLs) == 0 && src.PrometheusURL == "" && src.DatabaseURL == "" {
 		return apperr.Errorf(apperr.EINCONCLUSIVE, "no evidence to collect: give metrics URLs, a Prometheus URL or a database URL")
 	}
+	src = src.withDefaults()
+	mdir := filepath.Join(runDir, rundir.MetricsDir)
+	if err := os.MkdirAll(mdir, 0o755); err != nil {
+		return apperr.Wrap(apperr.EINCONCLUSIVE, err, "creating %s", mdir)
+	}
+	if err := removeStale(src, runDir); err != nil {
+		return err
+	}
+	rec := rundir.Collected{Time: time.Now().UTC(), SideEffectMetric: src.SideEffectMetric}
+	var errs []error
+	errs = append(errs, collectPages(ctx, src, mdir, &rec)...)
+	errs = append(errs, collectPrometheus(ctx, src, runDir, &rec)...)
+	errs = append(errs, collectDatabase(ctx, src, runDir, &rec)...)
+	return saveSources(mdir, rec, errs)
+}
+
+// withDefaults fills in the side-effect metric and query, the ledger query
+// and the HTTP client.
+func (src Sources) withDefaults() Sources {
 	if src.SideEffectMetric == "" {
 		src.SideEffectMetric = DefaultSideEffectMetric
 	}
@@ -98,18 +118,16 @@ func Collect(ctx context.Context, src Sources, runDir string) error {
 	if src.LedgerQuery == "" {
 		src.LedgerQuery = DefaultLedgerQuery
 	}
-	hc := src.HTTPClient
-	if hc == nil {
-		hc = &http.Client{Timeout: 10 * time.Second}
+	if src.HTTPClient == nil {
+		src.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
+	return src
+}
+
+// removeStale deletes the evidence an earlier collection saved from the
+// sources src names: it must not stand in for what this one fails to get.
+func removeStale(src Sources, runDir string) error {
 	mdir := filepath.Join(runDir, rundir.MetricsDir)
-	if err := os.MkdirAll(mdir, 0o755); err != nil {
-		return apperr.Wrap(apperr.EINCONCLUSIVE, err, "creating %s", mdir)
-	}
-	rec := rundir.Collected{Time: time.Now().UTC(), SideEffectMetric: src.SideEffectMetric}
-	var errs []error
-	// Evidence from an earlier collection must not stand in for what this
-	// one fails to get.
 	stale := []string{filepath.Join(mdir, rundir.SourcesFile), filepath.Join(mdir, rundir.PrometheusFile)}
 	for name := range src.MetricsURLs {
 		if pageName.MatchString(name) {
@@ -124,53 +142,81 @@ func Collect(ctx context.Context, src Sources, runDir string) error {
 			return apperr.Wrap(apperr.EINCONCLUSIVE, err, "removing stale evidence")
 		}
 	}
+	return nil
+}
 
-	if len(src.MetricsURLs) > 0 {
-		rec.Pages = map[string]string{}
-		found := false
-		names := sortedKeys(src.MetricsURLs)
-		for _, name := range names {
-			u := src.MetricsURLs[name]
-			rec.Pages[name] = redact(u)
-			if !pageName.MatchString(name) {
-				errs = append(errs, fmt.Errorf("metrics page name %q: want letters, digits, '.', '_' or '-'", name))
-				continue
-			}
-			has, err := scrape(ctx, hc, u, filepath.Join(mdir, name+".prom"), src.SideEffectMetric)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("metrics %s at %s: %w", name, redact(u), err))
-				continue
-			}
-			found = found || has
+// collectPages scrapes every metrics page into mdir, recording its URL in
+// rec; it is an error when none has the side-effect metric.
+func collectPages(ctx context.Context, src Sources, mdir string, rec *rundir.Collected) []error {
+	if len(src.MetricsURLs) == 0 {
+		return nil
+	}
+	var errs []error
+	rec.Pages = map[string]string{}
+	found := false
+	names := sortedKeys(src.MetricsURLs)
+	for _, name := range names {
+		u := src.MetricsURLs[name]
+		rec.Pages[name] = redact(u)
+		if !pageName.MatchString(name) {
+			errs = append(errs, fmt.Errorf("metrics page name %q: want letters, digits, '.', '_' or '-'", name))
+			continue
 		}
-		if !found && len(errs) == 0 {
-			errs = append(errs, fmt.Errorf("side-effect metric %s is on none of the pages (%s)", src.SideEffectMetric, strings.Join(names, ", ")))
+		has, err := scrape(ctx, src.HTTPClient, u, filepath.Join(mdir, name+".prom"), src.SideEffectMetric)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("metrics %s at %s: %w", name, redact(u), err))
+			continue
+		}
+		found = found || has
+	}
+	if !found && len(errs) == 0 {
+		errs = append(errs, fmt.Errorf("side-effect metric %s is on none of the pages (%s)", src.SideEffectMetric, strings.Join(names, ", ")))
+	}
+	return errs
+}
+
+// collectPrometheus saves Prometheus's answers, when src names a server.
+func collectPrometheus(ctx context.Context, src Sources, runDir string, rec *rundir.Collected) []error {
+	if src.PrometheusURL == "" {
+		return nil
+	}
+	rec.PrometheusURL, rec.SideEffectQuery = redact(src.PrometheusURL), src.SideEffectQuery
+	// The side-effect counter's samples since the run began let Verify
+	// sum it across restarts, as it does with the metrics timeline.
+	var since time.Time
+	if r, err := rundir.ReadRun(filepath.Join(runDir, rundir.RunFile)); err == nil {
+		since = r.Started
+	}
+	path := filepath.Join(runDir, rundir.MetricsDir, rundir.PrometheusFile)
+	if err := queryPrometheus(ctx, src.HTTPClient, src, since, path); err != nil {
+		return []error{fmt.Errorf("prometheus at %s: %w", redact(src.PrometheusURL), err)}
+	}
+	return nil
+}
+
+// collectDatabase saves the ledger and, when src has an events query, the
+// repeated events, when src names a database.
+func collectDatabase(ctx context.Context, src Sources, runDir string, rec *rundir.Collected) []error {
+	if src.DatabaseURL == "" {
+		return nil
+	}
+	var errs []error
+	rec.Database, rec.LedgerQuery = redact(src.DatabaseURL), src.LedgerQuery
+	if err := queryLedger(ctx, src.DatabaseURL, src.LedgerQuery, filepath.Join(runDir, rundir.LedgerFile)); err != nil {
+		errs = append(errs, fmt.Errorf("ledger at %s: %w", redact(src.DatabaseURL), err))
+	}
+	if src.EventsQuery != "" {
+		rec.EventsQuery = src.EventsQuery
+		if err := queryEvents(ctx, src.DatabaseURL, src.EventsQuery, filepath.Join(runDir, rundir.EventsFile)); err != nil {
+			errs = append(errs, fmt.Errorf("events at %s: %w", redact(src.DatabaseURL), err))
 		}
 	}
-	if src.PrometheusURL != "" {
-		rec.PrometheusURL, rec.SideEffectQuery = redact(src.PrometheusURL), src.SideEffectQuery
-		// The side-effect counter's samples since the run began let Verify
-		// sum it across restarts, as it does with the metrics timeline.
-		var since time.Time
-		if r, err := rundir.ReadRun(filepath.Join(runDir, rundir.RunFile)); err == nil {
-			since = r.Started
-		}
-		if err := queryPrometheus(ctx, hc, src, since, filepath.Join(mdir, rundir.PrometheusFile)); err != nil {
-			errs = append(errs, fmt.Errorf("prometheus at %s: %w", redact(src.PrometheusURL), err))
-		}
-	}
-	if src.DatabaseURL != "" {
-		rec.Database, rec.LedgerQuery = redact(src.DatabaseURL), src.LedgerQuery
-		if err := queryLedger(ctx, src.DatabaseURL, src.LedgerQuery, filepath.Join(runDir, rundir.LedgerFile)); err != nil {
-			errs = append(errs, fmt.Errorf("ledger at %s: %w", redact(src.DatabaseURL), err))
-		}
-		if src.EventsQuery != "" {
-			rec.EventsQuery = src.EventsQuery
-			if err := queryEvents(ctx, src.DatabaseURL, src.EventsQuery, filepath.Join(runDir, rundir.EventsFile)); err != nil {
-				errs = append(errs, fmt.Errorf("events at %s: %w", redact(src.DatabaseURL), err))
-			}
-		}
-	}
+	return errs
+}
+
+// saveSources records rec, with errs, as sources.json, and returns errs
+// (and any error saving it) as one EINCONCLUSIVE error.
+func saveSources(mdir string, rec rundir.Collected, errs []error) error {
 	// An HTTP client's error quotes the whole URL it tried, query included:
 	// mask secrets before the message reaches sources.json or the caller.
 	for i, err := range errs {
