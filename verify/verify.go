@@ -266,6 +266,10 @@ type Report struct {
 	// Attempts counts client attempts in history.jsonl, by outcome in Outcomes.
 	Attempts int            `json:"attempts"`
 	Outcomes map[string]int `json:"outcomes"`
+	// Latency and Throughput are what the client waited and achieved
+	// (from history.jsonl; nil without attempts).
+	Latency    *Latency    `json:"latency,omitempty"`
+	Throughput *Throughput `json:"throughput,omitempty"`
 	// AttemptsPerOp is a histogram: attempts (all senders) -> ops.
 	AttemptsPerOp map[int]int `json:"attempts_per_op"`
 	// LedgerKeys is the number of distinct keys in the ledger;
