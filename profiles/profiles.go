@@ -14,6 +14,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/paytest/paytest/internal/rundir"
 
@@ -41,6 +42,16 @@ type Profile struct {
 	Ops int `yaml:"ops" json:"ops"`
 	// Concurrency is the number of workers sending.
 	Concurrency int `yaml:"concurrency" json:"concurrency"`
+	// Rate, when set, drives the load as an open model: operations per
+	// second ("1000"), or a linear ramp over the run ("100:2000").
+	// Duration then sizes the run when Ops is not set (ops = rate x
+	// duration); MaxInflight caps the operations open at once.
+	Rate        string        `yaml:"rate,omitempty" json:"rate,omitempty"`
+	Duration    time.Duration `yaml:"duration,omitempty" json:"duration,omitempty"`
+	MaxInflight int           `yaml:"max-inflight,omitempty" json:"max_inflight,omitempty"`
+	// Thresholds are load checks: "op_p99 < 800ms" (see paytest attack
+	// --help).
+	Thresholds []string `yaml:"thresholds,omitempty" json:"thresholds,omitempty"`
 	// DuplicateRate, RaceRate and ReuseRate shape the plan: the share of
 	// operations sent again by an independent sender, released to several
 	// senders at once, and whose key is reused with a changed body.
@@ -133,8 +144,8 @@ func parse(b []byte, src string) (Profile, error) {
 
 // Validate checks the profile's ranges and every fault in its schedule.
 func (p Profile) Validate() error {
-	if p.Ops < 0 || p.Concurrency < 0 || p.BudgetCapacity < 0 || p.MaxRetryAmplification < 0 {
-		return fmt.Errorf("ops, concurrency, budget-capacity and max-retry-amplification must not be negative")
+	if p.Ops < 0 || p.Concurrency < 0 || p.BudgetCapacity < 0 || p.MaxRetryAmplification < 0 || p.Duration < 0 || p.MaxInflight < 0 {
+		return fmt.Errorf("ops, concurrency, duration, max-inflight, budget-capacity and max-retry-amplification must not be negative")
 	}
 	for _, r := range []float64{p.DuplicateRate, p.RaceRate, p.ReuseRate} {
 		if r < 0 || r > 1 {
@@ -160,6 +171,18 @@ func (p Profile) Values() map[string]any {
 	}
 	if p.Concurrency > 0 {
 		m["concurrency"] = p.Concurrency
+	}
+	if p.Rate != "" {
+		m["rate"] = p.Rate
+	}
+	if p.Duration > 0 {
+		m["duration"] = p.Duration.String()
+	}
+	if p.MaxInflight > 0 {
+		m["max-inflight"] = p.MaxInflight
+	}
+	if len(p.Thresholds) > 0 {
+		m["threshold"] = p.Thresholds
 	}
 	if p.BudgetCapacity > 0 {
 		m["budget-capacity"] = p.BudgetCapacity

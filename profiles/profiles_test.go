@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paytest/paytest/attack/load"
 	"github.com/paytest/paytest/internal/rundir"
+	"github.com/paytest/paytest/verify"
 
 	"github.com/paytest/paytest/internal/apperr"
 )
@@ -95,5 +97,29 @@ func TestValuesUseAttackFlagNames(t *testing.T) {
 	v := p.Values()
 	if v["ops"] != 500 || v["race-rate"] != 0.5 || v["duplicate-rate"] != 0.5 {
 		t.Fatalf("Values() = %v", v)
+	}
+}
+
+// A profile's rate and thresholds are only strings here (a profile is
+// data); their grammars belong to load and verify, and every built-in
+// profile must satisfy them.
+func TestBuiltInRatesAndThresholdsParse(t *testing.T) {
+	for _, p := range List() {
+		if p.Rate != "" {
+			if _, err := load.ParseRate(p.Rate); err != nil {
+				t.Errorf("%s: %v", p.Name, err)
+			}
+		}
+		if _, err := verify.ParseThresholds(p.Thresholds); err != nil {
+			t.Errorf("%s: %v", p.Name, err)
+		}
+	}
+	p := Profile{Rate: "100:2000", Duration: 10 * time.Second, MaxInflight: 500, Thresholds: []string{"op_p99 < 800ms"}}
+	v := p.Values()
+	if v["rate"] != "100:2000" || v["duration"] != "10s" || v["max-inflight"] != 500 || !slices.Equal(v["threshold"].([]string), p.Thresholds) {
+		t.Fatalf("Values() = %v", v)
+	}
+	if err := (Profile{Duration: -time.Second}).Validate(); err == nil {
+		t.Fatal("a negative duration validated")
 	}
 }

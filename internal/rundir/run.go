@@ -27,6 +27,14 @@ type Run struct {
 	// ReplayHeader is the header (NAME or NAME=VALUE) that marked an answer
 	// as a replay (--replay-header, default Idempotent-Replayed: true).
 	ReplayHeader string    `yaml:"replay_header,omitempty" json:"replay_header,omitempty"`
+	// Rate is the open model's arrival rate ("500" or a ramp "100:2000",
+	// operations per second); empty for the closed pool of Concurrency
+	// workers. MaxInflight is the open model's cap on operations open.
+	Rate        string `yaml:"rate,omitempty" json:"rate,omitempty"`
+	MaxInflight int    `yaml:"max_inflight,omitempty" json:"max_inflight,omitempty"`
+	// Thresholds are the run's load thresholds ("op_p99 < 800ms"): verify
+	// judges them again from the run directory alone.
+	Thresholds []string `yaml:"thresholds,omitempty" json:"thresholds,omitempty"`
 	Started      time.Time `yaml:"started" json:"started"`
 	Ended        time.Time `yaml:"ended,omitempty" json:"ended,omitempty"`
 	// Config is the whole resolved configuration, flag names as keys.
