@@ -12,13 +12,8 @@ package attack
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/x509"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -26,7 +21,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"text/template"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,124 +33,8 @@ import (
 	"github.com/paytest/paytest/internal/redact"
 	"github.com/paytest/paytest/internal/rundir"
 	"github.com/paytest/paytest/internal/toxiembed"
-	"github.com/paytest/paytest/profiles"
 	"github.com/paytest/paytest/verify"
 )
-
-// Defaults for the zero fields of Config.
-const (
-	DefaultKeyHeader        = "Idempotency-Key"
-	DefaultReconcileTimeout = 60 * time.Second
-	DefaultDrainTimeout     = 60 * time.Second
-	DefaultTimeout          = 2 * time.Second
-	DefaultMaxAttempts      = 6
-	// DefaultIDField is the JSON pointer of a charge's resource id.
-	DefaultIDField = "/id"
-	// DefaultReuseStatus is the answer to a key reused with a changed
-	// body, as the IETF Idempotency-Key draft says.
-	DefaultReuseStatus = 422
-	callSite           = "charge"
-)
-
-// Config is one attack, fully resolved (cmd/paytest fills it from flags,
-// environment, config file and profile).
-type Config struct {
-	// Profile supplies the fault schedule and the components' extra
-	// arguments; its counts and rates are already folded into the fields
-	// below by the caller.
-	Profile profiles.Profile
-	// Ops, Concurrency and the rates shape the plan.
-	Ops           int
-	Concurrency   int
-	DuplicateRate float64
-	RaceRate      float64
-	ReuseRate     float64
-	// Seed makes the plan and the fault schedule reproducible; 0 draws a
-	// random one (always recorded in run.yaml and report.json).
-	Seed int64
-	// Out is the run directory; empty means runs/<timestamp>.
-	Out string
-
-	// The bundled reference system (no Target). Empty URLs start embedded
-	// servers.
-	Binary      string
-	DatabaseURL string
-	NATSURL     string
-	RedisURL    string
-	Unsafe      []string
-	// Stream, Subject and DLQStream name the broker's streams; empty means
-	// the defaults, or unique per-run names when NATSURL is given.
-	Stream, Subject, DLQStream string
-
-	// Target is a team's own endpoint; empty means the bundled system.
-	Target string
-	// Header is added to every request (--header K:V).
-	Header http.Header
-	// BodyTemplate is a text/template filled per operation for Target.
-	BodyTemplate *template.Template
-	// RootCAs, when set, are the CAs trusted for an https Target (default:
-	// the system's).
-	RootCAs *x509.CertPool
-	// KeyHeader carries the idempotency key (default Idempotency-Key).
-	KeyHeader string
-	// Evidence for a Target: a /metrics page and its side-effect counter, a
-	// Prometheus and its PromQL, a database and its per-key ledger query.
-	MetricsURL       string
-	SideEffectMetric string
-	PrometheusURL    string
-	SideEffectQuery  string
-	LedgerQuery      string
-	// KillCmd and RestartCmd run (via /bin/sh -c) at the profile's kill
-	// points against a Target, with PAYTEST_COMPONENT=target.
-	KillCmd, RestartCmd string
-	// ReplayHeader marks a replayed answer the endpoint's own way: "Name"
-	// (present) or "Name=Value" (that value). Empty: Idempotent-Replayed
-	// or, without it, the id and body comparisons.
-	ReplayHeader string
-	// IDField is the JSON pointer of a 2xx answer's resource id (default
-	// "/id"): two 2xx answers for one key with the same id are one charge.
-	IDField string
-	// ReuseStatuses are the statuses the endpoint answers a key reused
-	// with a changed body (default 422).
-	ReuseStatuses []int
-	// KillAt fires a kill at each fraction of the run (0..1), without a
-	// profile: of the endpoint through KillCmd/RestartCmd for a Target,
-	// of the charge service (SIGKILL, restarted 500 ms later) on the
-	// bundled system.
-	KillAt []float64
-	// SkipFaults leaves the named kinds out of the profile's schedule (a
-	// fault that cannot fire against a Target is otherwise refused).
-	SkipFaults []string
-
-	// The retrying client.
-	Timeout     time.Duration
-	MaxAttempts int
-	NoJitter    bool
-	NoBudget    bool
-	// BudgetCapacity sizes the retry budget in tokens (a retry costs 5);
-	// 0 takes the profile's budget-capacity, else the AWS standard's 500.
-	BudgetCapacity float64
-	// MaxRetryAmplification bounds the attempts sent during an outage per
-	// first attempt (verify's no-retry-storm); 0 takes the profile's, and
-	// without one the figure is shown, not judged.
-	MaxRetryAmplification float64
-
-	// ReconcileTimeout bounds re-driving unconfirmed operations;
-	// DrainTimeout bounds waiting for the outbox and the consumer.
-	ReconcileTimeout time.Duration
-	DrainTimeout     time.Duration
-
-	// Progress receives the bars (Bars) or summary lines; nil: silent.
-	Progress io.Writer
-	Bars     bool
-	// Log receives attack's own structured log; nil discards.
-	Log *slog.Logger
-	// Settings is the resolved configuration to record in run.yaml.
-	Settings map[string]any
-
-	// faults is the schedule this run fires (planFaults).
-	faults []rundir.FaultSpec
-}
 
 // Result is what a run produced.
 type Result struct {
@@ -175,84 +53,6 @@ type Result struct {
 	Duration time.Duration
 	// Fingerprint identifies the plan.
 	Fingerprint string
-}
-
-func (c *Config) defaults() error {
-	if c.Ops <= 0 {
-		c.Ops = 1000
-	}
-	if c.Concurrency <= 0 {
-		c.Concurrency = 32
-	}
-	if c.KeyHeader == "" {
-		c.KeyHeader = DefaultKeyHeader
-	}
-	if c.Timeout <= 0 {
-		c.Timeout = DefaultTimeout
-	}
-	if c.MaxAttempts == 0 {
-		c.MaxAttempts = DefaultMaxAttempts
-	}
-	if c.BudgetCapacity == 0 {
-		c.BudgetCapacity = c.Profile.BudgetCapacity
-	}
-	if c.MaxRetryAmplification == 0 {
-		c.MaxRetryAmplification = c.Profile.MaxRetryAmplification
-	}
-	if c.BudgetCapacity < 0 || c.MaxRetryAmplification < 0 {
-		return apperr.Errorf(apperr.EUSAGE, "budget capacity and max retry amplification must not be negative")
-	}
-	if c.ReconcileTimeout <= 0 {
-		c.ReconcileTimeout = DefaultReconcileTimeout
-	}
-	if c.DrainTimeout <= 0 {
-		c.DrainTimeout = DefaultDrainTimeout
-	}
-	if c.Log == nil {
-		c.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	if c.Seed == 0 {
-		var b [8]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return err
-		}
-		c.Seed = int64(binary.BigEndian.Uint64(b[:])>>1) | 1
-	}
-	if c.Out == "" {
-		c.Out = filepath.Join("runs", time.Now().UTC().Format("2006-01-02T15-04-05"))
-	}
-	for _, r := range []float64{c.DuplicateRate, c.RaceRate, c.ReuseRate} {
-		if r < 0 || r > 1 {
-			return apperr.Errorf(apperr.EUSAGE, "rates must be within 0..1")
-		}
-	}
-	if c.IDField == "" {
-		c.IDField = DefaultIDField
-	}
-	if !strings.HasPrefix(c.IDField, "/") {
-		return apperr.Errorf(apperr.EUSAGE, "--id-field %q: want a JSON pointer such as /id or /data/charge_id", c.IDField)
-	}
-	if len(c.ReuseStatuses) == 0 {
-		c.ReuseStatuses = []int{DefaultReuseStatus}
-	}
-	for _, st := range c.ReuseStatuses {
-		if st < 400 || st > 599 {
-			return apperr.Errorf(apperr.EUSAGE, "--reuse-status %d: want a 4xx or 5xx status", st)
-		}
-	}
-	if name, _, _ := strings.Cut(c.ReplayHeader, "="); c.ReplayHeader != "" && !validHeaderName(name) {
-		return apperr.Errorf(apperr.EUSAGE, "--replay-header %q: want NAME or NAME=VALUE with a valid header name", c.ReplayHeader)
-	}
-	if c.Target == "" && (c.ReplayHeader != "" || c.IDField != DefaultIDField || !slices.Equal(c.ReuseStatuses, []int{DefaultReuseStatus})) {
-		return apperr.Errorf(apperr.EUSAGE, "--replay-header, --id-field and --reuse-status describe your endpoint: they apply only with --target")
-	}
-	if c.Target != "" && len(c.Unsafe) > 0 {
-		return apperr.Errorf(apperr.EUSAGE, "--unsafe applies to the bundled reference system, not to --target")
-	}
-	if c.Target != "" && c.MetricsURL == "" && c.PrometheusURL == "" && c.DatabaseURL == "" {
-		return apperr.Errorf(apperr.EUSAGE, "--target needs evidence to verify: --metrics-url, --prometheus-url or --database-url with --ledger-query")
-	}
-	return nil
 }
 
 // system is what a run attacks: the bundled stack or a team's endpoint.
@@ -280,278 +80,424 @@ func (s *system) stop() {
 // Run performs one attack and its verification. The error carries an
 // apperr code: EUSAGE for bad configuration, EINCONCLUSIVE when the system
 // could not be brought up or the evidence not collected. A violated verdict
-// is not an error: it is in Result.Report.
+// is not an error: it is in Result.Report. A run that stops early (the
+// load, reconciliation, a fault or the evidence failed, the drain's
+// deadline passed) still ends with a report that says why.
 func Run(ctx context.Context, cfg Config) (res *Result, err error) {
-	began := time.Now()
+	r := &attackRun{cfg: cfg, began: time.Now()}
 	defer func() {
 		if err != nil && ctx.Err() != nil {
-			err = apperr.Wrap(apperr.EINCONCLUSIVE, ctx.Err(), "attack interrupted; the partial run is in %s", cfg.Out)
+			err = apperr.Wrap(apperr.EINCONCLUSIVE, ctx.Err(), "attack interrupted; the partial run is in %s", r.cfg.Out)
 			res = nil
 		}
 	}()
-	if err := cfg.defaults(); err != nil {
+	// Everything started is stopped, in reverse, however the run ends.
+	defer r.close()
+	if err := r.prepare(); err != nil {
 		return nil, err
 	}
-	if cfg.faults, err = planFaults(&cfg); err != nil {
+	if err := r.bringUp(ctx); err != nil {
 		return nil, err
+	}
+	if err := r.buildPlan(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.newClient(); err != nil {
+		return nil, err
+	}
+	runCtx, err := r.armFaults(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r.startSampling(runCtx)
+	if err := r.chaos(ctx, runCtx); err != nil {
+		return nil, err
+	}
+	r.reconcile(runCtx)
+	if err := cancelled(ctx); err != nil {
+		return nil, err
+	}
+	r.drain(runCtx)
+	return r.verdict(ctx)
+}
+
+// attackRun is one attack's state as it passes through Run's phases.
+type attackRun struct {
+	cfg     Config
+	began   time.Time
+	res     *Result
+	rec     rundir.Run
+	faults  []rundir.FaultSpec
+	j       *journal
+	tp      *toxiembed.Server
+	sys     *system
+	pl      *plan.Plan
+	pr      *progress
+	reg     *prometheus.Registry
+	cl      *client.Client
+	budget  *client.Budget
+	history *rundir.Writer[rundir.Attempt]
+	sched   *schedule
+	lcfg    load.Config
+	// evidence reads the system's metrics pages.
+	evidence *http.Client
+	// loadFailed is set when the load stopped early: nothing is
+	// reconciled then.
+	loadFailed bool
+	stopped    stops
+	// cancelRun ends the run's context (the faults, the sampling);
+	// stopSampling ends the metrics timeline and waits for it.
+	cancelRun    context.CancelFunc
+	stopSampling func()
+	// closers run in reverse at the end of Run, as defers would.
+	closers []func()
+}
+
+func (r *attackRun) onClose(f func()) { r.closers = append(r.closers, f) }
+
+func (r *attackRun) close() {
+	for i := len(r.closers) - 1; i >= 0; i-- {
+		r.closers[i]()
+	}
+}
+
+// prepare resolves and checks the configuration and the fault schedule
+// before anything is created, then opens the run directory: run.yaml and
+// the journal (faults.jsonl, transcript.txt).
+func (r *attackRun) prepare() (err error) {
+	cfg := &r.cfg
+	if err := cfg.defaults(); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if r.faults, err = planFaults(cfg); err != nil {
+		return err
 	}
 	if err := clearRunDir(cfg.Out); err != nil {
-		return nil, apperr.Wrap(apperr.EUSAGE, err, "run directory %s", cfg.Out)
+		return apperr.Wrap(apperr.EUSAGE, err, "run directory %s", cfg.Out)
 	}
 	if err := os.MkdirAll(filepath.Join(cfg.Out, rundir.MetricsDir), 0o755); err != nil {
-		return nil, apperr.Wrap(apperr.EUSAGE, err, "run directory %s", cfg.Out)
+		return apperr.Wrap(apperr.EUSAGE, err, "run directory %s", cfg.Out)
 	}
-	res = &Result{Dir: cfg.Out, Seed: cfg.Seed}
+	r.res = &Result{Dir: cfg.Out, Seed: cfg.Plan.Seed}
 	if cfg.Settings == nil {
-		cfg.Settings = map[string]any{
-			"profile": cfg.Profile.Name, "ops": cfg.Ops, "concurrency": cfg.Concurrency, "seed": cfg.Seed,
-			"duplicate-rate": cfg.DuplicateRate, "race-rate": cfg.RaceRate, "reuse-rate": cfg.ReuseRate,
-			"target": cfg.Target, "unsafe": cfg.Unsafe, "timeout": cfg.Timeout.String(),
-			"max-attempts": cfg.MaxAttempts, "no-jitter": cfg.NoJitter, "no-budget": cfg.NoBudget,
-			"budget-capacity": cfg.BudgetCapacity, "max-retry-amplification": cfg.MaxRetryAmplification,
-			"kill-at": cfg.KillAt, "skip-fault": cfg.SkipFaults,
-		}
+		cfg.Settings = defaultSettings(cfg)
 	}
-	runRec := rundir.Run{
-		Seed: cfg.Seed, Profile: cfg.Profile.Name, Target: redact.URL(cfg.Target), Ops: cfg.Ops,
-		Concurrency: cfg.Concurrency, NoJitter: cfg.NoJitter, Unsafe: cfg.Unsafe,
-		Started: began.UTC(), Config: redactSettings(cfg.Settings),
-		ReuseStatuses: cfg.ReuseStatuses, IDField: cfg.IDField, ReplayHeader: cfg.ReplayHeader,
+	r.rec = runRecord(cfg, r.began)
+	if err := rundir.WriteRun(filepath.Join(cfg.Out, rundir.RunFile), r.rec); err != nil {
+		return apperr.Wrap(apperr.EUSAGE, err, "writing run.yaml")
 	}
-	if runRec.Target == "" {
-		runRec.Target = "bundled"
-	}
-	if err := rundir.WriteRun(filepath.Join(cfg.Out, rundir.RunFile), runRec); err != nil {
-		return nil, apperr.Wrap(apperr.EUSAGE, err, "writing run.yaml")
-	}
-	j, err := openJournal(filepath.Join(cfg.Out, rundir.FaultsFile), filepath.Join(cfg.Out, rundir.TranscriptFile), began)
+	r.j, err = openJournal(filepath.Join(cfg.Out, rundir.FaultsFile), filepath.Join(cfg.Out, rundir.TranscriptFile), r.began)
 	if err != nil {
-		return nil, apperr.Wrap(apperr.EUSAGE, err, "run directory %s", cfg.Out)
+		return apperr.Wrap(apperr.EUSAGE, err, "run directory %s", cfg.Out)
 	}
-	defer j.Close()
-	j.printf(began, "paytest attack: profile %s, seed %d, %d ops, concurrency %d, target %s",
-		cfg.Profile.Name, cfg.Seed, cfg.Ops, cfg.Concurrency, runRec.Target)
+	r.onClose(func() { _ = r.j.Close() })
+	r.j.printf(r.began, "paytest attack: profile %s, seed %d, %d ops, concurrency %d, target %s",
+		cfg.Profile.Name, cfg.Plan.Seed, cfg.Plan.Ops, cfg.Plan.Concurrency, r.rec.Target)
+	return nil
+}
 
-	// Bring the system up: the toxiproxy first, then what it fronts.
-	tp, err := toxiembed.Start(ctx)
-	if err != nil {
-		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "starting toxiproxy")
+// defaultSettings is what run.yaml records of a Config given without the
+// CLI's resolved settings.
+func defaultSettings(cfg *Config) map[string]any {
+	p, c := cfg.Plan, cfg.Client
+	return map[string]any{
+		"profile": cfg.Profile.Name, "ops": p.Ops, "concurrency": p.Concurrency, "seed": p.Seed,
+		"duplicate-rate": p.DuplicateRate, "race-rate": p.RaceRate, "reuse-rate": p.ReuseRate,
+		"target": cfg.Target.URL, "unsafe": cfg.Bundled.Unsafe, "timeout": c.Timeout.String(),
+		"max-attempts": c.MaxAttempts, "no-jitter": c.NoJitter, "no-budget": c.NoBudget,
+		"budget-capacity": c.BudgetCapacity, "max-retry-amplification": c.MaxRetryAmplification,
+		"kill-at": cfg.Faults.KillAt, "skip-fault": cfg.Faults.Skip,
 	}
-	defer tp.Shutdown()
+}
+
+// runRecord is run.yaml as the run starts.
+func runRecord(cfg *Config, began time.Time) rundir.Run {
+	rec := rundir.Run{
+		Seed: cfg.Plan.Seed, Profile: cfg.Profile.Name, Target: redact.URL(cfg.Target.URL), Ops: cfg.Plan.Ops,
+		Concurrency: cfg.Plan.Concurrency, NoJitter: cfg.Client.NoJitter, Unsafe: cfg.Bundled.Unsafe,
+		Started: began.UTC(), Config: redactSettings(cfg.Settings),
+		ReuseStatuses: cfg.Client.ReuseStatuses, IDField: cfg.Client.IDField, ReplayHeader: cfg.Client.ReplayHeader,
+	}
+	if rec.Target == "" {
+		rec.Target = "bundled"
+	}
+	return rec
+}
+
+// bringUp starts the toxiproxy, then what it fronts: the bundled system or
+// the proxy in front of a team's endpoint.
+func (r *attackRun) bringUp(ctx context.Context) (err error) {
+	if r.tp, err = toxiembed.Start(ctx); err != nil {
+		return apperr.Wrap(apperr.EINCONCLUSIVE, err, "starting toxiproxy")
+	}
+	r.onClose(r.tp.Shutdown)
 	var sys *system
-	if cfg.Target == "" {
-		sys, err = startBundled(ctx, &cfg, tp)
+	if r.cfg.Target.URL == "" {
+		sys, err = startBundled(ctx, &r.cfg, r.faults, r.tp)
 	} else {
-		sys, err = startTarget(ctx, &cfg, tp)
+		sys, err = startTarget(ctx, &r.cfg, r.tp)
 	}
 	if sys != nil {
-		defer sys.stop()
+		r.onClose(sys.stop)
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
+	r.sys = sys
 	sys.description = redact.String(sys.description)
-	j.printf(time.Now(), "system up in %s: %s", time.Since(began).Round(time.Millisecond), sys.description)
+	up := time.Since(r.began).Round(time.Millisecond)
+	r.j.printf(time.Now(), "system up in %s: %s", up, sys.description)
 	for _, n := range sys.notes {
-		j.printf(time.Now(), "note: %s", n)
+		r.j.printf(time.Now(), "note: %s", n)
 	}
-	if cfg.Progress != nil {
-		fmt.Fprintf(cfg.Progress, "paytest: %s up in %s; run directory %s\n", sys.description, time.Since(began).Round(time.Millisecond), cfg.Out)
+	if r.cfg.Progress != nil {
+		fmt.Fprintf(r.cfg.Progress, "paytest: %s up in %s; run directory %s\n", sys.description, up, r.cfg.Out)
 	}
+	return nil
+}
 
-	// The plan.
-	pl, err := plan.Build(ctx, plan.Config{
-		Ops: cfg.Ops, DuplicateRate: cfg.DuplicateRate, RaceRate: cfg.RaceRate, ReuseRate: cfg.ReuseRate,
-		Seed: cfg.Seed, Merchants: sys.merchants, BodyTemplate: cfg.BodyTemplate,
+// buildPlan builds and writes the seeded plan, and starts the progress
+// display over it.
+func (r *attackRun) buildPlan(ctx context.Context) (err error) {
+	p := r.cfg.Plan
+	r.pl, err = plan.Build(ctx, plan.Config{
+		Ops: p.Ops, DuplicateRate: p.DuplicateRate, RaceRate: p.RaceRate, ReuseRate: p.ReuseRate,
+		Seed: p.Seed, Merchants: r.sys.merchants, BodyTemplate: r.cfg.Target.BodyTemplate,
 	})
 	if err != nil {
-		return nil, apperr.Wrap(apperr.EUSAGE, err, "building the plan")
+		return apperr.Wrap(apperr.EUSAGE, err, "building the plan")
 	}
-	if err := pl.Write(filepath.Join(cfg.Out, rundir.PlanFile)); err != nil {
-		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing the plan")
+	if err := r.pl.Write(filepath.Join(r.cfg.Out, rundir.PlanFile)); err != nil {
+		return apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing the plan")
 	}
-	res.Fingerprint = pl.Fingerprint()
-	j.printf(time.Now(), "plan: %d operations, fingerprint %s", len(pl.Ops), res.Fingerprint)
-	pr := newProgress(ctx, cfg.Progress, cfg.Bars, len(pl.Ops), pl.Charges())
-	defer pr.done()
+	r.res.Fingerprint = r.pl.Fingerprint()
+	r.j.printf(time.Now(), "plan: %d operations, fingerprint %s", len(r.pl.Ops), r.res.Fingerprint)
+	r.pr = newProgress(ctx, r.cfg.Progress, r.cfg.Bars, len(r.pl.Ops), r.pl.Charges())
+	r.onClose(r.pr.done)
+	return nil
+}
 
-	// The client and its history.
-	reg := prometheus.NewRegistry()
-	var budget *client.Budget
-	if !cfg.NoBudget {
-		budget = client.NewBudget(client.BudgetOptions{Capacity: cfg.BudgetCapacity})
+// newClient makes the retrying client, its retry budget and metrics
+// registry, and the history every attempt is written to.
+func (r *attackRun) newClient() (err error) {
+	c := r.cfg.Client
+	r.reg = prometheus.NewRegistry()
+	if !c.NoBudget {
+		r.budget = client.NewBudget(client.BudgetOptions{Capacity: c.BudgetCapacity})
 	}
-	cl, err := client.New(client.Options{
-		CallSite: callSite, Timeout: cfg.Timeout, MaxAttempts: cfg.MaxAttempts, NoJitter: cfg.NoJitter,
-		Budget: budget, HTTPClient: sys.httpClient, Registerer: reg, Seed: cfg.Seed,
-		IDField: cfg.IDField, ReplayHeader: cfg.ReplayHeader, ReuseStatuses: cfg.ReuseStatuses,
+	r.cl, err = client.New(client.Options{
+		CallSite: callSite, Timeout: c.Timeout, MaxAttempts: c.MaxAttempts, NoJitter: c.NoJitter,
+		Budget: r.budget, HTTPClient: r.sys.httpClient, Registerer: r.reg, Seed: r.cfg.Plan.Seed,
+		IDField: c.IDField, ReplayHeader: c.ReplayHeader, ReuseStatuses: c.ReuseStatuses,
 	})
 	if err != nil {
-		return nil, apperr.Wrap(apperr.EUSAGE, err, "client")
+		return apperr.Wrap(apperr.EUSAGE, err, "client")
 	}
-	if budget != nil {
-		o := budget.Options()
-		j.printf(time.Now(), "client: retry budget of %g tokens per call site, %g per retry, %g back per first-try success", o.Capacity, o.RetryCost, o.SuccessRefill)
+	if r.budget != nil {
+		o := r.budget.Options()
+		r.j.printf(time.Now(), "client: retry budget of %g tokens per call site, %g per retry, %g back per first-try success", o.Capacity, o.RetryCost, o.SuccessRefill)
 	} else {
-		j.printf(time.Now(), "client: no retry budget")
+		r.j.printf(time.Now(), "client: no retry budget")
 	}
-	hw, err := rundir.Create[rundir.Attempt](filepath.Join(cfg.Out, rundir.HistoryFile))
-	if err != nil {
-		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing history")
+	if r.history, err = rundir.Create[rundir.Attempt](filepath.Join(r.cfg.Out, rundir.HistoryFile)); err != nil {
+		return apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing history")
 	}
-	defer hw.Close()
+	r.onClose(func() { _ = r.history.Close() })
+	return nil
+}
 
-	// The faults.
-	sys.env.Log = j
-	sys.env.Ops = cfg.Ops
+// armFaults builds the fault schedule over the plan, records it, and arms
+// it in the run's context, which it returns.
+func (r *attackRun) armFaults(ctx context.Context) (context.Context, error) {
+	cfg, j := &r.cfg, r.j
+	r.sys.env.Log = j
+	r.sys.env.Ops = cfg.Plan.Ops
 	for _, f := range cfg.Profile.Faults {
-		if slices.Contains(cfg.SkipFaults, f.Fault) {
+		if slices.Contains(cfg.Faults.Skip, f.Fault) {
 			j.printf(time.Now(), "schedule: left out by --skip-fault: %s", f.Describe())
 		}
 	}
-	sched, err := newSchedule(cfg.faults, len(pl.Ops), cfg.Ops, sys.env, j)
+	sched, err := newSchedule(r.faults, len(r.pl.Ops), cfg.Plan.Ops, r.sys.env, j)
 	if err != nil {
 		return nil, err
 	}
+	r.sched = sched
 	for _, line := range sched.describe() {
 		j.printf(time.Now(), "schedule: %s", line)
 	}
-	runRec.Config = redactSettings(cfg.Settings)
-	runRec.Config["seed"] = cfg.Seed
-	runRec.Config["fault-schedule"] = sched.describe()
-	runRec.Config["plan-fingerprint"] = res.Fingerprint
+	r.rec.Config = redactSettings(cfg.Settings)
+	r.rec.Config["seed"] = cfg.Plan.Seed
+	r.rec.Config["fault-schedule"] = sched.describe()
+	r.rec.Config["plan-fingerprint"] = r.res.Fingerprint
 	runCtx, cancelRun := context.WithCancel(ctx)
+	r.cancelRun = cancelRun
 	// Before the system stops: end the crash watchers, so that none
 	// restarts a component behind the teardown's back.
-	defer func() { cancelRun(); sched.wait() }()
+	r.onClose(func() { cancelRun(); sched.wait() })
 	sched.arm(runCtx)
+	r.lcfg = r.loadConfig()
+	return runCtx, nil
+}
 
+// loadConfig is the load's configuration: each attempt goes to the
+// progress and the transcript, each op's end to the progress and the
+// schedule.
+func (r *attackRun) loadConfig() load.Config {
 	var attempts, confirmed atomic.Int64
-	lcfg := load.Config{
-		URL: sys.url, Header: cfg.Header, KeyHeader: cfg.KeyHeader, Concurrency: cfg.Concurrency,
-		Client: cl, History: hw,
+	return load.Config{
+		URL: r.sys.url, Header: r.cfg.Client.Header, KeyHeader: r.cfg.Client.KeyHeader, Concurrency: r.cfg.Plan.Concurrency,
+		Client: r.cl, History: r.history,
 		OnAttempt: func(a rundir.Attempt) {
-			pr.attempts(attempts.Add(1))
-			j.attempt(a)
+			r.pr.attempts(attempts.Add(1))
+			r.j.attempt(a)
 		},
-		OnOpDone: func(_ int, r client.Result) {
-			if r.Definite {
-				pr.set(barOps, confirmed.Add(1))
+		OnOpDone: func(_ int, res client.Result) {
+			if res.Definite {
+				r.pr.set(barOps, confirmed.Add(1))
 			}
-			sched.opDone()
+			r.sched.opDone()
 		},
 	}
+}
 
-	// Chaos phase.
+// startSampling snapshots the system's metrics pages into the run
+// directory's timeline until stopSampling, feeding the progress bars.
+func (r *attackRun) startSampling(runCtx context.Context) {
+	r.evidence = r.sys.sources.HTTPClient
+	if r.evidence == nil {
+		r.evidence = &http.Client{Timeout: 2 * time.Second}
+	}
+	sampleCtx, cancel := context.WithCancel(runCtx)
+	var sampling sync.WaitGroup
+	r.stopSampling = func() { cancel(); sampling.Wait() }
+	r.onClose(r.stopSampling)
+	pages := r.sys.sources.MetricsURLs
+	if len(pages) == 0 {
+		return
+	}
+	sampling.Add(1)
+	go func() {
+		defer sampling.Done()
+		sampleTimeline(sampleCtx, r.evidence, r.cfg.Out, pages, 250*time.Millisecond, r.onPage)
+	}()
+}
+
+// onPage moves the outbox and side-effect bars from a sampled page.
+func (r *attackRun) onPage(name string, page []byte) {
+	if !r.cfg.Bars {
+		return
+	}
+	if v, ok := pageValue(page, "paytest_outbox_pending"); ok && name == "relay" {
+		r.pr.pending(int64(v))
+	}
+	if url := r.sys.drain.EffectsURL; url != "" && url == r.sys.sources.MetricsURLs[name] {
+		if v, ok := pageValue(page, r.sys.drain.EffectsMetric); ok {
+			r.pr.set(barEffects, int64(v))
+		}
+	}
+}
+
+// chaos drives the plan while the schedule fires its faults, then heals
+// the proxies. A failed load stops the run early (recorded), unless the
+// run was cancelled, which ends it.
+func (r *attackRun) chaos(ctx, runCtx context.Context) error {
+	began := time.Now()
 	loadDone := make(chan struct{})
 	schedDone := make(chan struct{})
 	go func() {
 		defer close(schedDone)
-		sched.run(runCtx, loadDone)
+		r.sched.run(runCtx, loadDone)
 	}()
-	evidence := sys.sources.HTTPClient
-	if evidence == nil {
-		evidence = &http.Client{Timeout: 2 * time.Second}
-	}
-	sampleCtx, stopSampling := context.WithCancel(runCtx)
-	var sampling sync.WaitGroup
-	if len(sys.sources.MetricsURLs) > 0 {
-		sampling.Add(1)
-		go func() {
-			defer sampling.Done()
-			sampleTimeline(sampleCtx, evidence, cfg.Out, sys.sources.MetricsURLs, 250*time.Millisecond, func(name string, page []byte) {
-				if !cfg.Bars {
-					return
-				}
-				if v, ok := pageValue(page, "paytest_outbox_pending"); ok && name == "relay" {
-					pr.pending(int64(v))
-				}
-				if url := sys.drain.EffectsURL; url != "" && url == sys.sources.MetricsURLs[name] {
-					if v, ok := pageValue(page, sys.drain.EffectsMetric); ok {
-						pr.set(barEffects, int64(v))
-					}
-				}
-			})
-		}()
-	}
-	defer func() { stopSampling(); sampling.Wait() }()
-	chaosBegan := time.Now()
-	var stopped stops
-	sum, loadErr := load.Run(runCtx, pl, lcfg)
+	sum, loadErr := load.Run(runCtx, r.pl, r.lcfg)
 	close(loadDone)
 	<-schedDone
 	if loadErr != nil {
 		if ctx.Err() != nil {
-			return nil, apperr.Wrap(apperr.EINCONCLUSIVE, loadErr, "load")
+			return apperr.Wrap(apperr.EINCONCLUSIVE, loadErr, "load")
 		}
-		stopped.add(j, "the load failed: %v", loadErr)
+		r.stopped.add(r.j, "the load failed: %v", loadErr)
+		r.loadFailed = true
 	}
-	res.Load = sum
-	if err := (fault.Toxiproxy{Client: tp.Client()}).Heal(); err != nil {
-		j.printf(time.Now(), "healing the proxies: %v", err)
+	r.res.Load = sum
+	if err := (fault.Toxiproxy{Client: r.tp.Client()}).Heal(); err != nil {
+		r.j.printf(time.Now(), "healing the proxies: %v", err)
 	}
 	if sum != nil {
-		j.printf(time.Now(), "chaos phase done in %s: %d ops, %d confirmed, %d attempts, %d unconfirmed",
-			time.Since(chaosBegan).Round(time.Millisecond), sum.Ops, sum.Confirmed, sum.Attempts, len(sum.Unconfirmed))
-		pr.line("paytest: chaos phase %s: %d ops, %d confirmed, %d attempts, %d to reconcile",
-			time.Since(chaosBegan).Round(time.Millisecond), sum.Ops, sum.Confirmed, sum.Attempts, len(sum.Unconfirmed))
-		if loadErr == nil && len(sum.Unconfirmed) > 0 {
-			res.Reconciled = reconcilePhase(runCtx, &cfg, pl, sum.Unconfirmed, lcfg, j, pr, &stopped)
-		}
+		took := time.Since(began).Round(time.Millisecond)
+		r.j.printf(time.Now(), "chaos phase done in %s: %d ops, %d confirmed, %d attempts, %d unconfirmed",
+			took, sum.Ops, sum.Confirmed, sum.Attempts, len(sum.Unconfirmed))
+		r.pr.line("paytest: chaos phase %s: %d ops, %d confirmed, %d attempts, %d to reconcile",
+			took, sum.Ops, sum.Confirmed, sum.Attempts, len(sum.Unconfirmed))
 	}
-	if err := cancelled(ctx); err != nil {
-		return nil, err
-	}
+	return nil
+}
 
-	// Drain.
-	sched.waitCrashes(runCtx, 30*time.Second)
-	res.Drained = drainPhase(runCtx, sys, &cfg, pl.Charges(), evidence, j, pr, &stopped)
-	for _, e := range j.Errors() {
-		stopped.add(j, "a fault failed: %s", e)
+// reconcile re-drives what the chaos left unconfirmed, after a load that
+// finished.
+func (r *attackRun) reconcile(runCtx context.Context) {
+	if r.loadFailed || r.res.Load == nil || len(r.res.Load.Unconfirmed) == 0 {
+		return
 	}
-	for _, d := range sched.unfired() {
-		stopped.add(j, "%s never fired: the component never reached its crash point", d)
-	}
-	res.Faults = j.Counts()
+	r.res.Reconciled = reconcilePhase(runCtx, &r.cfg, r.pl, r.res.Load.Unconfirmed, r.lcfg, r.j, r.pr, &r.stopped)
+}
 
-	// Evidence and verdict.
-	stopSampling()
-	sampling.Wait()
-	if err := saveRegistry(reg, rundir.PagePath(cfg.Out, rundir.ClientPage)); err != nil {
+// drain waits for crashed components to come back and the system to
+// settle, then records every fault that failed or never fired.
+func (r *attackRun) drain(runCtx context.Context) {
+	r.sched.waitCrashes(runCtx, 30*time.Second)
+	r.res.Drained = drainPhase(runCtx, r.sys, &r.cfg, r.pl.Charges(), r.evidence, r.j, r.pr, &r.stopped)
+	for _, e := range r.j.Errors() {
+		r.stopped.add(r.j, "a fault failed: %s", e)
+	}
+	for _, d := range r.sched.unfired() {
+		r.stopped.add(r.j, "%s never fired: the component never reached its crash point", d)
+	}
+	r.res.Faults = r.j.Counts()
+}
+
+// verdict saves the client's side of the evidence, collects the system's,
+// stops everything, and has verify judge the run directory. Evidence that
+// could not all be collected is still judged, the report saying why.
+func (r *attackRun) verdict(ctx context.Context) (*Result, error) {
+	out := r.cfg.Out
+	r.stopSampling()
+	if err := saveRegistry(r.reg, rundir.PagePath(out, rundir.ClientPage)); err != nil {
 		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "saving client metrics")
 	}
-	if err := hw.Close(); err != nil {
+	if err := r.history.Close(); err != nil {
 		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing history")
 	}
-	cancelRun()
-	sched.wait()
-	runRec.Ended = time.Now().UTC()
-	if err := rundir.WriteRun(filepath.Join(cfg.Out, rundir.RunFile), runRec); err != nil {
+	r.cancelRun()
+	r.sched.wait()
+	r.rec.Ended = time.Now().UTC()
+	if err := rundir.WriteRun(filepath.Join(out, rundir.RunFile), r.rec); err != nil {
 		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing run.yaml")
 	}
-	if err := verify.Collect(ctx, sys.sources, cfg.Out); err != nil {
+	if err := verify.Collect(ctx, r.sys.sources, out); err != nil {
 		if cerr := cancelled(ctx); cerr != nil {
 			return nil, cerr
 		}
-		// What was collected is still judged: the run says why it is not all.
-		stopped.add(j, "collecting the evidence failed: %v", err)
+		r.stopped.add(r.j, "collecting the evidence failed: %v", err)
 	}
-	sys.stop()
-	tp.Shutdown()
-	if err := j.Close(); err != nil {
+	r.sys.stop()
+	r.tp.Shutdown()
+	if err := r.j.Close(); err != nil {
 		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing the transcript")
 	}
-	pr.done()
-	rep, err := verify.Verify(ctx, cfg.Out, verify.Options{
-		SideEffectMetric: cfg.SideEffectMetric, MaxRetryAmplification: cfg.MaxRetryAmplification,
-		Stopped: stopped.String(),
+	r.pr.done()
+	rep, err := verify.Verify(ctx, out, verify.Options{
+		SideEffectMetric: r.cfg.Evidence.SideEffectMetric, MaxRetryAmplification: r.cfg.Client.MaxRetryAmplification,
+		Stopped: r.stopped.String(),
 	})
 	if err != nil {
 		return nil, err
 	}
-	res.Report = rep
-	res.Duration = time.Since(began)
-	return res, nil
+	r.res.Report = rep
+	r.res.Duration = time.Since(r.began)
+	return r.res, nil
 }
 
 // stops collects why a run's evidence is incomplete (it stopped early, a
@@ -576,13 +522,13 @@ func (s stops) String() string { return strings.Join(s, "; ") }
 // early stop: the run goes on to drain, collect and verify.
 func reconcilePhase(ctx context.Context, cfg *Config, pl *plan.Plan, unconfirmed []int, lcfg load.Config, j *journal, pr *progress, stopped *stops) *load.Summary {
 	rb := time.Now()
-	rs, err := load.Reconcile(ctx, pl, unconfirmed, lcfg, time.Now().Add(cfg.ReconcileTimeout))
+	rs, err := load.Reconcile(ctx, pl, unconfirmed, lcfg, time.Now().Add(cfg.Evidence.ReconcileTimeout))
 	if rs != nil && rs.LastLook.Ops > 0 {
 		j.printf(time.Now(), "last look (one attempt each, outside the retry budget) at %s", rs.LastLook)
 	}
 	switch {
 	case err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded):
-		j.printf(time.Now(), "reconcile deadline (%s) passed with %d ops still unconfirmed", cfg.ReconcileTimeout, len(rs.Unconfirmed))
+		j.printf(time.Now(), "reconcile deadline (%s) passed with %d ops still unconfirmed", cfg.Evidence.ReconcileTimeout, len(rs.Unconfirmed))
 	case err != nil:
 		stopped.add(j, "reconciliation failed: %v", err)
 	}
@@ -603,7 +549,7 @@ func drainPhase(ctx context.Context, sys *system, cfg *Config, charges int, hc *
 	if d.EffectsURL == "" && d.PendingURL == "" && d.PrometheusURL == "" && d.Broker == nil {
 		return true
 	}
-	d.Deadline = cfg.DrainTimeout
+	d.Deadline = cfg.Evidence.DrainTimeout
 	if d.Expected == 0 {
 		d.Expected = charges
 	}
@@ -615,7 +561,7 @@ func drainPhase(ctx context.Context, sys *system, cfg *Config, charges int, hc *
 	pr.line("paytest: drained=%v in %s: %s", dr.Settled, dr.Took.Round(time.Millisecond), dr.describe(d))
 	if !dr.Settled && ctx.Err() == nil {
 		stopped.add(j, "the drain deadline (%s) passed before the system settled (%s%s): the evidence was taken early",
-			cfg.DrainTimeout, dr.describe(d), errSuffix(dr.LastErr))
+			cfg.Evidence.DrainTimeout, dr.describe(d), errSuffix(dr.LastErr))
 	}
 	return dr.Settled
 }
@@ -646,18 +592,4 @@ func clearRunDir(dir string) error {
 		}
 	}
 	return nil
-}
-
-// validHeaderName reports whether name is an HTTP header name (an RFC 9110
-// token).
-func validHeaderName(name string) bool {
-	if name == "" {
-		return false
-	}
-	for _, r := range name {
-		if r > 0x7e || r <= ' ' || strings.ContainsRune("\"(),/:;<=>?@[\\]{}", r) {
-			return false
-		}
-	}
-	return true
 }

@@ -34,22 +34,19 @@ import (
 func TestMain(m *testing.M) { testinfra.Main(m) }
 
 // bundled returns a Config for the reference system on test infrastructure:
-// a fresh database and unique stream names on the test NATS.
+// a fresh database, and the test NATS, on which the run makes (and deletes)
+// streams of its own as it does on any given broker.
 func bundled(t *testing.T, profile string) Config {
 	t.Helper()
 	prof, err := profiles.Load(profile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	name := strings.ToUpper(testinfra.Name("A"))
 	natsURL := testinfra.NATS(t)
-	t.Cleanup(func() { deleteStreams(natsURL, name, name+"_DLQ") })
 	return Config{
-		Profile: prof, Ops: prof.Ops, Concurrency: prof.Concurrency,
-		DuplicateRate: prof.DuplicateRate, RaceRate: prof.RaceRate, ReuseRate: prof.ReuseRate,
-		Binary: testinfra.Paytest(t), DatabaseURL: testinfra.Postgres(t), NATSURL: natsURL,
-		Stream: name, DLQStream: name + "_DLQ", Subject: strings.ToLower(name) + ".charges",
-		Out: t.TempDir(),
+		Profile: prof, Out: t.TempDir(),
+		Plan:    PlanConfig{Ops: prof.Ops, Concurrency: prof.Concurrency, DuplicateRate: prof.DuplicateRate, RaceRate: prof.RaceRate, ReuseRate: prof.ReuseRate},
+		Bundled: BundledConfig{binary: testinfra.Paytest(t), DatabaseURL: testinfra.Postgres(t), NATSURL: natsURL},
 	}
 }
 
@@ -123,7 +120,7 @@ func faultSchedule(t *testing.T, dir string) []string {
 // same seed has the same plan and the same fault schedule.
 func TestDefaultProfileHoldsAndTheSameSeedGivesTheSamePlanAndSchedule(t *testing.T) {
 	cfg := bundled(t, "default")
-	cfg.Seed = 42
+	cfg.Plan.Seed = 42
 	res := run(t, cfg)
 	rep := res.Report
 	if rep.Verdict != verify.VerdictHeld || rep.ExitCode != 0 {
@@ -169,7 +166,7 @@ func TestDefaultProfileHoldsAndTheSameSeedGivesTheSamePlanAndSchedule(t *testing
 	}
 
 	again := bundled(t, "default")
-	again.Seed = 42
+	again.Plan.Seed = 42
 	res2 := run(t, again)
 	if res2.Fingerprint != res.Fingerprint {
 		t.Fatalf("same seed, plan fingerprints %s and %s", res.Fingerprint, res2.Fingerprint)
@@ -186,9 +183,9 @@ func TestDefaultProfileHoldsAndTheSameSeedGivesTheSamePlanAndSchedule(t *testing
 
 func TestUnsafeNoIdempotencyIsViolatedWithDoubleCharges(t *testing.T) {
 	cfg := bundled(t, "lost-response")
-	cfg.Ops, cfg.Seed = 200, 7
-	cfg.Unsafe = []string{"no-idempotency"}
-	cfg.DrainTimeout = 10 * time.Second
+	cfg.Plan.Ops, cfg.Plan.Seed = 200, 7
+	cfg.Bundled.Unsafe = []string{"no-idempotency"}
+	cfg.Evidence.DrainTimeout = 10 * time.Second
 	res := run(t, cfg)
 	rep := res.Report
 	if rep.Verdict != verify.VerdictViolated || rep.ExitCode != 1 {
@@ -284,10 +281,11 @@ func TestTargetEvidenceFromTheTeamsLedger(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := run(t, Config{
-		Profile: prof, Ops: 100, Concurrency: 8, Seed: 17,
-		Target: srv.URL + "/api/pay", Header: http.Header{"X-Shop": {"yes"}},
-		DatabaseURL: dbURL, LedgerQuery: `SELECT idem_key, count(*) FROM shop_ledger GROUP BY 1`,
-		Out: t.TempDir(), DrainTimeout: 5 * time.Second,
+		Profile: prof, Out: t.TempDir(),
+		Plan:     PlanConfig{Ops: 100, Concurrency: 8, Seed: 17},
+		Target:   TargetConfig{URL: srv.URL + "/api/pay"},
+		Client:   ClientConfig{Header: http.Header{"X-Shop": {"yes"}}},
+		Evidence: EvidenceConfig{DatabaseURL: dbURL, LedgerQuery: `SELECT idem_key, count(*) FROM shop_ledger GROUP BY 1`, DrainTimeout: 5 * time.Second},
 	})
 	rep := res.Report
 	c := rep.Check(verify.CheckExactlyOncePerOp)
@@ -332,10 +330,11 @@ func TestTargetEndpoints(t *testing.T) {
 			}
 			prof.ReuseRate = 0.1
 			res := run(t, Config{
-				Profile: prof, Ops: 200, Concurrency: 8, DuplicateRate: 0.2, RaceRate: 0.05, ReuseRate: 0.1, Seed: 9,
-				Target: srv.URL + "/api/pay", Header: http.Header{"X-Shop": {"yes"}}, RootCAs: roots,
-				MetricsURL: srv.URL + "/metrics", SideEffectMetric: "shop_charges_total",
-				Out: t.TempDir(), DrainTimeout: 5 * time.Second,
+				Profile: prof, Out: t.TempDir(),
+				Plan:     PlanConfig{Ops: 200, Concurrency: 8, DuplicateRate: 0.2, RaceRate: 0.05, ReuseRate: 0.1, Seed: 9},
+				Target:   TargetConfig{URL: srv.URL + "/api/pay", RootCAs: roots},
+				Client:   ClientConfig{Header: http.Header{"X-Shop": {"yes"}}},
+				Evidence: EvidenceConfig{MetricsURL: srv.URL + "/metrics", SideEffectMetric: "shop_charges_total", DrainTimeout: 5 * time.Second},
 			})
 			if res.Report.Verdict != tt.want {
 				var b strings.Builder
@@ -512,7 +511,7 @@ func TestCtrlCLeavesNoProcessOrTempDirBehind(t *testing.T) {
 func TestRunJSONReportMatchesTheRunDirectory(t *testing.T) {
 	// report.json is what --output json prints; it must agree with Result.
 	cfg := bundled(t, "race")
-	cfg.Ops, cfg.Seed = 100, 3
+	cfg.Plan.Ops, cfg.Plan.Seed = 100, 3
 	res := run(t, cfg)
 	b, err := os.ReadFile(filepath.Join(res.Dir, rundir.ReportFile))
 	if err != nil {
@@ -553,7 +552,7 @@ faults:
 		t.Fatal(err)
 	}
 	cfg := bundled(t, path)
-	cfg.Seed = 11
+	cfg.Plan.Seed = 11
 	res := run(t, cfg)
 	rep := res.Report
 	if rep.Verdict != verify.VerdictHeld {
@@ -585,12 +584,15 @@ func TestTargetKillCommandsRunAtTheKillPoints(t *testing.T) {
 	}
 	log := filepath.Join(t.TempDir(), "kills.log")
 	res := run(t, Config{
-		Profile: prof, Ops: 100, Concurrency: 8, Seed: 5,
-		Target: srv.URL + "/api/pay", Header: http.Header{"X-Shop": {"yes"}},
-		MetricsURL: srv.URL + "/metrics", SideEffectMetric: "shop_charges_total",
-		KillCmd:    "echo kill $PAYTEST_COMPONENT >> " + log,
-		RestartCmd: "echo restart $PAYTEST_COMPONENT >> " + log,
-		Out:        t.TempDir(), DrainTimeout: 5 * time.Second,
+		Profile: prof, Out: t.TempDir(),
+		Plan: PlanConfig{Ops: 100, Concurrency: 8, Seed: 5},
+		Target: TargetConfig{
+			URL:        srv.URL + "/api/pay",
+			KillCmd:    "echo kill $PAYTEST_COMPONENT >> " + log,
+			RestartCmd: "echo restart $PAYTEST_COMPONENT >> " + log,
+		},
+		Client:   ClientConfig{Header: http.Header{"X-Shop": {"yes"}}},
+		Evidence: EvidenceConfig{MetricsURL: srv.URL + "/metrics", SideEffectMetric: "shop_charges_total", DrainTimeout: 5 * time.Second},
 	})
 	b, err := os.ReadFile(log)
 	if err != nil {
@@ -626,7 +628,7 @@ func TestTargetKillCommandsRunAtTheKillPoints(t *testing.T) {
 // confirmed, and the verdict holds (exactly once, not zero, not twice).
 func TestReconciliationConfirmsWhatTheChaosLeftOpen(t *testing.T) {
 	cfg := bundled(t, "lost-response")
-	cfg.Ops, cfg.Seed, cfg.MaxAttempts = 200, 13, 1
+	cfg.Plan.Ops, cfg.Plan.Seed, cfg.Client.MaxAttempts = 200, 13, 1
 	res := run(t, cfg)
 	if len(res.Load.Unconfirmed) == 0 {
 		t.Fatal("nothing was left unconfirmed by the chaos phase: the test proves nothing")
@@ -674,12 +676,13 @@ func TestTargetEvidenceFromPrometheus(t *testing.T) {
 				t.Fatal(err)
 			}
 			res := run(t, Config{
-				Profile: prof, Ops: 100, Concurrency: 8, DuplicateRate: 0.2, Seed: 21,
-				Target: srv.URL + "/api/pay", Header: http.Header{"X-Shop": {"yes"}},
+				Profile: prof, Out: t.TempDir(),
+				Plan:   PlanConfig{Ops: 100, Concurrency: 8, DuplicateRate: 0.2, Seed: 21},
+				Target: TargetConfig{URL: srv.URL + "/api/pay"},
+				Client: ClientConfig{Header: http.Header{"X-Shop": {"yes"}}},
 				// No --side-effect-query: the drain and Collect both sum the
 				// named metric, not paytest's own.
-				PrometheusURL: prom, SideEffectMetric: "shop_charges_total",
-				Out: t.TempDir(), DrainTimeout: 30 * time.Second,
+				Evidence: EvidenceConfig{PrometheusURL: prom, SideEffectMetric: "shop_charges_total", DrainTimeout: 30 * time.Second},
 			})
 			rep := res.Report
 			if rep.Verdict != tt.want {
@@ -724,15 +727,15 @@ func TestClearRunDirRemovesOnlyTheRunsOwnFiles(t *testing.T) {
 // database too, not mangled into a URL path.
 func TestAKeyValueDatabaseURLGetsARunDatabaseOfItsOwn(t *testing.T) {
 	cfg := bundled(t, "key-reuse")
-	pc, err := pgx.ParseConfig(cfg.DatabaseURL)
+	pc, err := pgx.ParseConfig(cfg.Bundled.DatabaseURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if pc.Host == "" || strings.HasPrefix(pc.Host, "/") {
 		t.Skipf("the test database is not on TCP (%q)", pc.Host)
 	}
-	cfg.DatabaseURL = fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable", pc.Host, pc.Port, pc.User, pc.Database)
-	cfg.Ops, cfg.Concurrency = 30, 4
+	cfg.Bundled.DatabaseURL = fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable", pc.Host, pc.Port, pc.User, pc.Database)
+	cfg.Plan.Ops, cfg.Plan.Concurrency = 30, 4
 	res := run(t, cfg)
 	if res.Report.Verdict != verify.VerdictHeld || res.Report.LedgerEffects != 30 {
 		t.Fatalf("verdict %s, ledger %d", res.Report.Verdict, res.Report.LedgerEffects)

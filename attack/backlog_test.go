@@ -12,7 +12,7 @@ import (
 func backlogRun(t *testing.T, ops int, relayArgs, consumerArgs []string) (*verify.Report, verify.BacklogFigures) {
 	t.Helper()
 	cfg := bundled(t, "backlog")
-	cfg.Ops, cfg.Seed = ops, 5
+	cfg.Plan.Ops, cfg.Plan.Seed = ops, 5
 	cfg.Profile.Relay = append(cfg.Profile.Relay, relayArgs...)
 	cfg.Profile.Consumer = append(cfg.Profile.Consumer, consumerArgs...)
 	rep := run(t, cfg).Report

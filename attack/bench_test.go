@@ -80,9 +80,9 @@ func benchRun(b *testing.B, prof profiles.Profile, bin string, limit time.Durati
 	defer cancel()
 	began := time.Now()
 	res, err := Run(ctx, Config{
-		Profile: prof, Ops: prof.Ops, Concurrency: prof.Concurrency,
-		DuplicateRate: prof.DuplicateRate, RaceRate: prof.RaceRate, ReuseRate: prof.ReuseRate,
-		Binary: bin, Out: dir,
+		Profile: prof, Out: dir,
+		Plan:    PlanConfig{Ops: prof.Ops, Concurrency: prof.Concurrency, DuplicateRate: prof.DuplicateRate, RaceRate: prof.RaceRate, ReuseRate: prof.ReuseRate},
+		Bundled: BundledConfig{binary: bin},
 	})
 	took := time.Since(began)
 	if err != nil {

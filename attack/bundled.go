@@ -45,116 +45,189 @@ var bundledMerchants = []plan.Merchant{
 // startBundled brings up the reference system: infrastructure, a proxy in
 // front of NATS that the relay and consumer connect through, the three
 // components, and a proxy in front of the charge service for the client.
-func startBundled(ctx context.Context, cfg *Config, tp *toxiembed.Server) (_ *system, err error) {
-	sys := &system{}
+// faults is the run's schedule: the crash points and proxies it needs are
+// set up before the components start.
+func startBundled(ctx context.Context, cfg *Config, faults []rundir.FaultSpec, tp *toxiembed.Server) (_ *system, err error) {
+	b := &bundledRun{cfg: cfg, faults: faults, tp: tp, sys: &system{}}
 	defer func() {
 		if err != nil {
-			sys.stop()
+			b.sys.stop()
 		}
 	}()
-	needRedis := cfg.Profile.Redis
-	for _, f := range cfg.faults {
+	if err := b.startInfra(ctx); err != nil {
+		return b.sys, err
+	}
+	b.nameStreams()
+	natsAddr, natsProxy, err := b.natsProxy()
+	if err != nil {
+		return b.sys, err
+	}
+	extra, chargeDB, err := b.componentArgs()
+	if err != nil {
+		return b.sys, err
+	}
+	st, err := b.startStack(ctx, "nats://"+natsProxy, chargeDB, extra)
+	if err != nil {
+		return b.sys, err
+	}
+	cp, err := tp.CreateProxy(fault.ProxyCharge, st.Addr(stack.Charge))
+	if err != nil {
+		return b.sys, apperr.Wrap(apperr.EINCONCLUSIVE, err, "charge proxy")
+	}
+	b.wire(st, "http://"+cp.Listen+"/charge")
+	if err := b.watchBroker(durableArg(extra[stack.Consumer])); err != nil {
+		return b.sys, err
+	}
+	b.sys.description = fmt.Sprintf("reference system (charge %s via proxy %s, nats %s via proxy %s)",
+		st.Addr(stack.Charge), cp.Listen, natsAddr, natsProxy)
+	return b.sys, nil
+}
+
+// bundledRun is the reference system being brought up, step by step;
+// each step adds its own teardown to sys.
+type bundledRun struct {
+	cfg    *Config
+	faults []rundir.FaultSpec
+	tp     *toxiembed.Server
+	sys    *system
+	infra  *stack.Infra
+	// The broker's streams: empty stream and dlq mean the defaults.
+	stream, subject, dlq string
+}
+
+// startInfra starts (or connects to) Postgres, NATS and, when a fault or
+// the profile needs one, Redis.
+func (b *bundledRun) startInfra(ctx context.Context) error {
+	needRedis := b.cfg.Profile.Redis
+	for _, f := range b.faults {
 		if f.Fault == rundir.FaultRedisLoss {
 			needRedis = true
 		}
 	}
-	dbURL := cfg.DatabaseURL
-	if dbURL != "" {
-		// A given server may hold earlier runs' rows, which would spoil the
-		// counts: the run gets a database of its own there, dropped at the
-		// end (its ledger is kept in the run directory). Without the
-		// privilege to create one, the given database is used as it is.
-		name := fmt.Sprintf("paytest_run_%d", time.Now().UnixNano())
-		runURL, err := pgembed.WithDatabase(dbURL, name)
-		if err == nil {
-			err = pgembed.CreateDatabase(ctx, dbURL, name)
-		}
-		if err == nil {
-			admin := dbURL
-			sys.teardown = append(sys.teardown, func() {
-				dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				defer cancel()
-				_ = pgembed.DropDatabase(dctx, admin, name)
-			})
-			dbURL = runURL
-			sys.notes = append(sys.notes, "database "+name+" created for this run on the given server")
-		} else {
-			sys.notes = append(sys.notes, "using the given database as it is (could not create one: "+err.Error()+")")
-		}
-	}
 	infra, err := stack.StartInfra(ctx, stack.InfraConfig{
-		DatabaseURL: dbURL, NATSURL: cfg.NATSURL, RedisURL: cfg.RedisURL,
-		NeedRedis: needRedis, Log: cfg.Log,
+		DatabaseURL: b.runDatabase(ctx), NATSURL: b.cfg.Bundled.NATSURL, RedisURL: b.cfg.Bundled.RedisURL,
+		NeedRedis: needRedis, Log: b.cfg.Log,
 	})
 	if err != nil {
-		return sys, apperr.Wrap(apperr.EINCONCLUSIVE, err, "starting the infrastructure")
+		return apperr.Wrap(apperr.EINCONCLUSIVE, err, "starting the infrastructure")
 	}
-	sys.teardown = append(sys.teardown, infra.Stop)
-	if err := cancelled(ctx); err != nil {
-		return sys, err
-	}
+	b.infra = infra
+	b.sys.teardown = append(b.sys.teardown, infra.Stop)
+	return cancelled(ctx)
+}
 
-	stream, subject, dlq := cfg.Stream, cfg.Subject, cfg.DLQStream
-	if cfg.NATSURL != "" && stream == "" {
-		// A shared broker: streams of our own, deleted at the end.
-		suffix := strings.ToUpper(fmt.Sprintf("%x", cfg.Seed&0xffffff)) + fmt.Sprintf("_%d", time.Now().UnixNano()%1e6)
-		stream, dlq = outbox.DefaultStream+"_"+suffix, "PAYTEST_DLQ_"+suffix
-		subject = outbox.DefaultSubject + "." + strings.ToLower(suffix)
-		natsURL := infra.NATSURL
-		sys.teardown = append(sys.teardown, func() { deleteStreams(natsURL, stream, dlq) })
+// runDatabase is the database URL for the system: empty (embedded), or on
+// a given server a database of the run's own, dropped at the end (its
+// ledger is kept in the run directory), since the server may hold earlier
+// runs' rows, which would spoil the counts. Without the privilege to
+// create one, the given database is used as it is.
+func (b *bundledRun) runDatabase(ctx context.Context) string {
+	dbURL := b.cfg.Bundled.DatabaseURL
+	if dbURL == "" {
+		return ""
 	}
-	if subject == "" {
-		subject = outbox.DefaultSubject
+	name := fmt.Sprintf("paytest_run_%d", time.Now().UnixNano())
+	runURL, err := pgembed.WithDatabase(dbURL, name)
+	if err == nil {
+		err = pgembed.CreateDatabase(ctx, dbURL, name)
 	}
-
-	natsAddr, err := hostPort(infra.NATSURL, "4222")
 	if err != nil {
-		return sys, apperr.Wrap(apperr.EUSAGE, err, "--nats-url")
+		b.sys.notes = append(b.sys.notes, "using the given database as it is (could not create one: "+err.Error()+")")
+		return dbURL
 	}
-	np, err := tp.CreateProxy(fault.ProxyNATS, natsAddr)
-	if err != nil {
-		return sys, apperr.Wrap(apperr.EINCONCLUSIVE, err, "nats proxy")
-	}
+	b.sys.teardown = append(b.sys.teardown, func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = pgembed.DropDatabase(dctx, dbURL, name)
+	})
+	b.sys.notes = append(b.sys.notes, "database "+name+" created for this run on the given server")
+	return runURL
+}
 
-	extra := map[string][]string{
-		stack.Charge:   append([]string(nil), cfg.Profile.Charge...),
-		stack.Relay:    append([]string(nil), cfg.Profile.Relay...),
-		stack.Consumer: append([]string(nil), cfg.Profile.Consumer...),
+// nameStreams picks the broker's streams: on a shared broker, streams of
+// the run's own, deleted at the end.
+func (b *bundledRun) nameStreams() {
+	b.subject = outbox.DefaultSubject
+	if b.cfg.Bundled.NATSURL == "" {
+		return
 	}
-	chargeDB := "" // the database proxy's URL, if a fault needs one
-	for _, f := range cfg.faults {
-		if comp, args := fault.CrashArgs(f, cfg.Ops); comp != "" {
+	suffix := strings.ToUpper(fmt.Sprintf("%x", b.cfg.Plan.Seed&0xffffff)) + fmt.Sprintf("_%d", time.Now().UnixNano()%1e6)
+	b.stream, b.dlq = outbox.DefaultStream+"_"+suffix, "PAYTEST_DLQ_"+suffix
+	b.subject = outbox.DefaultSubject + "." + strings.ToLower(suffix)
+	natsURL, stream, dlq := b.infra.NATSURL, b.stream, b.dlq
+	b.sys.teardown = append(b.sys.teardown, func() { deleteStreams(natsURL, stream, dlq) })
+}
+
+// natsProxy puts a proxy in front of the broker, for the relay and the
+// consumer (a broker-cut disables it).
+func (b *bundledRun) natsProxy() (natsAddr, listen string, err error) {
+	natsAddr, err = hostPort(b.infra.NATSURL, "4222")
+	if err != nil {
+		return "", "", apperr.Wrap(apperr.EUSAGE, err, "--nats-url")
+	}
+	np, err := b.tp.CreateProxy(fault.ProxyNATS, natsAddr)
+	if err != nil {
+		return "", "", apperr.Wrap(apperr.EINCONCLUSIVE, err, "nats proxy")
+	}
+	return natsAddr, np.Listen, nil
+}
+
+// componentArgs are each component's extra flags: the profile's, then
+// the crash points the faults arm. chargeDB is the URL of a proxy in
+// front of the database when a fault acts on it (empty otherwise).
+func (b *bundledRun) componentArgs() (extra map[string][]string, chargeDB string, err error) {
+	prof := b.cfg.Profile
+	extra = map[string][]string{
+		stack.Charge:   append([]string(nil), prof.Charge...),
+		stack.Relay:    append([]string(nil), prof.Relay...),
+		stack.Consumer: append([]string(nil), prof.Consumer...),
+	}
+	for _, f := range b.faults {
+		if comp, args := fault.CrashArgs(f, b.cfg.Plan.Ops); comp != "" {
 			extra[comp] = append(extra[comp], args...)
 		}
 		if chargeDB == "" && ((f.Fault == rundir.FaultOutage && f.Target == "") || f.Target == fault.ProxyPostgres) {
-			// The charge service reaches its database through a proxy the
-			// outage disables (or a latency fault slows).
-			u, perr := url.Parse(infra.DatabaseURL)
-			if perr != nil || u.Host == "" {
-				return sys, apperr.Errorf(apperr.EUSAGE, "a fault on the database proxy needs a URL-form database URL")
+			if chargeDB, err = b.databaseProxy(); err != nil {
+				return nil, "", err
 			}
-			pp, perr := tp.CreateProxy(fault.ProxyPostgres, u.Host)
-			if perr != nil {
-				return sys, apperr.Wrap(apperr.EINCONCLUSIVE, perr, "postgres proxy")
-			}
-			u.Host = pp.Listen
-			// In the stack's environment, not on a command line (it may
-			// hold a password); a restarted charge service keeps it.
-			chargeDB = u.String()
 		}
 	}
-	logf, err := os.Create(filepath.Join(cfg.Out, rundir.ComponentsLog))
+	return extra, chargeDB, nil
+}
+
+// databaseProxy puts a proxy between the charge service and its database,
+// which the outage disables (or a latency fault slows), and returns the
+// URL through it.
+func (b *bundledRun) databaseProxy() (string, error) {
+	u, err := url.Parse(b.infra.DatabaseURL)
+	if err != nil || u.Host == "" {
+		return "", apperr.Errorf(apperr.EUSAGE, "a fault on the database proxy needs a URL-form database URL")
+	}
+	pp, err := b.tp.CreateProxy(fault.ProxyPostgres, u.Host)
 	if err != nil {
-		return sys, apperr.Wrap(apperr.EUSAGE, err, "run directory")
+		return "", apperr.Wrap(apperr.EINCONCLUSIVE, err, "postgres proxy")
+	}
+	u.Host = pp.Listen
+	// In the stack's environment, not on a command line (it may hold a
+	// password); a restarted charge service keeps it.
+	return u.String(), nil
+}
+
+// startStack starts the three components, their output in the run
+// directory's components log.
+func (b *bundledRun) startStack(ctx context.Context, natsURL, chargeDB string, extra map[string][]string) (*stack.Stack, error) {
+	logf, err := os.Create(filepath.Join(b.cfg.Out, rundir.ComponentsLog))
+	if err != nil {
+		return nil, apperr.Wrap(apperr.EUSAGE, err, "run directory")
 	}
 	keys := make([]string, 0, len(bundledMerchants))
 	for _, m := range bundledMerchants {
 		keys = append(keys, m.Name+"="+m.APIKey)
 	}
 	st, err := stack.Start(ctx, stack.Config{
-		Binary: cfg.Binary, DatabaseURL: infra.DatabaseURL, ChargeDatabaseURL: chargeDB, NATSURL: "nats://" + np.Listen, RedisURL: infra.RedisURL,
-		RedisPrefix: strings.ToLower(stream) + ":",
-		Stream:      stream, Subject: subject, DLQStream: dlq, APIKeys: keys, Unsafe: cfg.Unsafe,
+		Binary: b.cfg.Bundled.binary, DatabaseURL: b.infra.DatabaseURL, ChargeDatabaseURL: chargeDB, NATSURL: natsURL,
+		RedisURL: b.infra.RedisURL, RedisPrefix: b.redisPrefix(),
+		Stream: b.stream, Subject: b.subject, DLQStream: b.dlq, APIKeys: keys, Unsafe: b.cfg.Bundled.Unsafe,
 		Charge: extra[stack.Charge], Relay: extra[stack.Relay], Consumer: extra[stack.Consumer], Log: logf,
 	})
 	if err != nil {
@@ -163,25 +236,31 @@ func startBundled(ctx context.Context, cfg *Config, tp *toxiembed.Server) (_ *sy
 		if apperr.Code(err) == apperr.EUSAGE { // a component refused its flags (--relay-arg ...)
 			code = apperr.EUSAGE
 		}
-		return sys, apperr.Wrap(code, err, "starting the reference system (see %s)", logf.Name())
+		return nil, apperr.Wrap(code, err, "starting the reference system (see %s)", logf.Name())
 	}
-	sys.teardown = append(sys.teardown, func() { _ = st.Stop(); _ = logf.Close() })
+	b.sys.teardown = append(b.sys.teardown, func() { _ = st.Stop(); _ = logf.Close() })
+	return st, nil
+}
 
-	cp, err := tp.CreateProxy(fault.ProxyCharge, st.Addr(stack.Charge))
-	if err != nil {
-		return sys, apperr.Wrap(apperr.EINCONCLUSIVE, err, "charge proxy")
-	}
+// redisPrefix scopes the charge service's cache keys to this run's stream
+// (the Redis may be shared).
+func (b *bundledRun) redisPrefix() string { return strings.ToLower(b.stream) + ":" }
+
+// wire points the system's client, faults, evidence and drain at the
+// running stack, the client sending to chargeURL.
+func (b *bundledRun) wire(st *stack.Stack, chargeURL string) {
+	sys, infra := b.sys, b.infra
 	conns := &freshConns{}
-	sys.url = "http://" + cp.Listen + "/charge"
-	sys.httpClient = conns.wrap(client.NewHTTPClient(cfg.Concurrency*2), "")
+	sys.url = chargeURL
+	sys.httpClient = conns.wrap(client.NewHTTPClient(b.cfg.Plan.Concurrency*2), "")
 	sys.merchants = bundledMerchants
 	sys.env = &fault.Env{
-		Proxies: fault.Toxiproxy{Client: tp.Client()}, Components: st, Connections: conns,
+		Proxies: fault.Toxiproxy{Client: b.tp.Client()}, Components: st, Connections: conns,
 	}
 	if infra.RedisURL != "" {
-		sys.env.Redis = &redisCache{url: infra.RedisURL, prefix: strings.ToLower(stream) + ":", infra: infra}
+		sys.env.Redis = &redisCache{url: infra.RedisURL, prefix: b.redisPrefix(), infra: infra}
 	}
-	sys.env.Publisher = &natsPublisher{url: infra.NATSURL, subject: subject}
+	sys.env.Publisher = &natsPublisher{url: infra.NATSURL, subject: b.subject}
 	metrics := st.MetricsURLs()
 	sys.sources = verify.Sources{
 		MetricsURLs: metrics, DatabaseURL: infra.DatabaseURL,
@@ -191,23 +270,27 @@ func startBundled(ctx context.Context, cfg *Config, tp *toxiembed.Server) (_ *sy
 		PendingURL: metrics[stack.Relay], EffectsURL: metrics[stack.Consumer],
 		EffectsMetric: verify.DefaultSideEffectMetric, Stable: 500 * time.Millisecond,
 	}
-	if len(cfg.Unsafe) > 0 {
+	if len(b.cfg.Bundled.Unsafe) > 0 {
 		// A broken system overshoots or loses effects: do not wait for an
 		// exact count, only for the count to settle.
 		sys.drain.Expected = -1
 	}
+}
+
+// watchBroker reads the consumer's backlog (of durable) straight from the
+// broker, for the drain.
+func (b *bundledRun) watchBroker(durable string) error {
+	stream := b.stream
 	if stream == "" {
 		stream = outbox.DefaultStream
 	}
-	bb, err := newBrokerBacklog(infra.NATSURL, stream, durableArg(extra[stack.Consumer]))
+	bb, err := newBrokerBacklog(b.infra.NATSURL, stream, durable)
 	if err != nil {
-		return sys, apperr.Wrap(apperr.EINCONCLUSIVE, err, "reading the consumer's backlog on the broker")
+		return apperr.Wrap(apperr.EINCONCLUSIVE, err, "reading the consumer's backlog on the broker")
 	}
-	sys.teardown = append(sys.teardown, bb.close)
-	sys.drain.Broker = bb.read
-	sys.description = fmt.Sprintf("reference system (charge %s via proxy %s, nats %s via proxy %s)",
-		st.Addr(stack.Charge), cp.Listen, natsAddr, np.Listen)
-	return sys, nil
+	b.sys.teardown = append(b.sys.teardown, bb.close)
+	b.sys.drain.Broker = bb.read
+	return nil
 }
 
 // hostPort extracts host:port from a URL (the first of a comma-separated

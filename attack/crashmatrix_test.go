@@ -184,13 +184,13 @@ func TestCrashMatrix(t *testing.T) {
 // runCrashCase runs one row, fills its table line and checks it.
 func runCrashCase(t *testing.T, c crashCase, soak bool, row *crashRow) {
 	cfg := bundled(t, c.profile)
-	cfg.Seed = row.seed
+	cfg.Plan.Seed = row.seed
 	if !soak {
-		cfg.Ops = 100
+		cfg.Plan.Ops = 100
 		shorten(&cfg.Profile)
 	}
 	if c.unsafe != "" {
-		cfg.Unsafe = []string{c.unsafe}
+		cfg.Bundled.Unsafe = []string{c.unsafe}
 	}
 	res := run(t, cfg)
 	rep := res.Report

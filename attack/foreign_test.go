@@ -94,7 +94,7 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 			// express-idempotency's "X-Cache: HIT" as --replay-header.
 			name: "replays-marked-their-own-way", ep: foreign.Options{Store: foreign.StoreAtomic, ReplayHeader: "X-Cache: HIT"},
 			ops: 120, concurrency: 16, duplicate: 0.3, race: 0.1, faults: eatResponses,
-			tune: func(c *Config) { c.ReplayHeader = "X-Cache=HIT" },
+			tune: func(c *Config) { c.Client.ReplayHeader = "X-Cache=HIT" },
 			check: func(t *testing.T, g *ground) {
 				g.holds(t)
 				if g.saw(func(a rundir.Attempt) bool { return a.Replayed && a.Outcome == rundir.OutcomeReplay }) == 0 {
@@ -120,7 +120,7 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 			// ids say the racers' 2xx answers were one charge.
 			name: "per-key-lock-without-ledger", ep: foreign.Options{Store: foreign.StoreMemory, InFlight: foreign.InFlightWait, Delay: 20 * time.Millisecond},
 			ops: 150, concurrency: 16, duplicate: 0.4, race: 0.5,
-			tune: func(c *Config) { c.DatabaseURL, c.LedgerQuery = "", "" },
+			tune: func(c *Config) { c.Evidence.DatabaseURL, c.Evidence.LedgerQuery = "", "" },
 			check: func(t *testing.T, g *ground) {
 				g.sawUnmarkedReplays(t)
 				races := g.count(func(o rundir.Op) bool { return o.Race })
@@ -143,7 +143,7 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 			// ledger: --id-field /data/id says two answers are one charge.
 			name: "per-key-lock-id-field", ep: foreign.Options{Store: foreign.StoreMemory, InFlight: foreign.InFlightWait, Delay: 20 * time.Millisecond, Envelope: true},
 			ops: 150, concurrency: 16, duplicate: 0.4, race: 0.5,
-			tune: func(c *Config) { c.DatabaseURL, c.LedgerQuery, c.IDField = "", "", "/data/id" },
+			tune: func(c *Config) { c.Evidence.DatabaseURL, c.Evidence.LedgerQuery, c.Client.IDField = "", "", "/data/id" },
 			check: func(t *testing.T, g *ground) {
 				g.sawUnmarkedReplays(t)
 				races := g.count(func(o rundir.Op) bool { return o.Race })
@@ -220,7 +220,7 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 			name: "keys-stuck-in-flight", ep: foreign.Options{Store: foreign.StoreLease, Delay: 40 * time.Millisecond},
 			process: true, killAt: []float64{0.4},
 			ops: 150, concurrency: 16, duplicate: 0.2,
-			tune:  func(c *Config) { c.ReconcileTimeout = 1500 * time.Millisecond },
+			tune:  func(c *Config) { c.Evidence.ReconcileTimeout = 1500 * time.Millisecond },
 			check: func(t *testing.T, g *ground) { g.stuckKeysFail(t) },
 		},
 		{
@@ -231,7 +231,7 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 			name: "keys-stuck-in-flight-under-load", ep: foreign.Options{Store: foreign.StoreLease, Delay: 80 * time.Millisecond},
 			process: true, killAt: []float64{0.4},
 			ops: 300, concurrency: 48, duplicate: 0.2,
-			tune:  func(c *Config) { c.ReconcileTimeout = 1500 * time.Millisecond },
+			tune:  func(c *Config) { c.Evidence.ReconcileTimeout = 1500 * time.Millisecond },
 			check: func(t *testing.T, g *ground) { g.stuckKeysFail(t) },
 		},
 		{
@@ -264,7 +264,7 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 			ep:   foreign.Options{Store: foreign.StoreMemory, Lifetime: 150 * time.Millisecond, Delay: 5 * time.Millisecond},
 			ops:  150, concurrency: 16, duplicate: 0.2, reuse: 0.2, faults: eatResponses,
 			tune: func(c *Config) {
-				c.LedgerQuery = `SELECT merchant, idem_key, amount, count(*) FROM ledger GROUP BY 1, 2, 3`
+				c.Evidence.LedgerQuery = `SELECT merchant, idem_key, amount, count(*) FROM ledger GROUP BY 1, 2, 3`
 			},
 			check: func(t *testing.T, g *ground) { g.attributedPerOp(t, true) },
 		},
@@ -290,7 +290,7 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 			name: "three-column-ledger-query", ep: foreign.Options{Store: foreign.StoreAtomic, Merchant: "acme-eu"},
 			ops: 100, concurrency: 16, duplicate: 0.3, race: 0.1, faults: eatResponses,
 			tune: func(c *Config) {
-				c.LedgerQuery = `SELECT merchant, idem_key, count(*) FROM ledger GROUP BY 1, 2`
+				c.Evidence.LedgerQuery = `SELECT merchant, idem_key, count(*) FROM ledger GROUP BY 1, 2`
 			},
 			check: func(t *testing.T, g *ground) { g.holds(t) },
 		},
@@ -327,7 +327,7 @@ func reuseCase(name string, status int, declared bool) foreignCase {
 		ops: 150, concurrency: 16, duplicate: 0.2, reuse: 0.2,
 		tune: func(c *Config) {
 			if declared {
-				c.ReuseStatuses = []int{status}
+				c.Client.ReuseStatuses = []int{status}
 			}
 		},
 		check: func(t *testing.T, g *ground) {
@@ -363,11 +363,9 @@ func runForeign(t *testing.T, tc foreignCase, seed int64) *ground {
 	o := tc.ep
 	o.Table = "ledger"
 	cfg := Config{
-		Profile: profiles.Profile{Name: "foreign-" + tc.name, Faults: tc.faults},
-		Ops:     tc.ops, Concurrency: tc.concurrency, Seed: seed,
-		DuplicateRate: tc.duplicate, RaceRate: tc.race, ReuseRate: tc.reuse,
-		SideEffectMetric: foreign.DefaultMetric, DatabaseURL: dbURL, LedgerQuery: foreignLedgerQuery,
-		Out: t.TempDir(), DrainTimeout: 5 * time.Second, ReconcileTimeout: 20 * time.Second,
+		Profile: profiles.Profile{Name: "foreign-" + tc.name, Faults: tc.faults}, Out: t.TempDir(),
+		Plan:     PlanConfig{Ops: tc.ops, Concurrency: tc.concurrency, Seed: seed, DuplicateRate: tc.duplicate, RaceRate: tc.race, ReuseRate: tc.reuse},
+		Evidence: EvidenceConfig{SideEffectMetric: foreign.DefaultMetric, DatabaseURL: dbURL, LedgerQuery: foreignLedgerQuery, DrainTimeout: 5 * time.Second, ReconcileTimeout: 20 * time.Second},
 	}
 	var e *foreign.Endpoint
 	var err error
@@ -379,9 +377,9 @@ func runForeign(t *testing.T, tc foreignCase, seed int64) *ground {
 		t.Cleanup(p.Stop)
 		ctl := httptest.NewServer(p)
 		t.Cleanup(ctl.Close)
-		cfg.Target, cfg.MetricsURL = p.URL(), p.MetricsURL()
-		cfg.KillCmd, cfg.RestartCmd = p.Commands(ctl.URL)
-		cfg.KillAt = tc.killAt
+		cfg.Target.URL, cfg.Evidence.MetricsURL = p.URL(), p.MetricsURL()
+		cfg.Target.KillCmd, cfg.Target.RestartCmd = p.Commands(ctl.URL)
+		cfg.Faults.KillAt = tc.killAt
 		defer func() {
 			// A kill with --kill-cmd is a kill of "target", in the
 			// commands' environment as in faults.jsonl.
@@ -399,7 +397,7 @@ func runForeign(t *testing.T, tc foreignCase, seed int64) *ground {
 		}
 		srv := httptest.NewServer(e)
 		t.Cleanup(srv.Close)
-		cfg.Target, cfg.MetricsURL = srv.URL+foreign.Path, srv.URL+"/metrics"
+		cfg.Target.URL, cfg.Evidence.MetricsURL = srv.URL+foreign.Path, srv.URL+"/metrics"
 	}
 	if tc.tune != nil {
 		tc.tune(&cfg)

@@ -42,36 +42,36 @@ func TestPlanFaults(t *testing.T) {
 		err  []string           // substrings of the usage error
 	}{
 		{"target: broker-cut refused, naming it and the profile",
-			Config{Target: target, Profile: mustProfile(t, "default"), KillCmd: "true"}, nil,
+			Config{Target: TargetConfig{URL: target, KillCmd: "true"}, Profile: mustProfile(t, "default")}, nil,
 			[]string{"profile default", "broker-cut", "--skip-fault broker-cut", "lost-response"}},
-		{"target: redis-loss refused", Config{Target: target, Profile: mustProfile(t, "redis-loss")}, nil,
+		{"target: redis-loss refused", Config{Target: TargetConfig{URL: target}, Profile: mustProfile(t, "redis-loss")}, nil,
 			[]string{"profile redis-loss", "redis-loss", "cannot fire against --target"}},
-		{"target: poison refused", Config{Target: target, Profile: mustProfile(t, "poison")}, nil,
+		{"target: poison refused", Config{Target: TargetConfig{URL: target}, Profile: mustProfile(t, "poison")}, nil,
 			[]string{"profile poison", "poison"}},
-		{"target: backlog's broker-cut refused", Config{Target: target, Profile: mustProfile(t, "backlog")}, nil,
+		{"target: backlog's broker-cut refused", Config{Target: TargetConfig{URL: target}, Profile: mustProfile(t, "backlog")}, nil,
 			[]string{"profile backlog", "broker-cut"}},
-		{"target: kill without --kill-cmd refused", Config{Target: target, Profile: mustProfile(t, "relay-crash")}, nil,
+		{"target: kill without --kill-cmd refused", Config{Target: TargetConfig{URL: target}, Profile: mustProfile(t, "relay-crash")}, nil,
 			[]string{"profile relay-crash", "--kill-cmd"}},
 		{"target: a relay crash point becomes a kill of target",
-			Config{Target: target, Profile: mustProfile(t, "relay-crash"), KillCmd: "true"},
+			Config{Target: TargetConfig{URL: target, KillCmd: "true"}, Profile: mustProfile(t, "relay-crash")},
 			[]rundir.FaultSpec{{Fault: rundir.FaultKill, Target: TargetComponent, At: 0.3, Duration: plainKillDowntime, Restart: []string{"--publish-dedup=false"}}}, nil},
 		{"target: outage and latency act on the proxy in front of it",
-			Config{Target: target, Profile: prof("p", rundir.FaultSpec{Fault: rundir.FaultOutage, At: 0.3, Duration: time.Second}, rundir.FaultSpec{Fault: rundir.FaultLatency, Target: "target", Latency: time.Millisecond})},
+			Config{Target: TargetConfig{URL: target}, Profile: prof("p", rundir.FaultSpec{Fault: rundir.FaultOutage, At: 0.3, Duration: time.Second}, rundir.FaultSpec{Fault: rundir.FaultLatency, Target: "target", Latency: time.Millisecond})},
 			[]rundir.FaultSpec{{Fault: rundir.FaultOutage, Target: fault.ProxyCharge, At: 0.3, Duration: time.Second}, {Fault: rundir.FaultLatency, Target: fault.ProxyCharge, Latency: time.Millisecond}}, nil},
 		{"target: latency on another proxy refused",
-			Config{Target: target, Profile: prof("p", rundir.FaultSpec{Fault: rundir.FaultLatency, Target: "nats"})}, nil,
+			Config{Target: TargetConfig{URL: target}, Profile: prof("p", rundir.FaultSpec{Fault: rundir.FaultLatency, Target: "nats"})}, nil,
 			[]string{"profile p", "latency nats"}},
 		{"target: --skip-fault leaves the default profile's broker-cut and kill out",
-			Config{Target: target, Profile: mustProfile(t, "default"), SkipFaults: []string{"broker-cut", "kill"}},
+			Config{Target: TargetConfig{URL: target}, Profile: mustProfile(t, "default"), Faults: FaultConfig{Skip: []string{"broker-cut", "kill"}}},
 			[]rundir.FaultSpec{{Fault: rundir.FaultEatResponse, At: 0.1, Until: 0.6, Toxicity: 0.3}}, nil},
-		{"--skip-fault of an unknown fault", Config{Target: target, SkipFaults: []string{"meteor"}}, nil,
+		{"--skip-fault of an unknown fault", Config{Target: TargetConfig{URL: target}, Faults: FaultConfig{Skip: []string{"meteor"}}}, nil,
 			[]string{"--skip-fault \"meteor\"", "eat-response"}},
 		{"target: --kill-at kills target at each fraction",
-			Config{Target: target, KillCmd: "true", KillAt: []float64{0.3, 0.7}},
+			Config{Target: TargetConfig{URL: target, KillCmd: "true"}, Faults: FaultConfig{KillAt: []float64{0.3, 0.7}}},
 			[]rundir.FaultSpec{{Fault: rundir.FaultKill, Target: TargetComponent, At: 0.3, Duration: plainKillDowntime}, {Fault: rundir.FaultKill, Target: TargetComponent, At: 0.7, Duration: plainKillDowntime}}, nil},
-		{"target: --kill-at without --kill-cmd", Config{Target: target, KillAt: []float64{0.5}}, nil, []string{"--kill-at needs --kill-cmd"}},
-		{"--kill-at out of range", Config{KillAt: []float64{1.5}}, nil, []string{"--kill-at 1.5"}},
-		{"bundled: --kill-at kills the charge service", Config{KillAt: []float64{0.5}},
+		{"target: --kill-at without --kill-cmd", Config{Target: TargetConfig{URL: target}, Faults: FaultConfig{KillAt: []float64{0.5}}}, nil, []string{"--kill-at needs --kill-cmd"}},
+		{"--kill-at out of range", Config{Faults: FaultConfig{KillAt: []float64{1.5}}}, nil, []string{"--kill-at 1.5"}},
+		{"bundled: --kill-at kills the charge service", Config{Faults: FaultConfig{KillAt: []float64{0.5}}},
 			[]rundir.FaultSpec{{Fault: rundir.FaultKill, Target: "charge", At: 0.5, Duration: plainKillDowntime}}, nil},
 		{"bundled: kill with no target", Config{Profile: prof("p", rundir.FaultSpec{Fault: rundir.FaultKill, At: 0.5})}, nil,
 			[]string{"profile p", "kill needs a target component", "charge, relay, consumer"}},
@@ -87,10 +87,12 @@ func TestPlanFaults(t *testing.T) {
 			[]string{"only kill takes a crash point"}},
 		{"bundled: the default profile, its relay restarted with its flags", Config{Profile: mustProfile(t, "default")}, defaultRestartingWithItsFlags(t), nil},
 		{"bundled: a killed component keeps its --consumer-arg, the kill's restart flags last",
-			Config{Profile: profiles.Profile{Name: "p", Consumer: []string{"--ack-wait=2s"}, Faults: []rundir.FaultSpec{
-				{Fault: rundir.FaultKill, Target: "consumer", Crash: "after-apply-before-ack", At: 0.5, Restart: []string{"--max-inflight=8"}}}}},
+			Config{
+				Profile: profiles.Profile{Name: "p", Consumer: []string{"--ack-wait=2s"}, Faults: []rundir.FaultSpec{
+					{Fault: rundir.FaultKill, Target: "consumer", Crash: "after-apply-before-ack", At: 0.5, Restart: []string{"--max-inflight=8"}}}},
+			},
 			[]rundir.FaultSpec{{Fault: rundir.FaultKill, Target: "consumer", Crash: "after-apply-before-ack", At: 0.5, Restart: []string{"--ack-wait=2s", "--max-inflight=8"}}}, nil},
-		{"bundled: --kill-at restarts the charge service with its flags", Config{KillAt: []float64{0.5}, Profile: profiles.Profile{Name: "p", Charge: []string{"--processing-delay=20ms"}}},
+		{"bundled: --kill-at restarts the charge service with its flags", Config{Faults: FaultConfig{KillAt: []float64{0.5}}, Profile: profiles.Profile{Name: "p", Charge: []string{"--processing-delay=20ms"}}},
 			[]rundir.FaultSpec{{Fault: rundir.FaultKill, Target: "charge", At: 0.5, Duration: plainKillDowntime, Restart: []string{"--processing-delay=20ms"}}}, nil},
 	}
 	for _, tt := range tests {
@@ -150,12 +152,12 @@ func TestAFaultPaytestCannotFireStopsTheRunBeforeAnythingStarts(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{"broker-cut against a target", Config{Profile: mustProfile(t, "default"), Target: srv.URL, MetricsURL: srv.URL + "/metrics", KillCmd: "true"}, "broker-cut"},
+		{"broker-cut against a target", Config{Profile: mustProfile(t, "default"), Target: TargetConfig{URL: srv.URL, KillCmd: "true"}, Evidence: EvidenceConfig{MetricsURL: srv.URL + "/metrics"}}, "broker-cut"},
 		{"kill of database", Config{Profile: profiles.Profile{Name: "p", Faults: []rundir.FaultSpec{{Fault: rundir.FaultKill, Target: "database", At: 0.5}}}}, "database"},
-		{"bad --id-field", Config{Target: srv.URL, MetricsURL: srv.URL + "/metrics", IDField: "id"}, "--id-field"},
-		{"bad --reuse-status", Config{Target: srv.URL, MetricsURL: srv.URL + "/metrics", ReuseStatuses: []int{200}}, "--reuse-status 200"},
-		{"bad --replay-header", Config{Target: srv.URL, MetricsURL: srv.URL + "/metrics", ReplayHeader: "Re played=1"}, "--replay-header"},
-		{"--replay-header on the bundled system", Config{ReplayHeader: "X-Replay"}, "only with --target"},
+		{"bad --id-field", Config{Target: TargetConfig{URL: srv.URL}, Evidence: EvidenceConfig{MetricsURL: srv.URL + "/metrics"}, Client: ClientConfig{IDField: "id"}}, "--id-field"},
+		{"bad --reuse-status", Config{Target: TargetConfig{URL: srv.URL}, Evidence: EvidenceConfig{MetricsURL: srv.URL + "/metrics"}, Client: ClientConfig{ReuseStatuses: []int{200}}}, "--reuse-status 200"},
+		{"bad --replay-header", Config{Target: TargetConfig{URL: srv.URL}, Evidence: EvidenceConfig{MetricsURL: srv.URL + "/metrics"}, Client: ClientConfig{ReplayHeader: "Re played=1"}}, "--replay-header"},
+		{"--replay-header on the bundled system", Config{Client: ClientConfig{ReplayHeader: "X-Replay"}}, "only with --target"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -234,9 +236,10 @@ func TestKeysStuckInFlightStillGetAReport(t *testing.T) {
 	t.Cleanup(srv.Close)
 	began := time.Now()
 	res := run(t, Config{
-		Profile: profiles.Profile{Name: "stuck"}, Ops: 120, Concurrency: 8, DuplicateRate: 0.2, RaceRate: 0.05, Seed: 31,
-		Target: srv.URL, DatabaseURL: dbURL, LedgerQuery: `SELECT idem_key, count(*) FROM stuck_ledger GROUP BY 1`,
-		Out: t.TempDir(), ReconcileTimeout: 2 * time.Second, DrainTimeout: 5 * time.Second,
+		Profile: profiles.Profile{Name: "stuck"}, Out: t.TempDir(),
+		Plan:     PlanConfig{Ops: 120, Concurrency: 8, DuplicateRate: 0.2, RaceRate: 0.05, Seed: 31},
+		Target:   TargetConfig{URL: srv.URL},
+		Evidence: EvidenceConfig{DatabaseURL: dbURL, LedgerQuery: `SELECT idem_key, count(*) FROM stuck_ledger GROUP BY 1`, ReconcileTimeout: 2 * time.Second, DrainTimeout: 5 * time.Second},
 	})
 	took := time.Since(began)
 	h.mu.Lock()
@@ -310,13 +313,16 @@ func TestKillAtFiresAtTheFractions(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "kills.log")
 	// The kill command records how many charges the endpoint had made.
 	res := run(t, Config{
-		Profile: profiles.Profile{Name: "none"}, Ops: 100, Concurrency: 4, Seed: 8,
-		Target: srv.URL + "/api/pay", Header: http.Header{"X-Shop": {"yes"}},
-		MetricsURL: srv.URL + "/metrics", SideEffectMetric: "shop_charges_total",
-		KillCmd:    "echo kill $PAYTEST_COMPONENT $(curl -s " + srv.URL + "/metrics | tail -1 | cut -d' ' -f2) >> " + log,
-		RestartCmd: "echo restart $PAYTEST_COMPONENT >> " + log,
-		KillAt:     []float64{0.3, 0.7},
-		Out:        t.TempDir(), DrainTimeout: 5 * time.Second,
+		Profile: profiles.Profile{Name: "none"}, Out: t.TempDir(),
+		Plan: PlanConfig{Ops: 100, Concurrency: 4, Seed: 8},
+		Target: TargetConfig{
+			URL:        srv.URL + "/api/pay",
+			KillCmd:    "echo kill $PAYTEST_COMPONENT $(curl -s " + srv.URL + "/metrics | tail -1 | cut -d' ' -f2) >> " + log,
+			RestartCmd: "echo restart $PAYTEST_COMPONENT >> " + log,
+		},
+		Client:   ClientConfig{Header: http.Header{"X-Shop": {"yes"}}},
+		Evidence: EvidenceConfig{MetricsURL: srv.URL + "/metrics", SideEffectMetric: "shop_charges_total", DrainTimeout: 5 * time.Second},
+		Faults:   FaultConfig{KillAt: []float64{0.3, 0.7}},
 	})
 	b, err := os.ReadFile(log)
 	if err != nil {
@@ -373,10 +379,11 @@ func TestOutageAgainstATargetActs(t *testing.T) {
 	t.Cleanup(srv.Close)
 	prof := profiles.Profile{Name: "target-outage", Faults: []rundir.FaultSpec{{Fault: rundir.FaultOutage, At: 0.3, Duration: time.Second}}}
 	res := run(t, Config{
-		Profile: prof, Ops: 200, Concurrency: 8, DuplicateRate: 0.1, Seed: 12,
-		Target: srv.URL + "/api/pay", Header: http.Header{"X-Shop": {"yes"}},
-		MetricsURL: srv.URL + "/metrics", SideEffectMetric: "shop_charges_total",
-		Out: t.TempDir(), DrainTimeout: 5 * time.Second,
+		Profile: prof, Out: t.TempDir(),
+		Plan:     PlanConfig{Ops: 200, Concurrency: 8, DuplicateRate: 0.1, Seed: 12},
+		Target:   TargetConfig{URL: srv.URL + "/api/pay"},
+		Client:   ClientConfig{Header: http.Header{"X-Shop": {"yes"}}},
+		Evidence: EvidenceConfig{MetricsURL: srv.URL + "/metrics", SideEffectMetric: "shop_charges_total", DrainTimeout: 5 * time.Second},
 	})
 	var start, stop time.Time
 	for _, f := range faultRecords(t, res.Dir) {
@@ -439,9 +446,9 @@ faults:
 		t.Fatal(err)
 	}
 	cfg := bundled(t, path)
-	cfg.Seed = 5
-	cfg.Unsafe = []string{"no-inbox-dedup"}
-	cfg.DrainTimeout = 30 * time.Second
+	cfg.Plan.Seed = 5
+	cfg.Bundled.Unsafe = []string{"no-inbox-dedup"}
+	cfg.Evidence.DrainTimeout = 30 * time.Second
 	res := run(t, cfg)
 	rep := res.Report
 	var b strings.Builder
@@ -513,12 +520,12 @@ func TestARunThatStopsEarlyStillWritesAReport(t *testing.T) {
 			srv := httptest.NewServer(goneMetrics{shop: h, after: tt.goneAfter})
 			t.Cleanup(srv.Close)
 			res := run(t, Config{
-				Profile: profiles.Profile{Name: "stops"}, Ops: 100, Concurrency: 4, Seed: 3,
-				Target: srv.URL + "/api/pay", Header: http.Header{"X-Shop": {"yes"}},
-				MetricsURL: srv.URL + "/metrics", SideEffectMetric: "shop_charges_total",
-				DatabaseURL: dbURL, LedgerQuery: `SELECT idem_key, count(*) FROM shop_ledger GROUP BY 1`,
-				KillCmd: tt.killCmd, KillAt: tt.killAt,
-				Out: t.TempDir(), DrainTimeout: 2 * time.Second,
+				Profile: profiles.Profile{Name: "stops"}, Out: t.TempDir(),
+				Plan:     PlanConfig{Ops: 100, Concurrency: 4, Seed: 3},
+				Target:   TargetConfig{URL: srv.URL + "/api/pay", KillCmd: tt.killCmd},
+				Client:   ClientConfig{Header: http.Header{"X-Shop": {"yes"}}},
+				Evidence: EvidenceConfig{MetricsURL: srv.URL + "/metrics", SideEffectMetric: "shop_charges_total", DatabaseURL: dbURL, LedgerQuery: `SELECT idem_key, count(*) FROM shop_ledger GROUP BY 1`, DrainTimeout: 2 * time.Second},
+				Faults:   FaultConfig{KillAt: tt.killAt},
 			})
 			rep := res.Report
 			var b strings.Builder
@@ -558,7 +565,7 @@ func TestEveryBuiltInProfileFitsTheBundledSystem(t *testing.T) {
 		if _, err := planFaults(&Config{Profile: p}); err != nil {
 			t.Errorf("profile %s on the bundled system: %v", p.Name, err)
 		}
-		_, err := planFaults(&Config{Profile: p, Target: "http://127.0.0.1:1/", KillCmd: "true"})
+		_, err := planFaults(&Config{Profile: p, Target: TargetConfig{URL: "http://127.0.0.1:1/", KillCmd: "true"}})
 		if err == nil {
 			continue
 		}

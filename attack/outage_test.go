@@ -19,7 +19,7 @@ func TestOutageProfileBudgetKeepsRetriesDown(t *testing.T) {
 	var amp [2]float64
 	for i, noBudget := range []bool{false, true} {
 		cfg := bundled(t, "outage")
-		cfg.Ops, cfg.Seed, cfg.NoBudget = 300, 17, noBudget
+		cfg.Plan.Ops, cfg.Plan.Seed, cfg.Client.NoBudget = 300, 17, noBudget
 		res := run(t, cfg)
 		rep := res.Report
 		var text strings.Builder

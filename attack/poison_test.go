@@ -12,7 +12,7 @@ import (
 // healthy charge is applied exactly once.
 func TestPoisonProfileDeadLettersExactlyThePoison(t *testing.T) {
 	cfg := bundled(t, "poison")
-	cfg.Ops, cfg.Seed = 200, 3
+	cfg.Plan.Ops, cfg.Plan.Seed = 200, 3
 	res := run(t, cfg)
 	rep := res.Report
 	if rep.Verdict != verify.VerdictHeld {

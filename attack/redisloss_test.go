@@ -14,7 +14,7 @@ import (
 // recorded, and the report counts the fall-throughs.
 func TestRedisLossProfileHolds(t *testing.T) {
 	cfg := bundled(t, "redis-loss")
-	cfg.Ops, cfg.Seed = 300, 11
+	cfg.Plan.Ops, cfg.Plan.Seed = 300, 11
 	res := run(t, cfg)
 	rep := res.Report
 	if rep.Verdict != verify.VerdictHeld || rep.ExitCode != 0 {

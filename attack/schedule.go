@@ -50,21 +50,19 @@ var bundledProxies = []string{fault.ProxyCharge, fault.ProxyNATS, fault.ProxyPos
 // on the bundled system a fault must name a component, crash point or
 // proxy that exists.
 func planFaults(cfg *Config) ([]rundir.FaultSpec, error) {
-	for _, name := range cfg.SkipFaults {
-		if !slices.Contains(fault.Names(), name) {
-			return nil, apperr.Errorf(apperr.EUSAGE, "--skip-fault %q: known faults are %s", name, strings.Join(fault.Names(), ", "))
-		}
+	if err := cfg.Faults.Validate(); err != nil {
+		return nil, err
 	}
 	var out []rundir.FaultSpec
 	for _, s := range cfg.Profile.Faults {
 		if err := s.Validate(); err != nil {
 			return nil, apperr.Wrap(apperr.EUSAGE, err, "profile %s", cfg.Profile.Name)
 		}
-		if slices.Contains(cfg.SkipFaults, s.Fault) {
+		if slices.Contains(cfg.Faults.Skip, s.Fault) {
 			continue
 		}
 		var err error
-		if cfg.Target != "" {
+		if cfg.Target.URL != "" {
 			s, err = targetFault(cfg, s)
 		} else {
 			err = bundledFault(cfg.Profile.Name, s)
@@ -74,17 +72,14 @@ func planFaults(cfg *Config) ([]rundir.FaultSpec, error) {
 		}
 		out = append(out, s)
 	}
-	for _, at := range cfg.KillAt {
-		if at < 0 || at > 1 {
-			return nil, apperr.Errorf(apperr.EUSAGE, "--kill-at %v: want a fraction of the run within 0..1", at)
-		}
-		if cfg.Target != "" && cfg.KillCmd == "" {
+	for _, at := range cfg.Faults.KillAt {
+		if cfg.Target.URL != "" && cfg.Target.KillCmd == "" {
 			return nil, apperr.Errorf(apperr.EUSAGE, "--kill-at needs --kill-cmd (and --restart-cmd) to kill your endpoint")
 		}
 		// On the bundled system the endpoint under attack is the charge
 		// service, as a team's endpoint is with --target.
 		kill := rundir.FaultSpec{Fault: rundir.FaultKill, Target: TargetComponent, At: at}
-		if cfg.Target == "" {
+		if cfg.Target.URL == "" {
 			kill.Target = stack.Charge // restarted with the flags it first started with, below
 		}
 		out = append(out, kill)
@@ -94,7 +89,7 @@ func planFaults(cfg *Config) ([]rundir.FaultSpec, error) {
 		if s.Fault == rundir.FaultKill && s.Crash == "" && s.Duration == 0 && s.Until == 0 {
 			s.Duration = plainKillDowntime
 		}
-		if s.Fault == rundir.FaultKill && cfg.Target == "" {
+		if s.Fault == rundir.FaultKill && cfg.Target.URL == "" {
 			// A restarted component keeps the flags it started with (the
 			// profile's and --charge-arg/--relay-arg/--consumer-arg); the
 			// kill's own restart flags come last and win.
@@ -135,7 +130,7 @@ func targetFault(cfg *Config, s rundir.FaultSpec) (rundir.FaultSpec, error) {
 		}
 		s.Target = fault.ProxyCharge
 	case rundir.FaultKill:
-		if cfg.KillCmd == "" {
+		if cfg.Target.KillCmd == "" {
 			return s, refuse("a kill of your endpoint needs --kill-cmd (and --restart-cmd)")
 		}
 		// A component's crash point becomes a kill of the whole endpoint

@@ -24,9 +24,10 @@ import (
 // sends to the proxy, which forwards TCP to the target (TLS stays end to
 // end, with the target's own server name).
 func startTarget(ctx context.Context, cfg *Config, tp *toxiembed.Server) (*system, error) {
-	u, err := url.Parse(cfg.Target)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, apperr.Errorf(apperr.EUSAGE, "--target %q: want an http:// or https:// URL", cfg.Target)
+	t, ev := &cfg.Target, &cfg.Evidence
+	u, err := parseTarget(t.URL)
+	if err != nil {
+		return nil, err
 	}
 	def := "80"
 	if u.Scheme == "https" {
@@ -40,7 +41,7 @@ func startTarget(ctx context.Context, cfg *Config, tp *toxiembed.Server) (*syste
 	d := net.Dialer{Timeout: 5 * time.Second}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "--target %s is unreachable", cfg.Target)
+		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "--target %s is unreachable", t.URL)
 	}
 	conn.Close()
 	p, err := tp.CreateProxy(fault.ProxyCharge, addr)
@@ -49,57 +50,84 @@ func startTarget(ctx context.Context, cfg *Config, tp *toxiembed.Server) (*syste
 	}
 	proxied := *u
 	proxied.Host = p.Listen
-	hc := client.NewHTTPClient(cfg.Concurrency * 2)
-	host := ""
-	if u.Scheme == "https" {
-		t := hc.Transport.(*http.Transport).Clone()
-		// The client dials the proxy but verifies the target's own name.
-		t.TLSClientConfig = &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12, RootCAs: cfg.RootCAs}
-		hc.Transport = t
-	}
-	if u.Port() == "" {
-		host = u.Hostname()
-	} else {
-		host = u.Host
-	}
 	conns := &freshConns{}
 	sys := &system{
 		url:        proxied.String(),
-		httpClient: conns.wrap(hc, host),
+		httpClient: conns.wrap(targetHTTPClient(u, cfg.Plan.Concurrency, t.RootCAs), targetHost(u)),
 		merchants:  []plan.Merchant{{Name: "target"}},
 		env: &fault.Env{
 			Proxies: fault.Toxiproxy{Client: tp.Client()}, Connections: conns,
 		},
-		description: fmt.Sprintf("target %s via proxy %s", cfg.Target, p.Listen),
+		description: fmt.Sprintf("target %s via proxy %s", t.URL, p.Listen),
 	}
-	if cfg.KillCmd != "" || cfg.RestartCmd != "" {
-		sys.env.Components = &commands{kill: cfg.KillCmd, restart: cfg.RestartCmd}
+	if t.KillCmd != "" || t.RestartCmd != "" {
+		sys.env.Components = &commands{kill: t.KillCmd, restart: t.RestartCmd}
 	}
 	sys.sources = verify.Sources{
-		HTTPClient:    evidenceClient(cfg.RootCAs),
-		PrometheusURL: cfg.PrometheusURL, SideEffectMetric: cfg.SideEffectMetric, SideEffectQuery: cfg.SideEffectQuery,
-		DatabaseURL: cfg.DatabaseURL, LedgerQuery: cfg.LedgerQuery,
+		HTTPClient:    evidenceClient(t.RootCAs),
+		PrometheusURL: ev.PrometheusURL, SideEffectMetric: ev.SideEffectMetric, SideEffectQuery: ev.SideEffectQuery,
+		DatabaseURL: ev.DatabaseURL, LedgerQuery: ev.LedgerQuery,
 	}
-	metric := cfg.SideEffectMetric
+	sys.drain = targetDrain(ev)
+	if ev.MetricsURL != "" {
+		sys.sources.MetricsURLs = map[string]string{"target": ev.MetricsURL}
+	} else if ev.PrometheusURL != "" {
+		// Have Collect wait for a scrape newer than the run.
+		sys.sources.PrometheusWait = 30 * time.Second
+	}
+	return sys, nil
+}
+
+// targetHTTPClient is the client's HTTP client for u: it dials the proxy
+// but verifies an https target's own name, trusting roots when set.
+func targetHTTPClient(u *url.URL, concurrency int, roots *x509.CertPool) *http.Client {
+	hc := client.NewHTTPClient(concurrency * 2)
+	if u.Scheme == "https" {
+		tr := hc.Transport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12, RootCAs: roots}
+		hc.Transport = tr
+	}
+	return hc
+}
+
+// targetHost is the Host header a request to u keeps through the proxy.
+func targetHost(u *url.URL) string {
+	if u.Port() == "" {
+		return u.Hostname()
+	}
+	return u.Host
+}
+
+// targetDrain says how to wait for a team's endpoint's side effects to
+// settle: on its /metrics page, else through its Prometheus.
+func targetDrain(ev *EvidenceConfig) drainSpec {
+	metric := ev.SideEffectMetric
 	if metric == "" {
 		metric = verify.DefaultSideEffectMetric
 	}
 	switch {
-	case cfg.MetricsURL != "":
-		sys.sources.MetricsURLs = map[string]string{"target": cfg.MetricsURL}
-		sys.drain = drainSpec{EffectsURL: cfg.MetricsURL, EffectsMetric: metric, Stable: time.Second, Expected: -1}
-	case cfg.PrometheusURL != "":
-		q := cfg.SideEffectQuery
+	case ev.MetricsURL != "":
+		return drainSpec{EffectsURL: ev.MetricsURL, EffectsMetric: metric, Stable: time.Second, Expected: -1}
+	case ev.PrometheusURL != "":
+		q := ev.SideEffectQuery
 		if q == "" {
 			q = "sum(" + metric + ")" // what Collect asks for too
 		}
 		// Prometheus lags the target by a scrape: wait for the count to
-		// stop moving for longer than a usual scrape interval, and have
-		// Collect wait for a scrape newer than the run.
-		sys.drain = drainSpec{PrometheusURL: cfg.PrometheusURL, EffectsQuery: q, Stable: 5 * time.Second, Expected: -1}
-		sys.sources.PrometheusWait = 30 * time.Second
+		// stop moving for longer than a usual scrape interval.
+		return drainSpec{PrometheusURL: ev.PrometheusURL, EffectsQuery: q, Stable: 5 * time.Second, Expected: -1}
 	}
-	return sys, nil
+	return drainSpec{}
+}
+
+// parseTarget parses a Target URL, refusing (EUSAGE) all but http and
+// https URLs with a host.
+func parseTarget(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, apperr.Errorf(apperr.EUSAGE, "--target %q: want an http:// or https:// URL", raw)
+	}
+	return u, nil
 }
 
 // commands kills and restarts a team's system with its own shell commands.

@@ -14,6 +14,7 @@ import (
 	"github.com/mattn/go-isatty"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
 
 	"github.com/paytest/paytest/attack"
 	"github.com/paytest/paytest/attack/plan"
@@ -23,11 +24,7 @@ import (
 	"github.com/paytest/paytest/verify"
 )
 
-func newAttackCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "attack",
-		Short: "Run a scenario against the reference system or your endpoint, then verify it",
-		Long: `Run a scenario (a profile) and verify it.
+const attackLong = `Run a scenario (a profile) and verify it.
 
 Without --target, paytest boots the bundled reference payment system on
 embedded defaults (Postgres, NATS JetStream, the charge service, relay and
@@ -82,8 +79,9 @@ report.html, and the reference components' own logs in components.log.
 Configuration precedence: flag, PAYTEST_* environment, --config file, the
 profile, built-in default.
 
-Exit codes: 0 held, 1 violated, 2 usage error, 3 inconclusive.`,
-		Example: `  paytest attack                                   # the default profile on embedded infrastructure
+Exit codes: 0 held, 1 violated, 2 usage error, 3 inconclusive.`
+
+const attackExample = `  paytest attack                                   # the default profile on embedded infrastructure
   paytest attack --profile race --ops 200 --seed 42
   paytest attack --unsafe no-idempotency           # watch the checker catch double charges
   paytest attack --output json --no-progress > report.json
@@ -95,44 +93,57 @@ Exit codes: 0 held, 1 violated, 2 usage error, 3 inconclusive.`,
       --database-url postgres://app@localhost/shop \
       --ledger-query 'SELECT idem_key, count(*) FROM ledger GROUP BY 1' \
       --replay-header X-Cache=HIT --reuse-status 400,422 \
-      --kill-cmd 'systemctl kill -s KILL payments' --restart-cmd 'systemctl start payments' --kill-at 0.3,0.7`,
-		Args: cobra.NoArgs,
+      --kill-cmd 'systemctl kill -s KILL payments' --restart-cmd 'systemctl start payments' --kill-at 0.3,0.7`
+
+func newAttackCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "attack",
+		Short:   "Run a scenario against the reference system or your endpoint, then verify it",
+		Long:    attackLong,
+		Example: attackExample,
+		Args:    cobra.NoArgs,
+		RunE:    runAttack,
 	}
 	f := cmd.Flags()
+	addRunFlags(f)
+	addPlanFlags(f)
+	addClientFlags(f)
+	addBundledFlags(f)
+	addTargetFlags(f)
+	addFaultFlags(f)
+	addEvidenceFlags(f)
+	return cmd
+}
+
+// addRunFlags: the scenario, the run directory, the output, and the
+// bundled components' own flags (which extend the profile's).
+func addRunFlags(f *pflag.FlagSet) {
 	f.String("profile", profiles.Default, "scenario: a built-in name ("+strings.Join(profiles.Names(), ", ")+") or a YAML file; with --target the default is "+profiles.DefaultTarget)
+	f.String("out", "", "run directory (default runs/<timestamp>)")
+	f.String("output", "text", "verdict format on stdout: text or json")
+	f.Bool("no-progress", false, "no progress bars, one summary line per phase instead")
+	f.StringArray("charge-arg", nil, "extra flag for the bundled charge service, after the profile's (repeatable; e.g. --charge-arg=--processing-delay=5ms)")
+	f.StringArray("relay-arg", nil, "extra flag for the bundled relay, after the profile's (repeatable; e.g. --relay-arg=--publish-rate=0 for no limit)")
+	f.StringArray("consumer-arg", nil, "extra flag for the bundled consumer, after the profile's (repeatable; e.g. --consumer-arg=--max-inflight=64)")
+}
+
+// addPlanFlags: attack.PlanConfig.
+func addPlanFlags(f *pflag.FlagSet) {
 	f.Int("ops", 1000, fmt.Sprintf("logical operations (charges) to drive, at most %d (the plan is held in memory)", plan.MaxOps))
 	f.Int("concurrency", 32, fmt.Sprintf("concurrent senders, at most %d", maxConcurrency))
 	f.Float64("duplicate-rate", 0.2, "share of operations sent again by an independent sender")
 	f.Float64("race-rate", 0.05, "share of operations released to several senders at once")
 	f.Float64("reuse-rate", 0.02, "share of operations whose key is reused with a changed body (must get 422)")
 	f.Int64("seed", 0, "seed of the plan and the fault schedule (0: random; always recorded)")
-	f.String("out", "", "run directory (default runs/<timestamp>)")
-	f.String("output", "text", "verdict format on stdout: text or json")
-	f.Bool("no-progress", false, "no progress bars, one summary line per phase instead")
-	f.String("database-url", "", "PostgreSQL URL: the reference system's database (default: embedded), or your ledger with --target")
-	f.String("nats-url", "", "NATS URL with JetStream for the reference system (default: embedded)")
-	f.String("redis-url", "", "Redis URL for the charge service's cache (default: embedded when the profile needs one)")
-	f.String("prometheus-url", "", "Prometheus to query for side effects (with --side-effect-query)")
-	f.StringArray("unsafe", nil, "break a guarantee of the reference system on purpose: "+strings.Join(stack.UnsafeModes(), ", "))
-	f.StringArray("charge-arg", nil, "extra flag for the bundled charge service, after the profile's (repeatable; e.g. --charge-arg=--processing-delay=5ms)")
-	f.StringArray("relay-arg", nil, "extra flag for the bundled relay, after the profile's (repeatable; e.g. --relay-arg=--publish-rate=0 for no limit)")
-	f.StringArray("consumer-arg", nil, "extra flag for the bundled consumer, after the profile's (repeatable; e.g. --consumer-arg=--max-inflight=64)")
-	f.String("target", "", "attack your own endpoint (http:// or https:// URL) instead of the reference system")
+}
+
+// addClientFlags: attack.ClientConfig.
+func addClientFlags(f *pflag.FlagSet) {
 	f.StringArray("header", nil, "header K:V added to every request (repeatable)")
-	f.String("body-template", "", "file with a text/template of the request body, filled per operation")
 	f.String("key-header", attack.DefaultKeyHeader, "header that carries the idempotency key")
-	f.String("ca-cert", "", "PEM file of the CA(s) to trust for an https --target (default: the system's)")
-	f.String("metrics-url", "", "your /metrics page (with --side-effect-metric)")
-	f.String("side-effect-metric", "", "counter of applied side effects on --metrics-url (default "+verify.DefaultSideEffectMetric+")")
-	f.String("side-effect-query", "", "PromQL giving the number of applied side effects (with --prometheus-url)")
-	f.String("ledger-query", "", "SQL returning (key, count), (merchant, key, count) or (merchant, key, amount, count) rows (with --database-url)")
-	f.String("kill-cmd", "", "shell command killing your endpoint at the profile's kill points and --kill-at (with --target; gets PAYTEST_COMPONENT=target)")
-	f.String("restart-cmd", "", "shell command restarting your endpoint after a kill, once it is down (with --target; gets PAYTEST_COMPONENT=target)")
-	f.StringSlice("kill-at", nil, "kill at these fractions of the run, e.g. 0.3,0.7 (repeatable): your endpoint through --kill-cmd, or the bundled charge service")
 	f.String("replay-header", "", "header NAME or NAME=VALUE your endpoint marks replayed answers with (default: Idempotent-Replayed, else same id or body)")
 	f.String("id-field", attack.DefaultIDField, "JSON pointer to the resource id in a 2xx body: two 2xx answers for one key with the same id are one charge")
 	f.StringSlice("reuse-status", []string{"422"}, "status(es) your endpoint answers a key reused with a changed body, e.g. 400,422 (repeatable)")
-	f.StringSlice("skip-fault", nil, "leave these faults out of the profile (repeatable): those that cannot fire against --target are refused otherwise")
 	f.Bool("no-jitter", false, "UNSAFE: retry without jitter (to prove the jitter check fails)")
 	f.Duration("timeout", attack.DefaultTimeout, "per-attempt timeout of the client")
 	f.Int("max-attempts", attack.DefaultMaxAttempts, "attempts per sender, first included (1: no retries; -1: retry until the deadline)")
@@ -140,61 +151,80 @@ Exit codes: 0 held, 1 violated, 2 usage error, 3 inconclusive.`,
 	f.Bool("no-budget", false, "disable the retry budget (same as --budget=false)")
 	f.Float64("budget-capacity", 0, "retry budget size in tokens, a retry costing 5 (0: the profile's, else 500 as in the AWS standard retry mode)")
 	f.Float64("max-retry-amplification", 0, "fail no-retry-storm when an outage's attempts exceed this many times its first attempts (0: the profile's; none: shown, not judged)")
+}
+
+// addBundledFlags: attack.BundledConfig (--database-url is the ledger's
+// with --target: attack.EvidenceConfig).
+func addBundledFlags(f *pflag.FlagSet) {
+	f.String("database-url", "", "PostgreSQL URL: the reference system's database (default: embedded), or your ledger with --target")
+	f.String("nats-url", "", "NATS URL with JetStream for the reference system (default: embedded)")
+	f.String("redis-url", "", "Redis URL for the charge service's cache (default: embedded when the profile needs one)")
+	f.StringArray("unsafe", nil, "break a guarantee of the reference system on purpose: "+strings.Join(stack.UnsafeModes(), ", "))
+}
+
+// addTargetFlags: attack.TargetConfig.
+func addTargetFlags(f *pflag.FlagSet) {
+	f.String("target", "", "attack your own endpoint (http:// or https:// URL) instead of the reference system")
+	f.String("body-template", "", "file with a text/template of the request body, filled per operation")
+	f.String("ca-cert", "", "PEM file of the CA(s) to trust for an https --target (default: the system's)")
+	f.String("kill-cmd", "", "shell command killing your endpoint at the profile's kill points and --kill-at (with --target; gets PAYTEST_COMPONENT=target)")
+	f.String("restart-cmd", "", "shell command restarting your endpoint after a kill, once it is down (with --target; gets PAYTEST_COMPONENT=target)")
+}
+
+// addFaultFlags: attack.FaultConfig.
+func addFaultFlags(f *pflag.FlagSet) {
+	f.StringSlice("kill-at", nil, "kill at these fractions of the run, e.g. 0.3,0.7 (repeatable): your endpoint through --kill-cmd, or the bundled charge service")
+	f.StringSlice("skip-fault", nil, "leave these faults out of the profile (repeatable): those that cannot fire against --target are refused otherwise")
+}
+
+// addEvidenceFlags: attack.EvidenceConfig.
+func addEvidenceFlags(f *pflag.FlagSet) {
+	f.String("metrics-url", "", "your /metrics page (with --side-effect-metric)")
+	f.String("side-effect-metric", "", "counter of applied side effects on --metrics-url (default "+verify.DefaultSideEffectMetric+")")
+	f.String("prometheus-url", "", "Prometheus to query for side effects (with --side-effect-query)")
+	f.String("side-effect-query", "", "PromQL giving the number of applied side effects (with --prometheus-url)")
+	f.String("ledger-query", "", "SQL returning (key, count), (merchant, key, count) or (merchant, key, amount, count) rows (with --database-url)")
 	f.Duration("reconcile-timeout", attack.DefaultReconcileTimeout, "deadline for re-driving unconfirmed operations")
 	f.Duration("drain-timeout", attack.DefaultDrainTimeout, "deadline for the outbox to drain and the consumer to catch up")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		cfg, output, err := attackConfig(cmd)
-		if err != nil {
-			return err
-		}
-		stdout := cmd.OutOrStdout()
-		began := time.Now()
-		res, err := attack.Run(cmd.Context(), cfg)
-		if err != nil {
-			return err
-		}
-		rep := res.Report
-		if output == "json" {
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			if err := enc.Encode(rep); err != nil {
-				return err
-			}
-		} else {
-			if err := rep.WriteText(stdout); err != nil {
-				return err
-			}
-			fmt.Fprintf(stdout, "run directory: %s (seed %d, %s)\n", res.Dir, res.Seed, time.Since(began).Round(time.Millisecond))
-		}
-		if err := rep.Err(); err != nil {
-			return &quietError{err}
-		}
-		return nil
+}
+
+// runAttack runs the attack and prints its verdict; a verdict other than
+// held is the command's (quiet) error, for the exit code.
+func runAttack(cmd *cobra.Command, _ []string) error {
+	cfg, output, err := attackConfig(cmd)
+	if err != nil {
+		return err
 	}
-	return cmd
+	stdout := cmd.OutOrStdout()
+	began := time.Now()
+	res, err := attack.Run(cmd.Context(), cfg)
+	if err != nil {
+		return err
+	}
+	rep := res.Report
+	if output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		if err := rep.WriteText(stdout); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "run directory: %s (seed %d, %s)\n", res.Dir, res.Seed, time.Since(began).Round(time.Millisecond))
+	}
+	if err := rep.Err(); err != nil {
+		return &quietError{err}
+	}
+	return nil
 }
 
 // attackConfig resolves the attack command's configuration: flag >
 // PAYTEST_* environment > --config file > profile > built-in default.
 func attackConfig(cmd *cobra.Command) (attack.Config, string, error) {
 	fail := func(err error) (attack.Config, string, error) { return attack.Config{}, "", err }
-	// The profile's name may itself come from the environment or the
-	// config file; its values then sit under all of them.
-	v0, err := settings(cmd, nil)
-	if err != nil {
-		return fail(err)
-	}
-	profile := v0.GetString("profile")
-	if !v0.IsSet("profile") && v0.GetString("target") != "" {
-		// The bundled default cuts a broker and kills a relay a team's
-		// endpoint does not have: unasked, run what acts on the endpoint.
-		profile = profiles.DefaultTarget
-	}
-	prof, err := profiles.Load(profile)
-	if err != nil {
-		return fail(err)
-	}
-	v, err := settings(cmd, prof.Values())
+	prof, v, err := attackSettings(cmd)
 	if err != nil {
 		return fail(err)
 	}
@@ -206,53 +236,131 @@ func attackConfig(cmd *cobra.Command) (attack.Config, string, error) {
 	if output != "text" && output != "json" {
 		return fail(apperr.Errorf(apperr.EUSAGE, "--output %q: want text or json", output))
 	}
-	header, err := parseHeaders(v.GetStringSlice("header"))
-	if err != nil {
+	cfg := attack.Config{
+		Profile: prof, Out: v.GetString("out"), Plan: planConfig(v), Evidence: evidenceConfig(v),
+		Progress: cmd.ErrOrStderr(), Bars: progressBars(cmd, v), Log: log, Settings: recordedSettings(cmd, v),
+	}
+	if cfg.Target, err = targetConfig(v); err != nil {
 		return fail(err)
 	}
-	var tmpl *template.Template
-	if path := v.GetString("body-template"); path != "" {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return fail(apperr.Wrap(apperr.EUSAGE, err, "--body-template"))
-		}
-		if tmpl, err = template.New(path).Option("missingkey=error").Parse(string(b)); err != nil {
-			return fail(apperr.Wrap(apperr.EUSAGE, err, "--body-template %s", path))
-		}
+	if cfg.Client, err = clientConfig(v); err != nil {
+		return fail(err)
 	}
-	for _, mode := range v.GetStringSlice("unsafe") {
-		if !containsMode(stack.UnsafeModes(), mode) {
-			return fail(apperr.Errorf(apperr.EUSAGE, "--unsafe %q: known modes are %s", mode, strings.Join(stack.UnsafeModes(), ", ")))
-		}
+	if cfg.Bundled, err = bundledConfig(v, &cfg.Profile); err != nil {
+		return fail(err)
 	}
-	// The components' own flags: the last of a repeated flag wins, so these
-	// override the profile's.
-	prof.Charge = append(prof.Charge, v.GetStringSlice("charge-arg")...)
-	prof.Relay = append(prof.Relay, v.GetStringSlice("relay-arg")...)
-	prof.Consumer = append(prof.Consumer, v.GetStringSlice("consumer-arg")...)
+	if err := checkTargetOnly(v); err != nil {
+		return fail(err)
+	}
+	if cfg.Faults, err = faultConfig(v); err != nil {
+		return fail(err)
+	}
+	if err := checkEndpointOnly(cmd, v); err != nil {
+		return fail(err)
+	}
+	if cfg.Target.RootCAs, err = rootCAs(v); err != nil {
+		return fail(err)
+	}
+	// One flag, two roles: with --target the database is the team's
+	// ledger, evidence; without, the reference system's own.
+	if db := v.GetString("database-url"); cfg.Target.URL != "" {
+		cfg.Evidence.DatabaseURL = db
+	} else {
+		cfg.Bundled.DatabaseURL = db
+	}
+	if err := checkAttack(cfg); err != nil {
+		return fail(err)
+	}
+	return cfg, output, nil
+}
+
+// attackSettings loads the profile and resolves the settings over it.
+// The profile's name may itself come from the environment or the config
+// file; its values then sit under all of them.
+func attackSettings(cmd *cobra.Command) (profiles.Profile, *viper.Viper, error) {
+	v0, err := settings(cmd, nil)
+	if err != nil {
+		return profiles.Profile{}, nil, err
+	}
+	profile := v0.GetString("profile")
+	if !v0.IsSet("profile") && v0.GetString("target") != "" {
+		// The bundled default cuts a broker and kills a relay a team's
+		// endpoint does not have: unasked, run what acts on the endpoint.
+		profile = profiles.DefaultTarget
+	}
+	prof, err := profiles.Load(profile)
+	if err != nil {
+		return profiles.Profile{}, nil, err
+	}
+	v, err := settings(cmd, prof.Values())
+	if err != nil {
+		return profiles.Profile{}, nil, err
+	}
+	return prof, v, nil
+}
+
+// checkTargetOnly refuses the bundled system's flags with --target and
+// the target's without it.
+func checkTargetOnly(v *viper.Viper) error {
 	if v.GetString("target") != "" {
 		for _, n := range []string{"charge-arg", "relay-arg", "consumer-arg"} {
 			if len(v.GetStringSlice(n)) > 0 {
-				return fail(apperr.Errorf(apperr.EUSAGE, "--%s applies only to the bundled reference system, not with --target", n))
+				return apperr.Errorf(apperr.EUSAGE, "--%s applies only to the bundled reference system, not with --target", n)
 			}
 		}
+		return nil
 	}
-	if v.GetString("target") == "" {
-		for _, n := range []string{"metrics-url", "side-effect-query", "ledger-query", "kill-cmd", "restart-cmd", "body-template", "ca-cert"} {
-			if v.GetString(n) != "" {
-				return fail(apperr.Errorf(apperr.EUSAGE, "--%s applies only with --target", n))
-			}
+	for _, n := range []string{"metrics-url", "side-effect-query", "ledger-query", "kill-cmd", "restart-cmd", "body-template", "ca-cert"} {
+		if v.GetString(n) != "" {
+			return apperr.Errorf(apperr.EUSAGE, "--%s applies only with --target", n)
 		}
 	}
-	killAt, err := parseList(v.GetStringSlice("kill-at"), "--kill-at", func(s string) (float64, error) {
-		x, err := strconv.ParseFloat(s, 64)
-		if err == nil && (x < 0 || x > 1) {
-			err = fmt.Errorf("not within 0..1")
+	return nil
+}
+
+// checkEndpointOnly refuses, without --target, the flags that describe a
+// team's endpoint's answers, even when set to their defaults.
+func checkEndpointOnly(cmd *cobra.Command, v *viper.Viper) error {
+	if v.GetString("target") != "" {
+		return nil
+	}
+	for _, n := range []string{"replay-header", "id-field", "reuse-status"} {
+		if cmd.Flags().Changed(n) || v.InConfig(n) || os.Getenv("PAYTEST_"+strings.ToUpper(strings.ReplaceAll(n, "-", "_"))) != "" {
+			return apperr.Errorf(apperr.EUSAGE, "--%s describes your endpoint: it applies only with --target", n)
 		}
-		return x, err
+	}
+	return nil
+}
+
+// progressBars reports whether stdout is a terminal that asked for bars.
+func progressBars(cmd *cobra.Command, v *viper.Viper) bool {
+	fd, ok := cmd.OutOrStdout().(*os.File)
+	return ok && isatty.IsTerminal(fd.Fd()) && !v.GetBool("no-progress")
+}
+
+// recordedSettings is every flag's resolved value, for run.yaml.
+func recordedSettings(cmd *cobra.Command, v *viper.Viper) map[string]any {
+	recorded := map[string]any{}
+	cmd.Flags().VisitAll(func(fl *pflag.Flag) {
+		if fl.Name != "help" && fl.Name != "config" {
+			recorded[fl.Name] = v.Get(fl.Name)
+		}
 	})
+	return recorded
+}
+
+func planConfig(v *viper.Viper) attack.PlanConfig {
+	return attack.PlanConfig{
+		Ops: v.GetInt("ops"), Concurrency: v.GetInt("concurrency"),
+		DuplicateRate: v.GetFloat64("duplicate-rate"), RaceRate: v.GetFloat64("race-rate"), ReuseRate: v.GetFloat64("reuse-rate"),
+		Seed: v.GetInt64("seed"),
+	}
+}
+
+func clientConfig(v *viper.Viper) (attack.ClientConfig, error) {
+	header, err := parseHeaders(v.GetStringSlice("header"))
 	if err != nil {
-		return fail(err)
+		return attack.ClientConfig{}, err
 	}
 	reuse, err := parseList(v.GetStringSlice("reuse-status"), "--reuse-status", func(s string) (int, error) {
 		x, err := strconv.Atoi(s)
@@ -262,59 +370,91 @@ func attackConfig(cmd *cobra.Command) (attack.Config, string, error) {
 		return x, err
 	})
 	if err != nil {
-		return fail(err)
+		return attack.ClientConfig{}, err
 	}
-	if v.GetString("target") == "" {
-		for _, n := range []string{"replay-header", "id-field", "reuse-status"} {
-			if cmd.Flags().Changed(n) || v.InConfig(n) || os.Getenv("PAYTEST_"+strings.ToUpper(strings.ReplaceAll(n, "-", "_"))) != "" {
-				return fail(apperr.Errorf(apperr.EUSAGE, "--%s describes your endpoint: it applies only with --target", n))
-			}
-		}
-	}
-	var roots *x509.CertPool
-	if path := v.GetString("ca-cert"); path != "" {
-		pem, err := os.ReadFile(path)
-		if err != nil {
-			return fail(apperr.Wrap(apperr.EUSAGE, err, "--ca-cert"))
-		}
-		roots = x509.NewCertPool()
-		if !roots.AppendCertsFromPEM(pem) {
-			return fail(apperr.Errorf(apperr.EUSAGE, "--ca-cert %s: no PEM certificate in it", path))
-		}
-	}
-	stdout := cmd.OutOrStdout()
-	bars := false
-	if fd, ok := stdout.(*os.File); ok && isatty.IsTerminal(fd.Fd()) && !v.GetBool("no-progress") {
-		bars = true
-	}
-	recorded := map[string]any{}
-	cmd.Flags().VisitAll(func(fl *pflag.Flag) {
-		if fl.Name != "help" && fl.Name != "config" {
-			recorded[fl.Name] = v.Get(fl.Name)
-		}
-	})
-	cfg := attack.Config{
-		Profile: prof, Ops: v.GetInt("ops"), Concurrency: v.GetInt("concurrency"),
-		DuplicateRate: v.GetFloat64("duplicate-rate"), RaceRate: v.GetFloat64("race-rate"), ReuseRate: v.GetFloat64("reuse-rate"),
-		Seed: v.GetInt64("seed"), Out: v.GetString("out"),
-		DatabaseURL: v.GetString("database-url"), NATSURL: v.GetString("nats-url"), RedisURL: v.GetString("redis-url"),
-		Unsafe: v.GetStringSlice("unsafe"), Target: v.GetString("target"), Header: header, BodyTemplate: tmpl,
-		KeyHeader: v.GetString("key-header"), RootCAs: roots, MetricsURL: v.GetString("metrics-url"),
-		SideEffectMetric: v.GetString("side-effect-metric"), PrometheusURL: v.GetString("prometheus-url"),
-		SideEffectQuery: v.GetString("side-effect-query"), LedgerQuery: v.GetString("ledger-query"),
-		KillCmd: v.GetString("kill-cmd"), RestartCmd: v.GetString("restart-cmd"), KillAt: killAt,
-		ReplayHeader: v.GetString("replay-header"), IDField: v.GetString("id-field"), ReuseStatuses: reuse,
-		SkipFaults: splitCommas(v.GetStringSlice("skip-fault")),
-		Timeout:    v.GetDuration("timeout"), MaxAttempts: v.GetInt("max-attempts"), NoJitter: v.GetBool("no-jitter"),
+	return attack.ClientConfig{
+		Timeout: v.GetDuration("timeout"), MaxAttempts: v.GetInt("max-attempts"), NoJitter: v.GetBool("no-jitter"),
 		NoBudget:       v.GetBool("no-budget") || !v.GetBool("budget"),
 		BudgetCapacity: v.GetFloat64("budget-capacity"), MaxRetryAmplification: v.GetFloat64("max-retry-amplification"),
+		Header: header, KeyHeader: v.GetString("key-header"),
+		ReplayHeader: v.GetString("replay-header"), IDField: v.GetString("id-field"), ReuseStatuses: reuse,
+	}, nil
+}
+
+// bundledConfig (but its DatabaseURL, which attackConfig places) checks
+// --unsafe and adds the components' own flags to
+// prof's: the last of a repeated flag wins, so these override the
+// profile's.
+func bundledConfig(v *viper.Viper, prof *profiles.Profile) (attack.BundledConfig, error) {
+	for _, mode := range v.GetStringSlice("unsafe") {
+		if !containsMode(stack.UnsafeModes(), mode) {
+			return attack.BundledConfig{}, apperr.Errorf(apperr.EUSAGE, "--unsafe %q: known modes are %s", mode, strings.Join(stack.UnsafeModes(), ", "))
+		}
+	}
+	prof.Charge = append(prof.Charge, v.GetStringSlice("charge-arg")...)
+	prof.Relay = append(prof.Relay, v.GetStringSlice("relay-arg")...)
+	prof.Consumer = append(prof.Consumer, v.GetStringSlice("consumer-arg")...)
+	return attack.BundledConfig{
+		NATSURL: v.GetString("nats-url"), RedisURL: v.GetString("redis-url"), Unsafe: v.GetStringSlice("unsafe"),
+	}, nil
+}
+
+// targetConfig parses --body-template's file (--ca-cert's is read by
+// rootCAs once --target is known to be given).
+func targetConfig(v *viper.Viper) (attack.TargetConfig, error) {
+	t := attack.TargetConfig{URL: v.GetString("target"), KillCmd: v.GetString("kill-cmd"), RestartCmd: v.GetString("restart-cmd")}
+	if path := v.GetString("body-template"); path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return t, apperr.Wrap(apperr.EUSAGE, err, "--body-template")
+		}
+		if t.BodyTemplate, err = template.New(path).Option("missingkey=error").Parse(string(b)); err != nil {
+			return t, apperr.Wrap(apperr.EUSAGE, err, "--body-template %s", path)
+		}
+	}
+	return t, nil
+}
+
+// rootCAs reads --ca-cert (nil: the system's roots).
+func rootCAs(v *viper.Viper) (*x509.CertPool, error) {
+	path := v.GetString("ca-cert")
+	if path == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, apperr.Wrap(apperr.EUSAGE, err, "--ca-cert")
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, apperr.Errorf(apperr.EUSAGE, "--ca-cert %s: no PEM certificate in it", path)
+	}
+	return roots, nil
+}
+
+func faultConfig(v *viper.Viper) (attack.FaultConfig, error) {
+	killAt, err := parseList(v.GetStringSlice("kill-at"), "--kill-at", func(s string) (float64, error) {
+		x, err := strconv.ParseFloat(s, 64)
+		if err == nil && (x < 0 || x > 1) {
+			err = fmt.Errorf("not within 0..1")
+		}
+		return x, err
+	})
+	if err != nil {
+		return attack.FaultConfig{}, err
+	}
+	return attack.FaultConfig{KillAt: killAt, Skip: splitCommas(v.GetStringSlice("skip-fault"))}, nil
+}
+
+// evidenceConfig leaves DatabaseURL to attackConfig, which knows whether
+// it is evidence or the bundled system's.
+func evidenceConfig(v *viper.Viper) attack.EvidenceConfig {
+	return attack.EvidenceConfig{
+		MetricsURL: v.GetString("metrics-url"), SideEffectMetric: v.GetString("side-effect-metric"),
+		PrometheusURL: v.GetString("prometheus-url"), SideEffectQuery: v.GetString("side-effect-query"),
+		LedgerQuery:      v.GetString("ledger-query"),
 		ReconcileTimeout: v.GetDuration("reconcile-timeout"), DrainTimeout: v.GetDuration("drain-timeout"),
-		Progress: cmd.ErrOrStderr(), Bars: bars, Log: log, Settings: recorded,
 	}
-	if err := checkAttack(cfg); err != nil {
-		return fail(err)
-	}
-	return cfg, output, nil
 }
 
 // splitCommas splits every value on commas too (a list from the

@@ -30,7 +30,7 @@ func resolve(t *testing.T, args ...string) (opsConc [2]int, dup float64, profile
 	if err != nil {
 		return opsConc, 0, "", err
 	}
-	return [2]int{cfg.Ops, cfg.Concurrency}, cfg.DuplicateRate, cfg.Profile.Name, nil
+	return [2]int{cfg.Plan.Ops, cfg.Plan.Concurrency}, cfg.Plan.DuplicateRate, cfg.Profile.Name, nil
 }
 
 func TestAttackConfigPrecedence(t *testing.T) {
@@ -193,9 +193,9 @@ func TestAttackEndpointFlags(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v: %v", tt.args, err)
 		}
-		if !slices.Equal(cfg.KillAt, tt.killAt) || !slices.Equal(cfg.ReuseStatuses, tt.reuse) || !slices.Equal(cfg.SkipFaults, tt.skip) ||
-			cfg.ReplayHeader != tt.replay || cfg.IDField != tt.idField {
-			t.Errorf("%v (env %q): kill-at %v reuse %v skip %v replay %q id %q", tt.args, tt.env, cfg.KillAt, cfg.ReuseStatuses, cfg.SkipFaults, cfg.ReplayHeader, cfg.IDField)
+		if !slices.Equal(cfg.Faults.KillAt, tt.killAt) || !slices.Equal(cfg.Client.ReuseStatuses, tt.reuse) || !slices.Equal(cfg.Faults.Skip, tt.skip) ||
+			cfg.Client.ReplayHeader != tt.replay || cfg.Client.IDField != tt.idField {
+			t.Errorf("%v (env %q): kill-at %v reuse %v skip %v replay %q id %q", tt.args, tt.env, cfg.Faults.KillAt, cfg.Client.ReuseStatuses, cfg.Faults.Skip, cfg.Client.ReplayHeader, cfg.Client.IDField)
 		}
 	}
 }

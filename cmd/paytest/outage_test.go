@@ -31,8 +31,8 @@ func TestAttackBudgetFlags(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cfg.BudgetCapacity != tt.capacity || cfg.MaxRetryAmplification != tt.amp {
-			t.Errorf("%v: budget capacity %v, max retry amplification %v; want %v, %v", tt.args, cfg.BudgetCapacity, cfg.MaxRetryAmplification, tt.capacity, tt.amp)
+		if cfg.Client.BudgetCapacity != tt.capacity || cfg.Client.MaxRetryAmplification != tt.amp {
+			t.Errorf("%v: budget capacity %v, max retry amplification %v; want %v, %v", tt.args, cfg.Client.BudgetCapacity, cfg.Client.MaxRetryAmplification, tt.capacity, tt.amp)
 		}
 		if cfg.Settings["budget-capacity"] == nil || cfg.Settings["max-retry-amplification"] == nil {
 			t.Errorf("%v: run.yaml settings lack the budget values: %v", tt.args, cfg.Settings)

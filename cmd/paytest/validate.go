@@ -206,54 +206,81 @@ const maxConcurrency = 10_000
 
 // checkAttack refuses an attack configuration that cannot run as asked,
 // before anything is started: counts out of range, a retry setting that
-// would mean something else than it says, and URLs of the wrong kind.
+// would mean something else than it says, and URLs of the wrong kind. It
+// refuses zero values too, which attack.Run would take for its defaults:
+// from the command line they were asked for.
 func checkAttack(cfg attack.Config) error {
-	switch {
-	case cfg.Ops < 1 || cfg.Ops > plan.MaxOps:
-		return apperr.Errorf(apperr.EUSAGE, "--ops %d: want 1 to %d (the plan is held in memory)", cfg.Ops, plan.MaxOps)
-	case cfg.Concurrency < 1 || cfg.Concurrency > maxConcurrency:
-		return apperr.Errorf(apperr.EUSAGE, "--concurrency %d: want 1 to %d", cfg.Concurrency, maxConcurrency)
-	case cfg.MaxAttempts == 0 || cfg.MaxAttempts < client.Unlimited:
-		return apperr.Errorf(apperr.EUSAGE, "--max-attempts %d: want 1 or more (1: no retries), or -1 to retry until the deadline", cfg.MaxAttempts)
-	case cfg.Timeout <= 0:
-		return apperr.Errorf(apperr.EUSAGE, "--timeout %s: must be positive", cfg.Timeout)
-	case cfg.ReconcileTimeout <= 0:
-		return apperr.Errorf(apperr.EUSAGE, "--reconcile-timeout %s: must be positive", cfg.ReconcileTimeout)
-	case cfg.DrainTimeout <= 0:
-		return apperr.Errorf(apperr.EUSAGE, "--drain-timeout %s: must be positive", cfg.DrainTimeout)
-	case cfg.BudgetCapacity < 0:
-		return apperr.Errorf(apperr.EUSAGE, "--budget-capacity %g: must not be negative", cfg.BudgetCapacity)
-	case cfg.MaxRetryAmplification < 0:
-		return apperr.Errorf(apperr.EUSAGE, "--max-retry-amplification %g: must not be negative", cfg.MaxRetryAmplification)
-	case !validHeaderName(cfg.KeyHeader):
-		return apperr.Errorf(apperr.EUSAGE, "--key-header %q: not a valid header name", cfg.KeyHeader)
+	if err := checkPlan(cfg.Plan); err != nil {
+		return err
 	}
-	for _, r := range []struct {
-		flag string
-		v    float64
-	}{{"duplicate-rate", cfg.DuplicateRate}, {"race-rate", cfg.RaceRate}, {"reuse-rate", cfg.ReuseRate}} {
-		if !(r.v >= 0 && r.v <= 1) {
-			return apperr.Errorf(apperr.EUSAGE, "--%s %v: want 0 to 1", r.flag, r.v)
-		}
+	if err := checkClient(cfg.Client); err != nil {
+		return err
 	}
-	if cfg.DuplicateRate+cfg.RaceRate > 1 {
-		return apperr.Errorf(apperr.EUSAGE, "--duplicate-rate %v + --race-rate %v: at most 1 together (an op is a race or a duplicate, not both)", cfg.DuplicateRate, cfg.RaceRate)
+	switch e := cfg.Evidence; {
+	case e.ReconcileTimeout <= 0:
+		return apperr.Errorf(apperr.EUSAGE, "--reconcile-timeout %s: must be positive", e.ReconcileTimeout)
+	case e.DrainTimeout <= 0:
+		return apperr.Errorf(apperr.EUSAGE, "--drain-timeout %s: must be positive", e.DrainTimeout)
 	}
 	return checkAttackURLs(cfg)
 }
 
+// checkPlan refuses counts out of range and rates outside 0..1.
+func checkPlan(p attack.PlanConfig) error {
+	switch {
+	case p.Ops < 1 || p.Ops > plan.MaxOps:
+		return apperr.Errorf(apperr.EUSAGE, "--ops %d: want 1 to %d (the plan is held in memory)", p.Ops, plan.MaxOps)
+	case p.Concurrency < 1 || p.Concurrency > maxConcurrency:
+		return apperr.Errorf(apperr.EUSAGE, "--concurrency %d: want 1 to %d", p.Concurrency, maxConcurrency)
+	}
+	for _, r := range []struct {
+		flag string
+		v    float64
+	}{{"duplicate-rate", p.DuplicateRate}, {"race-rate", p.RaceRate}, {"reuse-rate", p.ReuseRate}} {
+		if !(r.v >= 0 && r.v <= 1) {
+			return apperr.Errorf(apperr.EUSAGE, "--%s %v: want 0 to 1", r.flag, r.v)
+		}
+	}
+	if p.DuplicateRate+p.RaceRate > 1 {
+		return apperr.Errorf(apperr.EUSAGE, "--duplicate-rate %v + --race-rate %v: at most 1 together (an op is a race or a duplicate, not both)", p.DuplicateRate, p.RaceRate)
+	}
+	return nil
+}
+
+// checkClient refuses a retry setting that would mean something else than
+// it says and a key header that is no header name.
+func checkClient(c attack.ClientConfig) error {
+	switch {
+	case c.MaxAttempts == 0 || c.MaxAttempts < client.Unlimited:
+		return apperr.Errorf(apperr.EUSAGE, "--max-attempts %d: want 1 or more (1: no retries), or -1 to retry until the deadline", c.MaxAttempts)
+	case c.Timeout <= 0:
+		return apperr.Errorf(apperr.EUSAGE, "--timeout %s: must be positive", c.Timeout)
+	case c.BudgetCapacity < 0:
+		return apperr.Errorf(apperr.EUSAGE, "--budget-capacity %g: must not be negative", c.BudgetCapacity)
+	case c.MaxRetryAmplification < 0:
+		return apperr.Errorf(apperr.EUSAGE, "--max-retry-amplification %g: must not be negative", c.MaxRetryAmplification)
+	case !validHeaderName(c.KeyHeader):
+		return apperr.Errorf(apperr.EUSAGE, "--key-header %q: not a valid header name", c.KeyHeader)
+	}
+	return nil
+}
+
 // checkAttackURLs checks each URL flag that is set for its scheme.
 func checkAttackURLs(cfg attack.Config) error {
+	database := cfg.Bundled.DatabaseURL
+	if cfg.Target.URL != "" {
+		database = cfg.Evidence.DatabaseURL
+	}
 	checks := []struct {
 		flag, val string
 		check     func(flag, raw string) error
 	}{
-		{"target", cfg.Target, httpURL},
-		{"metrics-url", cfg.MetricsURL, httpURL},
-		{"prometheus-url", cfg.PrometheusURL, httpURL},
-		{"database-url", cfg.DatabaseURL, checkDatabaseURL},
-		{"nats-url", cfg.NATSURL, checkNATSURL},
-		{"redis-url", cfg.RedisURL, checkRedisURL},
+		{"target", cfg.Target.URL, httpURL},
+		{"metrics-url", cfg.Evidence.MetricsURL, httpURL},
+		{"prometheus-url", cfg.Evidence.PrometheusURL, httpURL},
+		{"database-url", database, checkDatabaseURL},
+		{"nats-url", cfg.Bundled.NATSURL, checkNATSURL},
+		{"redis-url", cfg.Bundled.RedisURL, checkRedisURL},
 	}
 	for _, c := range checks {
 		if c.val == "" {
