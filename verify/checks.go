@@ -23,6 +23,16 @@ func (a *analysis) report(ev *evidence, opts Options) *Report {
 		Checks:        []Check{},
 		Jitter:        []JitterGroup{},
 	}
+	a.describeRun(r, ev)
+	a.describeEvidence(r, ev)
+	a.systemFigures(r, ev, opts)
+	r.Checks = append(r.Checks, a.checks(ev, opts, r)...)
+	return r
+}
+
+// describeRun sets what the run was: its seed, profile, target, duration,
+// faults and attempts per op.
+func (a *analysis) describeRun(r *Report, ev *evidence) {
 	if ev.hasRun {
 		r.Seed, r.Profile, r.Target, r.Unsafe, r.NoJitter = ev.run.Seed, ev.run.Profile, ev.run.Target, ev.run.Unsafe, ev.run.NoJitter
 		if !ev.run.Started.IsZero() && ev.run.Ended.After(ev.run.Started) {
@@ -38,6 +48,12 @@ func (a *analysis) report(ev *evidence, opts Options) *Report {
 			r.AttemptsPerOp[int(o.attempts)]++
 		}
 	}
+}
+
+// describeEvidence sets what the evidence was: its errors, the ledger and
+// events it holds, where the counters were read and the declared reuse
+// statuses.
+func (a *analysis) describeEvidence(r *Report, ev *evidence) {
 	if ev.sources != nil {
 		r.EvidenceErrors = append(r.EvidenceErrors, ev.sources.Errors...)
 	}
@@ -57,6 +73,11 @@ func (a *analysis) report(ev *evidence, opts Options) *Report {
 	}
 	r.CountersFrom, r.CounterResets = ev.countersFrom, ev.resets
 	r.ReuseStatuses = a.reuseStatuses
+}
+
+// systemFigures sets the figures the system's metrics show: inbox
+// duplicates, DLQ, idempotency cache, backlog drains, outage and outbox.
+func (a *analysis) systemFigures(r *Report, ev *evidence, opts Options) {
 	if v, _, ok := ev.metricSum(MetricInboxDuplicates, promInboxDuplicates); ok {
 		r.InboxDuplicates = &v
 	}
@@ -72,8 +93,14 @@ func (a *analysis) report(ev *evidence, opts Options) *Report {
 	if v, _, ok := ev.metricMax(MetricOutboxLag, "relay", promOutboxLag); ok {
 		r.OutboxLagSeconds = &v
 	}
+}
 
-	r.Checks = append(r.Checks,
+// checks runs every check, in the report's order, on the figures r already
+// holds (checkEffects adds the ops and side effects to it, checkJitter the
+// jitter groups), and names the evidence of those that do not name their
+// own.
+func (a *analysis) checks(ev *evidence, opts Options, r *Report) []Check {
+	checks := []Check{
 		a.checkEffects(ev, opts, r),
 		a.checkExactlyOnce(ev, opts),
 		a.checkRaces(ev, opts),
@@ -87,13 +114,13 @@ func (a *analysis) report(ev *evidence, opts Options) *Report {
 		checkOutage(r.Outage),
 		a.checkStuck(opts),
 		checkFaultsFired(ev, opts),
-	)
-	for i := range r.Checks {
-		if c := &r.Checks[i]; c.Evidence == "" {
+	}
+	for i := range checks {
+		if c := &checks[i]; c.Evidence == "" {
 			c.Evidence = defaultEvidence[c.Name]
 		}
 	}
-	return r
+	return checks
 }
 
 // defaultEvidence names what the checks that do not set Check.Evidence
@@ -151,6 +178,51 @@ func failed(name, figure, detail string, cx cxList) Check {
 // checkEffects: side effects from metrics == logical charges == ledger effects.
 func (a *analysis) checkEffects(ev *evidence, opts Options, r *Report) Check {
 	const name = CheckEffectsEqualOps
+	ops := a.logicalOps(ev, opts, r)
+	side, src, sideOK := ev.metricSum(ev.sideMetric, promSideEffects)
+	sideN := int(math.Round(side))
+	if sideOK {
+		r.SideEffects, r.SideEffectsSource = sideN, src
+	}
+	cx := a.unplannedLedger(ev, opts, r)
+	figure, missing := ev.effectsFigure(sideN, sideOK, ops)
+	if r.OpsSource == "" {
+		return inconclusive(name, figure, "no plan.jsonl and no ledger: the number of logical operations is unknown")
+	}
+	if !sideOK && !ev.hasLedger {
+		missing = append(missing, "no evidence of effects at all (neither metrics nor ledger)")
+		return inconclusive(name, figure, strings.Join(dedup(missing), "; "))
+	}
+	f := findings{missing: missing}
+	if sideOK {
+		status, note, fig := ev.judgeMetrics(sideN, ops, src)
+		f.add(status, note)
+		figure += fig
+	}
+	f.bad = append(f.bad, ledgerFaults(ev, ops, r)...)
+	if stuck := a.stuckOps(); stuck > 0 && len(f.bad) > 0 {
+		f.bad = append(f.bad, fmt.Sprintf("%d charges were never made because their keys stayed in flight (see %s)", stuck, CheckNoKeyStuck))
+	}
+	var c Check
+	switch {
+	case len(f.bad) > 0:
+		c = failed(name, figure, strings.Join(append(f.bad, f.notes...), "; ")+"; see "+CheckExactlyOncePerOp+" for the operations", cx)
+	case len(f.missing) > 0:
+		c = inconclusive(name, figure, strings.Join(f.missing, "; "))
+	default:
+		if r.OpsSource != "plan" {
+			f.notes = append(f.notes, "logical operations from "+r.OpsSource+" (no plan.jsonl): a lost charge cannot be seen")
+		}
+		c = held(name, figure, strings.Join(f.notes, "; "))
+	}
+	c.Evidence = effectsEvidence(sideOK, ev.hasLedger)
+	return c
+}
+
+// logicalOps is the number of logical charges the effects are held to,
+// from the plan, else --expect-ops, else the ledger's keys; it records the
+// number and its source in r (no source: unknown).
+func (a *analysis) logicalOps(ev *evidence, opts Options, r *Report) int {
 	ops := a.nCharge
 	r.OpsSource = "plan"
 	switch {
@@ -163,14 +235,13 @@ func (a *analysis) checkEffects(ev *evidence, opts Options, r *Report) Check {
 		r.OpsSource = ""
 	}
 	r.Ops = ops
-	side, src, sideOK := ev.metricSum(ev.sideMetric, promSideEffects)
-	sideN := int(math.Round(side))
-	if sideOK {
-		r.SideEffects, r.SideEffectsSource = sideN, src
-	}
+	return ops
+}
 
-	cx := a.unplannedLedger(ev, opts, r)
-	var parts, missing []string
+// effectsFigure is effects-equal-ops's figure ("180 of 200 (ledger 200 of
+// 200)") and the evidence the run should have and does not.
+func (ev *evidence) effectsFigure(sideN int, sideOK bool, ops int) (figure string, missing []string) {
+	var parts []string
 	if sideOK {
 		parts = append(parts, fmt.Sprintf("%d of %d", sideN, ops))
 	} else if ev.expectsMetrics() {
@@ -181,64 +252,56 @@ func (a *analysis) checkEffects(ev *evidence, opts Options, r *Report) Check {
 	} else if ev.expectsLedger() {
 		missing = append(missing, "ledger: no "+rundir.LedgerFile+" (no --database-url or the query failed)")
 	}
-	figure := strings.Join(parts, ", ")
+	figure = strings.Join(parts, ", ")
 	if len(parts) == 2 {
 		figure = fmt.Sprintf("%d of %d (ledger %d of %d)", sideN, ops, ev.ledgerTotal, ops)
 	}
 	if figure == "" {
 		figure = fmt.Sprintf("? of %d", ops)
 	}
-	if r.OpsSource == "" {
-		return inconclusive(name, figure, "no plan.jsonl and no ledger: the number of logical operations is unknown")
+	return figure, missing
+}
+
+// findings gathers what fails a check (bad), what leaves it open (missing)
+// and what a held one notes.
+type findings struct{ bad, missing, notes []string }
+
+// add files a note under the status it was judged with.
+func (f *findings) add(status, note string) {
+	switch {
+	case status == StatusHeld && note != "":
+		f.notes = append(f.notes, note)
+	case status == StatusHeld:
+	case status == StatusInconclusive:
+		f.missing = append(f.missing, note)
+	default:
+		f.bad = append(f.bad, note)
 	}
-	if !sideOK && !ev.hasLedger {
-		missing = append(missing, "no evidence of effects at all (neither metrics nor ledger)")
-		return inconclusive(name, figure, strings.Join(dedup(missing), "; "))
-	}
-	var bad, notes []string
-	if sideOK {
-		status, note, fig := ev.judgeMetrics(sideN, ops, src)
-		switch {
-		case status == StatusHeld && note != "":
-			notes = append(notes, note)
-		case status == StatusHeld:
-		case status == StatusInconclusive:
-			missing = append(missing, note)
-		default:
-			bad = append(bad, note)
-		}
-		figure += fig
-	}
+}
+
+// ledgerFaults is what the ledger shows wrong: a total other than ops, or
+// effects under keys no operation used.
+func ledgerFaults(ev *evidence, ops int, r *Report) []string {
+	var bad []string
 	if ev.hasLedger && ev.ledgerTotal != ops {
 		bad = append(bad, fmt.Sprintf("the ledger holds %d effects for %d logical charges (%s)", ev.ledgerTotal, ops, diffWord(ev.ledgerTotal-ops)))
 	}
 	if r.UnplannedLedgerEffects > 0 {
 		bad = append(bad, fmt.Sprintf("%d ledger effects under keys no operation used", r.UnplannedLedgerEffects))
 	}
-	if stuck := a.stuckOps(); stuck > 0 && len(bad) > 0 {
-		bad = append(bad, fmt.Sprintf("%d charges were never made because their keys stayed in flight (see %s)", stuck, CheckNoKeyStuck))
-	}
+	return bad
+}
+
+// effectsEvidence names what effects-equal-ops was judged from.
+func effectsEvidence(sideOK, hasLedger bool) string {
 	var evidence []string
 	if sideOK {
 		evidence = append(evidence, evMetrics)
 	}
-	if ev.hasLedger {
+	if hasLedger {
 		evidence = append(evidence, evLedger)
 	}
-	var c Check
-	switch {
-	case len(bad) > 0:
-		c = failed(name, figure, strings.Join(append(bad, notes...), "; ")+"; see "+CheckExactlyOncePerOp+" for the operations", cx)
-	case len(missing) > 0:
-		c = inconclusive(name, figure, strings.Join(missing, "; "))
-	default:
-		if r.OpsSource != "plan" {
-			notes = append(notes, "logical operations from "+r.OpsSource+" (no plan.jsonl): a lost charge cannot be seen")
-		}
-		c = held(name, figure, strings.Join(notes, "; "))
-	}
-	c.Evidence = strings.Join(evidence, ", ")
-	return c
+	return strings.Join(evidence, ", ")
 }
 
 // unplannedLedger finds the ledger effects under keys no op of the plan

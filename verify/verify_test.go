@@ -29,6 +29,7 @@ type want struct {
 	cxOp    int
 	cxWhy   string // substring of that counterexample's why
 	figure  map[string]string
+	detail  map[string]string // check -> substring of its detail
 }
 
 func TestVerifyScenarios(t *testing.T) {
@@ -136,6 +137,36 @@ func TestVerifyScenarios(t *testing.T) {
 				s.attempts = slices.Insert(s.attempts, i+1, refused)
 			},
 			want: want{verdict: VerdictHeld, exit: 0, checks: map[string]string{CheckRetryAfterHonoured: StatusHeld}},
+		},
+		{
+			name: "ledger effects under a key no operation used",
+			break_: func(t *testing.T, s *runSpec) {
+				s.ledger = append(s.ledger, rundir.LedgerRow{Merchant: "demo", Key: "stray", Effects: 1})
+			},
+			want: want{verdict: VerdictViolated, exit: 1, checks: map[string]string{
+				CheckEffectsEqualOps: StatusFailed,
+			}, cxCheck: CheckEffectsEqualOps, cxOp: -1, cxWhy: "a key no operation of the plan used"},
+		},
+		{
+			name: "no plan and no ledger: the number of operations is unknown",
+			break_: func(t *testing.T, s *runSpec) {
+				s.plan, s.ledger = nil, nil
+			},
+			want: want{verdict: VerdictInconclusive, exit: 3, checks: map[string]string{
+				CheckEffectsEqualOps: StatusInconclusive,
+			}, figure: map[string]string{CheckEffectsEqualOps: "200 of 0"},
+				detail: map[string]string{CheckEffectsEqualOps: "the number of logical operations is unknown"}},
+		},
+		{
+			name: "neither side-effect metric nor ledger",
+			break_: func(t *testing.T, s *runSpec) {
+				delete(s.pages, "consumer")
+				s.ledger = nil
+			},
+			want: want{verdict: VerdictInconclusive, exit: 3, checks: map[string]string{
+				CheckEffectsEqualOps: StatusInconclusive,
+			}, figure: map[string]string{CheckEffectsEqualOps: "? of 200"},
+				detail: map[string]string{CheckEffectsEqualOps: "neither metrics nor ledger"}},
 		},
 		{
 			name: "no jitter: every retry at the cap",
@@ -368,6 +399,11 @@ func TestVerifyScenarios(t *testing.T) {
 					t.Errorf("no check %s; want figure %q", name, fig)
 				} else if c.Figure != fig {
 					t.Errorf("check %s figure = %q; want %q", name, c.Figure, fig)
+				}
+			}
+			for name, sub := range tc.want.detail {
+				if c := rep.Check(name); c == nil || !strings.Contains(c.Detail, sub) {
+					t.Errorf("check %s = %+v; want %q in its detail", name, c, sub)
 				}
 			}
 			if tc.want.cxCheck != "" {
