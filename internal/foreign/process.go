@@ -1,7 +1,6 @@
 package foreign
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,6 +18,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/paytest/paytest/internal/proc"
 )
 
 // Environment variables that turn a binary calling Main into an endpoint
@@ -27,8 +28,6 @@ const (
 	EnvEndpoint = "PAYTEST_FOREIGN_ENDPOINT"
 	EnvControl  = "PAYTEST_FOREIGN_CONTROL"
 )
-
-const listeningPrefix = "foreign: listening on "
 
 // childSpec is what an endpoint process is started with (JSON in
 // EnvEndpoint).
@@ -81,9 +80,13 @@ func serveChild(raw string) error {
 		return err
 	}
 	srv := &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second}
-	fmt.Printf("%s%s\n", listeningPrefix, ln.Addr())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
+	fmt.Fprintf(os.Stderr, "foreign: listening on %s\n", ln.Addr())
+	if err := proc.AnnounceReady(ln.Addr().String()); err != nil {
+		_ = srv.Close()
+		return err
+	}
 	select {
 	case err := <-done:
 		return err
@@ -168,6 +171,8 @@ func (p *Process) Kills() int {
 	return p.kills
 }
 
+// start starts the endpoint process on p.addr and waits until it has
+// written its address to the ready file it is handed (proc.EnvReadyFile).
 func (p *Process) start(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -178,47 +183,33 @@ func (p *Process) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(p.cfg.Exe)
-	cmd.Env = append(os.Environ(), EnvEndpoint+"="+string(spec))
-	cmd.Stderr = p.cfg.Stderr
-	out, err := cmd.StdoutPipe()
+	rf, err := proc.NewReadyFile()
 	if err != nil {
-		return err
+		return fmt.Errorf("foreign: %w", err)
 	}
+	defer rf.Remove()
+	cmd := exec.Command(p.cfg.Exe)
+	cmd.Env = append(os.Environ(), EnvEndpoint+"="+string(spec), rf.Env())
+	cmd.Stderr = p.cfg.Stderr
 	if err := cmd.Start(); err != nil {
 		return err
 	}
 	exited := make(chan struct{})
-	lines := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		if sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-		_, _ = io.Copy(io.Discard, out)
-	}()
 	go func() {
 		_ = cmd.Wait()
 		close(exited)
 	}()
 	wait, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	select {
-	case line, ok := <-lines:
-		if ok && strings.HasPrefix(line, listeningPrefix) {
-			p.addr = strings.TrimPrefix(line, listeningPrefix)
-			p.cmd, p.exited = cmd, exited
-			return nil
-		}
+	r, err := rf.Await(wait, exited)
+	if err != nil {
 		_ = cmd.Process.Kill()
 		<-exited
-		return fmt.Errorf("foreign: the endpoint process did not start (%q)", line)
-	case <-wait.Done():
-		_ = cmd.Process.Kill()
-		<-exited
-		return fmt.Errorf("foreign: the endpoint process did not listen: %w", wait.Err())
+		return fmt.Errorf("foreign: the endpoint process did not start: %w", err)
 	}
+	p.addr = r.Addr
+	p.cmd, p.exited = cmd, exited
+	return nil
 }
 
 // Kill stops the process with SIGKILL (no goodbye: keys in flight stay

@@ -1,6 +1,6 @@
 // Package proc supervises paytest's child processes: it starts a command,
-// tees its log, learns the address the child bound from its "listening" log
-// line, waits for readiness, and stops it (SIGTERM, then SIGKILL) or kills it
+// tees its log, learns the address the child bound from a ready file the
+// child writes (EnvReadyFile), waits for readiness, and stops it (SIGTERM, then SIGKILL) or kills it
 // outright to simulate a crash. The attack orchestrator and the tests that
 // crash real processes both use it.
 package proc
@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,10 +21,6 @@ import (
 
 	"github.com/paytest/paytest/internal/apperr"
 )
-
-// listenRE matches the line every paytest server logs once bound:
-// level=INFO msg=listening component=charge addr=127.0.0.1:40211
-var listenRE = regexp.MustCompile(`msg=listening .*addr=(\S+)`)
 
 // Spec describes a child process.
 type Spec struct {
@@ -41,7 +36,8 @@ type Spec struct {
 	// Ready, if set, is polled (GET, 2xx) after the address is known: a
 	// path such as "/readyz" on the bound address.
 	Ready string
-	// StartTimeout bounds waiting for the address and readiness; default 30s.
+	// StartTimeout bounds waiting for the ready file and readiness;
+	// default 30s.
 	StartTimeout time.Duration
 }
 
@@ -78,14 +74,44 @@ func (p *Process) lastWords() string {
 	return strings.Join(p.tail, " | ")
 }
 
-// Start starts the child and waits until it has logged its bound address and,
-// if Spec.Ready is set, until that endpoint answers 2xx.
+// Start starts the child and waits until it has written its bound address
+// to the ready file Start hands it (EnvReadyFile) and, if Spec.Ready is set,
+// until that endpoint answers 2xx. What the child logs is teed, never parsed.
 func Start(ctx context.Context, spec Spec) (*Process, error) {
 	if spec.StartTimeout == 0 {
 		spec.StartTimeout = 30 * time.Second
 	}
+	rf, err := NewReadyFile()
+	if err != nil {
+		return nil, fmt.Errorf("proc: start %s: %w", spec.Name, err)
+	}
+	defer rf.Remove()
+	p, err := spawn(spec, rf)
+	if err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithTimeoutCause(ctx, spec.StartTimeout, errStartTimeout)
+	defer cancel()
+	if err := p.awaitAddr(wctx, rf); err != nil {
+		return nil, err
+	}
+	if spec.Ready != "" {
+		if err := p.waitReady(wctx); err != nil {
+			p.Kill()
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// errStartTimeout is the cause of a start that outlived Spec.StartTimeout.
+var errStartTimeout = errors.New("start timeout")
+
+// spawn starts the child with the ready file in its environment and tees
+// its output to Spec.Log.
+func spawn(spec Spec, rf *ReadyFile) (*Process, error) {
 	cmd := exec.Command(spec.Path, spec.Args...)
-	cmd.Env = append(os.Environ(), spec.Env...)
+	cmd.Env = append(append(os.Environ(), spec.Env...), rf.Env())
 	// Own process group, so a terminal's Ctrl-C reaches paytest alone and it
 	// can stop children in order; Pdeathsig so none outlives a killed paytest.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -98,63 +124,63 @@ func Start(ctx context.Context, spec Spec) (*Process, error) {
 		return nil, fmt.Errorf("proc: start %s: %w", spec.Name, err)
 	}
 	p := &Process{spec: spec, cmd: cmd, done: make(chan struct{})}
-	addrCh := make(chan string, 1)
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		sc := bufio.NewScanner(out)
-		sc.Buffer(make([]byte, 64*1024), 1<<20)
-		sent := false
-		for sc.Scan() {
-			line := sc.Text()
-			p.keep(line)
-			if spec.Log != nil {
-				fmt.Fprintf(spec.Log, "[%s] %s\n", spec.Name, line)
-			}
-			if !sent {
-				if m := listenRE.FindStringSubmatch(line); m != nil {
-					addrCh <- m[1]
-					sent = true
-				}
-			}
-		}
-	}()
+	p.wg.Go(func() { p.tee(out) })
 	go func() {
 		p.wg.Wait()
 		p.err = cmd.Wait()
 		close(p.done)
 	}()
-	timer := time.NewTimer(spec.StartTimeout)
-	defer timer.Stop()
-	select {
-	case p.addr = <-addrCh:
-	case <-p.done:
-		err := fmt.Errorf("proc: %s exited before listening: %v", spec.Name, p.err)
-		if words := p.lastWords(); words != "" {
-			err = fmt.Errorf("%w: %s", err, words)
-		}
-		// Exit status 2 is a paytest command refusing its flags.
-		if ee, ok := errors.AsType[*exec.ExitError](p.err); ok && ee.ExitCode() == 2 {
-			return nil, apperr.Wrap(apperr.EUSAGE, err, "%s refused its flags", spec.Name)
-		}
-		return nil, err
-	case <-timer.C:
-		p.Kill()
-		return nil, fmt.Errorf("proc: %s did not log its address within %s", spec.Name, spec.StartTimeout)
-	case <-ctx.Done():
-		p.Kill()
-		return nil, ctx.Err()
-	}
-	if spec.Ready != "" {
-		if err := p.waitReady(ctx, timer.C); err != nil {
-			p.Kill()
-			return nil, err
-		}
-	}
 	return p, nil
 }
 
-func (p *Process) waitReady(ctx context.Context, timeout <-chan time.Time) error {
+// tee copies the child's output, line by line, to Spec.Log and keeps its
+// last lines for errors.
+func (p *Process) tee(out io.Reader) {
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		p.keep(line)
+		if p.spec.Log != nil {
+			fmt.Fprintf(p.spec.Log, "[%s] %s\n", p.spec.Name, line)
+		}
+	}
+}
+
+// awaitAddr waits for the child's ready record. A child that fails to
+// start is killed (if it still runs) and its error names it.
+func (p *Process) awaitAddr(ctx context.Context, rf *ReadyFile) error {
+	r, err := rf.Await(ctx, p.done)
+	switch {
+	case err == nil:
+		p.addr = r.Addr
+		return nil
+	case errors.Is(err, ErrChildExited):
+		return p.exitError()
+	case errors.Is(context.Cause(ctx), errStartTimeout):
+		p.Kill()
+		return fmt.Errorf("proc: %s did not write its ready file within %s", p.spec.Name, p.spec.StartTimeout)
+	default:
+		p.Kill()
+		return fmt.Errorf("proc: %s: %w", p.spec.Name, err)
+	}
+}
+
+// exitError says that the child exited before listening, quoting its
+// last words.
+func (p *Process) exitError() error {
+	err := fmt.Errorf("proc: %s %w: %v", p.spec.Name, ErrChildExited, p.err)
+	if words := p.lastWords(); words != "" {
+		err = fmt.Errorf("%w: %s", err, words)
+	}
+	// Exit status 2 is a paytest command refusing its flags.
+	if ee, ok := errors.AsType[*exec.ExitError](p.err); ok && ee.ExitCode() == 2 {
+		return apperr.Wrap(apperr.EUSAGE, err, "%s refused its flags", p.spec.Name)
+	}
+	return err
+}
+
+func (p *Process) waitReady(ctx context.Context) error {
 	url := "http://" + p.addr + p.spec.Ready
 	client := &http.Client{Timeout: time.Second}
 	for {
@@ -168,16 +194,17 @@ func (p *Process) waitReady(ctx context.Context, timeout <-chan time.Time) error
 		select {
 		case <-p.done:
 			return fmt.Errorf("proc: %s exited before ready: %v", p.spec.Name, p.err)
-		case <-timeout:
-			return fmt.Errorf("proc: %s not ready at %s", p.spec.Name, url)
 		case <-ctx.Done():
+			if errors.Is(context.Cause(ctx), errStartTimeout) {
+				return fmt.Errorf("proc: %s not ready at %s", p.spec.Name, url)
+			}
 			return ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
 
-// Addr returns the address the child logged as bound.
+// Addr returns the address the child wrote to its ready file.
 func (p *Process) Addr() string { return p.addr }
 
 // Pid returns the child's process id.

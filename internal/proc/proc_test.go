@@ -3,6 +3,8 @@ package proc
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -29,11 +31,19 @@ func (s *syncBuf) String() string {
 	return s.b.String()
 }
 
+// writeReady is a shell command that writes a ready record for addr to
+// $PAYTEST_READY_FILE the way WriteReady does: a temporary file renamed
+// into place.
+func writeReady(addr string) string {
+	return `printf '{"addr":"` + addr + `","pid":%d}' $$ >"$PAYTEST_READY_FILE.tmp" && mv "$PAYTEST_READY_FILE.tmp" "$PAYTEST_READY_FILE"`
+}
+
 func TestStartLearnsAddressAndStops(t *testing.T) {
 	log := &syncBuf{}
 	p, err := Start(context.Background(), Spec{
 		Name: "sh", Path: "/bin/sh", Log: log,
-		Args: []string{"-c", `echo booting; echo 'level=INFO msg=listening component=x addr=127.0.0.1:4242'; trap 'exit 0' TERM; while :; do sleep 0.05; done`},
+		Args: []string{"-c", `echo booting; echo 'level=INFO msg=listening component=x addr=127.0.0.1:4242'; ` +
+			writeReady("127.0.0.1:4242") + `; trap 'exit 0' TERM; while :; do sleep 0.05; done`},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +65,7 @@ func TestStartLearnsAddressAndStops(t *testing.T) {
 func TestKillIsACrash(t *testing.T) {
 	p, err := Start(context.Background(), Spec{
 		Name: "sh", Path: "/bin/sh",
-		Args: []string{"-c", `echo 'msg=listening addr=x:1'; while :; do sleep 0.05; done`},
+		Args: []string{"-c", writeReady("x:1") + `; while :; do sleep 0.05; done`},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -89,5 +99,70 @@ func TestExitBeforeListeningIsAnError(t *testing.T) {
 				t.Errorf("code %s, want %s", got, tc.code)
 			}
 		})
+	}
+}
+
+// TestTheReadyFileAloneStartsAChild: the address comes from the ready file,
+// never from the log. A child that logs a listening line but writes no
+// ready file has not started (whether it lingers or exits), and one that
+// writes the file without a word in its log has.
+func TestTheReadyFileAloneStartsAChild(t *testing.T) {
+	fake := `echo 'level=INFO msg=listening component=x addr=127.0.0.1:4242'; echo 'foreign: listening on 127.0.0.1:4242'`
+	t.Run("a listening line lingering", func(t *testing.T) {
+		_, err := Start(context.Background(), Spec{
+			Name: "liar", Path: "/bin/sh", StartTimeout: 500 * time.Millisecond,
+			Args: []string{"-c", fake + `; while :; do sleep 0.05; done`},
+		})
+		if err == nil || !strings.Contains(err.Error(), "liar did not write its ready file within 500ms") {
+			t.Fatalf("err = %v; want a start timeout naming the child", err)
+		}
+	})
+	t.Run("a listening line then exit", func(t *testing.T) {
+		_, err := Start(context.Background(), Spec{Name: "liar", Path: "/bin/sh", Args: []string{"-c", fake + `; exit 0`}})
+		if err == nil || !strings.Contains(err.Error(), "liar exited before listening") {
+			t.Fatalf("err = %v; want an early exit naming the child", err)
+		}
+	})
+	t.Run("a silent ready file", func(t *testing.T) {
+		log := &syncBuf{}
+		p, err := Start(context.Background(), Spec{
+			Name: "quiet", Path: "/bin/sh", Log: log,
+			Args: []string{"-c", writeReady("127.0.0.1:5151") + `; trap 'exit 0' TERM; while :; do sleep 0.05; done`},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = p.Stop(5 * time.Second) })
+		if p.Addr() != "127.0.0.1:5151" || log.String() != "" {
+			t.Fatalf("Addr = %q, log %q; want 127.0.0.1:5151 from the file alone", p.Addr(), log.String())
+		}
+	})
+}
+
+// TestWriteReadyIsAwaited: what WriteReady writes, Await reads, and a
+// record the child did not write whole is an error, not an address.
+func TestWriteReadyIsAwaited(t *testing.T) {
+	rf, err := NewReadyFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rf.Remove)
+	t.Setenv(EnvReadyFile, rf.Path)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	go func() { _ = AnnounceReady("127.0.0.1:6161") }()
+	r, err := rf.Await(ctx, nil)
+	if err != nil || r.Addr != "127.0.0.1:6161" || r.Pid != os.Getpid() {
+		t.Fatalf("Await = %+v, %v; want 127.0.0.1:6161 from pid %d", r, err, os.Getpid())
+	}
+	if err := os.WriteFile(rf.Path, []byte(`{"pid":1}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := rf.Await(ctx, nil); err == nil {
+		t.Fatalf("Await took a record without an address: %+v", r)
+	}
+	rf.Remove()
+	if _, err := os.Stat(filepath.Dir(rf.Path)); !os.IsNotExist(err) {
+		t.Fatalf("Remove left %s: %v", filepath.Dir(rf.Path), err)
 	}
 }
