@@ -7,13 +7,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/paytest/paytest/internal/proc"
+	"github.com/paytest/paytest/internal/proc/proctest"
 	"github.com/paytest/paytest/internal/testinfra"
 )
 
@@ -125,19 +125,9 @@ func TestSIGKILLedRunIsSweptByTheNext(t *testing.T) {
 func postmasterOf(t *testing.T, dirs []string) int {
 	t.Helper()
 	for _, d := range dirs {
-		if !strings.Contains(filepath.Base(d), "paytest-pg-") {
-			continue
+		if strings.Contains(filepath.Base(d), "paytest-pg-") {
+			return proctest.PostmasterPid(t, d)
 		}
-		b, err := os.ReadFile(filepath.Join(d, "data", "postmaster.pid"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		first, _, _ := strings.Cut(string(b), "\n")
-		pid, err := strconv.Atoi(strings.TrimSpace(first))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return pid
 	}
 	t.Fatalf("no postgres directory among %v", dirs)
 	return 0

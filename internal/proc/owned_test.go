@@ -1,7 +1,6 @@
 package proc
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/paytest/paytest/internal/proc/proctest"
 )
 
 // TestHelperOwner is not a test: run as a child process (by ownerChild), it
@@ -32,21 +33,11 @@ func TestHelperOwner(t *testing.T) {
 // tmp, and returns the child and the directory.
 func ownerChild(t *testing.T, tmp string) (*exec.Cmd, string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperOwner$")
-	cmd.Env = append(os.Environ(), "PROC_TEST_OWNER=1", "TMPDIR="+tmp)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
+	cmd, dir := proctest.Child(t, "TestHelperOwner", "PROC_TEST_OWNER=1", "TMPDIR="+tmp)
+	if !strings.HasPrefix(dir, tmp) {
+		t.Fatalf("child printed %q, want a directory in %s", dir, tmp)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil || !strings.HasPrefix(line, tmp) {
-		t.Fatalf("child printed %q, %v", line, err)
-	}
-	return cmd, strings.TrimSpace(line)
+	return cmd, dir
 }
 
 func TestSweepOrphans(t *testing.T) {

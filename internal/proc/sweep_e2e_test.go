@@ -1,13 +1,11 @@
 package proc_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,6 +14,7 @@ import (
 	"github.com/paytest/paytest/internal/natsembed"
 	"github.com/paytest/paytest/internal/pgembed"
 	"github.com/paytest/paytest/internal/proc"
+	"github.com/paytest/paytest/internal/proc/proctest"
 	"github.com/paytest/paytest/internal/redisembed"
 )
 
@@ -50,20 +49,10 @@ func TestHelperEmbedded(t *testing.T) {
 // in tmp and returns it with their directories.
 func embeddedChild(t *testing.T, tmp string) (*exec.Cmd, []string) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperEmbedded$")
-	cmd.Env = append(os.Environ(), "PROC_TEST_EMBEDDED=1", "TMPDIR="+tmp)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	line, err := bufio.NewReader(out).ReadString('\n')
+	cmd, line := proctest.Child(t, "TestHelperEmbedded", "PROC_TEST_EMBEDDED=1", "TMPDIR="+tmp)
 	dirs := strings.Fields(line)
-	if err != nil || len(dirs) != 3 {
-		t.Fatalf("child printed %q, %v", line, err)
+	if len(dirs) != 3 {
+		t.Fatalf("child printed %q, want three directories", line)
 	}
 	return cmd, dirs
 }
@@ -90,7 +79,7 @@ func TestStartSweepsWhatAKilledProcessLeft(t *testing.T) {
 
 	killed, orphans := embeddedChild(t, tmp)
 	_, alive := embeddedChild(t, tmp)
-	pgPid := postmasterPid(t, orphans[0])
+	pgPid := proctest.PostmasterPid(t, orphans[0])
 	if err := killed.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -136,20 +125,4 @@ func TestStartSweepsWhatAKilledProcessLeft(t *testing.T) {
 			t.Errorf("%s of a running process: %v", d, err)
 		}
 	}
-}
-
-// postmasterPid reads the pid of the postgres running in a cluster
-// directory.
-func postmasterPid(t *testing.T, dir string) int {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	first, _, _ := strings.Cut(string(b), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(first))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pid
 }
