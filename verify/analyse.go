@@ -143,6 +143,7 @@ type analysis struct {
 	ops     []opState
 	index   map[int]int32
 	planned bool
+	latency *latencyAcc
 
 	nCharge, nReuse, nRace int
 	reuseStatuses          []int
@@ -185,6 +186,7 @@ func analyse(ctx context.Context, runDir string, ev *evidence, opts Options) (*a
 		jitter:   map[jitterKey]*jitterSamples{},
 		raEarly:  cxList{max: opts.MaxCounterexamples},
 		outage:   newOutageTally(ev.faults),
+		latency:  newLatencyAcc(),
 		reuses:   map[int][]int32{},
 	}
 	a.reuseStatuses = opts.ReuseStatuses
@@ -257,11 +259,21 @@ func (a *analysis) add(at *rundir.Attempt) {
 	}
 	a.outcomes[outcome]++
 	a.outage.add(at, outcome)
+	a.latency.add(at, outcome, confirms(o.kind, outcome))
 	o.count(at, outcome)
 	a.trackConflict(o, at, outcome)
 	a.widenSpan(o, at, outcome)
 	prev, hadRA := a.followRetryAfter(at, outcome)
 	a.addDelay(at, outcome, prev, hadRA)
+}
+
+// confirms says whether an attempt's outcome confirms an op of kind: a
+// complete 2xx for a charge, the declared refusal for a reuse.
+func confirms(kind uint8, outcome string) bool {
+	if kind == kindReuse {
+		return outcome == rundir.OutcomeMismatch
+	}
+	return outcome == rundir.OutcomeNew || outcome == rundir.OutcomeReplay
 }
 
 // opOf is the state of the attempt's op, added as unplanned when the plan
@@ -302,7 +314,7 @@ func (o *opState) count(at *rundir.Attempt, outcome string) {
 		o.mismatches++
 	case rundir.OutcomeRejected:
 		o.rejected++
-	case rundir.OutcomeBudget:
+	case rundir.OutcomeBudget, rundir.OutcomeDropped:
 		o.budget++
 	default:
 		o.indeterminate++
@@ -490,6 +502,8 @@ func internOutcome(at *rundir.Attempt) string {
 		return rundir.OutcomeNetwork
 	case rundir.OutcomeBudget:
 		return rundir.OutcomeBudget
+	case rundir.OutcomeDropped:
+		return rundir.OutcomeDropped
 	}
 	switch {
 	case at.Status == 409:

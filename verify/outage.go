@@ -178,7 +178,7 @@ func (t *outageTally) add(at *rundir.Attempt, outcome string) {
 		if end < w.Start.UnixNano() || (!w.Open && start >= w.End.UnixNano()) {
 			continue
 		}
-		refused := outcome == rundir.OutcomeBudget
+		refused := outcome == rundir.OutcomeBudget || outcome == rundir.OutcomeDropped
 		if !refused && outageFailure(outcome) && (t.firstFail[i] == 0 || end < t.firstFail[i]) {
 			t.firstFail[i] = end
 		}

@@ -211,3 +211,25 @@ func fmtThreshold(v float64, unit string) string {
 	}
 	return strconv.FormatFloat(v, 'f', -1, 64)
 }
+
+// thresholdChecks judges opts' thresholds, or run.yaml's when opts has
+// none (a malformed one there is an inconclusive check: the run cannot be
+// judged by it).
+func thresholdChecks(ev *evidence, opts Options, r *Report) []Check {
+	ths := opts.Thresholds
+	var out []Check
+	if ths == nil && ev.hasRun {
+		for _, s := range ev.run.Thresholds {
+			t, err := ParseThreshold(s)
+			if err != nil {
+				out = append(out, inconclusive(thresholdCheckPrefix+s, "?", err.Error()))
+				continue
+			}
+			ths = append(ths, t)
+		}
+	}
+	for _, t := range ths {
+		out = append(out, checkThreshold(t, r))
+	}
+	return out
+}

@@ -198,6 +198,9 @@ type Options struct {
 	// written from what there is, its verdict at best inconclusive (a
 	// failed check still makes it violated), and carries the reason.
 	Stopped string
+	// Thresholds are load checks judged against the run's latency and
+	// throughput; nil takes run.yaml's (an empty, non-nil list: none).
+	Thresholds []Threshold
 	// NoHTML skips report.html and its plots.
 	NoHTML bool
 }
@@ -448,6 +451,8 @@ func Verify(ctx context.Context, runDir string, opts Options) (*Report, error) {
 	}
 	rep := a.report(ev, opts)
 	rep.Stopped = opts.Stopped
+	rep.Latency, rep.Throughput = a.latency.finish(ev.faults)
+	rep.Checks = append(rep.Checks, thresholdChecks(ev, opts, rep)...)
 	rep.decide()
 	if !opts.NoHTML {
 		plots, err := a.plots(ev)
