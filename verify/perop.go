@@ -350,79 +350,26 @@ func (a *analysis) checkRaces(ev *evidence, opts Options) Check {
 		return nothing(name, "0 races", "the plan has no same-key races")
 	}
 	cx := cxList{max: opts.MaxCounterexamples}
-	var single, multi, hidden, lost, untold, repeated int
+	var t raceTally
 	for i := range a.ops {
 		o := &a.ops[i]
 		if o.kind != kindCharge || !o.race {
 			continue
 		}
-		var why string
-		var effects *int
-		winners := o.charges()
-		switch {
-		case ev.hasLedger:
-			e, _ := a.opEffects(ev, o)
-			effects, winners = &e, e
-			// An event the consumer applied again is one winner's charge
-			// repeated downstream: exactly-once-per-op blames the
-			// consumer for it, not the race.
-			for _, r := range ev.repeats(o.merchant, o.key) {
-				winners -= int(r.Applied) - 1
-				repeated++
-			}
-		case o.resourceIDs() > 1:
-			winners = o.resourceIDs()
-		case o.untold():
-			untold++
-			continue
-		}
-		multi += b2i(winners > 1)
-		switch {
-		case winners > 1 && ev.hasLedger && len(a.unsureReuses(ev, o)) > 0:
-			why = fmt.Sprintf("the ledger holds %d effects for the race's key: more than one winner, or its reuse op %s was charged (%s; %s)", winners, intList(a.unsureReuses(ev, o), 3), o.clientCharges(), perAmountHint)
-		case winners > 1 && ev.hasLedger:
-			why = fmt.Sprintf("the ledger holds %d effects for the race: more than one winner (%s)", winners, o.clientCharges())
-		case winners > 1:
-			why = fmt.Sprintf("%s: more than one winner", o.clientCharges())
-		case o.mismatches+o.rejected > 0:
-			why = fmt.Sprintf("senders got answers other than 409 or replay (%s)", o.describe())
-		case winners == 1:
-			single++
-		case ev.hasLedger && o.ok() > 0:
-			lost++ // acknowledged, not applied: exactly-once-per-op's to report
-		case o.ok() == 0 && o.indeterminate == 0:
-			why = fmt.Sprintf("no sender won (%s)", o.describe())
-		default:
-			hidden++
-		}
-		if why != "" {
+		if why, effects := a.judgeRace(ev, o, &t); why != "" {
 			cx.add(Counterexample{Op: o.op, Key: o.key, Merchant: o.merchant, Attempts: int(o.attempts), LedgerEffects: effects, Why: why})
 		}
 	}
-	figure := fmt.Sprintf("%d of %d races with a single winner", a.nRace-cx.total-untold, a.nRace)
-	if untold > 0 {
-		figure += fmt.Sprintf(", %d that cannot be told", untold)
+	figure := fmt.Sprintf("%d of %d races with a single winner", a.nRace-cx.total-t.untold, a.nRace)
+	if t.untold > 0 {
+		figure += fmt.Sprintf(", %d that cannot be told", t.untold)
 	}
-	var detail string
-	if ev.hasLedger {
-		detail = fmt.Sprintf("winners counted in the ledger: %d with one effect, %d with more, %d with none whose answers were lost", single, multi, hidden)
-		if lost > 0 {
-			detail += fmt.Sprintf(", %d acknowledged but not in the ledger (see %s)", lost, CheckExactlyOncePerOp)
-		}
-		if repeated > 0 {
-			detail += fmt.Sprintf("; %d events of race keys the consumer applied again are not counted as winners (see %s)", repeated, CheckExactlyOncePerOp)
-		}
-	} else {
-		detail = fmt.Sprintf("winners counted by distinct resource ids (else identical bodies) among the 2xx answers: %d with one, %d with more, %d whose winner's answer was lost (timeouts only)", single, multi, hidden)
-		if untold > 0 {
-			detail += "; " + untoldNote(untold, "races")
-		}
-	}
+	detail := t.detail(ev.hasLedger)
 	var c Check
 	switch {
 	case cx.total > 0:
 		c = failed(name, figure, detail, cx)
-	case untold > 0:
+	case t.untold > 0:
 		c = inconclusive(name, figure, detail)
 	default:
 		c = held(name, figure, detail)
@@ -432,6 +379,88 @@ func (a *analysis) checkRaces(ev *evidence, opts Options) Check {
 		c.Evidence = evLedger
 	}
 	return c
+}
+
+// raceTally counts the races by what their winners were.
+type raceTally struct {
+	single, multi, hidden int
+	// lost: acknowledged but not in the ledger; untold: answers the client
+	// cannot tell apart; repeated: events of race keys applied again.
+	lost, untold, repeated int
+}
+
+// judgeRace counts the race op o in t and says why it is a counterexample
+// ("" when it is not), with the ledger's effects for it when there is a
+// ledger.
+func (a *analysis) judgeRace(ev *evidence, o *opState, t *raceTally) (why string, effects *int) {
+	winners, effects, told := a.raceWinners(ev, o, t)
+	if !told {
+		t.untold++
+		return "", nil
+	}
+	t.multi += b2i(winners > 1)
+	switch {
+	case winners > 1 && ev.hasLedger && len(a.unsureReuses(ev, o)) > 0:
+		why = fmt.Sprintf("the ledger holds %d effects for the race's key: more than one winner, or its reuse op %s was charged (%s; %s)", winners, intList(a.unsureReuses(ev, o), 3), o.clientCharges(), perAmountHint)
+	case winners > 1 && ev.hasLedger:
+		why = fmt.Sprintf("the ledger holds %d effects for the race: more than one winner (%s)", winners, o.clientCharges())
+	case winners > 1:
+		why = fmt.Sprintf("%s: more than one winner", o.clientCharges())
+	case o.mismatches+o.rejected > 0:
+		why = fmt.Sprintf("senders got answers other than 409 or replay (%s)", o.describe())
+	case winners == 1:
+		t.single++
+	case ev.hasLedger && o.ok() > 0:
+		t.lost++ // acknowledged, not applied: exactly-once-per-op's to report
+	case o.ok() == 0 && o.indeterminate == 0:
+		why = fmt.Sprintf("no sender won (%s)", o.describe())
+	default:
+		t.hidden++
+	}
+	return why, effects
+}
+
+// raceWinners counts the race op's winners: its effects in the ledger, less
+// the events the consumer applied again (exactly-once-per-op blames the
+// consumer for those, not the race); else the distinct resource ids among
+// the 2xx answers, else the distinct charges. told is false when the
+// client's answers cannot tell its charges apart.
+func (a *analysis) raceWinners(ev *evidence, o *opState, t *raceTally) (winners int, effects *int, told bool) {
+	winners = o.charges()
+	switch {
+	case ev.hasLedger:
+		e, _ := a.opEffects(ev, o)
+		effects, winners = &e, e
+		for _, r := range ev.repeats(o.merchant, o.key) {
+			winners -= int(r.Applied) - 1
+			t.repeated++
+		}
+	case o.resourceIDs() > 1:
+		winners = o.resourceIDs()
+	case o.untold():
+		return 0, nil, false
+	}
+	return winners, effects, true
+}
+
+// detail is race-single-winner's detail: how the winners were counted and
+// what each count was.
+func (t raceTally) detail(hasLedger bool) string {
+	if !hasLedger {
+		detail := fmt.Sprintf("winners counted by distinct resource ids (else identical bodies) among the 2xx answers: %d with one, %d with more, %d whose winner's answer was lost (timeouts only)", t.single, t.multi, t.hidden)
+		if t.untold > 0 {
+			detail += "; " + untoldNote(t.untold, "races")
+		}
+		return detail
+	}
+	detail := fmt.Sprintf("winners counted in the ledger: %d with one effect, %d with more, %d with none whose answers were lost", t.single, t.multi, t.hidden)
+	if t.lost > 0 {
+		detail += fmt.Sprintf(", %d acknowledged but not in the ledger (see %s)", t.lost, CheckExactlyOncePerOp)
+	}
+	if t.repeated > 0 {
+		detail += fmt.Sprintf("; %d events of race keys the consumer applied again are not counted as winners (see %s)", t.repeated, CheckExactlyOncePerOp)
+	}
+	return detail
 }
 
 // statusList renders the declared reuse statuses: "422", "400 or 422".

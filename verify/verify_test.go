@@ -169,6 +169,37 @@ func TestVerifyScenarios(t *testing.T) {
 				detail: map[string]string{CheckEffectsEqualOps: "neither metrics nor ledger"}},
 		},
 		{
+			name: "a race sender answered neither 409 nor replay",
+			break_: func(t *testing.T, s *runSpec) {
+				a := s.findAttempt(t, 3, 1, 1)
+				a.Status, a.Outcome = 400, rundir.OutcomeRejected
+			},
+			want: want{verdict: VerdictViolated, exit: 1, checks: map[string]string{
+				CheckRaceSingleWinner: StatusFailed,
+			}, cxCheck: CheckRaceSingleWinner, cxOp: 3, cxWhy: "answers other than 409 or replay"},
+		},
+		{
+			name: "no race sender won",
+			break_: func(t *testing.T, s *runSpec) {
+				for _, a := range []*rundir.Attempt{s.findAttempt(t, 3, 0, 1), s.findAttempt(t, 3, 1, 2)} {
+					a.Status, a.Outcome, a.Replayed = 409, rundir.OutcomeConflict, false
+				}
+				s.setLedger("k-3", 0)
+			},
+			want: want{verdict: VerdictViolated, exit: 1, checks: map[string]string{
+				CheckRaceSingleWinner: StatusFailed,
+			}, cxCheck: CheckRaceSingleWinner, cxOp: 3, cxWhy: "no sender won"},
+		},
+		{
+			name: "a race acknowledged but not in the ledger is exactly-once-per-op's",
+			break_: func(t *testing.T, s *runSpec) {
+				s.setLedger("k-3", 0)
+			},
+			want: want{verdict: VerdictViolated, exit: 1, checks: map[string]string{
+				CheckRaceSingleWinner: StatusHeld, CheckExactlyOncePerOp: StatusFailed,
+			}, detail: map[string]string{CheckRaceSingleWinner: "1 acknowledged but not in the ledger"}},
+		},
+		{
 			name: "no jitter: every retry at the cap",
 			break_: func(t *testing.T, s *runSpec) {
 				for i := range s.attempts {
