@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -70,9 +71,28 @@ func engineRate(tb testing.TB, url, dir string, d time.Duration) (float64, int) 
 	return float64(s.Attempts) / time.Since(start).Seconds(), s.Attempts
 }
 
+// vegetaReport is what vegeta's JSON report says.
+type vegetaReport struct {
+	Requests   int     `json:"requests"`
+	Rate       float64 `json:"rate"`
+	Throughput float64 `json:"throughput"`
+	Success    float64 `json:"success"`
+	Latencies  struct {
+		P50 int64 `json:"50th"`
+		P99 int64 `json:"99th"`
+	} `json:"latencies"`
+}
+
 // vegetaRate attacks url with vegeta at an unlimited rate for d and returns
 // its reported throughput, or skips when vegeta cannot be fetched.
 func vegetaRate(b *testing.B, url, dir string, d time.Duration) float64 {
+	rep := vegeta(b, url, dir, d, "-rate", "0", "-max-workers", strconv.Itoa(benchConcurrency))
+	return rep.Throughput
+}
+
+// vegeta runs vegeta attack with args for d against url and reads its
+// report, or skips the benchmark when vegeta cannot be fetched.
+func vegeta(b *testing.B, url, dir string, d time.Duration, args ...string) vegetaReport {
 	body := filepath.Join(dir, "body.json")
 	os.WriteFile(body, []byte(`{"amount":1299,"currency":"EUR","customer":"cus_1","sku":"sku-1","quantity":1}`), 0o644)
 	targets := filepath.Join(dir, "targets.txt")
@@ -96,25 +116,19 @@ func vegetaRate(b *testing.B, url, dir string, d time.Duration) float64 {
 		b.Skipf("vegeta cannot be fetched or built, no comparison: %v", err)
 	}
 	results := filepath.Join(dir, "results.bin")
-	if _, err := run(d+time.Minute, "attack", "-rate", "0", "-max-workers", strconv.Itoa(benchConcurrency),
-		"-duration", d.String(), "-targets", targets, "-output", results); err != nil {
+	if _, err := run(d+time.Minute, append(append([]string{"attack"}, args...), "-duration", d.String(), "-targets", targets, "-output", results)...); err != nil {
 		b.Fatal(err)
 	}
 	out, err := run(time.Minute, "report", "-type", "json", results)
 	if err != nil {
 		b.Fatal(err)
 	}
-	var rep struct {
-		Requests   int     `json:"requests"`
-		Rate       float64 `json:"rate"`
-		Throughput float64 `json:"throughput"`
-		Success    float64 `json:"success"`
-	}
+	var rep vegetaReport
 	if err := json.Unmarshal(out, &rep); err != nil {
 		b.Fatalf("vegeta report: %v: %s", err, out)
 	}
 	b.Logf("vegeta: %d requests, rate %.0f/s, throughput %.0f/s, success %.3f", rep.Requests, rep.Rate, rep.Throughput, rep.Success)
-	return rep.Throughput
+	return rep
 }
 
 // BenchmarkEngineVsVegeta compares the maximum request rate of the attack
@@ -221,6 +235,164 @@ func BenchmarkHistory100k(b *testing.B) {
 		b.ReportMetric(mb, "peak-RSS-MB")
 		b.ReportMetric(float64(attempts)/secs, "attempts/s")
 		b.Logf("%d ops, %d attempts in %.1fs, history %d lines, peak RSS %.1f MB (target <= 256)", ops, attempts, secs, lines, mb)
+		if mb > 256 {
+			b.Errorf("peak RSS %.1f MB over the 256 MB target", mb)
+		}
+	}
+}
+
+// openFigures runs an open-model plan of rate*d ops against url with the
+// history streamed to dir, and reads the achieved send rate and the first
+// attempts' latency (from their due time) back from the history.
+func openFigures(tb testing.TB, url, dir string, rate float64, d time.Duration) (achieved float64, p50, p99 time.Duration, dropped int) {
+	c, err := client.New(client.Options{MaxIdleConnsPerHost: 1024})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer c.CloseIdleConnections()
+	path := filepath.Join(dir, fmt.Sprintf("open-%.0f.jsonl", rate))
+	hw, err := rundir.Create[rundir.Attempt](path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p, err := plan.New(plan.Config{Ops: int(rate * d.Seconds()), Seed: 3})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s, err := Run(context.Background(), p, Config{URL: url, Client: c, History: hw, Pacer: ConstantPacer{Rate: rate}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := hw.Close(); err != nil {
+		tb.Fatal(err)
+	}
+	var first, last time.Time
+	var lat []time.Duration
+	n := 0
+	err = rundir.ReadFile(path, func(a rundir.Attempt) error {
+		if a.Attempt != 1 || !a.Sent() {
+			return nil
+		}
+		n++
+		if first.IsZero() || a.Start.Before(first) {
+			first = a.Start
+		}
+		if a.Start.After(last) {
+			last = a.Start
+		}
+		lat = append(lat, a.End.Sub(a.Due()))
+		return nil
+	})
+	if err != nil || n < 2 {
+		tb.Fatalf("history: %v (%d first attempts)", err, n)
+	}
+	slices.Sort(lat)
+	return float64(n-1) / last.Sub(first).Seconds(), lat[len(lat)/2], lat[len(lat)*99/100], s.Dropped
+}
+
+// vegetaConstant attacks url with vegeta's constant pacer at rate for d and
+// returns its achieved rate and latency percentiles.
+func vegetaConstant(b *testing.B, url, dir string, rate float64, d time.Duration) (achieved float64, p50, p99 time.Duration) {
+	rep := vegeta(b, url, dir, d, "-rate", fmt.Sprintf("%.0f/s", rate))
+	return rep.Rate, time.Duration(rep.Latencies.P50), time.Duration(rep.Latencies.P99)
+}
+
+// BenchmarkOpenModelVsVegeta sends the same fixed rates to the same trivial
+// endpoint with paytest's open model (history streamed to disk) and with
+// vegeta's constant pacer (results to disk), one after the other in one
+// run, and reports the achieved rate and p50/p99 of both. Goal: the rate
+// within 1% of vegeta's and p50 no more than 10% above it, up to the rate
+// this machine sustains.
+func BenchmarkOpenModelVsVegeta(b *testing.B) {
+	srv := trivial()
+	defer srv.Close()
+	for range b.N {
+		dir := b.TempDir()
+		for _, rate := range []float64{1000, 5000, 15000} {
+			ours, op50, op99, dropped := openFigures(b, srv.URL, dir, rate, benchDuration)
+			veg, vp50, vp99 := vegetaConstant(b, srv.URL, dir, rate, benchDuration)
+			name := fmt.Sprintf("%.0fk", rate/1000)
+			b.ReportMetric(ours/veg, name+"-rate-ratio")
+			b.ReportMetric(float64(op50)/float64(vp50), name+"-p50-ratio")
+			b.Logf("%.0f/s for %s: paytest %.1f/s p50 %v p99 %v (%d dropped); vegeta %.1f/s p50 %v p99 %v; rate ratio %.3f, p50 ratio %.2f",
+				rate, benchDuration, ours, op50, op99, dropped, veg, vp50, vp99, ours/veg, float64(op50)/float64(vp50))
+		}
+	}
+}
+
+// BenchmarkOpenModelHoldsRate2000 is the pacer's own figure: 2000/s for 10
+// s against the trivial endpoint. Target: achieved within 1%.
+func BenchmarkOpenModelHoldsRate2000(b *testing.B) {
+	srv := trivial()
+	defer srv.Close()
+	for range b.N {
+		got, p50, p99, dropped := openFigures(b, srv.URL, b.TempDir(), 2000, 10*time.Second)
+		b.ReportMetric(got, "achieved/s")
+		b.Logf("2000/s for 10s: achieved %.1f/s (%.2f%% off), p50 %v, p99 %v, %d dropped", got, (got/2000-1)*100, p50, p99, dropped)
+	}
+}
+
+const open1MEnv = "PAYTEST_LOAD_OPEN1M_CHILD"
+
+// TestOpen1MChild is BenchmarkOpen1M's child process: 1,000,000 ops in the
+// open model at 10,000/s against a trivial target, the history streamed to
+// disk; it prints its peak RSS. It does nothing unless the benchmark
+// started it.
+func TestOpen1MChild(t *testing.T) {
+	dir := os.Getenv(open1MEnv)
+	if dir == "" {
+		t.Skip("run by BenchmarkOpen1M")
+	}
+	srv := trivial()
+	defer srv.Close()
+	p, err := plan.New(plan.Config{Ops: 1_000_000, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(client.Options{MaxIdleConnsPerHost: 1024})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hw, err := rundir.Create[rundir.Attempt](filepath.Join(dir, rundir.HistoryFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Run(context.Background(), p, Config{URL: srv.URL, Client: c, History: hw, Pacer: ConstantPacer{Rate: 10000}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("ops=%d attempts=%d seconds=%.2f dropped=%d maxlag_ms=%d history_lines=%d vmhwm_kb=%d\n",
+		s.Ops, s.Attempts, s.Duration.Seconds(), s.Dropped, s.MaxLag.Milliseconds(), hw.Count(), vmHWM(t))
+}
+
+// BenchmarkOpen1M runs TestOpen1MChild in a process of its own and reports
+// its peak RSS. Target: <= 256 MB.
+func BenchmarkOpen1M(b *testing.B) {
+	for range b.N {
+		dir := b.TempDir()
+		cmd := exec.Command(os.Args[0], "-test.run=^TestOpen1MChild$", "-test.v", "-test.timeout=30m")
+		cmd.Env = append(os.Environ(), open1MEnv+"="+dir)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			b.Fatalf("child: %v\n%s", err, out)
+		}
+		var ops, attempts, dropped, lag, lines, kb int
+		var secs float64
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(line, "ops=") {
+				fmt.Sscanf(line, "ops=%d attempts=%d seconds=%g dropped=%d maxlag_ms=%d history_lines=%d vmhwm_kb=%d", &ops, &attempts, &secs, &dropped, &lag, &lines, &kb)
+			}
+		}
+		if ops != 1_000_000 || lines != attempts || kb == 0 {
+			b.Fatalf("child output: %s", out)
+		}
+		mb := float64(kb) / 1024
+		b.ReportMetric(mb, "peak-RSS-MB")
+		b.Logf("open model: %d ops, %d attempts in %.1fs (%.0f/s), %d dropped, pacer's worst lag %d ms, peak RSS %.1f MB (target <= 256)",
+			ops, attempts, secs, float64(ops)/secs, dropped, lag, mb)
 		if mb > 256 {
 			b.Errorf("peak RSS %.1f MB over the 256 MB target", mb)
 		}
