@@ -1,6 +1,8 @@
 package verify
 
 import (
+	"bytes"
+	"image/png"
 	"math"
 	"testing"
 	"time"
@@ -101,5 +103,42 @@ func TestLatencyPointsAreThinnedNotTruncated(t *testing.T) {
 	last := l.points[len(l.points)-1].due
 	if want := t0.Add(time.Duration(n-4) * time.Millisecond).UnixNano(); last < want {
 		t.Fatalf("the last point kept is at %v: the end of the run was dropped", time.Unix(0, last))
+	}
+}
+
+func TestLatencyAndThroughputPlots(t *testing.T) {
+	l := newLatencyAcc()
+	for i := range 3000 {
+		due := t0.Add(time.Duration(i) * time.Millisecond)
+		out, lat := rundir.OutcomeNew, 5*time.Millisecond
+		if i >= 1000 && i < 2000 { // a cut: slow, some 503s
+			lat = time.Duration(2000-i) * time.Millisecond
+			if i%10 == 0 {
+				out = rundir.OutcomeUnavailable
+			}
+		}
+		a := rundir.Attempt{Op: i + 1, Attempt: 1, Outcome: out, Intended: due, Start: due, End: due.Add(lat)}
+		l.add(&a, out, out == rundir.OutcomeNew)
+	}
+	faults := []rundir.Fault{
+		{Time: t0.Add(time.Second), Fault: rundir.FaultBrokerCut, Action: rundir.ActionStart, Target: "nats"},
+		{Time: t0.Add(2 * time.Second), Fault: rundir.FaultBrokerCut, Action: rundir.ActionStop, Target: "nats"},
+	}
+	_, tp := l.finish(faults)
+	for _, mk := range []func() (*plotImage, error){
+		func() (*plotImage, error) { return l.plotLatency(faults) },
+		func() (*plotImage, error) { return l.plotThroughput(faults, tp) },
+	} {
+		img, err := mk()
+		if err != nil || img == nil {
+			t.Fatalf("plot: %v, %v", img, err)
+		}
+		cfg, err := png.DecodeConfig(bytes.NewReader(img.PNG))
+		if err != nil || cfg.Width < 600 {
+			t.Fatalf("%s: not a PNG of a plot: %v %+v", img.ID, err, cfg)
+		}
+	}
+	if img, _ := newLatencyAcc().plotLatency(nil); img != nil {
+		t.Fatal("a plot of nothing")
 	}
 }
