@@ -2,6 +2,7 @@ package charge
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -186,7 +187,7 @@ func driveCharges(addr, prefix string, d time.Duration) ([]time.Duration, error)
 	)
 	fail := func(err error) {
 		mu.Lock()
-		firstEr = cmp(firstEr, err)
+		firstEr = cmp.Or(firstEr, err)
 		mu.Unlock()
 	}
 	deadline := time.Now().Add(d)
@@ -235,13 +236,6 @@ func driveCharges(addr, prefix string, d time.Duration) ([]time.Duration, error)
 		firstEr = errors.New("no request completed")
 	}
 	return all, firstEr
-}
-
-func cmp(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }
 
 var (

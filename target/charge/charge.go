@@ -17,6 +17,7 @@
 package charge
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"fmt"
@@ -202,113 +203,138 @@ type Service struct {
 // New validates cfg, connects, applies the migrations (charge and outbox)
 // and returns a Service ready to serve.
 func New(ctx context.Context, cfg Config) (*Service, error) {
-	if cfg.Lease == 0 {
-		cfg.Lease = DefaultLease
-	}
-	if cfg.Retention == 0 {
-		cfg.Retention = DefaultRetention
-	}
-	if cfg.ReapInterval == 0 {
-		cfg.ReapInterval = min(cfg.Retention/2, time.Minute)
-	}
-	if cfg.RequestTimeout == 0 {
-		cfg.RequestTimeout = DefaultRequestTimeout
-	}
-	if cfg.MaxConns == 0 {
-		cfg.MaxConns = DefaultMaxConns
-	}
-	if cfg.Subject == "" {
-		cfg.Subject = outbox.DefaultSubject
-	}
-	if cfg.Catalog == 0 {
-		cfg.Catalog = consumer.DefaultCatalog
-	}
-	switch {
-	case cfg.Catalog < 0:
-		return nil, apperr.Errorf(apperr.EUSAGE, "the catalog must hold at least one sku, got %d", cfg.Catalog)
-	case cfg.Lease < 0 || cfg.Retention < 0 || cfg.ReapInterval < 0 || cfg.RequestTimeout < 0 || cfg.ProcessingDelay < 0:
-		return nil, apperr.Errorf(apperr.EUSAGE, "lease, retention and intervals must be positive")
-	case cfg.ProcessingDelay >= cfg.Lease:
-		return nil, apperr.Errorf(apperr.EUSAGE, "processing delay (%s) must be shorter than the lease (%s)", cfg.ProcessingDelay, cfg.Lease)
-	case cfg.Retention < cfg.Lease:
-		return nil, apperr.Errorf(apperr.EUSAGE, "retention (%s) must not be shorter than the lease (%s)", cfg.Retention, cfg.Lease)
-	case cfg.Unsafe.NoIdempotency && cfg.Unsafe.NonAtomicCreate:
-		return nil, apperr.Errorf(apperr.EUSAGE, "unsafe modes %s and %s exclude each other", ModeNoIdempotency, ModeNonAtomicCreate)
-	case cfg.Unsafe.DualWrite && cfg.NATSURL == "":
-		return nil, apperr.Errorf(apperr.EUSAGE, "unsafe mode %s publishes straight to NATS: it needs a NATS URL (--nats-url)", ModeDualWrite)
-	case cfg.Pool == nil && cfg.DatabaseURL == "":
-		return nil, apperr.Errorf(apperr.EUSAGE, "charge: a database pool or URL is required")
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
 	}
 	s := &Service{cfg: cfg, log: cfg.Logger, reg: cfg.Registry,
 		txByID: chargeTxSQL(false, !cfg.Unsafe.DualWrite), txByKey: chargeTxSQL(true, !cfg.Unsafe.DualWrite)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
-	keys := cfg.APIKeys
-	if len(keys) == 0 {
-		keys = map[string]string{DefaultAPIKey: DefaultMerchant}
-	}
-	for secret, merchant := range keys {
-		if secret == "" || merchant == "" {
-			return nil, apperr.Errorf(apperr.EUSAGE, "an API key needs both a merchant and a secret")
-		}
-		s.keys = append(s.keys, apiKey{digest: sha256.Sum256([]byte(secret)), merchant: merchant})
-	}
 	if s.reg == nil {
 		s.reg = prometheus.NewRegistry()
 	}
-	if cfg.Pool != nil {
-		s.pool = cfg.Pool
-	} else {
-		pc, err := pgxpool.ParseConfig(cfg.DatabaseURL)
-		if err != nil {
-			return nil, apperr.Wrap(apperr.EUSAGE, err, "database URL")
-		}
-		pc.MaxConns = cfg.MaxConns
-		pool, err := pgxpool.NewWithConfig(ctx, pc)
-		if err != nil {
-			return nil, apperr.Wrap(apperr.EUSAGE, err, "database URL")
-		}
-		s.pool, s.ownPool = pool, true
-	}
-	fail := func(err error) (*Service, error) {
-		s.Close()
+	if s.keys, err = parseKeys(cfg.APIKeys); err != nil {
 		return nil, err
 	}
-	if err := pgmigrate.Apply(ctx, s.pool, "charge", Migrations); err != nil {
-		return fail(apperr.Wrap(apperr.EUNAVAILABLE, err, "charge: migrations"))
+	if err := s.openPool(ctx); err != nil {
+		return nil, err
 	}
-	if err := outbox.Migrate(ctx, s.pool); err != nil {
-		return fail(apperr.Wrap(apperr.EUNAVAILABLE, err, "charge: outbox migrations"))
-	}
-	m, err := newMetrics(s.reg, s.pool)
-	if err != nil {
-		return fail(fmt.Errorf("charge: metrics: %w", err))
-	}
-	s.m = m
-	if err := newCache(cfg, s); err != nil {
-		return fail(err)
-	}
-	if cfg.Unsafe.DualWrite {
-		nc, err := nats.Connect(cfg.NATSURL, nats.Name("paytest-charge"), nats.MaxReconnects(-1),
-			// No reconnect buffer: a publish while the broker is away fails
-			// now, as a dual write does, instead of being sent later and
-			// hiding the loss this mode exists to show.
-			nats.ReconnectBufSize(-1))
-		if err != nil {
-			return fail(apperr.Wrap(apperr.EUNAVAILABLE, err, "charge: connect to NATS at %s", cfg.NATSURL))
-		}
-		s.nc = nc
-		js, err := jetstream.New(nc)
-		if err != nil {
-			return fail(fmt.Errorf("charge: jetstream: %w", err))
-		}
-		s.js = js
+	if err := s.setUp(ctx); err != nil {
+		s.Close()
+		return nil, err
 	}
 	for _, mode := range cfg.Unsafe.Modes() {
 		s.log.Warn("UNSAFE MODE ENABLED: this charge service is deliberately broken", "unsafe", mode, "breaks", unsafeBreaks[mode])
 	}
 	return s, nil
+}
+
+// withDefaults fills in the defaults of the fields left zero and checks
+// the result.
+func (cfg Config) withDefaults() (Config, error) {
+	cfg.Lease = cmp.Or(cfg.Lease, DefaultLease)
+	cfg.Retention = cmp.Or(cfg.Retention, DefaultRetention)
+	cfg.ReapInterval = cmp.Or(cfg.ReapInterval, min(cfg.Retention/2, time.Minute))
+	cfg.RequestTimeout = cmp.Or(cfg.RequestTimeout, DefaultRequestTimeout)
+	cfg.MaxConns = cmp.Or(cfg.MaxConns, DefaultMaxConns)
+	cfg.Subject = cmp.Or(cfg.Subject, outbox.DefaultSubject)
+	cfg.Catalog = cmp.Or(cfg.Catalog, consumer.DefaultCatalog)
+	switch {
+	case cfg.Catalog < 0:
+		return cfg, apperr.Errorf(apperr.EUSAGE, "the catalog must hold at least one sku, got %d", cfg.Catalog)
+	case cfg.Lease < 0 || cfg.Retention < 0 || cfg.ReapInterval < 0 || cfg.RequestTimeout < 0 || cfg.ProcessingDelay < 0:
+		return cfg, apperr.Errorf(apperr.EUSAGE, "lease, retention and intervals must be positive")
+	case cfg.ProcessingDelay >= cfg.Lease:
+		return cfg, apperr.Errorf(apperr.EUSAGE, "processing delay (%s) must be shorter than the lease (%s)", cfg.ProcessingDelay, cfg.Lease)
+	case cfg.Retention < cfg.Lease:
+		return cfg, apperr.Errorf(apperr.EUSAGE, "retention (%s) must not be shorter than the lease (%s)", cfg.Retention, cfg.Lease)
+	case cfg.Unsafe.NoIdempotency && cfg.Unsafe.NonAtomicCreate:
+		return cfg, apperr.Errorf(apperr.EUSAGE, "unsafe modes %s and %s exclude each other", ModeNoIdempotency, ModeNonAtomicCreate)
+	case cfg.Unsafe.DualWrite && cfg.NATSURL == "":
+		return cfg, apperr.Errorf(apperr.EUSAGE, "unsafe mode %s publishes straight to NATS: it needs a NATS URL (--nats-url)", ModeDualWrite)
+	case cfg.Pool == nil && cfg.DatabaseURL == "":
+		return cfg, apperr.Errorf(apperr.EUSAGE, "charge: a database pool or URL is required")
+	}
+	return cfg, nil
+}
+
+// parseKeys turns secret -> merchant into the digests requests are
+// checked against; none means the demo key.
+func parseKeys(keys map[string]string) (apiKeys, error) {
+	if len(keys) == 0 {
+		keys = map[string]string{DefaultAPIKey: DefaultMerchant}
+	}
+	var out apiKeys
+	for secret, merchant := range keys {
+		if secret == "" || merchant == "" {
+			return nil, apperr.Errorf(apperr.EUSAGE, "an API key needs both a merchant and a secret")
+		}
+		out = append(out, apiKey{digest: sha256.Sum256([]byte(secret)), merchant: merchant})
+	}
+	return out, nil
+}
+
+// openPool takes the configured pool, or opens one on the database URL.
+func (s *Service) openPool(ctx context.Context) error {
+	if s.cfg.Pool != nil {
+		s.pool = s.cfg.Pool
+		return nil
+	}
+	pc, err := pgxpool.ParseConfig(s.cfg.DatabaseURL)
+	if err != nil {
+		return apperr.Wrap(apperr.EUSAGE, err, "database URL")
+	}
+	pc.MaxConns = s.cfg.MaxConns
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return apperr.Wrap(apperr.EUSAGE, err, "database URL")
+	}
+	s.pool, s.ownPool = pool, true
+	return nil
+}
+
+// setUp applies the migrations and makes the metrics, the cache and, in
+// the dual-write mode, the NATS connection.
+func (s *Service) setUp(ctx context.Context) error {
+	if err := pgmigrate.Apply(ctx, s.pool, "charge", Migrations); err != nil {
+		return apperr.Wrap(apperr.EUNAVAILABLE, err, "charge: migrations")
+	}
+	if err := outbox.Migrate(ctx, s.pool); err != nil {
+		return apperr.Wrap(apperr.EUNAVAILABLE, err, "charge: outbox migrations")
+	}
+	m, err := newMetrics(s.reg, s.pool)
+	if err != nil {
+		return fmt.Errorf("charge: metrics: %w", err)
+	}
+	s.m = m
+	if err := newCache(s.cfg, s); err != nil {
+		return err
+	}
+	if s.cfg.Unsafe.DualWrite {
+		return s.connectNATS()
+	}
+	return nil
+}
+
+// connectNATS connects the dual-write mode to the broker it publishes to.
+func (s *Service) connectNATS() error {
+	nc, err := nats.Connect(s.cfg.NATSURL, nats.Name("paytest-charge"), nats.MaxReconnects(-1),
+		// No reconnect buffer: a publish while the broker is away fails
+		// now, as a dual write does, instead of being sent later and
+		// hiding the loss this mode exists to show.
+		nats.ReconnectBufSize(-1))
+	if err != nil {
+		return apperr.Wrap(apperr.EUNAVAILABLE, err, "charge: connect to NATS at %s", s.cfg.NATSURL)
+	}
+	s.nc = nc
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("charge: jetstream: %w", err)
+	}
+	s.js = js
+	return nil
 }
 
 var unsafeBreaks = map[string]string{

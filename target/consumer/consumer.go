@@ -17,6 +17,7 @@
 package consumer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -228,53 +229,9 @@ type Consumer struct {
 
 // New validates cfg and returns a Consumer. It opens no connection: Run does.
 func New(cfg Config) (*Consumer, error) {
-	if cfg.DatabaseURL == "" {
-		return nil, apperr.Errorf(apperr.EUSAGE, "consumer: a database URL is required")
-	}
-	if cfg.NATSURL == "" {
-		return nil, apperr.Errorf(apperr.EUSAGE, "consumer: a NATS URL is required")
-	}
-	if err := cfg.Validate(); err != nil {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
 		return nil, err
-	}
-	if cfg.Stream == "" {
-		cfg.Stream = outbox.DefaultStream
-	}
-	if cfg.Subject == "" {
-		cfg.Subject = outbox.DefaultSubject
-	}
-	if cfg.Durable == "" {
-		cfg.Durable = DefaultDurable
-	}
-	if cfg.MaxInflight == 0 {
-		cfg.MaxInflight = DefaultMaxInflight
-	}
-	if cfg.MaxDeliver == 0 {
-		cfg.MaxDeliver = DefaultMaxDeliver
-	}
-	if cfg.MaxDeliver < 0 {
-		cfg.MaxDeliver = -1
-	}
-	if cfg.AckWait == 0 {
-		cfg.AckWait = DefaultAckWait
-	}
-	if cfg.NakDelay == 0 {
-		cfg.NakDelay = DefaultNakDelay
-	}
-	if cfg.DLQStream == "" {
-		cfg.DLQStream = DefaultDLQStream
-	}
-	if cfg.DLQSubject == "" {
-		cfg.DLQSubject = DLQSubject(cfg.Subject)
-	}
-	if cfg.DLQStream == cfg.Stream || cfg.DLQSubject == cfg.Subject {
-		return nil, apperr.Errorf(apperr.EUSAGE, "consumer: the dead-letter stream and subject must differ from the event stream's")
-	}
-	if cfg.Catalog == 0 {
-		cfg.Catalog = DefaultCatalog
-	}
-	if cfg.DBConns == 0 {
-		cfg.DBConns = DefaultDBConns
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -292,6 +249,45 @@ func New(cfg Config) (*Consumer, error) {
 		log.Warn("UNSAFE MODE no-inbox-dedup: the inbox is skipped, redelivered events are applied AGAIN (for testing the checker only)")
 	}
 	c := &Consumer{cfg: cfg, log: log, crash: crash, reg: prometheus.NewRegistry()}
+	c.registerMetrics()
+	return c, nil
+}
+
+// withDefaults checks cfg, New's requirements included, and fills in the
+// defaults of the fields left zero.
+func (cfg Config) withDefaults() (Config, error) {
+	if cfg.DatabaseURL == "" {
+		return cfg, apperr.Errorf(apperr.EUSAGE, "consumer: a database URL is required")
+	}
+	if cfg.NATSURL == "" {
+		return cfg, apperr.Errorf(apperr.EUSAGE, "consumer: a NATS URL is required")
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, err
+	}
+	cfg.Stream = cmp.Or(cfg.Stream, outbox.DefaultStream)
+	cfg.Subject = cmp.Or(cfg.Subject, outbox.DefaultSubject)
+	cfg.Durable = cmp.Or(cfg.Durable, DefaultDurable)
+	cfg.MaxInflight = cmp.Or(cfg.MaxInflight, DefaultMaxInflight)
+	cfg.MaxDeliver = cmp.Or(cfg.MaxDeliver, DefaultMaxDeliver)
+	if cfg.MaxDeliver < 0 {
+		cfg.MaxDeliver = -1
+	}
+	cfg.AckWait = cmp.Or(cfg.AckWait, DefaultAckWait)
+	cfg.NakDelay = cmp.Or(cfg.NakDelay, DefaultNakDelay)
+	cfg.DLQStream = cmp.Or(cfg.DLQStream, DefaultDLQStream)
+	cfg.DLQSubject = cmp.Or(cfg.DLQSubject, DLQSubject(cfg.Subject))
+	if cfg.DLQStream == cfg.Stream || cfg.DLQSubject == cfg.Subject {
+		return cfg, apperr.Errorf(apperr.EUSAGE, "consumer: the dead-letter stream and subject must differ from the event stream's")
+	}
+	cfg.Catalog = cmp.Or(cfg.Catalog, DefaultCatalog)
+	cfg.DBConns = cmp.Or(cfg.DBConns, DefaultDBConns)
+	return cfg, nil
+}
+
+// registerMetrics makes the consumer's metrics and registers them with
+// the Go and process collectors.
+func (c *Consumer) registerMetrics() {
 	c.applied = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "paytest_side_effects_applied_total",
 		Help: "Ledger effects applied (one per charge.created event, unless an unsafe mode is on).",
@@ -322,7 +318,6 @@ func New(cfg Config) (*Consumer, error) {
 	})
 	c.reg.MustRegister(c.applied, c.duplicates, c.dlq, c.redeliveries, c.retries, c.inflightG, c.inflightMaxG,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return c, nil
 }
 
 // Validate checks everything in cfg but the URLs, without side effects, so

@@ -50,6 +50,7 @@
 package relay
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -169,41 +170,9 @@ type Relay struct {
 
 // New validates cfg and returns a Relay. It opens no connection: Run does.
 func New(cfg Config) (*Relay, error) {
-	if cfg.DatabaseURL == "" {
-		return nil, apperr.Errorf(apperr.EUSAGE, "relay: a database URL is required")
-	}
-	if cfg.NATSURL == "" {
-		return nil, apperr.Errorf(apperr.EUSAGE, "relay: a NATS URL is required")
-	}
-	if err := cfg.Validate(); err != nil {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
 		return nil, err
-	}
-	if cfg.Stream == "" {
-		cfg.Stream = outbox.DefaultStream
-	}
-	if cfg.Subject == "" {
-		cfg.Subject = outbox.DefaultSubject
-	}
-	if cfg.Batch == 0 {
-		cfg.Batch = DefaultBatch
-	}
-	if cfg.Workers == 0 {
-		cfg.Workers = DefaultWorkers
-	}
-	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = DefaultPollInterval
-	}
-	if cfg.AckTimeout <= 0 {
-		cfg.AckTimeout = DefaultAckTimeout
-	}
-	if cfg.BackoffBase <= 0 {
-		cfg.BackoffBase = DefaultBackoffBase
-	}
-	if cfg.BackoffMax <= 0 {
-		cfg.BackoffMax = DefaultBackoffMax
-	}
-	if cfg.StatsInterval <= 0 {
-		cfg.StatsInterval = DefaultStatsInterval
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -217,23 +186,68 @@ func New(cfg Config) (*Relay, error) {
 		crash.Notes = func(msg string) { log.Warn(msg) }
 		log.Warn("crash point armed", "crash_at", cfg.CrashAt)
 	}
-	limiter := rate.NewLimiter(rate.Inf, 0)
-	batch := cfg.Batch
-	if cfg.PublishRate > 0 {
-		if cfg.Burst == 0 {
-			cfg.Burst = max(1, int(math.Ceil(cfg.PublishRate/10)))
-		}
-		limiter = rate.NewLimiter(rate.Limit(cfg.PublishRate), cfg.Burst)
-		// A paced batch holds a tenth of a second's publishing at most, so
-		// that marks (and paytest_relay_published_total) follow the
-		// publishes closely instead of in steps of a whole batch.
-		batch = min(batch, max(1, int(math.Ceil(cfg.PublishRate/10))))
-	}
+	limiter, batch := pace(&cfg)
 	markSQL := deleteSQL
 	if cfg.KeepPublished {
 		markSQL = moveSQL
 	}
 	r := &Relay{cfg: cfg, batch: batch, markSQL: markSQL, log: log, crash: crash, limiter: limiter, reg: prometheus.NewRegistry(), wake: make(chan struct{})}
+	r.registerMetrics()
+	return r, nil
+}
+
+// withDefaults checks cfg, New's requirements included, and fills in the
+// defaults of the fields left zero.
+func (cfg Config) withDefaults() (Config, error) {
+	if cfg.DatabaseURL == "" {
+		return cfg, apperr.Errorf(apperr.EUSAGE, "relay: a database URL is required")
+	}
+	if cfg.NATSURL == "" {
+		return cfg, apperr.Errorf(apperr.EUSAGE, "relay: a NATS URL is required")
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, err
+	}
+	cfg.Stream = cmp.Or(cfg.Stream, outbox.DefaultStream)
+	cfg.Subject = cmp.Or(cfg.Subject, outbox.DefaultSubject)
+	cfg.Batch = cmp.Or(cfg.Batch, DefaultBatch)
+	cfg.Workers = cmp.Or(cfg.Workers, DefaultWorkers)
+	cfg.PollInterval = positiveOr(cfg.PollInterval, DefaultPollInterval)
+	cfg.AckTimeout = positiveOr(cfg.AckTimeout, DefaultAckTimeout)
+	cfg.BackoffBase = positiveOr(cfg.BackoffBase, DefaultBackoffBase)
+	cfg.BackoffMax = positiveOr(cfg.BackoffMax, DefaultBackoffMax)
+	cfg.StatsInterval = positiveOr(cfg.StatsInterval, DefaultStatsInterval)
+	return cfg, nil
+}
+
+// positiveOr is d, or def when d is not positive.
+func positiveOr(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// pace returns the publishing rate limiter cfg asks for (unlimited without
+// a PublishRate), filling in its Burst, and the batch size that goes with
+// it.
+func pace(cfg *Config) (*rate.Limiter, int) {
+	if cfg.PublishRate <= 0 {
+		return rate.NewLimiter(rate.Inf, 0), cfg.Batch
+	}
+	if cfg.Burst == 0 {
+		cfg.Burst = max(1, int(math.Ceil(cfg.PublishRate/10)))
+	}
+	// A paced batch holds a tenth of a second's publishing at most, so
+	// that marks (and paytest_relay_published_total) follow the
+	// publishes closely instead of in steps of a whole batch.
+	batch := min(cfg.Batch, max(1, int(math.Ceil(cfg.PublishRate/10))))
+	return rate.NewLimiter(rate.Limit(cfg.PublishRate), cfg.Burst), batch
+}
+
+// registerMetrics makes the relay's metrics, the configured pace among
+// them, and registers them with the Go and process collectors.
+func (r *Relay) registerMetrics() {
 	r.published = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "paytest_relay_published_total",
 		Help: "Outbox events the broker acknowledged (a republished event counts again).",
@@ -255,10 +269,9 @@ func New(cfg Config) (*Relay, error) {
 		Name: "paytest_relay_publish_rate_limit",
 		Help: "The relay's --publish-rate in events per second (0: unlimited).",
 	})
-	limit.Set(cfg.PublishRate)
+	limit.Set(r.cfg.PublishRate)
 	r.reg.MustRegister(r.published, r.publishErrors, r.pending, r.lag, limit,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return r, nil
 }
 
 // Validate checks everything in cfg but the URLs, without side effects, so
