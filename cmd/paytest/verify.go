@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
 
 	"github.com/paytest/paytest/internal/apperr"
 	"github.com/paytest/paytest/internal/redact"
@@ -98,13 +101,41 @@ func runVerify(cmd *cobra.Command, _ []string) error {
 	if output != "text" && output != "json" {
 		return apperr.Errorf(apperr.EUSAGE, "--output %q: want text or json", output)
 	}
+	src, err := verifySources(cmd, v)
+	if err != nil {
+		return err
+	}
+	opts, err := verifyOptions(cmd, v, src)
+	if err != nil {
+		return err
+	}
+	runDir, err := evidenceDir(cmd.Context(), log, src, v.GetString("run"))
+	if err != nil {
+		return err
+	}
+	rep, err := verify.Verify(cmd.Context(), runDir, opts)
+	if err != nil {
+		return err
+	}
+	if err := printReport(cmd.OutOrStdout(), rep, output, runDir); err != nil {
+		return apperr.Wrap(apperr.EINTERNAL, err, "writing the verdict")
+	}
+	if err := rep.Err(); err != nil {
+		return &quietError{err}
+	}
+	return nil
+}
+
+// verifySources reads and vets the flags that name a live system's
+// evidence.
+func verifySources(cmd *cobra.Command, v *viper.Viper) (verify.Sources, error) {
 	urls := v.GetStringSlice("metrics-url")
 	if cmd.Flags().Changed("metrics-url") {
 		urls, _ = cmd.Flags().GetStringArray("metrics-url")
 	}
 	pages, err := parseMetricsURLs(urls)
 	if err != nil {
-		return err
+		return verify.Sources{}, err
 	}
 	src := verify.Sources{
 		MetricsURLs:      pages,
@@ -117,63 +148,62 @@ func runVerify(cmd *cobra.Command, _ []string) error {
 	}
 	if src.PrometheusURL != "" {
 		if err := httpURL("prometheus-url", src.PrometheusURL); err != nil {
-			return err
+			return src, err
 		}
 	}
 	if src.DatabaseURL != "" {
 		if err := checkDatabaseURL("database-url", src.DatabaseURL); err != nil {
-			return err
+			return src, err
 		}
 	}
 	if src.PrometheusWait < 0 {
-		return apperr.Errorf(apperr.EUSAGE, "--prometheus-wait %s: must not be negative", src.PrometheusWait)
+		return src, apperr.Errorf(apperr.EUSAGE, "--prometheus-wait %s: must not be negative", src.PrometheusWait)
 	}
-	live := len(src.MetricsURLs) > 0 || src.PrometheusURL != "" || src.DatabaseURL != ""
-	runDir := v.GetString("run")
+	return src, nil
+}
+
+// verifyOptions reads and vets the flags that shape the verdict.
+func verifyOptions(cmd *cobra.Command, v *viper.Viper, src verify.Sources) (verify.Options, error) {
 	opts := verify.Options{SideEffectMetric: src.SideEffectMetric, ExpectedOps: v.GetInt("expect-ops")}
 	if !cmd.Flags().Changed("side-effect-metric") && v.GetString("side-effect-metric") == verify.DefaultSideEffectMetric {
 		opts.SideEffectMetric = "" // what the run's own collection recorded
 	}
 	if opts.ExpectedOps < 0 {
-		return apperr.Errorf(apperr.EUSAGE, "--expect-ops %d: want 0 or more", opts.ExpectedOps)
+		return opts, apperr.Errorf(apperr.EUSAGE, "--expect-ops %d: want 0 or more", opts.ExpectedOps)
 	}
+	return opts, nil
+}
 
-	ctx := cmd.Context()
+// evidenceDir is the run directory to verify: runDir as given for a saved
+// run; for a live system, runDir (default runs/verify-<time>) once the
+// evidence was collected into it.
+func evidenceDir(ctx context.Context, log *slog.Logger, src verify.Sources, runDir string) (string, error) {
+	live := len(src.MetricsURLs) > 0 || src.PrometheusURL != "" || src.DatabaseURL != ""
 	if !live {
 		if runDir == "" {
-			return apperr.Errorf(apperr.EUSAGE, "give --run DIR to recompute a saved run, or --metrics-url, --prometheus-url or --database-url to verify a live system")
+			return "", apperr.Errorf(apperr.EUSAGE, "give --run DIR to recompute a saved run, or --metrics-url, --prometheus-url or --database-url to verify a live system")
 		}
 		if st, err := os.Stat(runDir); err != nil || !st.IsDir() {
 			if err == nil {
 				err = fmt.Errorf("not a directory")
 			}
-			return apperr.Wrap(apperr.EUSAGE, err, "--run %s", runDir)
+			return "", apperr.Wrap(apperr.EUSAGE, err, "--run %s", runDir)
 		}
-	} else {
-		if runDir == "" {
-			runDir = filepath.Join("runs", "verify-"+time.Now().UTC().Format("2006-01-02T15-04-05Z"))
-		}
-		if err := os.MkdirAll(runDir, 0o755); err != nil {
-			return apperr.Wrap(apperr.EUSAGE, err, "--run %s", runDir)
-		}
-		log.Info("collecting evidence", "run", runDir, "pages", len(src.MetricsURLs), "prometheus", src.PrometheusURL != "", "database", src.DatabaseURL != "")
-		if err := verify.Collect(ctx, src, runDir); err != nil {
-			// What was collected is still judged: a violation in partial
-			// evidence stands; a partial collection is never "held".
-			log.Warn("evidence incomplete", "err", redact.String(err.Error()))
-		}
+		return runDir, nil
 	}
-	rep, err := verify.Verify(ctx, runDir, opts)
-	if err != nil {
-		return err
+	if runDir == "" {
+		runDir = filepath.Join("runs", "verify-"+time.Now().UTC().Format("2006-01-02T15-04-05Z"))
 	}
-	if err := printReport(cmd.OutOrStdout(), rep, output, runDir); err != nil {
-		return apperr.Wrap(apperr.EINTERNAL, err, "writing the verdict")
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		return "", apperr.Wrap(apperr.EUSAGE, err, "--run %s", runDir)
 	}
-	if err := rep.Err(); err != nil {
-		return &quietError{err}
+	log.Info("collecting evidence", "run", runDir, "pages", len(src.MetricsURLs), "prometheus", src.PrometheusURL != "", "database", src.DatabaseURL != "")
+	if err := verify.Collect(ctx, src, runDir); err != nil {
+		// What was collected is still judged: a violation in partial
+		// evidence stands; a partial collection is never "held".
+		log.Warn("evidence incomplete", "err", redact.String(err.Error()))
 	}
-	return nil
+	return runDir, nil
 }
 
 func printReport(w io.Writer, rep *verify.Report, output, runDir string) error {

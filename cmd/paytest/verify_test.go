@@ -98,6 +98,19 @@ func TestVerifyCommand(t *testing.T) {
 		{"run directory missing", func(t *testing.T) []string { return []string{"--run", filepath.Join(t.TempDir(), "nope")} }, 2, nil, false, nil},
 		{"bad output", func(t *testing.T) []string { return []string{"--run", t.TempDir(), "--output", "yaml"} }, 2, nil, false, nil},
 		{"bad metrics url", func(*testing.T) []string { return []string{"--metrics-url", "consumer=ftp://x"} }, 2, nil, false, nil},
+		{"negative prometheus wait", func(*testing.T) []string {
+			return []string{"--prometheus-url", "http://127.0.0.1:1", "--prometheus-wait", "-1s"}
+		}, 2, nil, false, nil},
+		{"negative expect-ops", func(t *testing.T) []string {
+			return []string{"--run", writeVerifyRun(t, 40, 40, nil), "--expect-ops", "-1"}
+		}, 2, nil, false, nil},
+		{"run is a file", func(t *testing.T) []string {
+			f := filepath.Join(t.TempDir(), "run")
+			if err := os.WriteFile(f, nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return []string{"--run", f}
+		}, 2, nil, false, nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
