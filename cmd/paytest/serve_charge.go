@@ -238,7 +238,6 @@ func chargeConfig(v *viper.Viper) (charge.Config, error) {
 		RedisURL:        v.GetString("redis-url"),
 		RedisPrefix:     v.GetString("redis-prefix"),
 		Catalog:         v.GetInt("catalog"),
-		APIKeys:         map[string]string{},
 	}
 	if cfg.Lease <= 0 || cfg.Retention <= 0 {
 		return cfg, apperr.Errorf(apperr.EUSAGE, "--lease and --retention must be positive")
@@ -249,19 +248,11 @@ func chargeConfig(v *viper.Viper) (charge.Config, error) {
 	if cfg.MaxConns < 1 {
 		return cfg, apperr.Errorf(apperr.EUSAGE, "--max-conns must be at least 1")
 	}
-	for _, kv := range splitList(v.GetStringSlice("api-key")) {
-		merchant, secret, ok := strings.Cut(kv, "=")
-		if !ok || merchant == "" || secret == "" {
-			return cfg, apperr.Errorf(apperr.EUSAGE, "--api-key %q: want merchant=secret", kv)
-		}
-		if prev, dup := cfg.APIKeys[secret]; dup && prev != merchant {
-			return cfg, apperr.Errorf(apperr.EUSAGE, "--api-key: one secret names two merchants (%s, %s)", prev, merchant)
-		}
-		cfg.APIKeys[secret] = merchant
+	keys, err := apiKeysOf(splitList(v.GetStringSlice("api-key")))
+	if err != nil {
+		return cfg, err
 	}
-	if len(cfg.APIKeys) == 0 {
-		cfg.APIKeys[charge.DefaultAPIKey] = charge.DefaultMerchant
-	}
+	cfg.APIKeys = keys
 	crash, err := crashpoint.Parse(splitList(v.GetStringSlice("crash-at")), charge.CrashPoints...)
 	if err != nil {
 		return cfg, err
@@ -276,6 +267,26 @@ func chargeConfig(v *viper.Viper) (charge.Config, error) {
 		return cfg, apperr.Errorf(apperr.EUSAGE, "--unsafe %s needs --nats-url", charge.ModeDualWrite)
 	}
 	return cfg, nil
+}
+
+// apiKeysOf reads --api-key values, merchant=secret each, into the secret
+// -> merchant map the service takes; none gives the demo merchant's key.
+func apiKeysOf(vals []string) (map[string]string, error) {
+	keys := map[string]string{}
+	for _, kv := range vals {
+		merchant, secret, ok := strings.Cut(kv, "=")
+		if !ok || merchant == "" || secret == "" {
+			return nil, apperr.Errorf(apperr.EUSAGE, "--api-key %q: want merchant=secret", kv)
+		}
+		if prev, dup := keys[secret]; dup && prev != merchant {
+			return nil, apperr.Errorf(apperr.EUSAGE, "--api-key: one secret names two merchants (%s, %s)", prev, merchant)
+		}
+		keys[secret] = merchant
+	}
+	if len(keys) == 0 {
+		keys[charge.DefaultAPIKey] = charge.DefaultMerchant
+	}
+	return keys, nil
 }
 
 // splitList flattens values that may each hold a comma- or space-separated
