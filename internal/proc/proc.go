@@ -1,7 +1,7 @@
 // Package proc supervises paytest's child processes: it starts a command,
 // tees its log, learns the address the child bound from a ready file the
-// child writes (EnvReadyFile), waits for readiness, and stops it (SIGTERM, then SIGKILL) or kills it
-// outright to simulate a crash. The attack orchestrator and the tests that
+// child writes (EnvReadyFile), waits for readiness, and stops it (SIGTERM,
+// then SIGKILL) or kills it outright to simulate a crash. The attack orchestrator and the tests that
 // crash real processes both use it.
 package proc
 
