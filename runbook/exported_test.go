@@ -3,15 +3,14 @@ package runbook_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
+	"github.com/paytest/paytest/internal/promtext"
 	"github.com/paytest/paytest/internal/testinfra"
 	"github.com/paytest/paytest/runbook"
 	"github.com/paytest/paytest/target/stack"
@@ -101,8 +100,11 @@ func scrapeNames(ctx context.Context, url string) ([]string, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
+	page, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: %w", url, err)
+	}
+	fams, err := promtext.Parse(page)
 	if err != nil {
 		return nil, fmt.Errorf("GET %s: %w", url, err)
 	}
