@@ -267,8 +267,8 @@ func scrape(ctx context.Context, hc *http.Client, u, path, metric string) (bool,
 	return has, nil
 }
 
-// queryPrometheus runs the side-effect query and the contract's other
-// metrics as instant queries and saves the answers. An empty answer to the
+// queryPrometheus runs the side-effect query and those of the other
+// metrics verify reads (promQueries) as instant queries and saves the answers. An empty answer to the
 // side-effect query is an error: the metric is not there.
 func queryPrometheus(ctx context.Context, hc *http.Client, src Sources, since time.Time, path string) error {
 	prom, err := promql.New(hc, src.PrometheusURL)
