@@ -7,9 +7,12 @@
 // API), a ledger query over SQL, and the run directory's files written by
 // attack (run.yaml, plan.jsonl, history.jsonl, faults.jsonl). Collect gathers
 // the live evidence into the run directory (metrics/*.prom,
-// metrics/prometheus.json, metrics/sources.json, ledger.jsonl); Verify is
-// offline and reads only the run directory, so `paytest verify --run DIR`
-// recomputes a verdict long after the system is gone.
+// metrics/prometheus.json, metrics/sources.json, ledger.jsonl,
+// events.jsonl); Verify is offline and reads only the run directory, so
+// `paytest verify --run DIR` recomputes a verdict long after the system is
+// gone. The run directory's file names, record types and their codecs, and
+// the fault vocabulary of faults.jsonl, live in internal/rundir, which
+// attack writes with and verify reads with.
 //
 // The checks, by name (each names the evidence it was judged from):
 //
@@ -23,11 +26,11 @@
 //     restart (and a kill of the page's process before the first snapshot),
 //     and report.json lists the resets. A kill with no drop after it is not
 //     taken for one (it may have stopped another process: counting the old
-//     value twice would invent charges), but makes the count a lower bound. Effects a process
-//     counted after its last snapshot before a restart are never seen: a
-//     shortfall after a reset or a kill holds when the ledger shows no
-//     charge lost (the figure counts the never scraped from the ledger),
-//     and is inconclusive without a ledger.
+//     value twice would invent charges), but makes the count a lower
+//     bound. Effects a process counted after its last snapshot before a
+//     restart are never seen: a shortfall after a reset or a kill holds
+//     when the ledger shows no charge lost (the figure counts the never
+//     scraped from the ledger), and is inconclusive without a ledger.
 //   - exactly-once-per-op: Jepsen's model. An op the client saw succeed
 //     (a complete 2xx) was applied exactly once; one with only definite
 //     rejections (409, 422, other 4xx, never sent) zero times; an
@@ -79,6 +82,10 @@
 //   - faults-fired: every fault fired; one that failed while running
 //     (faults.jsonl action "error") or a crash point armed and never
 //     reached makes the run inconclusive, naming it.
+//
+// Besides these, each threshold (Options.Thresholds, else run.yaml's) is a
+// check named "threshold: <expr>" ("threshold: op_p99 < 800ms") judged
+// against the run's latency, throughput or error rate; see Threshold.
 //
 // A check with nothing to look at says so (status nothing-to-check).
 //
