@@ -16,6 +16,7 @@ import (
 	"github.com/paytest/paytest/attack/fault"
 	"github.com/paytest/paytest/internal/apperr"
 	"github.com/paytest/paytest/profiles"
+	"github.com/paytest/paytest/target/stack"
 )
 
 // Defaults for the zero fields of Config.
@@ -247,7 +248,7 @@ func (c *ClientConfig) defaults(prof profiles.Profile) {
 // so that a profile's budget is checked too; the fault schedule is checked
 // when it is planned.
 func (c *Config) Validate() error {
-	for _, v := range []interface{ Validate() error }{&c.Plan, &c.Client, &c.Target, &c.Faults} {
+	for _, v := range []interface{ Validate() error }{&c.Plan, &c.Client, &c.Bundled, &c.Target, &c.Faults} {
 		if err := v.Validate(); err != nil {
 			return err
 		}
@@ -299,6 +300,16 @@ func (c *ClientConfig) Validate() error {
 func (c *ClientConfig) describesEndpoint() bool {
 	return c.ReplayHeader != "" || (c.IDField != "" && c.IDField != DefaultIDField) ||
 		(len(c.ReuseStatuses) > 0 && !slices.Equal(c.ReuseStatuses, []int{DefaultReuseStatus}))
+}
+
+// Validate refuses an unsafe mode the reference system does not know.
+func (b *BundledConfig) Validate() error {
+	for _, mode := range b.Unsafe {
+		if !slices.Contains(stack.UnsafeModes(), mode) {
+			return apperr.Errorf(apperr.EUSAGE, "--unsafe %q: known modes are %s", mode, strings.Join(stack.UnsafeModes(), ", "))
+		}
+	}
+	return nil
 }
 
 // Validate refuses a URL that is not http or https; kill commands are

@@ -386,17 +386,16 @@ func clientConfig(v *viper.Viper) (attack.ClientConfig, error) {
 // prof's: the last of a repeated flag wins, so these override the
 // profile's.
 func bundledConfig(v *viper.Viper, prof *profiles.Profile) (attack.BundledConfig, error) {
-	for _, mode := range v.GetStringSlice("unsafe") {
-		if !containsMode(stack.UnsafeModes(), mode) {
-			return attack.BundledConfig{}, apperr.Errorf(apperr.EUSAGE, "--unsafe %q: known modes are %s", mode, strings.Join(stack.UnsafeModes(), ", "))
-		}
+	b := attack.BundledConfig{
+		NATSURL: v.GetString("nats-url"), RedisURL: v.GetString("redis-url"), Unsafe: v.GetStringSlice("unsafe"),
+	}
+	if err := b.Validate(); err != nil {
+		return b, err
 	}
 	prof.Charge = append(prof.Charge, v.GetStringSlice("charge-arg")...)
 	prof.Relay = append(prof.Relay, v.GetStringSlice("relay-arg")...)
 	prof.Consumer = append(prof.Consumer, v.GetStringSlice("consumer-arg")...)
-	return attack.BundledConfig{
-		NATSURL: v.GetString("nats-url"), RedisURL: v.GetString("redis-url"), Unsafe: v.GetStringSlice("unsafe"),
-	}, nil
+	return b, nil
 }
 
 // targetConfig parses --body-template's file (--ca-cert's is read by
@@ -492,13 +491,4 @@ func unwrapNum(err error) error {
 		return ne.Err
 	}
 	return err
-}
-
-func containsMode(modes []string, m string) bool {
-	for _, x := range modes {
-		if x == m {
-			return true
-		}
-	}
-	return false
 }
