@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -24,6 +25,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/paytest/paytest/attack/client"
 	"github.com/paytest/paytest/attack/fault"
@@ -103,6 +105,9 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		return nil, err
 	}
 	if err := r.newClient(); err != nil {
+		return nil, err
+	}
+	if err := r.serveMetrics(); err != nil {
 		return nil, err
 	}
 	runCtx, err := r.armFaults(ctx)
@@ -221,6 +226,12 @@ func runRecord(cfg *Config, began time.Time) rundir.Run {
 		Started: began.UTC(), Config: redactSettings(cfg.Settings),
 		ReuseStatuses: cfg.Client.ReuseStatuses, IDField: cfg.Client.IDField, ReplayHeader: cfg.Client.ReplayHeader,
 	}
+	if cfg.Plan.open() {
+		rec.Rate, rec.MaxInflight = cfg.Plan.Rate.String(), cfg.Plan.MaxInflight
+	}
+	for _, t := range cfg.Evidence.Thresholds {
+		rec.Thresholds = append(rec.Thresholds, t.Expr)
+	}
 	if rec.Target == "" {
 		rec.Target = "bundled"
 	}
@@ -309,6 +320,37 @@ func (r *attackRun) newClient() (err error) {
 	return nil
 }
 
+// serveMetrics serves the client's registry on Evidence.MetricsListen
+// while the run lasts, with the retry budget's tokens beside it.
+func (r *attackRun) serveMetrics() error {
+	addr := r.cfg.Evidence.MetricsListen
+	if addr == "" {
+		return nil
+	}
+	if r.budget != nil {
+		b := r.budget
+		r.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "paytest_retry_budget_tokens", Help: "Tokens left in the client's retry budget.",
+		}, b.Tokens))
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return apperr.Wrap(apperr.EUSAGE, err, "--metrics-listen")
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+	r.onClose(func() { _ = srv.Close(); <-done })
+	r.j.printf(time.Now(), "client metrics at http://%s/metrics while the run lasts", ln.Addr())
+	r.pr.line("paytest: client metrics at http://%s/metrics", ln.Addr())
+	return nil
+}
+
 // armFaults builds the fault schedule over the plan, records it, and arms
 // it in the run's context, which it returns.
 func (r *attackRun) armFaults(ctx context.Context) (context.Context, error) {
@@ -339,6 +381,14 @@ func (r *attackRun) armFaults(ctx context.Context) (context.Context, error) {
 	r.onClose(func() { cancelRun(); sched.wait() })
 	sched.arm(runCtx)
 	r.lcfg = r.loadConfig()
+	if r.cfg.Plan.open() {
+		r.lcfg.Pacer = r.cfg.Plan.pacer()
+		inflight := r.lcfg.MaxInflight
+		if inflight == 0 {
+			inflight = load.DefaultMaxInflight
+		}
+		j.printf(time.Now(), "load: open model, %s, at most %d ops in flight", r.lcfg.Pacer, inflight)
+	}
 	return runCtx, nil
 }
 
@@ -349,9 +399,9 @@ func (r *attackRun) loadConfig() load.Config {
 	var attempts, confirmed atomic.Int64
 	return load.Config{
 		URL: r.sys.url, Header: r.cfg.Client.Header, KeyHeader: r.cfg.Client.KeyHeader, Concurrency: r.cfg.Plan.Concurrency,
-		Client: r.cl, History: r.history,
+		Client: r.cl, History: r.history, MaxInflight: r.cfg.Plan.MaxInflight,
 		OnAttempt: func(a rundir.Attempt) {
-			r.pr.attempts(attempts.Add(1))
+			r.pr.attempts(attempts.Add(1), &a)
 			r.j.attempt(a)
 		},
 		OnOpDone: func(_ int, res client.Result) {
@@ -490,7 +540,7 @@ func (r *attackRun) verdict(ctx context.Context) (*Result, error) {
 	r.pr.done()
 	rep, err := verify.Verify(ctx, out, verify.Options{
 		SideEffectMetric: r.cfg.Evidence.SideEffectMetric, MaxRetryAmplification: r.cfg.Client.MaxRetryAmplification,
-		Stopped: r.stopped.String(),
+		Stopped: r.stopped.String(), Thresholds: r.cfg.Evidence.Thresholds,
 	})
 	if err != nil {
 		return nil, err

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -14,9 +15,11 @@ import (
 	"time"
 
 	"github.com/paytest/paytest/attack/fault"
+	"github.com/paytest/paytest/attack/load"
 	"github.com/paytest/paytest/internal/apperr"
 	"github.com/paytest/paytest/profiles"
 	"github.com/paytest/paytest/target/stack"
+	"github.com/paytest/paytest/verify"
 )
 
 // Defaults for the zero fields of Config.
@@ -80,6 +83,31 @@ type PlanConfig struct {
 	// Seed makes the plan and the fault schedule reproducible; 0 draws a
 	// random one (always recorded in run.yaml and report.json).
 	Seed int64
+
+	// Rate, when set, drives the plan as an open model: ops arrive on
+	// its schedule (constant, or a ramp over Duration, else over the
+	// whole plan) whatever the target's pace; Concurrency is then unused.
+	// Zero: the closed pool of Concurrency workers.
+	Rate load.Rate
+	// Duration sizes an open-model run when the caller did not fix Ops
+	// (the caller sets Ops = Rate.Ops(Duration)) and is the ramp's length.
+	Duration time.Duration
+	// MaxInflight caps the open model's ops in flight (default
+	// load.DefaultMaxInflight); arrivals beyond it are dropped and counted.
+	MaxInflight int
+}
+
+// open reports whether the plan is driven as an open model.
+func (p *PlanConfig) open() bool { return p.Rate.From > 0 }
+
+// pacer is the open model's schedule: the ramp lasts Duration, or the
+// whole plan.
+func (p *PlanConfig) pacer() load.Pacer {
+	over := p.Duration
+	if over <= 0 {
+		over = p.Rate.Over(p.Ops)
+	}
+	return p.Rate.Pacer(over)
 }
 
 // ClientConfig is the retrying client and what it assumes of the
@@ -180,6 +208,14 @@ type EvidenceConfig struct {
 	// DrainTimeout bounds waiting for the outbox and the consumer.
 	ReconcileTimeout time.Duration
 	DrainTimeout     time.Duration
+
+	// Thresholds are load checks judged with the others ("op_p99 <
+	// 800ms"); they are recorded in run.yaml for verify --run.
+	Thresholds []verify.Threshold
+	// MetricsListen, when set, serves paytest's own client metrics
+	// (attempts by outcome and number, latency, budget) on this address
+	// while the run lasts, for a team's Prometheus to scrape.
+	MetricsListen string
 }
 
 // defaults fills the zero fields, the seed and the run directory among
@@ -248,7 +284,7 @@ func (c *ClientConfig) defaults(prof profiles.Profile) {
 // so that a profile's budget is checked too; the fault schedule is checked
 // when it is planned.
 func (c *Config) Validate() error {
-	for _, v := range []interface{ Validate() error }{&c.Plan, &c.Client, &c.Bundled, &c.Target, &c.Faults} {
+	for _, v := range []interface{ Validate() error }{&c.Plan, &c.Client, &c.Bundled, &c.Target, &c.Faults, &c.Evidence} {
 		if err := v.Validate(); err != nil {
 			return err
 		}
@@ -265,12 +301,21 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// Validate refuses rates outside 0..1.
+// Validate refuses rates outside 0..1 and an open model that cannot run.
 func (p *PlanConfig) Validate() error {
 	for _, r := range []float64{p.DuplicateRate, p.RaceRate, p.ReuseRate} {
 		if r < 0 || r > 1 {
 			return apperr.Errorf(apperr.EUSAGE, "rates must be within 0..1")
 		}
+	}
+	if p.Rate.From < 0 || p.Rate.To < 0 || (p.Rate.From == 0) != (p.Rate.To == 0) {
+		return apperr.Errorf(apperr.EUSAGE, "--rate %s: want a positive rate, or FROM:TO with both positive", p.Rate)
+	}
+	if p.Duration < 0 || p.MaxInflight < 0 {
+		return apperr.Errorf(apperr.EUSAGE, "--duration and --max-inflight must not be negative")
+	}
+	if !p.open() && (p.Duration > 0 || p.MaxInflight > 0) {
+		return apperr.Errorf(apperr.EUSAGE, "--duration and --max-inflight shape an open-model run: give --rate too (without it, --concurrency workers send as fast as the target answers)")
 	}
 	return nil
 }
@@ -333,6 +378,17 @@ func (f *FaultConfig) Validate() error {
 		if at < 0 || at > 1 {
 			return apperr.Errorf(apperr.EUSAGE, "--kill-at %v: want a fraction of the run within 0..1", at)
 		}
+	}
+	return nil
+}
+
+// Validate refuses a --metrics-listen that is not host:port.
+func (e *EvidenceConfig) Validate() error {
+	if e.MetricsListen == "" {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(e.MetricsListen); err != nil {
+		return apperr.Errorf(apperr.EUSAGE, "--metrics-listen %q: want host:port, e.g. :9464 or 127.0.0.1:0", e.MetricsListen)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/paytest/paytest/internal/rundir"
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 )
@@ -20,6 +21,9 @@ type progress struct {
 	bars     map[string]*mpb.Bar
 	ops      int64
 	drainMax int64
+	// live is the attempts' rate and p99 over the last second, shown
+	// beside the attempts bar.
+	live *live
 }
 
 const (
@@ -30,7 +34,7 @@ const (
 )
 
 func newProgress(ctx context.Context, w io.Writer, bars bool, ops, charges int) *progress {
-	pr := &progress{w: w, ops: int64(ops), bars: map[string]*mpb.Bar{}}
+	pr := &progress{w: w, ops: int64(ops), bars: map[string]*mpb.Bar{}, live: newLive(time.Now)}
 	if w == nil {
 		pr.w = io.Discard
 		return pr
@@ -40,9 +44,13 @@ func newProgress(ctx context.Context, w io.Writer, bars bool, ops, charges int) 
 	}
 	pr.p = mpb.NewWithContext(ctx, mpb.WithOutput(w), mpb.WithWidth(40), mpb.WithRefreshRate(150*time.Millisecond))
 	add := func(name string, total int64) {
+		app := []decor.Decorator{decor.CountersNoUnit("%d / %d")}
+		if name == barAttempts {
+			app = append(app, decor.Any(func(decor.Statistics) string { return "  " + pr.live.String() }))
+		}
 		pr.bars[name] = pr.p.AddBar(total,
 			mpb.PrependDecorators(decor.Name(name, decor.WC{W: len(barEffects) + 1, C: decor.DindentRight})),
-			mpb.AppendDecorators(decor.CountersNoUnit("%d / %d")))
+			mpb.AppendDecorators(app...))
 	}
 	add(barOps, int64(ops))
 	add(barAttempts, 0)
@@ -61,11 +69,12 @@ func (pr *progress) set(name string, v int64) {
 }
 
 // attempts grows the attempts bar's total with its count (it has no
-// known total).
-func (pr *progress) attempts(n int64) {
+// known total) and feeds the live rate and p99.
+func (pr *progress) attempts(n int64, a *rundir.Attempt) {
 	if pr.p == nil {
 		return
 	}
+	pr.live.add(a)
 	b := pr.bars[barAttempts]
 	b.SetTotal(n, false)
 	b.SetCurrent(n)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/template"
@@ -17,6 +18,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/paytest/paytest/attack"
+	"github.com/paytest/paytest/attack/load"
 	"github.com/paytest/paytest/attack/plan"
 	"github.com/paytest/paytest/internal/apperr"
 	"github.com/paytest/paytest/profiles"
@@ -125,6 +127,7 @@ func addRunFlags(f *pflag.FlagSet) {
 	f.StringArray("charge-arg", nil, "extra flag for the bundled charge service, after the profile's (repeatable; e.g. --charge-arg=--processing-delay=5ms)")
 	f.StringArray("relay-arg", nil, "extra flag for the bundled relay, after the profile's (repeatable; e.g. --relay-arg=--publish-rate=0 for no limit)")
 	f.StringArray("consumer-arg", nil, "extra flag for the bundled consumer, after the profile's (repeatable; e.g. --consumer-arg=--max-inflight=64)")
+	f.String("junit", "", "also write every check (thresholds included) as JUnit XML to this file, for CI test reports")
 }
 
 // addPlanFlags: attack.PlanConfig.
@@ -135,6 +138,9 @@ func addPlanFlags(f *pflag.FlagSet) {
 	f.Float64("race-rate", 0.05, "share of operations released to several senders at once")
 	f.Float64("reuse-rate", 0.02, "share of operations whose key is reused with a changed body (must get 422)")
 	f.Int64("seed", 0, "seed of the plan and the fault schedule (0: random; always recorded)")
+	f.String("rate", "", "open model: operations per second arriving on a schedule whatever the target's pace (N), or a linear ramp over the run (FROM:TO); without it --concurrency workers send as fast as answers come")
+	f.Duration("duration", 0, "with --rate: run for this long (ops = rate x duration unless --ops is given); also the ramp's length")
+	f.Int("max-inflight", 0, "with --rate: most operations open at once; arrivals beyond it are dropped and counted, never delayed (default 10000)")
 }
 
 // addClientFlags: attack.ClientConfig.
@@ -186,12 +192,14 @@ func addEvidenceFlags(f *pflag.FlagSet) {
 	f.String("ledger-query", "", "SQL returning (key, count), (merchant, key, count) or (merchant, key, amount, count) rows (with --database-url)")
 	f.Duration("reconcile-timeout", attack.DefaultReconcileTimeout, "deadline for re-driving unconfirmed operations")
 	f.Duration("drain-timeout", attack.DefaultDrainTimeout, "deadline for the outbox to drain and the consumer to catch up")
+	f.StringArray("threshold", nil, "load check METRIC OP VALUE, e.g. 'op_p99 < 800ms', 'attempt_error_rate < 5%', 'confirmed_rate > 990' (repeatable; see --help)")
+	f.String("metrics-listen", "", "serve paytest's own client metrics (attempts by outcome, latency histogram, retry budget) on this address while the run lasts, e.g. :9464")
 }
 
 // runAttack runs the attack and prints its verdict; a verdict other than
 // held is the command's (quiet) error, for the exit code.
 func runAttack(cmd *cobra.Command, _ []string) error {
-	cfg, output, err := attackConfig(cmd)
+	cfg, out, err := attackConfig(cmd)
 	if err != nil {
 		return err
 	}
@@ -202,7 +210,12 @@ func runAttack(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	rep := res.Report
-	if output == "json" {
+	if out.junit != "" {
+		if err := verify.WriteJUnitFile(out.junit, rep); err != nil {
+			return apperr.Wrap(apperr.EINCONCLUSIVE, err, "--junit")
+		}
+	}
+	if out.format == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(rep); err != nil {
@@ -220,10 +233,14 @@ func runAttack(cmd *cobra.Command, _ []string) error {
 	return nil
 }
 
+// reportOutput is where the command writes the verdict: stdout's format
+// and an optional JUnit file.
+type reportOutput struct{ format, junit string }
+
 // attackConfig resolves the attack command's configuration: flag >
 // PAYTEST_* environment > --config file > profile > built-in default.
-func attackConfig(cmd *cobra.Command) (attack.Config, string, error) {
-	fail := func(err error) (attack.Config, string, error) { return attack.Config{}, "", err }
+func attackConfig(cmd *cobra.Command) (attack.Config, reportOutput, error) {
+	fail := func(err error) (attack.Config, reportOutput, error) { return attack.Config{}, reportOutput{}, err }
 	prof, v, err := attackSettings(cmd)
 	if err != nil {
 		return fail(err)
@@ -237,8 +254,17 @@ func attackConfig(cmd *cobra.Command) (attack.Config, string, error) {
 		return fail(apperr.Errorf(apperr.EUSAGE, "--output %q: want text or json", output))
 	}
 	cfg := attack.Config{
-		Profile: prof, Out: v.GetString("out"), Plan: planConfig(v), Evidence: evidenceConfig(v),
+		Profile: prof, Out: v.GetString("out"),
 		Progress: cmd.ErrOrStderr(), Bars: progressBars(cmd, v), Log: log, Settings: recordedSettings(cmd, v),
+	}
+	if cfg.Plan, err = planConfig(cmd, v); err != nil {
+		return fail(err)
+	}
+	if cfg.Evidence, err = evidenceConfig(v); err != nil {
+		return fail(err)
+	}
+	if err := checkJUnit(v.GetString("junit")); err != nil {
+		return fail(err)
 	}
 	if cfg.Target, err = targetConfig(v); err != nil {
 		return fail(err)
@@ -271,7 +297,7 @@ func attackConfig(cmd *cobra.Command) (attack.Config, string, error) {
 	if err := checkAttack(cfg); err != nil {
 		return fail(err)
 	}
-	return cfg, output, nil
+	return cfg, reportOutput{format: output, junit: v.GetString("junit")}, nil
 }
 
 // attackSettings loads the profile and resolves the settings over it.
@@ -349,12 +375,43 @@ func recordedSettings(cmd *cobra.Command, v *viper.Viper) map[string]any {
 	return recorded
 }
 
-func planConfig(v *viper.Viper) attack.PlanConfig {
-	return attack.PlanConfig{
+// planConfig reads the plan and its pacing: with --rate and --duration,
+// ops = rate x duration unless --ops itself was given.
+func planConfig(cmd *cobra.Command, v *viper.Viper) (attack.PlanConfig, error) {
+	p := attack.PlanConfig{
 		Ops: v.GetInt("ops"), Concurrency: v.GetInt("concurrency"),
 		DuplicateRate: v.GetFloat64("duplicate-rate"), RaceRate: v.GetFloat64("race-rate"), ReuseRate: v.GetFloat64("reuse-rate"),
-		Seed: v.GetInt64("seed"),
+		Seed: v.GetInt64("seed"), Duration: v.GetDuration("duration"), MaxInflight: v.GetInt("max-inflight"),
 	}
+	if s := v.GetString("rate"); s != "" {
+		r, err := load.ParseRate(s)
+		if err != nil {
+			return p, apperr.Errorf(apperr.EUSAGE, "--%v", err)
+		}
+		p.Rate = r
+		if p.Duration > 0 && !given(cmd, v, "ops") {
+			p.Ops = r.Ops(p.Duration)
+		}
+	}
+	return p, nil
+}
+
+// given reports whether a setting was given by flag, environment or
+// config file, not left to the profile or the default.
+func given(cmd *cobra.Command, v *viper.Viper, name string) bool {
+	return cmd.Flags().Changed(name) || v.InConfig(name) || os.Getenv("PAYTEST_"+strings.ToUpper(strings.ReplaceAll(name, "-", "_"))) != ""
+}
+
+// checkJUnit refuses a --junit file whose directory does not exist, before
+// the run rather than after it.
+func checkJUnit(path string) error {
+	if path == "" {
+		return nil
+	}
+	if st, err := os.Stat(filepath.Dir(path)); err != nil || !st.IsDir() {
+		return apperr.Errorf(apperr.EUSAGE, "--junit %s: its directory does not exist", path)
+	}
+	return nil
 }
 
 func clientConfig(v *viper.Viper) (attack.ClientConfig, error) {
@@ -447,13 +504,18 @@ func faultConfig(v *viper.Viper) (attack.FaultConfig, error) {
 
 // evidenceConfig leaves DatabaseURL to attackConfig, which knows whether
 // it is evidence or the bundled system's.
-func evidenceConfig(v *viper.Viper) attack.EvidenceConfig {
+func evidenceConfig(v *viper.Viper) (attack.EvidenceConfig, error) {
+	ths, err := verify.ParseThresholds(v.GetStringSlice("threshold"))
+	if err != nil {
+		return attack.EvidenceConfig{}, err
+	}
 	return attack.EvidenceConfig{
 		MetricsURL: v.GetString("metrics-url"), SideEffectMetric: v.GetString("side-effect-metric"),
 		PrometheusURL: v.GetString("prometheus-url"), SideEffectQuery: v.GetString("side-effect-query"),
 		LedgerQuery:      v.GetString("ledger-query"),
 		ReconcileTimeout: v.GetDuration("reconcile-timeout"), DrainTimeout: v.GetDuration("drain-timeout"),
-	}
+		Thresholds: ths, MetricsListen: v.GetString("metrics-listen"),
+	}, nil
 }
 
 // splitCommas splits every value on commas too (a list from the

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/paytest/paytest/attack"
+	"github.com/paytest/paytest/attack/load"
 	"github.com/paytest/paytest/profiles"
 
 	"github.com/paytest/paytest/internal/apperr"
@@ -196,6 +198,85 @@ func TestAttackEndpointFlags(t *testing.T) {
 		if !slices.Equal(cfg.Faults.KillAt, tt.killAt) || !slices.Equal(cfg.Client.ReuseStatuses, tt.reuse) || !slices.Equal(cfg.Faults.Skip, tt.skip) ||
 			cfg.Client.ReplayHeader != tt.replay || cfg.Client.IDField != tt.idField {
 			t.Errorf("%v (env %q): kill-at %v reuse %v skip %v replay %q id %q", tt.args, tt.env, cfg.Faults.KillAt, cfg.Client.ReuseStatuses, cfg.Faults.Skip, cfg.Client.ReplayHeader, cfg.Client.IDField)
+		}
+	}
+}
+
+// resolveCfg parses args for `paytest attack` and returns the whole
+// resolved configuration.
+func resolveCfg(t *testing.T, args ...string) (attack.Config, reportOutput, error) {
+	t.Helper()
+	root := newRootCmd(&bytes.Buffer{}, &bytes.Buffer{})
+	cmd, rest, ferr := root.Find(append([]string{"attack"}, args...))
+	if ferr != nil {
+		t.Fatal(ferr)
+	}
+	if err := cmd.ParseFlags(rest); err != nil {
+		t.Fatal(err)
+	}
+	return attackConfig(cmd)
+}
+
+func TestOpenModelFlags(t *testing.T) {
+	tests := []struct {
+		name     string
+		args     []string
+		env      map[string]string
+		ops      int
+		rate     load.Rate
+		inflight int
+		ths      []string
+	}{
+		{"closed pool by default", nil, nil, 1000, load.Rate{}, 0, nil},
+		{"rate alone keeps the ops", []string{"--rate", "500"}, nil, 1000, load.Rate{From: 500, To: 500}, 0, nil},
+		{"rate x duration sizes the run", []string{"--rate", "500", "--duration", "4s"}, nil, 2000, load.Rate{From: 500, To: 500}, 0, nil},
+		{"a ramp's average rate", []string{"--rate", "100:300", "--duration", "10s"}, nil, 2000, load.Rate{From: 100, To: 300}, 0, nil},
+		{"--ops wins over duration", []string{"--rate", "500", "--duration", "4s", "--ops", "300"}, nil, 300, load.Rate{From: 500, To: 500}, 0, nil},
+		{"PAYTEST_OPS wins over duration", []string{"--rate", "500", "--duration", "4s"}, map[string]string{"PAYTEST_OPS": "250"}, 250, load.Rate{From: 500, To: 500}, 0, nil},
+		{"rate from the environment", []string{"--max-inflight", "64"}, map[string]string{"PAYTEST_RATE": "50:60"}, 1000, load.Rate{From: 50, To: 60}, 64, nil},
+		{"thresholds repeat", []string{"--threshold", "op_p99 < 800ms", "--threshold", "confirmed_rate>990"}, nil, 1000, load.Rate{}, 0, []string{"op_p99 < 800ms", "confirmed_rate > 990"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			cfg, _, err := resolveCfg(t, tt.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ths []string
+			for _, th := range cfg.Evidence.Thresholds {
+				ths = append(ths, th.Expr)
+			}
+			if cfg.Plan.Ops != tt.ops || cfg.Plan.Rate != tt.rate || cfg.Plan.MaxInflight != tt.inflight || !slices.Equal(ths, tt.ths) {
+				t.Fatalf("ops %d rate %v max-inflight %d thresholds %q; want %d %v %d %q", cfg.Plan.Ops, cfg.Plan.Rate, cfg.Plan.MaxInflight, ths, tt.ops, tt.rate, tt.inflight, tt.ths)
+			}
+		})
+	}
+}
+
+func TestOpenModelFlagErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--rate", "0"}, "--rate"},
+		{[]string{"--rate", "fast"}, "--rate"},
+		{[]string{"--rate", "100:"}, "ramp's end"},
+		{[]string{"--duration", "5s"}, "give --rate too"},
+		{[]string{"--max-inflight", "10"}, "give --rate too"},
+		{[]string{"--rate", "10", "--max-inflight", "-1"}, "must not be negative"},
+		{[]string{"--rate", "100", "--duration", "1h"}, "ops"}, // 360,000 ops: over the plan's limit
+		{[]string{"--threshold", "op_p99 800ms"}, "no comparison"},
+		{[]string{"--threshold", "p99 < 1s"}, "unknown metric"},
+		{[]string{"--junit", "/no/such/dir/report.xml"}, "--junit"},
+		{[]string{"--metrics-listen", "9464"}, "--metrics-listen"},
+	}
+	for _, tt := range tests {
+		_, _, err := resolveCfg(t, tt.args...)
+		if apperr.Code(err) != apperr.EUSAGE || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: %v; want a usage error mentioning %q", tt.args, err, tt.want)
 		}
 	}
 }

@@ -222,7 +222,16 @@ func checkAttack(cfg attack.Config) error {
 	case e.DrainTimeout <= 0:
 		return apperr.Errorf(apperr.EUSAGE, "--drain-timeout %s: must be positive", e.DrainTimeout)
 	}
-	return checkAttackURLs(cfg)
+	if err := checkAttackURLs(cfg); err != nil {
+		return err
+	}
+	// What the plan and the evidence check of themselves (the open
+	// model's pacing, --metrics-listen), before anything starts; the
+	// checks across parts wait for attack.Run.
+	if err := cfg.Plan.Validate(); err != nil {
+		return err
+	}
+	return cfg.Evidence.Validate()
 }
 
 // checkPlan refuses counts out of range and rates outside 0..1.

@@ -26,7 +26,7 @@ type Run struct {
 	IDField string `yaml:"id_field,omitempty" json:"id_field,omitempty"`
 	// ReplayHeader is the header (NAME or NAME=VALUE) that marked an answer
 	// as a replay (--replay-header, default Idempotent-Replayed: true).
-	ReplayHeader string    `yaml:"replay_header,omitempty" json:"replay_header,omitempty"`
+	ReplayHeader string `yaml:"replay_header,omitempty" json:"replay_header,omitempty"`
 	// Rate is the open model's arrival rate ("500" or a ramp "100:2000",
 	// operations per second); empty for the closed pool of Concurrency
 	// workers. MaxInflight is the open model's cap on operations open.
@@ -34,9 +34,9 @@ type Run struct {
 	MaxInflight int    `yaml:"max_inflight,omitempty" json:"max_inflight,omitempty"`
 	// Thresholds are the run's load thresholds ("op_p99 < 800ms"): verify
 	// judges them again from the run directory alone.
-	Thresholds []string `yaml:"thresholds,omitempty" json:"thresholds,omitempty"`
-	Started      time.Time `yaml:"started" json:"started"`
-	Ended        time.Time `yaml:"ended,omitempty" json:"ended,omitempty"`
+	Thresholds []string  `yaml:"thresholds,omitempty" json:"thresholds,omitempty"`
+	Started    time.Time `yaml:"started" json:"started"`
+	Ended      time.Time `yaml:"ended,omitempty" json:"ended,omitempty"`
 	// Config is the whole resolved configuration, flag names as keys.
 	Config map[string]any `yaml:"config,omitempty" json:"config,omitempty"`
 }
