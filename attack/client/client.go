@@ -222,6 +222,16 @@ func New(o Options) (*Client, error) {
 		s := uint64(o.Seed)
 		c.rng = rand.New(rand.NewPCG(s, s^0x9e3779b97f4a7c15))
 	}
+	if err := c.metrics(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// metrics creates the client's metrics, or shares those of the same names
+// already in Options.Registerer (clients of other call sites).
+func (c *Client) metrics() error {
+	o := &c.o
 	attempts := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "paytest_client_attempts_total",
 		Help: "Attempts the retrying client made, by call site and attempt number (1 is the first try).",
@@ -242,16 +252,16 @@ func New(o Options) (*Client, error) {
 	if o.Registerer != nil {
 		var err error
 		if attempts, err = register(o.Registerer, attempts); err != nil {
-			return nil, err
+			return err
 		}
 		if exhausted, err = register(o.Registerer, exhausted); err != nil {
-			return nil, err
+			return err
 		}
 		if outcomes, err = register(o.Registerer, outcomes); err != nil {
-			return nil, err
+			return err
 		}
 		if latency, err = register(o.Registerer, latency); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	c.outcomes, c.latency = outcomes.MustCurryWith(prometheus.Labels{"call_site": o.CallSite}), latency.MustCurryWith(prometheus.Labels{"call_site": o.CallSite}).(*prometheus.HistogramVec)
@@ -259,7 +269,7 @@ func New(o Options) (*Client, error) {
 		c.attempts[i] = attempts.WithLabelValues(o.CallSite, attemptLabel(i+1))
 	}
 	c.exhausted = exhausted.WithLabelValues(o.CallSite)
-	return c, nil
+	return nil
 }
 
 // answerOptions fills in and checks the options that read an answer.
@@ -347,18 +357,8 @@ func (c *Client) Do(ctx context.Context, req Request, record func(rundir.Attempt
 		if attempt > 1 && c.o.Budget != nil {
 			cost, ok := c.o.Budget.take(lastTimeout)
 			if !ok {
-				c.exhausted.Inc()
-				now := c.o.Now()
-				a := c.base(req, attempt)
-				a.Outcome = rundir.OutcomeBudget
-				a.Error = ErrBudgetExhausted.Error()
-				a.Start, a.End = now, now
-				c.observe(&a)
-				if record != nil {
-					record(a)
-				}
-				res.Outcome = rundir.OutcomeBudget
-				res.Err = ErrBudgetExhausted
+				c.refused(req, attempt, record)
+				res.Outcome, res.Err = rundir.OutcomeBudget, ErrBudgetExhausted
 				return res
 			}
 			retryCost = cost
@@ -386,20 +386,7 @@ func (c *Client) Do(ctx context.Context, req Request, record func(rundir.Attempt
 		res.Status = a.Status
 		res.Outcome = a.Outcome
 		res.Body = body
-		switch {
-		case err == nil && (a.Outcome == rundir.OutcomeNew || a.Outcome == rundir.OutcomeReplay):
-			res.Definite, res.Succeeded, res.Err = true, true, nil
-			res.ChargeID, res.BodySHA256 = a.ChargeID, a.BodySHA256
-			if c.o.Budget != nil {
-				c.o.Budget.Success(retryCost)
-			}
-			return res
-		case a.Outcome == rundir.OutcomeRejected || a.Outcome == rundir.OutcomeMismatch:
-			// err is non-nil only when the request could not even be built.
-			res.Definite, res.Err = true, err
-			if c.o.Budget != nil {
-				c.o.Budget.Success(retryCost)
-			}
+		if c.definite(&res, &a, err, retryCost) {
 			return res
 		}
 		if err == nil {
@@ -423,6 +410,39 @@ func (c *Client) Do(ctx context.Context, req Request, record func(rundir.Attempt
 			reason = rundir.ReasonBackoff
 		}
 	}
+}
+
+// refused records a retry the budget refused: not sent.
+func (c *Client) refused(req Request, attempt int, record func(rundir.Attempt)) {
+	c.exhausted.Inc()
+	now := c.o.Now()
+	a := c.base(req, attempt)
+	a.Outcome = rundir.OutcomeBudget
+	a.Error = ErrBudgetExhausted.Error()
+	a.Start, a.End = now, now
+	c.observe(&a)
+	if record != nil {
+		record(a)
+	}
+}
+
+// definite fills res when attempt a's answer settles the request: a
+// complete 2xx, or a definite rejection (err is then non-nil only when
+// the request could not even be built). Either refunds the retry's cost.
+func (c *Client) definite(res *Result, a *rundir.Attempt, err error, retryCost float64) bool {
+	switch {
+	case err == nil && (a.Outcome == rundir.OutcomeNew || a.Outcome == rundir.OutcomeReplay):
+		res.Definite, res.Succeeded, res.Err = true, true, nil
+		res.ChargeID, res.BodySHA256 = a.ChargeID, a.BodySHA256
+	case a.Outcome == rundir.OutcomeRejected || a.Outcome == rundir.OutcomeMismatch:
+		res.Definite, res.Err = true, err
+	default:
+		return false
+	}
+	if c.o.Budget != nil {
+		c.o.Budget.Success(retryCost)
+	}
+	return true
 }
 
 // observe counts a finished attempt in the live client metrics.
