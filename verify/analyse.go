@@ -144,6 +144,8 @@ type analysis struct {
 	index   map[int]int32
 	planned bool
 	latency *latencyAcc
+	// plotErrors are the plots report.html could not draw.
+	plotErrors []string
 
 	nCharge, nReuse, nRace int
 	reuseStatuses          []int

@@ -45,8 +45,8 @@ func TestReportHTMLIsSelfContainedWithPlots(t *testing.T) {
 		timeline  bool
 		wantPlots []string
 	}{
-		{"from history", false, []string{"retry-delays-scatter", "retry-delays-hist", "attempts-per-op", "outcomes", "effects-over-time"}},
-		{"with metrics snapshots", true, []string{"retry-delays-scatter", "retry-delays-hist", "attempts-per-op", "outcomes", "effects-over-time", "outbox-lag"}},
+		{"from history", false, []string{"retry-delays-scatter", "retry-delays-hist", "attempts-per-op", "outcomes", "effects-over-time", "latency-over-time", "throughput-over-time"}},
+		{"with metrics snapshots", true, []string{"retry-delays-scatter", "retry-delays-hist", "attempts-per-op", "outcomes", "effects-over-time", "outbox-lag", "latency-over-time", "throughput-over-time"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

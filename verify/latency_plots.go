@@ -60,8 +60,12 @@ func (l *latencyAcc) plotLatency(faults []rundir.Fault) (*plotImage, error) {
 		ms := float64(pt.us) / 1000
 		lo, hi = min(lo, ms), max(hi, ms)
 	}
+	// A log axis needs a positive range, even when every latency is the
+	// same (or rounds to 0).
+	lo, hi = max(lo, 0.001)/2, max(hi, 0.001)*2
 	p := plot.New()
 	p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
+	p.Y.Min, p.Y.Max = lo, hi
 	bands(p, faultPhases(faults), t0, end, lo, hi)
 	for _, g := range outcomeGroups {
 		var xys plotter.XYs

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"image/png"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/paytest/paytest/internal/rundir"
+	"gonum.org/v1/plot"
 )
 
 func TestLatencyFromTheDueTimeSplitByPhase(t *testing.T) {
@@ -140,5 +142,26 @@ func TestLatencyAndThroughputPlots(t *testing.T) {
 	}
 	if img, _ := newLatencyAcc().plotLatency(nil); img != nil {
 		t.Fatal("a plot of nothing")
+	}
+	// Every latency the same, 0 among them: a log axis still has a range.
+	same := newLatencyAcc()
+	for i := range 10 {
+		a := rundir.Attempt{Op: i + 1, Attempt: 1, Outcome: rundir.OutcomeNew, Start: t0, End: t0.Add(time.Duration(i%2) * time.Millisecond)}
+		same.add(&a, rundir.OutcomeNew, true)
+	}
+	if img, err := same.plotLatency(nil); err != nil || img == nil {
+		t.Fatalf("equal latencies: %v, %v", img, err)
+	}
+}
+
+// A plot gonum cannot draw is an error for that plot, never a panic that
+// would cost the report.
+func TestRenderTurnsAPanicIntoAnError(t *testing.T) {
+	p := plot.New()
+	p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{}
+	p.Y.Min, p.Y.Max = 0, 1
+	img, err := render(p, "broken", "Broken", "")
+	if err == nil || img != nil || !strings.Contains(err.Error(), "plot broken") {
+		t.Fatalf("render = %v, %v; want an error naming the plot", img, err)
 	}
 }

@@ -37,10 +37,18 @@ var (
 func (a *analysis) plots(ev *evidence) ([]plotImage, error) {
 	var out []plotImage
 	type maker func() (*plotImage, error)
-	for _, mk := range []maker{a.plotDelayScatter, a.plotDelayHist, a.plotAttempts, a.plotOutcomes, func() (*plotImage, error) { return a.plotOverTime(ev) }, func() (*plotImage, error) { return plotOutboxLag(ev) }} {
+	lat := func() (*plotImage, error) { return a.latency.plotLatency(ev.faults) }
+	thr := func() (*plotImage, error) {
+		_, tp := a.latency.finish(ev.faults)
+		return a.latency.plotThroughput(ev.faults, tp)
+	}
+	for _, mk := range []maker{a.plotDelayScatter, a.plotDelayHist, a.plotAttempts, a.plotOutcomes, func() (*plotImage, error) { return a.plotOverTime(ev) }, func() (*plotImage, error) { return plotOutboxLag(ev) }, lat, thr} {
 		p, err := mk()
 		if err != nil {
-			return nil, err
+			// One plot that cannot be drawn costs that plot, not the
+			// report.
+			a.plotErrors = append(a.plotErrors, err.Error())
+			continue
 		}
 		if p != nil {
 			out = append(out, *p)
@@ -49,7 +57,13 @@ func (a *analysis) plots(ev *evidence) ([]plotImage, error) {
 	return out, nil
 }
 
-func render(p *plot.Plot, id, title, caption string) (*plotImage, error) {
+func render(p *plot.Plot, id, title, caption string) (img *plotImage, err error) {
+	defer func() {
+		// gonum/plot panics on some degenerate axes.
+		if r := recover(); r != nil {
+			img, err = nil, fmt.Errorf("plot %s: %v", id, r)
+		}
+	}()
 	p.Title.Text = title
 	wt, err := p.WriterTo(9*vg.Inch, 4*vg.Inch, "png")
 	if err != nil {

@@ -62,6 +62,12 @@ func (r *Report) WriteText(w io.Writer) error {
 	if o := r.Outage; o != nil {
 		fmt.Fprintf(bw, "outage: %s\n", o.Summary())
 	}
+	for _, l := range r.Latency.textLines() {
+		fmt.Fprintln(bw, l)
+	}
+	if l := r.Throughput.textLine(); l != "" {
+		fmt.Fprintln(bw, l)
+	}
 	for _, e := range r.EvidenceErrors {
 		fmt.Fprintf(bw, "evidence missing: %s\n", e)
 	}

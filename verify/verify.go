@@ -280,6 +280,9 @@ type Report struct {
 	// (from history.jsonl; nil without attempts).
 	Latency    *Latency    `json:"latency,omitempty"`
 	Throughput *Throughput `json:"throughput,omitempty"`
+	// PlotErrors are the plots report.html could not draw (the report is
+	// whole without them).
+	PlotErrors []string `json:"plot_errors,omitempty"`
 	// AttemptsPerOp is a histogram: attempts (all senders) -> ops.
 	AttemptsPerOp map[int]int `json:"attempts_per_op"`
 	// LedgerKeys is the number of distinct keys in the ledger;
@@ -469,6 +472,7 @@ func Verify(ctx context.Context, runDir string, opts Options) (*Report, error) {
 		for _, p := range plots {
 			rep.Plots = append(rep.Plots, p.ID)
 		}
+		rep.PlotErrors = a.plotErrors
 		if err := writeHTML(filepath.Join(runDir, rundir.HTMLFile), rep, plots); err != nil {
 			return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing %s", rundir.HTMLFile)
 		}

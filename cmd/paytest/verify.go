@@ -43,12 +43,25 @@ when given, is the authority for every per-operation check.
 Checks: effects-equal-ops, exactly-once-per-op, race-single-winner,
 key-reuse-422, retry-after-honoured, full-jitter, relay-crash-deduped,
 outbox-drained, dlq-exact, backlog-paced, no-retry-storm,
-no-key-stuck-in-flight, faults-fired. Exit codes: 0 held, 1 violated, 2 usage,
-3 inconclusive (evidence missing or unreachable).`,
+no-key-stuck-in-flight, faults-fired, and one "threshold: <expr>" check per
+load threshold: --threshold, else those run.yaml recorded from the attack.
+
+A threshold is METRIC OP VALUE with OP one of < <= > >=:
+  op_STAT, attempt_STAT   latency of confirmed operations (first due attempt to
+                          confirmation) or of attempts (due to answer); STAT is
+                          p50 p90 p95 p99 p99.9 min mean max; VALUE a duration
+  attempt_error_rate      attempts sent not answered 2xx or the declared reuse
+                          refusal: a fraction (0.05) or a percentage (5%)
+  confirmed_rate, attempt_rate   per second over the run
+  dropped_arrivals        open-model arrivals dropped at --max-inflight
+
+Exit codes: 0 held, 1 violated, 2 usage, 3 inconclusive (evidence missing or
+unreachable). --junit FILE also writes every check as JUnit XML.`,
 		Example: `  paytest verify --run runs/2026-11-28T12-00-00
   paytest verify --metrics-url consumer=http://127.0.0.1:9102/metrics --database-url postgres://...
   paytest verify --metrics-url http://shop.internal/metrics --side-effect-metric shop_charges_applied_total
-  paytest verify --prometheus-url http://127.0.0.1:9090 --output json`,
+  paytest verify --prometheus-url http://127.0.0.1:9090 --output json
+  paytest verify --run runs/demo --threshold 'op_p99 < 800ms' --threshold 'attempt_error_rate < 5%' --junit junit.xml`,
 		Args: cobra.NoArgs,
 		RunE: runVerify,
 	}
@@ -63,6 +76,8 @@ no-key-stuck-in-flight, faults-fired. Exit codes: 0 held, 1 violated, 2 usage,
 	f.String("ledger-query", verify.DefaultLedgerQuery, "SQL returning (key, effects), (merchant, key, effects) or (merchant, key, amount, effects) rows")
 	f.Int("expect-ops", 0, "number of logical charges, for a live system without a plan.jsonl")
 	f.String("output", "text", "verdict format on stdout: text or json")
+	f.StringArray("threshold", nil, "load check METRIC OP VALUE, e.g. 'op_p99 < 800ms' (repeatable; replaces run.yaml's; see above)")
+	f.String("junit", "", "also write every check (thresholds included) as JUnit XML to this file")
 	return cmd
 }
 
@@ -116,6 +131,11 @@ func runVerify(cmd *cobra.Command, _ []string) error {
 	rep, err := verify.Verify(cmd.Context(), runDir, opts)
 	if err != nil {
 		return err
+	}
+	if junit := v.GetString("junit"); junit != "" {
+		if err := verify.WriteJUnitFile(junit, rep); err != nil {
+			return apperr.Wrap(apperr.EINCONCLUSIVE, err, "--junit")
+		}
 	}
 	if err := printReport(cmd.OutOrStdout(), rep, output, runDir); err != nil {
 		return apperr.Wrap(apperr.EINTERNAL, err, "writing the verdict")
@@ -171,7 +191,14 @@ func verifyOptions(cmd *cobra.Command, v *viper.Viper, src verify.Sources) (veri
 	if opts.ExpectedOps < 0 {
 		return opts, apperr.Errorf(apperr.EUSAGE, "--expect-ops %d: want 0 or more", opts.ExpectedOps)
 	}
-	return opts, nil
+	if given(cmd, v, "threshold") {
+		ths, err := verify.ParseThresholds(v.GetStringSlice("threshold"))
+		if err != nil {
+			return opts, err
+		}
+		opts.Thresholds = append([]verify.Threshold{}, ths...) // non-nil: run.yaml's are replaced
+	}
+	return opts, checkJUnit(v.GetString("junit"))
 }
 
 // evidenceDir is the run directory to verify: runDir as given for a saved

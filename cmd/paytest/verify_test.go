@@ -104,6 +104,32 @@ func TestVerifyCommand(t *testing.T) {
 		{"negative expect-ops", func(t *testing.T) []string {
 			return []string{"--run", writeVerifyRun(t, 40, 40, nil), "--expect-ops", "-1"}
 		}, 2, nil, false, nil},
+		{"a threshold that holds", func(t *testing.T) []string {
+			return []string{"--run", writeVerifyRun(t, 40, 40, nil), "--threshold", "op_p99 < 1s"}
+		}, 0, []string{"verdict: HELD", "threshold: op_p99 < 1s", "op_p99 = 1ms"}, false, nil},
+		{"a threshold that fails names itself", func(t *testing.T) []string {
+			return []string{"--run", writeVerifyRun(t, 40, 40, nil), "--threshold", "op_p99 < 100us"}
+		}, 1, []string{"verdict: VIOLATED", "FAILED", "threshold: op_p99 < 100us", "the threshold wants < 100us"}, true, nil},
+		{"run.yaml's thresholds are judged again", func(t *testing.T) []string {
+			return []string{"--run", withThresholds(t, writeVerifyRun(t, 40, 40, nil), "attempt_max < 100us")}
+		}, 1, []string{"threshold: attempt_max < 100us"}, true, nil},
+		{"--threshold replaces run.yaml's", func(t *testing.T) []string {
+			return []string{"--run", withThresholds(t, writeVerifyRun(t, 40, 40, nil), "attempt_max < 100us"), "--threshold", "attempt_max < 1s"}
+		}, 0, []string{"threshold: attempt_max < 1s"}, false, nil},
+		{"a malformed threshold", func(t *testing.T) []string {
+			return []string{"--run", writeVerifyRun(t, 40, 40, nil), "--threshold", "op_p99 = 1s"}
+		}, 2, nil, false, nil},
+		{"--junit writes every check", func(t *testing.T) []string {
+			return []string{"--run", writeVerifyRun(t, 40, 40, nil), "--threshold", "op_p99 < 1s", "--junit", filepath.Join(t.TempDir(), "junit.xml")}
+		}, 0, nil, false, func(t *testing.T, args []string) {
+			b, err := os.ReadFile(args[len(args)-1])
+			if err != nil || !strings.Contains(string(b), `<testcase name="threshold: op_p99 &lt; 1s"`) || !strings.Contains(string(b), `name="exactly-once-per-op"`) {
+				t.Errorf("junit.xml: %v\n%s", err, b)
+			}
+		}},
+		{"--junit in a directory that does not exist", func(t *testing.T) []string {
+			return []string{"--run", writeVerifyRun(t, 40, 40, nil), "--junit", "/no/such/dir/junit.xml"}
+		}, 2, nil, false, nil},
 		{"run is a file", func(t *testing.T) []string {
 			f := filepath.Join(t.TempDir(), "run")
 			if err := os.WriteFile(f, nil, 0o644); err != nil {
@@ -161,4 +187,20 @@ func TestVerifyCommandJSONIsTheReport(t *testing.T) {
 			t.Errorf("%s: stdout %v, report.json %v", k, fromStdout[k], fromFile[k])
 		}
 	}
+}
+
+// withThresholds records thresholds in dir's run.yaml, as an attack with
+// --threshold does.
+func withThresholds(t *testing.T, dir string, ths ...string) string {
+	t.Helper()
+	path := filepath.Join(dir, rundir.RunFile)
+	r, err := rundir.ReadRun(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Thresholds = ths
+	if err := rundir.WriteRun(path, r); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
