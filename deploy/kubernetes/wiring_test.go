@@ -290,7 +290,7 @@ func checkRunDirs(shards, verify *pod, n int) error {
 			errs = append(errs, fmt.Errorf("job %s: shards %d and %d both write %s", shards.job.Name, prev, k, out))
 		}
 		seen[rel] = k
-		if ok, _ := path.Match(gRel, rel); !ok || claim != gClaim {
+		if !matches(gRel, rel) || claim != gClaim {
 			errs = append(errs, fmt.Errorf("shard %d writes %s on claim %s; job %s reads --run %s on claim %s: it would never see that shard", k, rel, claim, verify.job.Name, gRel, gClaim))
 		}
 		if path.Dir(rel) != path.Dir(gRel) {
@@ -317,7 +317,18 @@ func checkVerifyJob(p *pod) error {
 	if err == nil {
 		_, _, err = p.onClaim(junit)
 	}
+	for _, run := range p.flag("run") {
+		if glob, _ := p.expand(run, -1); matches(glob, junit) {
+			errs = append(errs, fmt.Errorf("job %s: --run %s matches --junit %s: the JUnit file would be read as a shard", p.job.Name, glob, junit))
+		}
+	}
 	return errors.Join(append(errs, err)...)
+}
+
+// matches says whether glob matches name; a malformed glob matches nothing.
+func matches(glob, name string) bool {
+	ok, _ := path.Match(glob, name)
+	return ok
 }
 
 // checkPods checks what both Jobs' pods share: one image, restartPolicy
