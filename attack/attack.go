@@ -53,8 +53,13 @@ type Result struct {
 	// Drained says whether the outbox emptied and the effects settled.
 	Drained  bool
 	Duration time.Duration
-	// Fingerprint identifies the plan.
+	// Fingerprint identifies the plan (the whole plan, for a shard).
 	Fingerprint string
+	// Shard is the part of the plan run; Report is nil for a shard of
+	// several, whose verdict needs every shard (verify.VerifyShards), and
+	// Stopped says why it stopped early, if it did.
+	Shard   rundir.Shard
+	Stopped string
 }
 
 // system is what a run attacks: the bundled stack or a team's endpoint.
@@ -180,13 +185,15 @@ func (r *attackRun) prepare() (err error) {
 	if r.faults, err = planFaults(cfg); err != nil {
 		return err
 	}
+	var leftOut []rundir.FaultSpec
+	r.faults, leftOut = shardFaults(&cfg.Plan, r.faults)
 	if err := clearRunDir(cfg.Out); err != nil {
 		return apperr.Wrap(apperr.EUSAGE, err, "run directory %s", cfg.Out)
 	}
 	if err := os.MkdirAll(filepath.Join(cfg.Out, rundir.MetricsDir), 0o755); err != nil {
 		return apperr.Wrap(apperr.EUSAGE, err, "run directory %s", cfg.Out)
 	}
-	r.res = &Result{Dir: cfg.Out, Seed: cfg.Plan.Seed}
+	r.res = &Result{Dir: cfg.Out, Seed: cfg.Plan.Seed, Shard: cfg.Plan.Shard}
 	if cfg.Settings == nil {
 		cfg.Settings = defaultSettings(cfg)
 	}
@@ -201,7 +208,34 @@ func (r *attackRun) prepare() (err error) {
 	r.onClose(func() { _ = r.j.Close() })
 	r.j.printf(r.began, "paytest attack: profile %s, seed %d, %d ops, concurrency %d, target %s",
 		cfg.Profile.Name, cfg.Plan.Seed, cfg.Plan.Ops, cfg.Plan.Concurrency, r.rec.Target)
+	if cfg.Plan.sharded() {
+		r.j.printf(r.began, "shard %s of the plan; faults on the whole system fire from shard %d", cfg.Plan.Shard, cfg.Plan.FaultShard)
+	}
+	for _, f := range leftOut {
+		r.j.printf(r.began, "schedule: left to shard %d (it acts on the whole system): %s", cfg.Plan.FaultShard, f.Describe())
+	}
 	return nil
+}
+
+// systemFaults act on the whole system, not on one shard's connections:
+// in a sharded run only the fault shard fires them.
+var systemFaults = []string{rundir.FaultKill, rundir.FaultOutage, rundir.FaultBrokerCut, rundir.FaultRedisLoss, rundir.FaultPoison}
+
+// shardFaults splits the schedule of a shard other than the fault shard
+// into what it fires (the per-connection faults) and what it leaves to
+// the fault shard. An unsharded run, or the fault shard, fires everything.
+func shardFaults(p *PlanConfig, specs []rundir.FaultSpec) (fire, leftOut []rundir.FaultSpec) {
+	if !p.sharded() || p.Shard.K == p.FaultShard {
+		return specs, nil
+	}
+	for _, s := range specs {
+		if slices.Contains(systemFaults, s.Fault) {
+			leftOut = append(leftOut, s)
+		} else {
+			fire = append(fire, s)
+		}
+	}
+	return fire, leftOut
 }
 
 // defaultSettings is what run.yaml records of a Config given without the
@@ -234,6 +268,9 @@ func runRecord(cfg *Config, began time.Time) rundir.Run {
 	}
 	if rec.Target == "" {
 		rec.Target = "bundled"
+	}
+	if cfg.Plan.sharded() {
+		rec.Shard, rec.FaultShard = cfg.Plan.Shard.String(), cfg.Plan.FaultShard
 	}
 	return rec
 }
@@ -270,22 +307,36 @@ func (r *attackRun) bringUp(ctx context.Context) (err error) {
 	return nil
 }
 
-// buildPlan builds and writes the seeded plan, and starts the progress
-// display over it.
+// buildPlan builds and writes the seeded plan, takes the shard's part of
+// it, and starts the progress display over that.
+//
+// plan.jsonl holds the whole plan in every shard: verify then knows every
+// op, a missing shard's included, from any one shard's directory, and
+// which shard owned each (rundir.Partition over it), and the fingerprint
+// recorded is the whole plan's, the same in every shard and in an
+// unsharded run of the same seed.
 func (r *attackRun) buildPlan(ctx context.Context) (err error) {
 	p := r.cfg.Plan
-	r.pl, err = plan.Build(ctx, plan.Config{
+	whole, err := plan.Build(ctx, plan.Config{
 		Ops: p.Ops, DuplicateRate: p.DuplicateRate, RaceRate: p.RaceRate, ReuseRate: p.ReuseRate,
 		Seed: p.Seed, Merchants: r.sys.merchants, BodyTemplate: r.cfg.Target.BodyTemplate,
 	})
 	if err != nil {
 		return apperr.Wrap(apperr.EUSAGE, err, "building the plan")
 	}
-	if err := r.pl.Write(filepath.Join(r.cfg.Out, rundir.PlanFile)); err != nil {
+	if err := whole.Write(filepath.Join(r.cfg.Out, rundir.PlanFile)); err != nil {
 		return apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing the plan")
 	}
-	r.res.Fingerprint = r.pl.Fingerprint()
-	r.j.printf(time.Now(), "plan: %d operations, fingerprint %s", len(r.pl.Ops), r.res.Fingerprint)
+	r.res.Fingerprint = whole.Fingerprint()
+	r.rec.PlanFingerprint = r.res.Fingerprint
+	if err := rundir.WriteRun(filepath.Join(r.cfg.Out, rundir.RunFile), r.rec); err != nil {
+		return apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing run.yaml")
+	}
+	r.pl = whole.Shard(p.Shard.K, p.Shard.N)
+	r.j.printf(time.Now(), "plan: %d operations, fingerprint %s", len(whole.Ops), r.res.Fingerprint)
+	if p.sharded() {
+		r.j.printf(time.Now(), "shard %s: %d of the %d operations (%d charges)", p.Shard, len(r.pl.Ops), len(whole.Ops), r.pl.Charges())
+	}
 	r.pr = newProgress(ctx, r.cfg.Progress, r.cfg.Bars, len(r.pl.Ops), r.pl.Charges())
 	r.onClose(r.pr.done)
 	return nil
@@ -356,13 +407,13 @@ func (r *attackRun) serveMetrics() error {
 func (r *attackRun) armFaults(ctx context.Context) (context.Context, error) {
 	cfg, j := &r.cfg, r.j
 	r.sys.env.Log = j
-	r.sys.env.Ops = cfg.Plan.Ops
+	r.sys.env.Ops = r.pl.Charges()
 	for _, f := range cfg.Profile.Faults {
 		if slices.Contains(cfg.Faults.Skip, f.Fault) {
 			j.printf(time.Now(), "schedule: left out by --skip-fault: %s", f.Describe())
 		}
 	}
-	sched, err := newSchedule(r.faults, len(r.pl.Ops), cfg.Plan.Ops, r.sys.env, j)
+	sched, err := newSchedule(r.faults, len(r.pl.Ops), r.pl.Charges(), r.sys.env, j)
 	if err != nil {
 		return nil, err
 	}
@@ -534,6 +585,9 @@ func (r *attackRun) verdict(ctx context.Context) (*Result, error) {
 	}
 	r.sys.stop()
 	r.tp.Shutdown()
+	if r.cfg.Plan.sharded() {
+		return r.shardDone()
+	}
 	if err := r.j.Close(); err != nil {
 		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing the transcript")
 	}
@@ -546,6 +600,26 @@ func (r *attackRun) verdict(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	r.res.Report = rep
+	r.res.Duration = time.Since(r.began)
+	return r.res, nil
+}
+
+// shardDone ends a shard's run without a verdict of its own: one shard
+// sees only its part of the plan, while the system's evidence holds every
+// shard's effects, so only verify over every shard's directory can judge
+// it. Why the shard stopped early, if it did, goes into run.yaml for that
+// verdict.
+func (r *attackRun) shardDone() (*Result, error) {
+	r.rec.Stopped = r.stopped.String()
+	if err := rundir.WriteRun(filepath.Join(r.cfg.Out, rundir.RunFile), r.rec); err != nil {
+		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing run.yaml")
+	}
+	r.j.printf(time.Now(), "shard %s done: the verdict is paytest verify over every shard's run directory", r.cfg.Plan.Shard)
+	if err := r.j.Close(); err != nil {
+		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing the transcript")
+	}
+	r.pr.done()
+	r.res.Stopped = r.rec.Stopped
 	r.res.Duration = time.Since(r.began)
 	return r.res, nil
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/paytest/paytest/attack/fault"
 	"github.com/paytest/paytest/attack/load"
 	"github.com/paytest/paytest/internal/apperr"
+	"github.com/paytest/paytest/internal/rundir"
 	"github.com/paytest/paytest/profiles"
 	"github.com/paytest/paytest/target/stack"
 	"github.com/paytest/paytest/verify"
@@ -95,7 +96,20 @@ type PlanConfig struct {
 	// MaxInflight caps the open model's ops in flight (default
 	// load.DefaultMaxInflight); arrivals beyond it are dropped and counted.
 	MaxInflight int
+
+	// Shard, when N > 1, runs only the K-th of N disjoint parts of the
+	// plan Seed gives (rundir.Partition); the zero value is the whole
+	// plan. Ops, Seed and the rates describe the whole plan; Concurrency,
+	// Rate and MaxInflight are this shard's own (the caller divides them).
+	Shard rundir.Shard
+	// FaultShard is the shard that fires the faults acting on the whole
+	// system (kill, outage, broker-cut, redis-loss, poison); every shard
+	// fires the per-connection ones (eat-response, latency).
+	FaultShard int
 }
+
+// sharded reports whether the run is one part of several.
+func (p *PlanConfig) sharded() bool { return p.Shard.N > 1 }
 
 // open reports whether the plan is driven as an open model.
 func (p *PlanConfig) open() bool { return p.Rate.From > 0 }
@@ -292,6 +306,9 @@ func (c *Config) Validate() error {
 	if c.Target.URL == "" && c.Client.describesEndpoint() {
 		return apperr.Errorf(apperr.EUSAGE, "--replay-header, --id-field and --reuse-status describe your endpoint: they apply only with --target")
 	}
+	if c.Plan.sharded() && c.Target.URL == "" {
+		return apperr.Errorf(apperr.EUSAGE, "--shard %s splits one plan over processes attacking one system: give --target (for the bundled system, run `paytest serve stack` and attack its URL)", c.Plan.Shard)
+	}
 	if c.Target.URL != "" && len(c.Bundled.Unsafe) > 0 {
 		return apperr.Errorf(apperr.EUSAGE, "--unsafe applies to the bundled reference system, not to --target")
 	}
@@ -314,8 +331,29 @@ func (p *PlanConfig) Validate() error {
 	if p.Duration < 0 || p.MaxInflight < 0 {
 		return apperr.Errorf(apperr.EUSAGE, "--duration and --max-inflight must not be negative")
 	}
+	if err := p.validateShard(); err != nil {
+		return err
+	}
 	if !p.open() && (p.Duration > 0 || p.MaxInflight > 0) {
 		return apperr.Errorf(apperr.EUSAGE, "--duration and --max-inflight shape an open-model run: give --rate too (without it, --concurrency workers send as fast as the target answers)")
+	}
+	return nil
+}
+
+// validateShard refuses a shard outside 0..N-1, more shards than ops and a
+// fault shard that is not one of them. A zero Shard is the whole plan.
+func (p *PlanConfig) validateShard() error {
+	if p.Shard == (rundir.Shard{}) {
+		return nil
+	}
+	if err := p.Shard.Validate(); err != nil {
+		return apperr.Errorf(apperr.EUSAGE, "--shard %s: %v", p.Shard, err)
+	}
+	if p.Ops > 0 && p.Shard.N > p.Ops {
+		return apperr.Errorf(apperr.EUSAGE, "--shard %s: %d shards for %d ops: every shard needs an op (at most %d shards)", p.Shard, p.Shard.N, p.Ops, p.Ops)
+	}
+	if p.FaultShard < 0 || p.FaultShard >= p.Shard.N {
+		return apperr.Errorf(apperr.EUSAGE, "--fault-shard %d: want a shard within 0..%d", p.FaultShard, p.Shard.N-1)
 	}
 	return nil
 }

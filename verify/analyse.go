@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -19,6 +18,10 @@ const (
 	kindCharge
 	kindReuse
 	kindOther
+	// kindUnsent is a planned op no given shard sent: its shard's run
+	// directory is missing, or the shard stopped before sending it. It is
+	// not judged (its effects, if any, are the missing shard's to explain).
+	kindUnsent
 )
 
 // opState is everything verify keeps per operation: the history is
@@ -31,7 +34,9 @@ type opState struct {
 	senders       int32
 	kind          uint8
 	race          bool
-	attempts      int32
+	// shard is the shard that owned the op, in a sharded plan.
+	shard    uint16
+	attempts int32
 	// The client's view, by attempt: 2xx (new or replay) and the rest.
 	news, replays, conflicts, mismatches, rejected, budget, indeterminate int32
 	firstOK                                                               int64 // unix nanos of the first 2xx's end
@@ -180,7 +185,7 @@ func (l *cxList) add(c Counterexample) {
 	}
 }
 
-func analyse(ctx context.Context, runDir string, ev *evidence, opts Options) (*analysis, error) {
+func analyse(ctx context.Context, in inputs, ev *evidence, opts Options) (*analysis, error) {
 	a := &analysis{
 		index:    map[int]int32{},
 		outcomes: map[string]int{},
@@ -198,11 +203,15 @@ func analyse(ctx context.Context, runDir string, ev *evidence, opts Options) (*a
 	if len(a.reuseStatuses) == 0 {
 		a.reuseStatuses = []int{422}
 	}
-	err := rundir.ReadFile(filepath.Join(runDir, rundir.PlanFile), func(op rundir.Op) error {
+	part := in.shards.partition()
+	err := rundir.ReadFile(in.plan, func(op rundir.Op) error {
 		if _, dup := a.index[op.Op]; dup {
 			return fmt.Errorf("op %d planned twice", op.Op)
 		}
 		s := opState{merchant: op.Merchant, key: op.Key, op: op.Op, amount: op.Amount, reuseOf: int32(op.ReuseOf), senders: int32(op.Senders), race: op.Race}
+		if part != nil {
+			s.shard = uint16(part.Next(op))
+		}
 		switch op.Kind {
 		case rundir.KindCharge:
 			s.kind = kindCharge
@@ -233,20 +242,41 @@ func analyse(ctx context.Context, runDir string, ev *evidence, opts Options) (*a
 		merchants[a.ops[i].merchant] = true
 	}
 	ev.matchMerchants(merchants)
-	n := 0
-	a.partial, err = rundir.ReadJournal(filepath.Join(runDir, rundir.HistoryFile), func(at rundir.Attempt) error {
-		if n++; n%4096 == 0 {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-		}
-		a.add(&at)
-		return nil
-	})
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := a.readHistories(ctx, in); err != nil {
 		return nil, err
 	}
+	a.setAside(in.shards)
 	return a, nil
+}
+
+// readHistories streams every shard's history.jsonl through add, counting
+// each shard's attempts.
+func (a *analysis) readHistories(ctx context.Context, in inputs) error {
+	n := 0
+	var partial []string
+	for _, h := range in.histories {
+		before := a.attempts
+		note, err := rundir.ReadJournal(h.path, func(at rundir.Attempt) error {
+			if n++; n%4096 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+			a.add(&at)
+			return nil
+		})
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		if note != "" {
+			partial = append(partial, in.shards.label(h.shard)+note)
+		}
+		if in.shards != nil {
+			in.shards.attempts[h.shard] += a.attempts - before
+		}
+	}
+	a.partial = strings.Join(partial, "; ")
+	return nil
 }
 
 // add folds one attempt into the op's counters, the Retry-After check and

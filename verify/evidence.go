@@ -96,9 +96,44 @@ func (ev *evidence) snapshot(f rundir.Snapshot) map[string]float64 {
 
 func mkey(merchant, key string) string { return merchant + "\x00" + key }
 
-func readEvidence(runDir string, opts Options) (*evidence, error) {
+// inputs are the files a verdict is judged from: one run directory's, or
+// several shards' (see ShardSet.inputs).
+type inputs struct {
+	// dir holds the system's evidence: metrics/, ledger.jsonl,
+	// events.jsonl (and run.yaml when run is nil).
+	dir string
+	// run, when set, stands for dir's run.yaml (the shards' merged).
+	run *rundir.Run
+	// plan is plan.jsonl; histories and faults each shard's files (one
+	// of each for a run directory).
+	plan      string
+	histories []shardFile
+	faults    []shardFile
+	// shards, for a sharded plan, says which ops each shard owned.
+	shards *shardLayout
+}
+
+// shardFile is one shard's history or faults (shard 0 of a whole run).
+type shardFile struct {
+	shard int
+	path  string
+}
+
+// dirInputs are the inputs of one run directory.
+func dirInputs(runDir string) inputs {
+	return inputs{
+		dir: runDir, plan: filepath.Join(runDir, rundir.PlanFile),
+		histories: []shardFile{{0, filepath.Join(runDir, rundir.HistoryFile)}},
+		faults:    []shardFile{{0, filepath.Join(runDir, rundir.FaultsFile)}},
+	}
+}
+
+func readEvidence(in inputs, opts Options) (*evidence, error) {
+	runDir := in.dir
 	ev := &evidence{pages: map[string]map[string]float64{}}
-	if r, err := rundir.ReadRun(filepath.Join(runDir, rundir.RunFile)); err == nil {
+	if in.run != nil {
+		ev.run, ev.hasRun = *in.run, true
+	} else if r, err := rundir.ReadRun(filepath.Join(runDir, rundir.RunFile)); err == nil {
 		ev.run, ev.hasRun = r, true
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
@@ -150,11 +185,7 @@ func readEvidence(runDir string, opts Options) (*evidence, error) {
 		return nil, err
 	}
 	// The kills in faults.jsonl tell the timeline where processes restarted.
-	ev.partialFaults, err = rundir.ReadJournal(filepath.Join(runDir, rundir.FaultsFile), func(f rundir.Fault) error {
-		ev.faults = append(ev.faults, f)
-		return nil
-	})
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := ev.readFaults(in); err != nil {
 		return nil, err
 	}
 	ev.applyTimeline(mdir)
@@ -166,6 +197,29 @@ func readEvidence(runDir string, opts Options) (*evidence, error) {
 		return nil, err
 	}
 	return ev, nil
+}
+
+// readFaults reads every faults.jsonl of in, in time order (the shards'
+// records interleave by wall-clock time).
+func (ev *evidence) readFaults(in inputs) error {
+	var notes []string
+	for _, f := range in.faults {
+		note, err := rundir.ReadJournal(f.path, func(x rundir.Fault) error {
+			ev.faults = append(ev.faults, x)
+			return nil
+		})
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		if note != "" {
+			notes = append(notes, in.shards.label(f.shard)+note)
+		}
+	}
+	if len(in.faults) > 1 {
+		sort.SliceStable(ev.faults, func(i, j int) bool { return ev.faults[i].Time.Before(ev.faults[j].Time) })
+	}
+	ev.partialFaults = strings.Join(notes, "; ")
+	return nil
 }
 
 // readLedger reads ledger.jsonl, per key and, from a four-column query,

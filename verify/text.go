@@ -68,6 +68,12 @@ func (r *Report) WriteText(w io.Writer) error {
 	if l := r.Throughput.textLine(); l != "" {
 		fmt.Fprintln(bw, l)
 	}
+	for _, f := range r.Shards {
+		fmt.Fprintln(bw, f.TextLine(r.ShardCount))
+	}
+	if r.EvidenceFrom != "" {
+		fmt.Fprintf(bw, "evidence of the system from %s\n", r.EvidenceFrom)
+	}
 	for _, e := range r.EvidenceErrors {
 		fmt.Fprintf(bw, "evidence missing: %s\n", e)
 	}

@@ -309,6 +309,13 @@ type Report struct {
 	EvidenceErrors []string `json:"evidence_errors,omitempty"`
 	// Plots names the plots of report.html.
 	Plots []string `json:"plots,omitempty"`
+	// ShardCount is N for a verdict merged from the shards of one plan
+	// (VerifyShards); Shards are each shard's own figures, by K.
+	ShardCount int            `json:"shard_count,omitempty"`
+	Shards     []ShardFigures `json:"shards,omitempty"`
+	// EvidenceFrom says whose evidence of the system a merged verdict
+	// used (a shard's, by EvidenceDir's rule, or one collection for all).
+	EvidenceFrom string `json:"evidence_from,omitempty"`
 }
 
 // Check is one named property with its figure.
@@ -451,16 +458,27 @@ func Verify(ctx context.Context, runDir string, opts Options) (*Report, error) {
 		}
 		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "run directory %s", runDir)
 	}
-	ev, err := readEvidence(runDir, opts)
-	if err != nil {
-		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "reading evidence in %s", runDir)
+	if set, ok, err := shardOf(runDir); err != nil {
+		return nil, err
+	} else if ok {
+		return VerifyShards(ctx, set, runDir, runDir, opts)
 	}
-	a, err := analyse(ctx, runDir, ev, opts)
+	return verifyInputs(ctx, dirInputs(runDir), runDir, opts)
+}
+
+// verifyInputs judges in and writes the reports into out.
+func verifyInputs(ctx context.Context, in inputs, out string, opts Options) (*Report, error) {
+	ev, err := readEvidence(in, opts)
 	if err != nil {
-		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "reading history in %s", runDir)
+		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "reading evidence in %s", in.dir)
+	}
+	a, err := analyse(ctx, in, ev, opts)
+	if err != nil {
+		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "reading history in %s", in.dir)
 	}
 	rep := a.report(ev, opts)
 	rep.Stopped = opts.Stopped
+	in.shards.describe(rep, a)
 	rep.Latency, rep.Throughput = a.latency.finish(ev.faults)
 	rep.Checks = append(rep.Checks, thresholdChecks(ev, opts, rep)...)
 	rep.decide()
@@ -473,14 +491,14 @@ func Verify(ctx context.Context, runDir string, opts Options) (*Report, error) {
 			rep.Plots = append(rep.Plots, p.ID)
 		}
 		rep.PlotErrors = a.plotErrors
-		if err := writeHTML(filepath.Join(runDir, rundir.HTMLFile), rep, plots); err != nil {
+		if err := writeHTML(filepath.Join(out, rundir.HTMLFile), rep, plots); err != nil {
 			return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing %s", rundir.HTMLFile)
 		}
 	}
-	if err := writeJSON(filepath.Join(runDir, rundir.ReportFile), rep); err != nil {
+	if err := writeJSON(filepath.Join(out, rundir.ReportFile), rep); err != nil {
 		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing %s", rundir.ReportFile)
 	}
-	if err := appendTranscript(filepath.Join(runDir, rundir.TranscriptFile), rep); err != nil {
+	if err := appendTranscript(filepath.Join(out, rundir.TranscriptFile), rep); err != nil {
 		return nil, apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing %s", rundir.TranscriptFile)
 	}
 	return rep, nil

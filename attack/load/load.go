@@ -368,6 +368,17 @@ func dupDelay(seed int64, id, s int, max time.Duration) time.Duration {
 	return time.Duration(x % uint64(max))
 }
 
+// indexOf is the position in p.Ops of op id, which p holds: a shard's
+// plan (plan.Plan.Shard) keeps the whole plan's ids, and every reuse op
+// with the op it reuses.
+func indexOf(p *plan.Plan, id int) int {
+	i, ok := p.Index(id)
+	if !ok {
+		panic(fmt.Sprintf("load: op %d is not in the plan", id))
+	}
+	return i
+}
+
 // Run sends every op of p and returns when all are done or ctx ends. A
 // charge is confirmed when any of its senders got a 2xx; a reuse op, sent
 // only after the op it reuses succeeded, is confirmed by its expected
@@ -404,8 +415,8 @@ func Run(ctx context.Context, p *plan.Plan, cfg Config) (*Summary, error) {
 	dependents := make([]bool, len(p.Ops))
 	nDep := 0
 	for i := range p.Ops {
-		if p.Ops[i].Kind == rundir.KindReuse && !dependents[p.Ops[i].ReuseOf-1] {
-			dependents[p.Ops[i].ReuseOf-1] = true
+		if p.Ops[i].Kind == rundir.KindReuse && !dependents[indexOf(p, p.Ops[i].ReuseOf)] {
+			dependents[indexOf(p, p.Ops[i].ReuseOf)] = true
 			nDep++
 		}
 	}
@@ -470,7 +481,7 @@ func (r *runner) dispatch(ctx context.Context, jobs chan<- job, done <-chan int)
 	// reuse handles a reuse op whose original is done: send it if the
 	// original succeeded, otherwise leave it unsent and unconfirmed.
 	reuse := func(ri int) {
-		if r.state[ops[ri].ReuseOf-1].flags.Load()&fSucceeded != 0 {
+		if r.state[indexOf(r.p, ops[ri].ReuseOf)].flags.Load()&fSucceeded != 0 {
 			ready = append(ready, job{idx: ri})
 			return
 		}
@@ -493,7 +504,7 @@ func (r *runner) dispatch(ctx context.Context, jobs chan<- job, done <-chan int)
 		case cursor < len(ops):
 			op := &ops[cursor]
 			if op.Kind == rundir.KindReuse {
-				orig := op.ReuseOf - 1
+				orig := indexOf(r.p, op.ReuseOf)
 				if r.state[orig].flags.Load()&fDone != 0 {
 					reuse(cursor)
 				} else {
@@ -562,17 +573,18 @@ func Reconcile(ctx context.Context, p *plan.Plan, ops []int, cfg Config, deadlin
 		if !ok {
 			return nil, fmt.Errorf("load: reconcile: no op %d in the plan", id)
 		}
-		inSet[id-1] = true
+		i := indexOf(p, id)
+		inSet[i] = true
 		if op.Kind == rundir.KindReuse {
-			reuses = append(reuses, id-1)
+			reuses = append(reuses, i)
 		} else {
-			charges = append(charges, id-1)
+			charges = append(charges, i)
 		}
 	}
 	r.reconcile(ctx, charges)
 	var ready []int
 	for _, i := range reuses {
-		orig := p.Ops[i].ReuseOf - 1
+		orig := indexOf(p, p.Ops[i].ReuseOf)
 		if !inSet[orig] || r.state[orig].flags.Load()&fSucceeded != 0 {
 			ready = append(ready, i)
 		}

@@ -140,8 +140,8 @@ type openRun struct {
 func runOpen(ctx context.Context, r *runner) *openRun {
 	o := &openRun{runner: r, done: make([]chan struct{}, len(r.p.Ops))}
 	for i := range r.p.Ops {
-		if op := &r.p.Ops[i]; op.Kind == rundir.KindReuse && o.done[op.ReuseOf-1] == nil {
-			o.done[op.ReuseOf-1] = make(chan struct{})
+		if op := &r.p.Ops[i]; op.Kind == rundir.KindReuse && o.done[indexOf(r.p, op.ReuseOf)] == nil {
+			o.done[indexOf(r.p, op.ReuseOf)] = make(chan struct{})
 		}
 	}
 	r.onDone = func(idx int) {
@@ -242,7 +242,7 @@ func (o *openRun) raceAt(ctx context.Context, idx int, due time.Time) {
 // sendReuse sends a reuse op once the op whose key it reuses is done, if
 // that op succeeded; its latency counts from its own arrival.
 func (o *openRun) sendReuse(ctx context.Context, idx int, due time.Time) {
-	orig := o.p.Ops[idx].ReuseOf - 1
+	orig := indexOf(o.p, o.p.Ops[idx].ReuseOf)
 	select {
 	case <-o.done[orig]:
 	case <-ctx.Done():

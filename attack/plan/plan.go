@@ -7,6 +7,7 @@ package plan
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -282,10 +283,37 @@ func (p *Plan) Charges() int {
 
 // Op returns the op with the given id.
 func (p *Plan) Op(id int) (*Op, bool) {
-	if id < 1 || id > len(p.Ops) {
+	i, ok := p.Index(id)
+	if !ok {
 		return nil, false
 	}
-	return &p.Ops[id-1], true
+	return &p.Ops[i], true
+}
+
+// Index returns the position in Ops of the op with the given id: id-1 in
+// a whole plan, found by search in a shard's.
+func (p *Plan) Index(id int) (int, bool) {
+	if id >= 1 && id <= len(p.Ops) && p.Ops[id-1].Op.Op == id {
+		return id - 1, true
+	}
+	return slices.BinarySearchFunc(p.Ops, id, func(o Op, id int) int { return cmp.Compare(o.Op.Op, id) })
+}
+
+// Shard returns part k of n of the plan (see rundir.Partition): its ops,
+// in order and with the whole plan's ids, as a plan of their own. Every
+// reuse op is in the same part as the op it reuses. n of 1 is p itself.
+func (p *Plan) Shard(k, n int) *Plan {
+	if n <= 1 {
+		return p
+	}
+	part := rundir.NewPartition(n)
+	sub := &Plan{Seed: p.Seed, cfg: p.cfg, Ops: make([]Op, 0, len(p.Ops)/n+1)}
+	for i := range p.Ops {
+		if part.Next(p.Ops[i].Op) == k {
+			sub.Ops = append(sub.Ops, p.Ops[i])
+		}
+	}
+	return sub
 }
 
 // APIKey returns the API key of the named merchant.

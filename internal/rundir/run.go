@@ -34,11 +34,31 @@ type Run struct {
 	MaxInflight int    `yaml:"max_inflight,omitempty" json:"max_inflight,omitempty"`
 	// Thresholds are the run's load thresholds ("op_p99 < 800ms"): verify
 	// judges them again from the run directory alone.
-	Thresholds []string  `yaml:"thresholds,omitempty" json:"thresholds,omitempty"`
-	Started    time.Time `yaml:"started" json:"started"`
-	Ended      time.Time `yaml:"ended,omitempty" json:"ended,omitempty"`
+	Thresholds []string `yaml:"thresholds,omitempty" json:"thresholds,omitempty"`
+	// Shard is "K/N" for one part of a sharded plan (attack --shard K/N),
+	// empty for a whole plan; Ops and Seed are then the whole plan's, and
+	// FaultShard the shard that fires the faults that act on the whole
+	// system.
+	Shard      string `yaml:"shard,omitempty" json:"shard,omitempty"`
+	FaultShard int    `yaml:"fault_shard,omitempty" json:"fault_shard,omitempty"`
+	// PlanFingerprint identifies the whole plan (every shard's the same).
+	PlanFingerprint string `yaml:"plan_fingerprint,omitempty" json:"plan_fingerprint,omitempty"`
+	// Stopped says why a shard's run stopped early or its evidence is
+	// incomplete (a failed fault, the drain's deadline), for the verdict
+	// that merges it with the others.
+	Stopped string    `yaml:"stopped,omitempty" json:"stopped,omitempty"`
+	Started time.Time `yaml:"started" json:"started"`
+	Ended   time.Time `yaml:"ended,omitempty" json:"ended,omitempty"`
 	// Config is the whole resolved configuration, flag names as keys.
 	Config map[string]any `yaml:"config,omitempty" json:"config,omitempty"`
+}
+
+// ShardOf returns the run's shard: 0/1 for a whole plan.
+func (r Run) ShardOf() (Shard, error) {
+	if r.Shard == "" {
+		return Shard{K: 0, N: 1}, nil
+	}
+	return ParseShard(r.Shard)
 }
 
 // WriteRun writes r to path as YAML.
