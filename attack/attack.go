@@ -433,7 +433,7 @@ func (r *attackRun) armFaults(ctx context.Context) (context.Context, error) {
 	sched.arm(runCtx)
 	r.lcfg = r.loadConfig()
 	if r.cfg.Plan.open() {
-		r.lcfg.Pacer = r.cfg.Plan.pacer()
+		r.lcfg.Pacer = r.cfg.Plan.pacer(r.pl.Charges())
 		inflight := r.lcfg.MaxInflight
 		if inflight == 0 {
 			inflight = load.DefaultMaxInflight

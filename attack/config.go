@@ -114,12 +114,12 @@ func (p *PlanConfig) sharded() bool { return p.Shard.N > 1 }
 // open reports whether the plan is driven as an open model.
 func (p *PlanConfig) open() bool { return p.Rate.From > 0 }
 
-// pacer is the open model's schedule: the ramp lasts Duration, or the
-// whole plan.
-func (p *PlanConfig) pacer() load.Pacer {
+// pacer is the open model's schedule over ops charges (the shard's):
+// the ramp lasts Duration, or all of them.
+func (p *PlanConfig) pacer(ops int) load.Pacer {
 	over := p.Duration
 	if over <= 0 {
-		over = p.Rate.Over(p.Ops)
+		over = p.Rate.Over(ops)
 	}
 	return p.Rate.Pacer(over)
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -21,6 +22,7 @@ import (
 	"github.com/paytest/paytest/attack/load"
 	"github.com/paytest/paytest/attack/plan"
 	"github.com/paytest/paytest/internal/apperr"
+	"github.com/paytest/paytest/internal/rundir"
 	"github.com/paytest/paytest/profiles"
 	"github.com/paytest/paytest/target/stack"
 	"github.com/paytest/paytest/verify"
@@ -81,7 +83,20 @@ report.html, and the reference components' own logs in components.log.
 Configuration precedence: flag, PAYTEST_* environment, --config file, the
 profile, built-in default.
 
-Exit codes: 0 held, 1 violated, 2 usage error, 3 inconclusive.`
+Sharded runs: --shard K/N (with --target and a fixed --seed) sends only the
+K-th of N disjoint parts of the plan, so N processes together send the plan
+once; an op's duplicate senders, race partners and reuse op stay in its
+shard. Each shard writes its own run directory (plan.jsonl holds the whole
+plan; run.yaml the shard, the seed and the whole plan's fingerprint) and
+gives no verdict of its own: paytest verify --run 'DIR/shard-*' merges them.
+Faults on the whole system (kill, outage, broker-cut, redis-loss, poison)
+fire from --fault-shard only; eat-response and latency from every shard;
+fault fractions are of the shard's ops. A profile's or default
+--concurrency, --rate and --max-inflight are divided by N; values given
+explicitly are the shard's own.
+
+Exit codes: 0 held, 1 violated, 2 usage error, 3 inconclusive; a shard of
+several exits 0 when it finished, 3 when it stopped early.`
 
 const attackExample = `  paytest attack                                   # the default profile on embedded infrastructure
   paytest attack --profile race --ops 200 --seed 42
@@ -141,6 +156,8 @@ func addPlanFlags(f *pflag.FlagSet) {
 	f.String("rate", "", "open model: operations per second arriving on a schedule whatever the target's pace (N), or a linear ramp over the run (FROM:TO); without it --concurrency workers send as fast as answers come")
 	f.Duration("duration", 0, "with --rate: run for this long (ops = rate x duration unless --ops is given); also the ramp's length")
 	f.Int("max-inflight", 0, "with --rate: most operations open at once; arrivals beyond it are dropped and counted, never delayed (default 10000)")
+	f.String("shard", "", "run only the K-th of N disjoint parts of the plan --seed gives, as K/N (0 <= K < N; needs --target and a fixed --seed); a profile's or default --concurrency, --rate and --max-inflight are divided by N, values given explicitly are this shard's own")
+	f.Int("fault-shard", 0, "with --shard: the shard that fires the faults acting on the whole system (kill, outage, broker-cut, redis-loss, poison); every shard fires eat-response and latency")
 }
 
 // addClientFlags: attack.ClientConfig.
@@ -209,6 +226,9 @@ func runAttack(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
+	if res.Report == nil {
+		return shardDone(stdout, res, out.format)
+	}
 	rep := res.Report
 	if out.junit != "" {
 		if err := verify.WriteJUnitFile(out.junit, rep); err != nil {
@@ -231,6 +251,38 @@ func runAttack(cmd *cobra.Command, _ []string) error {
 		return &quietError{err}
 	}
 	return nil
+}
+
+// shardDone tells what a shard of several left for the merged verdict:
+// its run directory, and how to judge it with the others. A shard that
+// stopped early exits 3; otherwise 0, the verdict being the merge's.
+func shardDone(w io.Writer, res *attack.Result, format string) error {
+	glob := shardGlob(res.Dir)
+	if format == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(map[string]any{"shard": res.Shard.String(), "dir": res.Dir, "seed": res.Seed,
+			"plan_fingerprint": res.Fingerprint, "stopped": res.Stopped, "verify": "paytest verify --run '" + glob + "'"}); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(w, "shard %s done: run directory %s (seed %d, plan %s)\n", res.Shard, res.Dir, res.Seed, res.Fingerprint)
+		fmt.Fprintf(w, "the verdict needs every shard: paytest verify --run '%s'\n", glob)
+	}
+	if res.Stopped != "" {
+		return &quietError{apperr.Errorf(apperr.EINCONCLUSIVE, "shard %s stopped early: %s", res.Shard, res.Stopped)}
+	}
+	return nil
+}
+
+// shardGlob is a --run glob likely to name every shard beside dir:
+// runs/x/shard-3 gives runs/x/shard-*.
+func shardGlob(dir string) string {
+	base := filepath.Base(dir)
+	if stem := strings.TrimRight(base, "0123456789"); stem != base {
+		return filepath.Join(filepath.Dir(dir), stem+"*")
+	}
+	return filepath.Join(filepath.Dir(dir), "*")
 }
 
 // reportOutput is where the command writes the verdict: stdout's format
@@ -265,6 +317,9 @@ func attackConfig(cmd *cobra.Command) (attack.Config, reportOutput, error) {
 	}
 	if err := checkJUnit(v.GetString("junit")); err != nil {
 		return fail(err)
+	}
+	if v.GetString("junit") != "" && cfg.Plan.Shard.Sharded() {
+		return fail(apperr.Errorf(apperr.EUSAGE, "--junit writes a verdict, and a shard of several has none of its own: give --junit to paytest verify over every shard"))
 	}
 	if cfg.Target, err = targetConfig(v); err != nil {
 		return fail(err)
@@ -383,6 +438,9 @@ func planConfig(cmd *cobra.Command, v *viper.Viper) (attack.PlanConfig, error) {
 		DuplicateRate: v.GetFloat64("duplicate-rate"), RaceRate: v.GetFloat64("race-rate"), ReuseRate: v.GetFloat64("reuse-rate"),
 		Seed: v.GetInt64("seed"), Duration: v.GetDuration("duration"), MaxInflight: v.GetInt("max-inflight"),
 	}
+	if err := shardConfig(cmd, v, &p); err != nil {
+		return p, err
+	}
 	if s := v.GetString("rate"); s != "" {
 		r, err := load.ParseRate(s)
 		if err != nil {
@@ -390,10 +448,68 @@ func planConfig(cmd *cobra.Command, v *viper.Viper) (attack.PlanConfig, error) {
 		}
 		p.Rate = r
 		if p.Duration > 0 && !given(cmd, v, "ops") {
-			p.Ops = r.Ops(p.Duration)
+			p.Ops = wholeRate(r, p.Shard.N, given(cmd, v, "rate")).Ops(p.Duration)
 		}
 	}
+	divideForShard(cmd, v, &p)
 	return p, nil
+}
+
+// shardConfig reads --shard and --fault-shard. A shard needs a fixed
+// seed: N processes drawing their own would run N different plans.
+func shardConfig(cmd *cobra.Command, v *viper.Viper, p *attack.PlanConfig) error {
+	s := v.GetString("shard")
+	if s == "" {
+		if given(cmd, v, "fault-shard") {
+			return apperr.Errorf(apperr.EUSAGE, "--fault-shard applies with --shard K/N")
+		}
+		return nil
+	}
+	sh, err := rundir.ParseShard(s)
+	if err != nil {
+		return apperr.Errorf(apperr.EUSAGE, "--shard %s: %v", s, err)
+	}
+	p.Shard, p.FaultShard = sh, v.GetInt("fault-shard")
+	if sh.Sharded() && p.Seed == 0 {
+		return apperr.Errorf(apperr.EUSAGE, "--shard %s needs --seed: every shard must build the same plan", sh)
+	}
+	return nil
+}
+
+// wholeRate is the whole run's rate: a rate given explicitly is one
+// shard's of n.
+func wholeRate(r load.Rate, n int, explicit bool) load.Rate {
+	if explicit && n > 1 {
+		r.From, r.To = r.From*float64(n), r.To*float64(n)
+	}
+	return r
+}
+
+// divideForShard gives a shard of N its share of the concurrency, rate and
+// in-flight cap that describe the whole run (a profile's or the default);
+// a value given by flag, environment or config file is the shard's own.
+func divideForShard(cmd *cobra.Command, v *viper.Viper, p *attack.PlanConfig) {
+	n := p.Shard.N
+	if n <= 1 {
+		return
+	}
+	share := func(x int) int { return max(1, (x+n-1)/n) }
+	if !given(cmd, v, "concurrency") {
+		p.Concurrency = share(p.Concurrency)
+	}
+	if p.Rate.From == 0 {
+		return
+	}
+	if !given(cmd, v, "rate") {
+		p.Rate.From, p.Rate.To = p.Rate.From/float64(n), p.Rate.To/float64(n)
+	}
+	if !given(cmd, v, "max-inflight") {
+		inflight := p.MaxInflight
+		if inflight == 0 {
+			inflight = load.DefaultMaxInflight
+		}
+		p.MaxInflight = share(inflight)
+	}
 }
 
 // given reports whether a setting was given by flag, environment or

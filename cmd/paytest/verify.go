@@ -55,18 +55,33 @@ A threshold is METRIC OP VALUE with OP one of < <= > >=:
   confirmed_rate, attempt_rate   per second over the run
   dropped_arrivals        open-model arrivals dropped at --max-inflight
 
+Shards (attack --shard K/N): give every shard's run directory (--run DIR
+repeated, or a glob such as --run 'runs/x/shard-*', expanded by paytest) and
+verify judges them as one run of the whole plan, writing the verdict to
+--out (default merged/ beside the first shard). Shards of different seeds or
+plans, mixed shard counts or a shard given twice are refused (exit 2). A
+missing shard's ops, or those a shard that did not finish never sent, are
+not judged: the verdict is then inconclusive at best, naming the shard and
+its ops. Live evidence flags are collected once, into --out; without them the
+system's evidence (metrics, ledger) is that of the shard with a ledger.jsonl
+that ended last, else of the shard that ended last: the latest collection
+holds every shard's effects. Each shard's own figures are printed beside the
+merged ones (report.json "shards").
+
 Exit codes: 0 held, 1 violated, 2 usage, 3 inconclusive (evidence missing or
 unreachable). --junit FILE also writes every check as JUnit XML.`,
 		Example: `  paytest verify --run runs/2026-11-28T12-00-00
   paytest verify --metrics-url consumer=http://127.0.0.1:9102/metrics --database-url postgres://...
   paytest verify --metrics-url http://shop.internal/metrics --side-effect-metric shop_charges_applied_total
   paytest verify --prometheus-url http://127.0.0.1:9090 --output json
-  paytest verify --run runs/demo --threshold 'op_p99 < 800ms' --threshold 'attempt_error_rate < 5%' --junit junit.xml`,
+  paytest verify --run runs/demo --threshold 'op_p99 < 800ms' --threshold 'attempt_error_rate < 5%' --junit junit.xml
+  paytest verify --run 'runs/big/shard-*' --junit runs/big/junit.xml`,
 		Args: cobra.NoArgs,
 		RunE: runVerify,
 	}
 	f := cmd.Flags()
-	f.String("run", "", "run directory to verify (and, live, to save the evidence in)")
+	f.StringArray("run", nil, "run directory to verify (and, live, to save the evidence in); repeat it, or give a glob such as 'runs/x/shard-*' (expanded by paytest), to merge the shards of one plan")
+	f.String("out", "", "with several --run shards: where the merged verdict (and live evidence) goes (default: merged/ beside the first shard)")
 	f.StringArray("metrics-url", nil, "a component's metrics page as name=URL (repeatable; a bare URL is named \"target\")")
 	f.String("prometheus-url", "", "Prometheus server to query (PromQL instant queries) instead of or besides the pages")
 	f.Duration("prometheus-wait", 0, "wait up to this long for Prometheus to scrape every target after verify starts (0: query at once)")
@@ -124,11 +139,19 @@ func runVerify(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	runDir, err := evidenceDir(cmd.Context(), log, src, v.GetString("run"))
+	runs, err := runDirs(cmd, v)
 	if err != nil {
 		return err
 	}
-	rep, err := verify.Verify(cmd.Context(), runDir, opts)
+	var rep *verify.Report
+	var runDir string
+	if len(runs) > 1 {
+		rep, runDir, err = verifyShards(cmd.Context(), log, src, runs, v.GetString("out"), opts)
+	} else {
+		if runDir, err = evidenceDir(cmd.Context(), log, src, strings.Join(runs, "")); err == nil {
+			rep, err = verify.Verify(cmd.Context(), runDir, opts)
+		}
+	}
 	if err != nil {
 		return err
 	}
@@ -199,6 +222,65 @@ func verifyOptions(cmd *cobra.Command, v *viper.Viper, src verify.Sources) (veri
 		opts.Thresholds = append([]verify.Threshold{}, ths...) // non-nil: run.yaml's are replaced
 	}
 	return opts, checkJUnit(v.GetString("junit"))
+}
+
+// runDirs are the --run values, globs expanded (by paytest: a Kubernetes
+// Job's arguments see no shell). A glob that matches no directory is
+// refused.
+func runDirs(cmd *cobra.Command, v *viper.Viper) ([]string, error) {
+	vals, _ := cmd.Flags().GetStringArray("run")
+	if !cmd.Flags().Changed("run") {
+		vals = nil
+		if s := v.GetString("run"); s != "" {
+			vals = []string{s}
+		}
+	}
+	var out []string
+	for _, val := range vals {
+		if !strings.ContainsAny(val, "*?[") {
+			out = append(out, val)
+			continue
+		}
+		matches, err := filepath.Glob(val)
+		if err != nil {
+			return nil, apperr.Wrap(apperr.EUSAGE, err, "--run %s", val)
+		}
+		n := 0
+		for _, m := range matches {
+			if st, err := os.Stat(m); err == nil && st.IsDir() {
+				out = append(out, m)
+				n++
+			}
+		}
+		if n == 0 {
+			return nil, apperr.Errorf(apperr.EUSAGE, "--run %s matches no directory", val)
+		}
+	}
+	return out, nil
+}
+
+// verifyShards merges the shards in runs into one verdict written to out
+// (default: merged/ beside the first shard). Live evidence flags are
+// collected once, into out; without them the evidence of one shard stands
+// for all (verify.ShardSet.EvidenceDir says which).
+func verifyShards(ctx context.Context, log *slog.Logger, src verify.Sources, runs []string, out string, opts verify.Options) (*verify.Report, string, error) {
+	set, err := verify.OpenShards(runs)
+	if err != nil {
+		return nil, "", err
+	}
+	if out == "" {
+		out = filepath.Join(filepath.Dir(filepath.Clean(set.Shards[0].Dir)), "merged")
+	}
+	evDir, why := set.EvidenceDir()
+	if live := len(src.MetricsURLs) > 0 || src.PrometheusURL != "" || src.DatabaseURL != ""; live {
+		if evDir, err = evidenceDir(ctx, log, src, out); err != nil {
+			return nil, "", err
+		}
+		why = "collected once into " + out
+	}
+	log.Info("merging shards", "shards", len(set.Shards), "of", set.N, "evidence", why, "out", out)
+	rep, err := verify.VerifyShards(ctx, set, out, evDir, opts)
+	return rep, out, err
 }
 
 // evidenceDir is the run directory to verify: runDir as given for a saved
