@@ -450,6 +450,15 @@ func planConfig(cmd *cobra.Command, v *viper.Viper) (attack.PlanConfig, error) {
 		if p.Duration > 0 && !given(cmd, v, "ops") {
 			p.Ops = wholeRate(r, p.Shard.N, given(cmd, v, "rate")).Ops(p.Duration)
 		}
+	} else {
+		// The closed pool asked for over a profile's open model: the
+		// profile's pacing goes with its rate.
+		if !given(cmd, v, "duration") {
+			p.Duration = 0
+		}
+		if !given(cmd, v, "max-inflight") {
+			p.MaxInflight = 0
+		}
 	}
 	divideForShard(cmd, v, &p)
 	return p, nil

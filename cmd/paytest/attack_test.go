@@ -227,14 +227,16 @@ func TestOpenModelFlags(t *testing.T) {
 		inflight int
 		ths      []string
 	}{
-		{"closed pool by default", nil, nil, 1000, load.Rate{}, 0, nil},
-		{"rate alone keeps the ops", []string{"--rate", "500"}, nil, 1000, load.Rate{From: 500, To: 500}, 0, nil},
-		{"rate x duration sizes the run", []string{"--rate", "500", "--duration", "4s"}, nil, 2000, load.Rate{From: 500, To: 500}, 0, nil},
-		{"a ramp's average rate", []string{"--rate", "100:300", "--duration", "10s"}, nil, 2000, load.Rate{From: 100, To: 300}, 0, nil},
-		{"--ops wins over duration", []string{"--rate", "500", "--duration", "4s", "--ops", "300"}, nil, 300, load.Rate{From: 500, To: 500}, 0, nil},
-		{"PAYTEST_OPS wins over duration", []string{"--rate", "500", "--duration", "4s"}, map[string]string{"PAYTEST_OPS": "250"}, 250, load.Rate{From: 500, To: 500}, 0, nil},
-		{"rate from the environment", []string{"--max-inflight", "64"}, map[string]string{"PAYTEST_RATE": "50:60"}, 1000, load.Rate{From: 50, To: 60}, 64, nil},
-		{"thresholds repeat", []string{"--threshold", "op_p99 < 800ms", "--threshold", "confirmed_rate>990"}, nil, 1000, load.Rate{}, 0, []string{"op_p99 < 800ms", "confirmed_rate > 990"}},
+		{"closed pool without a rate", []string{"--profile", "race"}, nil, 500, load.Rate{}, 0, nil},
+		{"rate alone keeps the ops", []string{"--profile", "race", "--rate", "500"}, nil, 500, load.Rate{From: 500, To: 500}, 0, nil},
+		{"rate x duration sizes the run", []string{"--profile", "race", "--rate", "500", "--duration", "4s"}, nil, 2000, load.Rate{From: 500, To: 500}, 0, nil},
+		{"a ramp's average rate", []string{"--profile", "race", "--rate", "100:300", "--duration", "10s"}, nil, 2000, load.Rate{From: 100, To: 300}, 0, nil},
+		{"--ops wins over duration", []string{"--profile", "race", "--rate", "500", "--duration", "4s", "--ops", "300"}, nil, 300, load.Rate{From: 500, To: 500}, 0, nil},
+		{"PAYTEST_OPS wins over duration", []string{"--profile", "race", "--rate", "500", "--duration", "4s"}, map[string]string{"PAYTEST_OPS": "250"}, 250, load.Rate{From: 500, To: 500}, 0, nil},
+		{"rate from the environment", []string{"--profile", "race", "--max-inflight", "64"}, map[string]string{"PAYTEST_RATE": "50:60"}, 500, load.Rate{From: 50, To: 60}, 64, nil},
+		{"the default profile's open model", []string{"--profile", "default"}, nil, 1000, load.Rate{From: 500, To: 500}, 256, nil},
+		{"--rate '' asks for the closed pool over the profile's open model", []string{"--profile", "default", "--rate", ""}, nil, 1000, load.Rate{}, 0, nil},
+		{"thresholds repeat", []string{"--profile", "race", "--threshold", "op_p99 < 800ms", "--threshold", "confirmed_rate>990"}, nil, 500, load.Rate{}, 0, []string{"op_p99 < 800ms", "confirmed_rate > 990"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -264,8 +266,8 @@ func TestOpenModelFlagErrors(t *testing.T) {
 		{[]string{"--rate", "0"}, "--rate"},
 		{[]string{"--rate", "fast"}, "--rate"},
 		{[]string{"--rate", "100:"}, "ramp's end"},
-		{[]string{"--duration", "5s"}, "give --rate too"},
-		{[]string{"--max-inflight", "10"}, "give --rate too"},
+		{[]string{"--profile", "race", "--duration", "5s"}, "give --rate too"},
+		{[]string{"--profile", "race", "--max-inflight", "10"}, "give --rate too"},
 		{[]string{"--rate", "10", "--max-inflight", "-1"}, "must not be negative"},
 		{[]string{"--rate", "100", "--duration", "1h"}, "ops"}, // 360,000 ops: over the plan's limit
 		{[]string{"--threshold", "op_p99 800ms"}, "no comparison"},
