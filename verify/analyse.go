@@ -186,8 +186,16 @@ func (l *cxList) add(c Counterexample) {
 }
 
 func analyse(ctx context.Context, in inputs, ev *evidence, opts Options) (*analysis, error) {
+	// run.yaml's ops size the per-op state up front: growing a slice of a
+	// million ops by doubling holds both copies at once, the peak of the
+	// whole verification.
+	hint := 0
+	if ev.hasRun && ev.run.Ops > 0 && ev.run.Ops <= 1<<24 {
+		hint = ev.run.Ops + ev.run.Ops/16 + 16
+	}
 	a := &analysis{
-		index:    map[int]int32{},
+		ops:      make([]opState, 0, hint),
+		index:    make(map[int]int32, hint),
 		outcomes: map[string]int{},
 		pending:  map[senderKey]pendingRA{},
 		jitter:   map[jitterKey]*jitterSamples{},
