@@ -214,7 +214,7 @@ func TestCtrlCDuringThePlanEndsAtOnce(t *testing.T) {
 	}
 	cmd := exec.Command(testinfra.Paytest(t), "attack", "--ops", "250000", "--no-progress", "--out", t.TempDir())
 	cmd.Env = append(cleanEnv(), "TMPDIR="+worldTmp(t))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	ownGroup(cmd)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -222,7 +222,7 @@ func TestCtrlCDuringThePlanEndsAtOnce(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	t.Cleanup(func() { killGroup(cmd) })
 	sc := bufio.NewScanner(stderr)
 	var log strings.Builder
 	for sc.Scan() && !strings.Contains(sc.Text(), " up in ") {

@@ -12,9 +12,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
+	"github.com/spf13/cobra"
+
 	"github.com/paytest/paytest/internal/apperr"
+	"github.com/paytest/paytest/internal/proc"
 	"github.com/paytest/paytest/internal/redact"
 )
 
@@ -35,8 +39,52 @@ func main() {
 // run executes the command line args and returns what went wrong, if anything.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	root := newRootCmd(stdout, stderr)
+	bundledOnlyOnUnix(root, runtime.GOOS)
 	root.SetArgs(args)
 	return root.ExecuteContext(ctx)
+}
+
+// bundledOnlyOnUnix makes the commands that run the bundled reference
+// system refuse, on an operating system that cannot run it (goos, as
+// runtime.GOOS; see proc.CheckOS), with a usage error that points at
+// --target: attack without a target, and every serve command. Flags are
+// checked first, as everywhere.
+func bundledOnlyOnUnix(root *cobra.Command, goos string) {
+	unsupported := proc.CheckOS(goos)
+	if unsupported == nil {
+		return
+	}
+	for _, c := range root.Commands() {
+		switch c.Name() {
+		case "attack":
+			refuseIf(c, func(cmd *cobra.Command) error {
+				v, err := settings(cmd, nil)
+				if err != nil {
+					return err
+				}
+				if v.GetString("target") == "" {
+					return unsupported
+				}
+				return nil
+			})
+		case "serve":
+			for _, s := range c.Commands() {
+				refuseIf(s, func(*cobra.Command) error { return unsupported })
+			}
+		}
+	}
+}
+
+// refuseIf runs check before c's own RunE, which runs only if check
+// returns nil.
+func refuseIf(c *cobra.Command, check func(*cobra.Command) error) {
+	runE := c.RunE
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := check(cmd); err != nil {
+			return err
+		}
+		return runE(cmd, args)
+	}
 }
 
 // Exit codes, as README.md's "Reference interface" lists them.

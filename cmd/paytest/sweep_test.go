@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,7 +23,7 @@ func startUntil(t *testing.T, tmp, ready string, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(testinfra.Paytest(t), args...)
 	cmd.Env = append(cleanEnv(), "TMPDIR="+tmp)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	ownGroup(cmd)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -34,7 +33,7 @@ func startUntil(t *testing.T, tmp, ready string, args ...string) *exec.Cmd {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		killGroup(cmd)
 		_ = cmd.Wait()
 	})
 	sc := bufio.NewScanner(stderr)

@@ -8,11 +8,11 @@ package crashpoint
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 
 	"github.com/paytest/paytest/internal/apperr"
 )
@@ -27,7 +27,8 @@ type Set struct {
 }
 
 // Parse arms the points in specs ("name" or "name:N"), accepting only the
-// names in allowed. An empty specs gives a nil Set.
+// names in allowed. An empty specs gives a nil Set. On Windows, which has
+// no SIGKILL to die of, arming any point is refused.
 func Parse(specs []string, allowed ...string) (*Set, error) {
 	var s *Set
 	for _, spec := range specs {
@@ -52,6 +53,9 @@ func Parse(specs []string, allowed ...string) (*Set, error) {
 			sorted := append([]string(nil), allowed...)
 			sort.Strings(sorted)
 			return nil, apperr.Errorf(apperr.EUSAGE, "unknown crash point %q (this component has: %s)", name, strings.Join(sorted, ", "))
+		}
+		if err := checkOS(runtime.GOOS); err != nil {
+			return nil, err
 		}
 		if s == nil {
 			s = &Set{at: map[string]int{}, hits: map[string]int{}}
@@ -101,6 +105,15 @@ func (s *Set) Hit(name string) {
 		s.kill()
 		return
 	}
-	_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	killSelf()
 	select {} // never returns: the signal is on its way
+}
+
+// checkOS refuses crash points on an operating system (runtime.GOOS) where
+// a process cannot SIGKILL itself.
+func checkOS(goos string) error {
+	if goos == "windows" || goos == "plan9" || goos == "js" || goos == "wasip1" {
+		return apperr.Errorf(apperr.EUSAGE, "crash points need Linux or macOS: a crash is the process sending itself SIGKILL, which %s has no equivalent of", goos)
+	}
+	return nil
 }

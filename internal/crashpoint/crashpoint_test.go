@@ -1,6 +1,7 @@
 package crashpoint
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/paytest/paytest/internal/apperr"
@@ -44,5 +45,19 @@ func TestHitFiresOnTheNthPassOnly(t *testing.T) {
 	none.Hit("after-publish") // must not panic
 	if none.Armed("after-publish") || !s.Armed("after-publish") {
 		t.Fatal("Armed is wrong")
+	}
+}
+
+// TestCheckOSRefusesWithoutSIGKILL refuses crash points, as a usage error,
+// where a process cannot SIGKILL itself, and allows them on Unix.
+func TestCheckOSRefusesWithoutSIGKILL(t *testing.T) {
+	for _, goos := range []string{"linux", "darwin", "freebsd"} {
+		if err := checkOS(goos); err != nil {
+			t.Errorf("%s: %v", goos, err)
+		}
+	}
+	err := checkOS("windows")
+	if apperr.Code(err) != apperr.EUSAGE || !strings.Contains(err.Error(), "crash points need Linux or macOS") {
+		t.Fatalf("windows: %v (code %q)", err, apperr.Code(err))
 	}
 }

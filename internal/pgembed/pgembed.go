@@ -13,9 +13,9 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,7 +25,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/paytest/paytest/internal/apperr"
 	"github.com/paytest/paytest/internal/proc"
 )
 
@@ -45,17 +44,11 @@ func postmasterRunning(dir string) bool {
 	return err == nil && pid > 0 && proc.Alive(pid, "")
 }
 
-// ErrNoBinaries is returned when no initdb/postgres pair can be found.
-var ErrNoBinaries = &apperr.Error{
-	Code: apperr.EINCONCLUSIVE,
-	Message: "no PostgreSQL server binaries found (looked in PATH and /usr/lib/postgresql/*/bin): " +
-		"install them (Debian: apt-get install postgresql) or pass --database-url postgres://...",
-}
-
 // Options configures a cluster. The zero value is ready to use.
 type Options struct {
-	// BinDir holds initdb and postgres; empty means search PATH, then
-	// /usr/lib/postgresql/*/bin (newest first).
+	// BinDir holds initdb and postgres; empty means search PATH, then the
+	// usual places of this system (Debian's /usr/lib/postgresql/*/bin;
+	// Homebrew's and Postgres.app's on macOS), newest first.
 	BinDir string
 	// Port to listen on; 0 picks a free loopback port.
 	Port int
@@ -78,9 +71,13 @@ type Cluster struct {
 }
 
 // Start runs initdb into a new temporary directory and starts postgres on a
-// loopback port, returning once it accepts connections. As root, both run as
-// the "postgres" system user, because initdb refuses to run as root.
+// loopback port, returning once it accepts connections. As root on Linux,
+// both run as the "postgres" system user, because initdb refuses to run as
+// root.
 func Start(ctx context.Context, opts Options) (*Cluster, error) {
+	if err := proc.CheckOS(runtime.GOOS); err != nil {
+		return nil, fmt.Errorf("pgembed: %w", err)
+	}
 	bin, err := findBinDir(opts.BinDir)
 	if err != nil {
 		return nil, err
@@ -88,7 +85,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if opts.StartTimeout == 0 {
 		opts.StartTimeout = 30 * time.Second
 	}
-	cred, uid, gid, err := runAs()
+	acct, err := serverAccount()
 	if err != nil {
 		return nil, err
 	}
@@ -104,15 +101,13 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		_ = os.RemoveAll(dir)
 		return nil, err
 	}
-	if cred != nil {
-		if err := os.Chown(dir, uid, gid); err != nil {
-			return fail(fmt.Errorf("pgembed: chown %s: %w", dir, err))
-		}
+	if err := acct.own(dir); err != nil {
+		return fail(err)
 	}
 	data := filepath.Join(dir, "data")
 	initdb := exec.CommandContext(ctx, filepath.Join(bin, "initdb"),
 		"-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync", "--locale=C")
-	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	initdb.SysProcAttr = acct.initdbAttr()
 	initdb.Dir = dir
 	if out, err := initdb.CombinedOutput(); err != nil {
 		return fail(fmt.Errorf("pgembed: initdb: %w: %s", err, lastLines(out, 5)))
@@ -125,7 +120,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 			}
 		}
 		c.port = port
-		err = c.startServer(ctx, bin, data, cred, opts)
+		err = c.startServer(ctx, bin, data, acct, opts)
 		if err == nil {
 			return c, nil
 		}
@@ -138,7 +133,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 }
 
-func (c *Cluster) startServer(ctx context.Context, bin, data string, cred *syscall.Credential, opts Options) error {
+func (c *Cluster) startServer(ctx context.Context, bin, data string, acct account, opts Options) error {
 	args := []string{"-D", data, "-p", strconv.Itoa(c.port), "-h", "127.0.0.1", "-k", c.dir,
 		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
 		"-c", "max_connections=300", "-c", "shared_buffers=128MB", "-c", "log_min_messages=warning"}
@@ -154,10 +149,7 @@ func (c *Cluster) startServer(ctx context.Context, bin, data string, cred *sysca
 	cmd.Dir = c.dir
 	cmd.Stdout = c.log
 	cmd.Stderr = c.log
-	// Pdeathsig: if paytest dies, postgres goes down with it (SIGQUIT is an
-	// immediate shutdown). Setpgid keeps a terminal's Ctrl-C for paytest to
-	// handle, so shutdown happens in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGQUIT, Setpgid: true}
+	cmd.SysProcAttr = acct.serverAttr()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("pgembed: start postgres: %w", err)
 	}
@@ -246,61 +238,6 @@ func DropDatabase(ctx context.Context, adminURL, name string) error {
 	defer conn.Close(ctx)
 	_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
 	return err
-}
-
-func findBinDir(dir string) (string, error) {
-	has := func(d string) bool {
-		for _, b := range []string{"initdb", "postgres"} {
-			if st, err := os.Stat(filepath.Join(d, b)); err != nil || st.IsDir() {
-				return false
-			}
-		}
-		return true
-	}
-	if dir != "" {
-		if has(dir) {
-			return dir, nil
-		}
-		return "", ErrNoBinaries
-	}
-	if p, err := exec.LookPath("initdb"); err == nil {
-		if real, err := filepath.EvalSymlinks(p); err == nil && has(filepath.Dir(real)) {
-			return filepath.Dir(real), nil
-		}
-		if has(filepath.Dir(p)) {
-			return filepath.Dir(p), nil
-		}
-	}
-	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
-	sort.Slice(matches, func(i, j int) bool { return versionOf(matches[i]) > versionOf(matches[j]) })
-	for _, m := range matches {
-		if has(m) {
-			return m, nil
-		}
-	}
-	return "", ErrNoBinaries
-}
-
-func versionOf(binDir string) float64 {
-	v, _ := strconv.ParseFloat(filepath.Base(filepath.Dir(binDir)), 64)
-	return v
-}
-
-// runAs returns the credential to run PostgreSQL under: nil when not root,
-// the "postgres" system user when root.
-func runAs() (*syscall.Credential, int, int, error) {
-	if os.Geteuid() != 0 {
-		return nil, -1, -1, nil
-	}
-	u, err := user.Lookup("postgres")
-	if err != nil {
-		return nil, 0, 0, &apperr.Error{Code: apperr.EINCONCLUSIVE,
-			Message: "running as root, and PostgreSQL refuses root: create a 'postgres' system user (Debian's postgresql package does) or pass --database-url",
-			Err:     err}
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, uid, gid, nil
 }
 
 func freePort() (int, error) {

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -93,7 +92,7 @@ func orphaned(dir string) bool {
 // started at start (its /proc start time): a pid reused by a later
 // process is not alive in this sense.
 func Alive(pid int, start string) bool {
-	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+	if !processRuns(pid) {
 		return false
 	}
 	if start == "" {

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -78,6 +79,9 @@ func (p *Process) lastWords() string {
 // to the ready file Start hands it (EnvReadyFile) and, if Spec.Ready is set,
 // until that endpoint answers 2xx. What the child logs is teed, never parsed.
 func Start(ctx context.Context, spec Spec) (*Process, error) {
+	if err := CheckOS(runtime.GOOS); err != nil {
+		return nil, fmt.Errorf("proc: start %s: %w", spec.Name, err)
+	}
 	if spec.StartTimeout == 0 {
 		spec.StartTimeout = 30 * time.Second
 	}
@@ -112,9 +116,7 @@ var errStartTimeout = errors.New("start timeout")
 func spawn(spec Spec, rf *ReadyFile) (*Process, error) {
 	cmd := exec.Command(spec.Path, spec.Args...)
 	cmd.Env = append(append(os.Environ(), spec.Env...), rf.Env())
-	// Own process group, so a terminal's Ctrl-C reaches paytest alone and it
-	// can stop children in order; Pdeathsig so none outlives a killed paytest.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = SysProcAttr()
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err

@@ -10,9 +10,9 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -44,6 +44,9 @@ type Server struct {
 // Start starts redis-server on a free loopback port and returns once it
 // answers PING.
 func Start(ctx context.Context) (*Server, error) {
+	if err := proc.CheckOS(runtime.GOOS); err != nil {
+		return nil, fmt.Errorf("redisembed: %w", err)
+	}
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return nil, ErrNoBinary
@@ -82,7 +85,7 @@ func (s *Server) start(ctx context.Context, port int) error {
 	cmd := exec.Command(s.bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", s.dir, "--daemonize", "no", "--loglevel", "warning")
 	cmd.Stdout, cmd.Stderr = s.log, s.log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	cmd.SysProcAttr = proc.SysProcAttr()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("redisembed: start: %w", err)
 	}

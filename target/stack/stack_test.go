@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/paytest/paytest/internal/proc"
 	"github.com/paytest/paytest/internal/testinfra"
 )
 
@@ -112,7 +112,7 @@ func TestStackChargesFlowToTheLedgerAndSurviveARelayRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, pid := range pids {
-		if err := syscall.Kill(pid, 0); err == nil {
+		if proc.Alive(pid, "") {
 			t.Fatalf("pid %d still alive after Stop", pid)
 		}
 	}
