@@ -40,21 +40,67 @@ type opState struct {
 	// The client's view, by attempt: 2xx (new or replay) and the rest.
 	news, replays, conflicts, mismatches, rejected, budget, indeterminate int32
 	firstOK                                                               int64 // unix nanos of the first 2xx's end
-	// chargeIDs are the distinct charges the 2xx answers describe: the
-	// identities (resource id, else body digest) of the unmarked ones and
-	// the resource ids of the marked replays (whose bodies may differ from
-	// the original's). anonNews counts unmarked 2xx with neither. okIDs
-	// adds the marked replays' body digests: what a reuse's answer may
-	// match.
-	chargeIDs, okIDs []string
-	anonNews         int32
+	// ids are the identities its 2xx answers carried (nil without any):
+	// apart, so that a million ops answered without ids cost nothing.
+	ids *opIDs
+	// anonNews counts unmarked 2xx answers with no identity.
+	anonNews int32
 	// otherStatus is a reuse's first definite answer that is neither 2xx
 	// nor a declared reuse status (400 where 422 was expected...).
 	otherStatus int32
-	// The 409s: first and last seen (unix nanos of their ends), and
-	// whether the op's last answer was one.
-	firstConflict, lastConflict, lastEnd int64
-	endedInConflict                      bool
+	// conflict is when 409s were seen (nil without any); lastEnd the end
+	// of the op's last answer, and endedInConflict whether it was a 409.
+	conflict        *conflictSpan
+	lastEnd         int64
+	endedInConflict bool
+}
+
+// opIDs are the charges an op's 2xx answers describe. charge: the
+// identities (resource id, else body digest) of the unmarked ones and the
+// resource ids of the marked replays (whose bodies may differ from the
+// original's). ok adds the marked replays' body digests: what a reuse's
+// answer may match.
+type opIDs struct{ charge, ok []string }
+
+// conflictSpan is the first and last 409 an op got (unix nanos of their
+// ends).
+type conflictSpan struct{ first, last int64 }
+
+// chargeIDs are the distinct charges the op's 2xx answers describe.
+func (o *opState) chargeIDs() []string {
+	if o.ids == nil {
+		return nil
+	}
+	return o.ids.charge
+}
+
+// okIDs are chargeIDs and the marked replays' body digests.
+func (o *opState) okIDs() []string {
+	if o.ids == nil {
+		return nil
+	}
+	return o.ids.ok
+}
+
+// addIDs records identities of the op's 2xx answers: charge ("" none) and ok.
+func (o *opState) addIDs(charge, ok string) {
+	if o.ids == nil {
+		o.ids = &opIDs{}
+	}
+	if charge != "" {
+		o.ids.charge = addID(o.ids.charge, charge)
+	}
+	if ok != "" {
+		o.ids.ok = addID(o.ids.ok, ok)
+	}
+}
+
+// conflictTimes are the first and last 409 (0, 0 without one).
+func (o *opState) conflictTimes() (first, last int64) {
+	if o.conflict == nil {
+		return 0, 0
+	}
+	return o.conflict.first, o.conflict.last
 }
 
 func (o *opState) ok() int32 { return o.news + o.replays }
@@ -62,14 +108,14 @@ func (o *opState) ok() int32 { return o.news + o.replays }
 // charges is how many distinct charges the client saw created for the op:
 // unmarked 2xx answers that carry the same resource id (or, without one,
 // the same body) are one charge replayed, not several.
-func (o *opState) charges() int { return len(o.chargeIDs) + int(o.anonNews) }
+func (o *opState) charges() int { return len(o.chargeIDs()) + int(o.anonNews) }
 
 // resourceIDs counts the distinct resource ids among the charges the
 // client saw: without a ledger, only these tell charges apart (bodies may
 // differ between a charge and its replay: a fresh request id, a timestamp).
 func (o *opState) resourceIDs() int {
 	n := 0
-	for _, id := range o.chargeIDs {
+	for _, id := range o.chargeIDs() {
 		if !strings.HasPrefix(id, bodyPrefix) {
 			n++
 		}
@@ -145,7 +191,10 @@ type delayPoint struct {
 
 // analysis is the streamed state of plan and history.
 type analysis struct {
-	ops     []opState
+	ops []opState
+	// byID holds 1 + the position in ops of op id, 0 for none; index the
+	// ids past it (see setIndex).
+	byID    []int32
 	index   map[int]int32
 	planned bool
 	latency *latencyAcc
@@ -195,13 +244,14 @@ func analyse(ctx context.Context, in inputs, ev *evidence, opts Options) (*analy
 	}
 	a := &analysis{
 		ops:      make([]opState, 0, hint),
-		index:    make(map[int]int32, hint),
+		byID:     make([]int32, 0, hint+1),
+		index:    map[int]int32{},
 		outcomes: map[string]int{},
 		pending:  map[senderKey]pendingRA{},
 		jitter:   map[jitterKey]*jitterSamples{},
 		raEarly:  cxList{max: opts.MaxCounterexamples},
 		outage:   newOutageTally(ev.faults),
-		latency:  newLatencyAcc(),
+		latency:  newLatencyAcc(hint),
 		reuses:   map[int][]int32{},
 	}
 	a.reuseStatuses = opts.ReuseStatuses
@@ -213,7 +263,7 @@ func analyse(ctx context.Context, in inputs, ev *evidence, opts Options) (*analy
 	}
 	part := in.shards.partition()
 	err := rundir.ReadFile(in.plan, func(op rundir.Op) error {
-		if _, dup := a.index[op.Op]; dup {
+		if _, dup := a.lookup(op.Op); dup {
 			return fmt.Errorf("op %d planned twice", op.Op)
 		}
 		s := opState{merchant: op.Merchant, key: op.Key, op: op.Op, amount: op.Amount, reuseOf: int32(op.ReuseOf), senders: int32(op.Senders), race: op.Race}
@@ -234,7 +284,7 @@ func analyse(ctx context.Context, in inputs, ev *evidence, opts Options) (*analy
 		default:
 			s.kind = kindOther
 		}
-		a.index[op.Op] = int32(len(a.ops))
+		a.setIndex(op.Op, int32(len(a.ops)))
 		a.ops = append(a.ops, s)
 		return nil
 	})
@@ -319,10 +369,10 @@ func confirms(kind uint8, outcome string) bool {
 // opOf is the state of the attempt's op, added as unplanned when the plan
 // does not have it.
 func (a *analysis) opOf(at *rundir.Attempt) *opState {
-	i, ok := a.index[at.Op]
+	i, ok := a.lookup(at.Op)
 	if !ok {
 		i = int32(len(a.ops))
-		a.index[at.Op] = i
+		a.setIndex(at.Op, i)
 		a.ops = append(a.ops, opState{merchant: at.Merchant, key: at.Key, op: at.Op, kind: kindUnplanned})
 	}
 	return &a.ops[i]
@@ -335,18 +385,14 @@ func (o *opState) count(at *rundir.Attempt, outcome string) {
 	case rundir.OutcomeNew:
 		o.news++
 		if id := identity(at); id != "" {
-			o.chargeIDs = addID(o.chargeIDs, id)
-			o.okIDs = addID(o.okIDs, id)
+			o.addIDs(id, id)
 		} else {
 			o.anonNews++
 		}
 	case rundir.OutcomeReplay:
 		o.replays++
-		if at.ChargeID != "" {
-			o.chargeIDs = addID(o.chargeIDs, at.ChargeID)
-		}
-		if id := identity(at); id != "" {
-			o.okIDs = addID(o.okIDs, id)
+		if id := identity(at); at.ChargeID != "" || id != "" {
+			o.addIDs(at.ChargeID, id)
 		}
 	case rundir.OutcomeConflict:
 		o.conflicts++
@@ -482,10 +528,10 @@ func (a *analysis) trackConflict(o *opState, at *rundir.Attempt, outcome string)
 	}
 	e := end.UnixNano()
 	if outcome == rundir.OutcomeConflict {
-		if o.firstConflict == 0 || e < o.firstConflict {
-			o.firstConflict = e
+		if o.conflict == nil {
+			o.conflict = &conflictSpan{first: e, last: e}
 		}
-		o.lastConflict = max(o.lastConflict, e)
+		o.conflict.first, o.conflict.last = min(o.conflict.first, e), max(o.conflict.last, e)
 	}
 	if e >= o.lastEnd {
 		o.lastEnd = e
@@ -562,10 +608,33 @@ func internOutcome(at *rundir.Attempt) string {
 
 // op returns the state of a planned op id, or nil.
 func (a *analysis) op(id int) *opState {
-	if i, ok := a.index[id]; ok {
+	if i, ok := a.lookup(id); ok {
 		return &a.ops[i]
 	}
 	return nil
+}
+
+// lookup is the position in ops of op id.
+func (a *analysis) lookup(id int) (int32, bool) {
+	if id >= 0 && id < len(a.byID) && a.byID[id] > 0 {
+		return a.byID[id] - 1, true
+	}
+	i, ok := a.index[id]
+	return i, ok
+}
+
+// setIndex files op id at position i of ops: a plan numbers its ops from
+// 0 or 1 on, so their positions are kept in a slice by id (a map of a
+// million entries is ten times its size); ids far past it go to the map.
+func (a *analysis) setIndex(id int, i int32) {
+	if id < 0 || id >= 1<<26 || id > 2*len(a.byID)+1024 {
+		a.index[id] = i
+		return
+	}
+	for len(a.byID) <= id {
+		a.byID = append(a.byID, 0)
+	}
+	a.byID[id] = i + 1
 }
 
 // sortedJitterKeys orders backoff groups by attempt, then retry-after.

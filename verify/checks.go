@@ -1,8 +1,10 @@
 package verify
 
 import (
+	"cmp"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -311,19 +313,10 @@ func (a *analysis) unplannedLedger(ev *evidence, opts Options, r *Report) cxList
 	if !a.planned || !ev.hasLedger {
 		return cx
 	}
-	planned := make(map[string]bool, len(a.ops))
-	for i := range a.ops {
-		if o := &a.ops[i]; o.kind == kindCharge || o.kind == kindReuse {
-			m := o.merchant
-			if !ev.ledgerMerchants {
-				m = ""
-			}
-			planned[mkey(m, o.key)] = true
-		}
-	}
+	planned := a.plannedKeys(ev)
 	keys := make([]string, 0)
 	for k := range ev.ledger {
-		if !planned[k] {
+		if m, key, _ := strings.Cut(k, "\x00"); !planned.has(m, key) {
 			keys = append(keys, k)
 		}
 	}
@@ -335,6 +328,64 @@ func (a *analysis) unplannedLedger(ev *evidence, opts Options, r *Report) cxList
 		cx.add(Counterexample{Op: -1, Merchant: m, Key: key, LedgerEffects: &e, Why: "ledger effects under a key no operation of the plan used"})
 	}
 	return cx
+}
+
+// keySet is the plan's keys, for telling a ledger key no op used: each
+// planned op's (merchant, key) hash beside the op, sorted by hash, a
+// fraction of a map of a million keys; a hash found is confirmed against
+// the op's own key.
+type keySet struct {
+	refs      []keyRef
+	ops       []opState
+	merchants bool
+}
+
+type keyRef struct {
+	h uint64
+	i int32
+}
+
+// plannedKeys is the keys of the plan's ops (charges, reuses and those set
+// aside as never sent), matched as the ledger is: by merchant and key, or
+// by key alone.
+func (a *analysis) plannedKeys(ev *evidence) keySet {
+	ks := keySet{ops: a.ops, merchants: ev.ledgerMerchants, refs: make([]keyRef, 0, len(a.ops))}
+	for i := range a.ops {
+		if o := &a.ops[i]; o.kind == kindCharge || o.kind == kindReuse || o.kind == kindUnsent {
+			ks.refs = append(ks.refs, keyRef{h: ks.hash(o.merchant, o.key), i: int32(i)})
+		}
+	}
+	slices.SortFunc(ks.refs, func(x, y keyRef) int { return cmp.Compare(x.h, y.h) })
+	return ks
+}
+
+// hash is FNV-1a over merchant (when the ledger names merchants), a NUL
+// and key.
+func (ks keySet) hash(merchant, key string) uint64 {
+	h := uint64(14695981039346656037)
+	if ks.merchants {
+		for i := 0; i < len(merchant); i++ {
+			h = (h ^ uint64(merchant[i])) * 1099511628211
+		}
+	}
+	h = (h ^ 0) * 1099511628211
+	for i := 0; i < len(key); i++ {
+		h = (h ^ uint64(key[i])) * 1099511628211
+	}
+	return h
+}
+
+// has says whether an op of the plan used (merchant, key).
+func (ks keySet) has(merchant, key string) bool {
+	h := ks.hash(merchant, key)
+	j, _ := slices.BinarySearchFunc(ks.refs, h, func(r keyRef, h uint64) int { return cmp.Compare(r.h, h) })
+	for ; j < len(ks.refs) && ks.refs[j].h == h; j++ {
+		o := &ks.ops[ks.refs[j].i]
+		if o.key == key && (!ks.merchants || o.merchant == merchant) {
+			return true
+		}
+	}
+	return false
 }
 
 // judgeMetrics judges the side-effect count read from src against the

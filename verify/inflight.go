@@ -31,12 +31,13 @@ func (a *analysis) checkStuck(opts Options) Check {
 			continue
 		}
 		seen[k] = true
-		stuck := time.Duration(o.lastConflict - o.firstConflict)
+		first, last := o.conflictTimes()
+		stuck := time.Duration(last - first)
 		longest = max(longest, stuck)
 		cx.add(Counterexample{Op: o.op, Key: o.key, Merchant: o.merchant, Attempts: int(o.attempts),
 			Why: fmt.Sprintf("still in progress at the end of the run: answered 409 for %s (from %s to %s; %s), never a definite answer",
-				stuck.Round(time.Millisecond), time.Unix(0, o.firstConflict).UTC().Format("15:04:05.000"),
-				time.Unix(0, o.lastConflict).UTC().Format("15:04:05.000"), o.describe())})
+				stuck.Round(time.Millisecond), time.Unix(0, first).UTC().Format("15:04:05.000"),
+				time.Unix(0, last).UTC().Format("15:04:05.000"), o.describe())})
 	}
 	if answered409 == 0 {
 		c := nothing(name, "0 keys answered 409", "no key was answered in progress (409)")

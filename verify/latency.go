@@ -128,13 +128,20 @@ type attemptSample struct {
 	us  int64
 }
 
-func newLatencyAcc() *latencyAcc {
-	return &latencyAcc{byOutcome: map[string]*hdrhistogram.Histogram{}, stride: 1}
+// newLatencyAcc sizes its per-op and per-attempt state for ops operations
+// (0: unknown), so a large run's slices are not grown by copying.
+func newLatencyAcc(ops int) *latencyAcc {
+	return &latencyAcc{byOutcome: map[string]*hdrhistogram.Histogram{}, stride: 1,
+		firstDue: make([]int64, 0, ops+1), confirmed: make([]int64, 0, ops+1), dropped: make([]bool, 0, ops+1),
+		attempts: make([]attemptSample, 0, ops), sentAt: make([]int64, 0, ops)}
 }
 
 func grow[T any](s []T, i int) []T {
 	if i < len(s) {
 		return s
+	}
+	if i < cap(s) {
+		return s[:cap(s)]
 	}
 	return append(s, make([]T, i+1-len(s)+len(s)/2)...)
 }

@@ -14,7 +14,7 @@ import (
 
 func TestLatencyFromTheDueTimeSplitByPhase(t *testing.T) {
 	ms := func(n int) time.Time { return t0.Add(time.Duration(n) * time.Millisecond) }
-	l := newLatencyAcc()
+	l := newLatencyAcc(0)
 	add := func(a rundir.Attempt, outcome string, confirms bool) { l.add(&a, outcome, confirms) }
 	// op 1: due at 0, answered at 10 ms.
 	add(rundir.Attempt{Op: 1, Kind: rundir.KindCharge, Attempt: 1, Outcome: rundir.OutcomeNew, Status: 200,
@@ -80,20 +80,20 @@ func TestLatencyFromTheDueTimeSplitByPhase(t *testing.T) {
 }
 
 func TestLatencyClosedModel(t *testing.T) {
-	l := newLatencyAcc()
+	l := newLatencyAcc(0)
 	a := rundir.Attempt{Op: 1, Attempt: 1, Outcome: rundir.OutcomeNew, Status: 200, Start: t0, End: t0.Add(3 * time.Millisecond)}
 	l.add(&a, rundir.OutcomeNew, true)
 	lat, _ := l.finish(nil)
 	if lat.Model != "closed" || lat.Ops.Count != 1 || lat.Phases[0].Phase != "steady" {
 		t.Fatalf("%+v", lat)
 	}
-	if empty, _ := newLatencyAcc().finish(nil); empty != nil {
+	if empty, _ := newLatencyAcc(0).finish(nil); empty != nil {
 		t.Fatalf("no attempts gave %+v, want no latency section", empty)
 	}
 }
 
 func TestLatencyPointsAreThinnedNotTruncated(t *testing.T) {
-	l := newLatencyAcc()
+	l := newLatencyAcc(0)
 	n := 3 * maxLatencyPoints
 	for i := range n {
 		a := rundir.Attempt{Op: i + 1, Attempt: 1, Outcome: rundir.OutcomeNew, Start: t0.Add(time.Duration(i) * time.Millisecond), End: t0.Add(time.Duration(i+1) * time.Millisecond)}
@@ -109,7 +109,7 @@ func TestLatencyPointsAreThinnedNotTruncated(t *testing.T) {
 }
 
 func TestLatencyAndThroughputPlots(t *testing.T) {
-	l := newLatencyAcc()
+	l := newLatencyAcc(0)
 	for i := range 3000 {
 		due := t0.Add(time.Duration(i) * time.Millisecond)
 		out, lat := rundir.OutcomeNew, 5*time.Millisecond
@@ -140,11 +140,11 @@ func TestLatencyAndThroughputPlots(t *testing.T) {
 			t.Fatalf("%s: not a PNG of a plot: %v %+v", img.ID, err, cfg)
 		}
 	}
-	if img, _ := newLatencyAcc().plotLatency(nil); img != nil {
+	if img, _ := newLatencyAcc(0).plotLatency(nil); img != nil {
 		t.Fatal("a plot of nothing")
 	}
 	// Every latency the same, 0 among them: a log axis still has a range.
-	same := newLatencyAcc()
+	same := newLatencyAcc(0)
 	for i := range 10 {
 		a := rundir.Attempt{Op: i + 1, Attempt: 1, Outcome: rundir.OutcomeNew, Start: t0, End: t0.Add(time.Duration(i%2) * time.Millisecond)}
 		same.add(&a, rundir.OutcomeNew, true)

@@ -130,13 +130,13 @@ func (o *opState) clientCharges() string {
 		return "the client saw no charge"
 	case o.charges() == 1:
 		return fmt.Sprintf("the client saw 1 charge in %d 2xx answers", o.ok())
-	case len(o.chargeIDs) > 1 && o.anonNews == 0:
+	case len(o.chargeIDs()) > 1 && o.anonNews == 0:
 		shown := make([]string, 0, 4)
-		for _, id := range firstN(o.chargeIDs, 3) {
+		for _, id := range firstN(o.chargeIDs(), 3) {
 			shown = append(shown, showID(id))
 		}
-		return fmt.Sprintf("the client got %d 2xx answers with %d distinct resource ids or bodies (%s)", o.ok(), len(o.chargeIDs), strings.Join(shown, ", "))
-	case o.anonNews > 0 && len(o.chargeIDs) == 0:
+		return fmt.Sprintf("the client got %d 2xx answers with %d distinct resource ids or bodies (%s)", o.ok(), len(o.chargeIDs()), strings.Join(shown, ", "))
+	case o.anonNews > 0 && len(o.chargeIDs()) == 0:
 		return fmt.Sprintf("the client got %d `new` answers (no resource id or body digest to tell them apart)", o.news)
 	}
 	return fmt.Sprintf("the client got %d `new` answers, %d of them distinct charges", o.news, o.charges())
@@ -480,10 +480,10 @@ func (a *analysis) reuseCharged(o *opState) (charged bool, how string) {
 		return true, "a 2xx the client cannot tell from a new charge (no resource id or body digest)"
 	}
 	orig := a.op(int(o.reuseOf))
-	for _, id := range o.chargeIDs {
+	for _, id := range o.chargeIDs() {
 		known := false
 		if orig != nil {
-			for _, x := range orig.okIDs {
+			for _, x := range orig.okIDs() {
 				known = known || x == id
 			}
 		}
@@ -501,9 +501,9 @@ func (a *analysis) reuseCharged(o *opState) (charged bool, how string) {
 // replayed, that charge (" ch_x", " body <digest>"), or "" when the
 // answer carried no identity.
 func (a *analysis) replayedCharge(o *opState) string {
-	ids := o.chargeIDs
+	ids := o.chargeIDs()
 	if len(ids) == 0 {
-		ids = o.okIDs
+		ids = o.okIDs()
 	}
 	if len(ids) == 0 {
 		return ""
