@@ -40,7 +40,8 @@ type ShardSet struct {
 }
 
 // OpenShards reads the run.yaml of each directory and checks that they
-// are shards of one plan: the same seed, plan fingerprint and shard count,
+// are shards of one plan: the same seed, shard count and plan fingerprint
+// (where recorded: a shard that died before building its plan has none),
 // each shard once. Anything else is refused with EUSAGE, naming the
 // directories. Shards not given are listed in Missing: VerifyShards
 // judges what there is and says what is missing.
@@ -60,7 +61,7 @@ func OpenShards(dirs []string) (*ShardSet, error) {
 			return nil, apperr.Wrap(apperr.EUSAGE, err, "--run %s: shard %q", dir, run.Shard)
 		}
 		if i == 0 {
-			set.N, set.Seed, set.Fingerprint = sh.N, run.Seed, run.PlanFingerprint
+			set.N, set.Seed = sh.N, run.Seed
 		}
 		first := set.Shards
 		switch {
@@ -68,8 +69,13 @@ func OpenShards(dirs []string) (*ShardSet, error) {
 			return nil, apperr.Errorf(apperr.EUSAGE, "mixed shard counts: %s is shard %s, %s is shard %s", first[0].Dir, first[0].Run.Shard, dir, sh)
 		case run.Seed != set.Seed:
 			return nil, apperr.Errorf(apperr.EUSAGE, "shards of different seeds: %s has seed %d, %s has seed %d", first[0].Dir, set.Seed, dir, run.Seed)
-		case run.PlanFingerprint != set.Fingerprint:
-			return nil, apperr.Errorf(apperr.EUSAGE, "shards of different plans: %s has plan %s, %s has plan %s", first[0].Dir, orNone(set.Fingerprint), dir, orNone(run.PlanFingerprint))
+		case run.PlanFingerprint != "" && set.Fingerprint != "" && run.PlanFingerprint != set.Fingerprint:
+			return nil, apperr.Errorf(apperr.EUSAGE, "shards of different plans: %s has plan %s, %s has plan %s", set.fingerprintDir(), set.Fingerprint, dir, run.PlanFingerprint)
+		}
+		// A shard that died before its plan was built recorded none: its
+		// seed still says which plan it was part of.
+		if set.Fingerprint == "" {
+			set.Fingerprint = run.PlanFingerprint
 		}
 		if other, dup := byK[sh.K]; dup {
 			return nil, apperr.Errorf(apperr.EUSAGE, "shard %s given twice: %s and %s", sh, other, dir)
@@ -86,11 +92,26 @@ func OpenShards(dirs []string) (*ShardSet, error) {
 	return set, nil
 }
 
-func orNone(s string) string {
-	if s == "" {
-		return "(none recorded)"
+// fingerprintDir is the first shard that recorded the plan's fingerprint.
+func (s *ShardSet) fingerprintDir() string {
+	for _, sh := range s.Shards {
+		if sh.Run.PlanFingerprint != "" {
+			return sh.Dir
+		}
 	}
-	return s
+	return ""
+}
+
+// planFile is the whole plan: every shard writes it, but one that died
+// before building it has none.
+func (s *ShardSet) planFile() string {
+	for _, sh := range s.Shards {
+		p := filepath.Join(sh.Dir, rundir.PlanFile)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return filepath.Join(s.Shards[0].Dir, rundir.PlanFile)
 }
 
 // shardOf opens runDir as a shard set of one when its run.yaml says it is
@@ -136,7 +157,8 @@ func (s *ShardSet) EvidenceDir() (dir, why string) {
 }
 
 // VerifyShards judges the shards of one plan as one run, as Verify judges
-// a run directory: the whole plan (from the first shard's plan.jsonl),
+// a run directory: the whole plan (from the first shard that has its
+// plan.jsonl),
 // every shard's history and faults, and the system's evidence from
 // evidenceDir (a shard's, see EvidenceDir, or one Collect filled once for
 // all). The reports go to out. Ops no given shard sent (a missing shard's,
@@ -159,7 +181,7 @@ func VerifyShards(ctx context.Context, set *ShardSet, out, evidenceDir string, o
 // evidenceDir and a run.yaml merged from the shards': the whole plan's
 // seed and ops, the earliest start and the latest end.
 func (s *ShardSet) inputs(evidenceDir string) (inputs, error) {
-	in := inputs{dir: evidenceDir, plan: filepath.Join(s.Shards[0].Dir, rundir.PlanFile)}
+	in := inputs{dir: evidenceDir, plan: s.planFile()}
 	layout := &shardLayout{set: s, attempts: map[int]int{}, unfinished: map[int]bool{}, missing: map[int]bool{}}
 	for _, k := range s.Missing {
 		layout.missing[k] = true

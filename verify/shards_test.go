@@ -190,3 +190,28 @@ func TestVerifyOneShardAlone(t *testing.T) {
 		t.Errorf("one shard of two alone: %s, shards %+v", rep.Verdict, rep.Shards)
 	}
 }
+
+// TestMergedShardDiedAtStart: a shard that died before building its plan
+// (no fingerprint, plan or history) is merged, not refused: its ops are
+// never sent and named.
+func TestMergedShardDiedAtStart(t *testing.T) {
+	dirs, _ := buildShardedRun(t, t.TempDir(), 40, 2)
+	for _, f := range []string{rundir.PlanFile, rundir.HistoryFile} {
+		if err := os.Remove(filepath.Join(dirs[0], f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	editRun(t, dirs[0], func(r *rundir.Run) { r.PlanFingerprint, r.Ended = "", time.Time{} })
+	set, err := OpenShards(dirs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evDir, _ := set.EvidenceDir()
+	rep, err := VerifyShards(context.Background(), set, filepath.Join(t.TempDir(), "merged"), evDir, Options{NoHTML: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f := rep.Shards[0]; rep.Verdict != VerdictInconclusive || rep.Ops != 40 || f.NeverSent != 20 || f.Finished {
+		t.Errorf("verdict %s, %d ops, shard 0 %+v", rep.Verdict, rep.Ops, f)
+	}
+}
