@@ -368,7 +368,7 @@ func (ks keySet) hash(merchant, key string) uint64 {
 			h = (h ^ uint64(merchant[i])) * 1099511628211
 		}
 	}
-	h = (h ^ 0) * 1099511628211
+	h *= 1099511628211 // the NUL between them: h ^ 0 is h
 	for i := 0; i < len(key); i++ {
 		h = (h ^ uint64(key[i])) * 1099511628211
 	}

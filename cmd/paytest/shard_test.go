@@ -170,7 +170,7 @@ func TestAttackShardFlags(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--shard", "4/4"}, "--shard 4/4: K must be within 0..3"},
+		{[]string{"--shard", "4/4"}, "--shard 4/4: the index K must be within 0..3"},
 		{[]string{"--shard", "2"}, "want K/N"},
 		{[]string{"--shard", "0/0"}, "N must be at least 1"},
 		{[]string{"--shard", "0/5", "--ops", "4"}, "5 shards for 4 ops"},

@@ -27,10 +27,10 @@ func ParseShard(s string) (Shard, error) {
 // Validate refuses N < 1 and K outside 0..N-1.
 func (s Shard) Validate() error {
 	if s.N < 1 {
-		return fmt.Errorf("N must be at least 1, got %d/%d", s.K, s.N)
+		return fmt.Errorf("the count N must be at least 1, got %d/%d", s.K, s.N)
 	}
 	if s.K < 0 || s.K >= s.N {
-		return fmt.Errorf("K must be within 0..%d (N-1), got %d/%d", s.N-1, s.K, s.N)
+		return fmt.Errorf("the index K must be within 0..%d (N-1), got %d/%d", s.N-1, s.K, s.N)
 	}
 	return nil
 }
