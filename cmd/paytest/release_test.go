@@ -17,7 +17,13 @@ import (
 type releaseConfig struct {
 	Version     int    `yaml:"version"`
 	ProjectName string `yaml:"project_name"`
-	Builds      []struct {
+	Release     struct {
+		GitHub struct {
+			Owner string `yaml:"owner"`
+			Name  string `yaml:"name"`
+		} `yaml:"github"`
+	} `yaml:"release"`
+	Builds []struct {
 		ID      string   `yaml:"id"`
 		Main    string   `yaml:"main"`
 		Binary  string   `yaml:"binary"`
@@ -167,8 +173,12 @@ func TestReleaseConfigImage(t *testing.T) {
 }
 
 // TestReleaseGoInstallable: `go install github.com/paytest/paytest/cmd/paytest@latest`
-// needs the module to be named so and to replace nothing.
+// needs the module to be named so and to replace nothing, and releases go
+// to that repository.
 func TestReleaseGoInstallable(t *testing.T) {
+	if gh := loadReleaseConfig(t).Release.GitHub; gh.Owner+"/"+gh.Name != "paytest/paytest" {
+		t.Errorf("releases go to %s/%s, not paytest/paytest", gh.Owner, gh.Name)
+	}
 	mod := string(repoFile(t, "go.mod"))
 	if !regexp.MustCompile(`(?m)^module github\.com/paytest/paytest$`).MatchString(mod) {
 		t.Error("go.mod: the module is not github.com/paytest/paytest")
