@@ -47,11 +47,6 @@ lint: $(STATICCHECK)
 ## target as releases are built (CGO_ENABLED=0), so that a Linux-only call
 ## is caught before a release is cut.
 CROSS_TARGETS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
-# attack's tests still start paytest in a process group of its own with
-# Unix-only calls (Setpgid, kill of -pgid): until they use tagged helpers as
-# cmd/paytest's tests do, that one package is only built for Windows, not
-# vetted.
-CROSS_SKIP_windows := github.com/paytest/paytest/attack
 # The Kubernetes manifests' test is the same on every OS, and type-checking
 # k8s.io/api for six targets is most of a cold cross build.
 CROSS_SKIP := github.com/paytest/paytest/deploy/kubernetes
@@ -59,7 +54,6 @@ cross:
 	@set -e; for t in $(CROSS_TARGETS); do \
 		os=$${t%/*}; arch=$${t#*/}; echo "cross: $$t"; \
 		pkgs=$$(GOOS=$$os $(GO) list ./... | grep -vxF '$(CROSS_SKIP)'); \
-		if [ $$os = windows ]; then pkgs=$$(echo "$$pkgs" | grep -vxF '$(CROSS_SKIP_windows)'); fi; \
 		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build ./...; \
 		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) vet $$pkgs; \
 	done

@@ -371,7 +371,7 @@ func paytestCmd(t *testing.T, tmp string, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(testinfra.Paytest(t), args...)
 	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	ownGroup(cmd)
 	return cmd
 }
 
@@ -443,7 +443,7 @@ func TestCtrlCLeavesNoProcessOrTempDirBehind(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	t.Cleanup(func() { killGroup(cmd) })
 	up := make(chan struct{})
 	gone := make(chan struct{})
 	var log strings.Builder

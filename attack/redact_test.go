@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -167,14 +166,12 @@ func TestRunYAMLRedactedWhenKilledAtStart(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); _ = cmd.Wait() })
+	t.Cleanup(func() { killGroup(cmd); _ = cmd.Wait() })
 	testinfra.WaitFor(t, 30*time.Second, func() error {
 		_, err := os.Stat(filepath.Join(out, rundir.RunFile))
 		return err
 	})
-	if err := syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
+	killGroup(cmd)
 	_ = cmd.Wait()
 	b, err := os.ReadFile(filepath.Join(out, rundir.RunFile))
 	if err != nil || !strings.Contains(string(b), "password=xxxxx") {
