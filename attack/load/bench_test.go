@@ -244,7 +244,7 @@ func BenchmarkHistory100k(b *testing.B) {
 // openFigures runs an open-model plan of rate*d ops against url with the
 // history streamed to dir, and reads the achieved send rate and the first
 // attempts' latency (from their due time) back from the history.
-func openFigures(tb testing.TB, url, dir string, rate float64, d time.Duration) (achieved float64, p50, p99 time.Duration, dropped int) {
+func openFigures(tb testing.TB, url, dir string, rate float64, d time.Duration) (achieved float64, p50, p99 time.Duration, dropped int, sendP50 time.Duration) {
 	c, err := client.New(client.Options{MaxIdleConnsPerHost: 1024})
 	if err != nil {
 		tb.Fatal(err)
@@ -267,7 +267,7 @@ func openFigures(tb testing.TB, url, dir string, rate float64, d time.Duration) 
 		tb.Fatal(err)
 	}
 	var first, last time.Time
-	var lat []time.Duration
+	var lat, send []time.Duration
 	n := 0
 	err = rundir.ReadFile(path, func(a rundir.Attempt) error {
 		if a.Attempt != 1 || !a.Sent() {
@@ -281,13 +281,15 @@ func openFigures(tb testing.TB, url, dir string, rate float64, d time.Duration) 
 			last = a.Start
 		}
 		lat = append(lat, a.End.Sub(a.Due()))
+		send = append(send, a.End.Sub(a.Start))
 		return nil
 	})
 	if err != nil || n < 2 {
 		tb.Fatalf("history: %v (%d first attempts)", err, n)
 	}
 	slices.Sort(lat)
-	return float64(n-1) / last.Sub(first).Seconds(), lat[len(lat)/2], lat[len(lat)*99/100], s.Dropped
+	slices.Sort(send)
+	return float64(n-1) / last.Sub(first).Seconds(), lat[len(lat)/2], lat[len(lat)*99/100], s.Dropped, send[len(send)/2]
 }
 
 // vegetaConstant attacks url with vegeta's constant pacer at rate for d and
@@ -302,20 +304,25 @@ func vegetaConstant(b *testing.B, url, dir string, rate float64, d time.Duration
 // vegeta's constant pacer (results to disk), one after the other in one
 // run, and reports the achieved rate and p50/p99 of both. Goal: the rate
 // within 1% of vegeta's and p50 no more than 10% above it, up to the rate
-// this machine sustains.
+// this machine sustains. vegeta times a request from its send; paytest's
+// latency counts from the due time (the pacer's own lateness included), so
+// both are reported: p50 from due, and p50 from send (vegeta's measure).
 func BenchmarkOpenModelVsVegeta(b *testing.B) {
 	srv := trivial()
 	defer srv.Close()
 	for range b.N {
 		dir := b.TempDir()
+		// 15k/s is past what this 2-core machine sustains with the
+		// endpoint in the same process: the figure shows where.
 		for _, rate := range []float64{1000, 5000, 15000} {
-			ours, op50, op99, dropped := openFigures(b, srv.URL, dir, rate, benchDuration)
+			ours, op50, op99, dropped, send50 := openFigures(b, srv.URL, dir, rate, benchDuration)
 			veg, vp50, vp99 := vegetaConstant(b, srv.URL, dir, rate, benchDuration)
 			name := fmt.Sprintf("%.0fk", rate/1000)
 			b.ReportMetric(ours/veg, name+"-rate-ratio")
-			b.ReportMetric(float64(op50)/float64(vp50), name+"-p50-ratio")
-			b.Logf("%.0f/s for %s: paytest %.1f/s p50 %v p99 %v (%d dropped); vegeta %.1f/s p50 %v p99 %v; rate ratio %.3f, p50 ratio %.2f",
-				rate, benchDuration, ours, op50, op99, dropped, veg, vp50, vp99, ours/veg, float64(op50)/float64(vp50))
+			b.ReportMetric(float64(op50)/float64(vp50), name+"-p50-due-ratio")
+			b.ReportMetric(float64(send50)/float64(vp50), name+"-p50-send-ratio")
+			b.Logf("%.0f/s for %s: paytest %.1f/s p50 %v from due (%v from send) p99 %v (%d dropped); vegeta %.1f/s p50 %v p99 %v; rate ratio %.3f, p50 ratio %.2f from due, %.2f from send",
+				rate, benchDuration, ours, op50, send50, op99, dropped, veg, vp50, vp99, ours/veg, float64(op50)/float64(vp50), float64(send50)/float64(vp50))
 		}
 	}
 }
@@ -326,7 +333,7 @@ func BenchmarkOpenModelHoldsRate2000(b *testing.B) {
 	srv := trivial()
 	defer srv.Close()
 	for range b.N {
-		got, p50, p99, dropped := openFigures(b, srv.URL, b.TempDir(), 2000, 10*time.Second)
+		got, p50, p99, dropped, _ := openFigures(b, srv.URL, b.TempDir(), 2000, 10*time.Second)
 		b.ReportMetric(got, "achieved/s")
 		b.Logf("2000/s for 10s: achieved %.1f/s (%.2f%% off), p50 %v, p99 %v, %d dropped", got, (got/2000-1)*100, p50, p99, dropped)
 	}
