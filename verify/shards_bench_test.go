@@ -1,19 +1,18 @@
 package verify
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/paytest/paytest/internal/rundir"
+	"github.com/paytest/paytest/internal/testinfra"
 )
 
 // buildShardedRun writes the n shards of one plan of ops charges under
@@ -149,7 +148,7 @@ func TestVerifyMerged1MChild(t *testing.T) {
 		_ = rep.WriteText(&buf)
 		t.Fatalf("verdict %s:\n%s", rep.Verdict, buf)
 	}
-	fmt.Printf("ops=%d attempts=%d shards=%d seconds=%.2f vmhwm_kb=%d\n", rep.Ops, rep.Attempts, len(rep.Shards), secs, vmHWM(t))
+	fmt.Printf("ops=%d attempts=%d shards=%d seconds=%.2f vmhwm_kb=%d\n", rep.Ops, rep.Attempts, len(rep.Shards), secs, testinfra.PeakRSSKiB(t))
 }
 
 // BenchmarkVerifyMerged1M verifies 1,000,000 ops merged from 10 shards in a
@@ -182,22 +181,4 @@ func BenchmarkVerifyMerged1M(b *testing.B) {
 		b.ReportMetric(mb, "peak-RSS-MB")
 		b.Logf("merged %d shards: %d ops, %d attempts in %.2f s, peak RSS %.0f MB (targets: 10 s, 512 MB)", shards, ops, attempts, secs, mb)
 	}
-}
-
-// vmHWM reads this process's peak resident set size, in KiB.
-func vmHWM(tb testing.TB) int {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		tb.Skipf("no /proc/self/status: %v", err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
-			return n
-		}
-	}
-	tb.Fatal("no VmHWM in /proc/self/status")
-	return 0
 }

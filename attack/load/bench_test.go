@@ -1,7 +1,6 @@
 package load
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -21,6 +20,7 @@ import (
 	"github.com/paytest/paytest/attack/client"
 	"github.com/paytest/paytest/attack/plan"
 	"github.com/paytest/paytest/internal/rundir"
+	"github.com/paytest/paytest/internal/testinfra"
 )
 
 const (
@@ -187,25 +187,7 @@ func TestHistory100kChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	fmt.Printf("ops=%d attempts=%d seconds=%.2f history_lines=%d vmhwm_kb=%d\n",
-		s.Ops, s.Attempts, s.Duration.Seconds(), hw.Count(), vmHWM(t))
-}
-
-// vmHWM reads this process's peak resident set size, in KiB.
-func vmHWM(tb testing.TB) int {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		tb.Skipf("no /proc/self/status: %v", err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
-			return n
-		}
-	}
-	tb.Fatal("no VmHWM in /proc/self/status")
-	return 0
+		s.Ops, s.Attempts, s.Duration.Seconds(), hw.Count(), testinfra.PeakRSSKiB(t))
 }
 
 // BenchmarkHistory100k runs 100,000 ops (default rates: duplicates, races
@@ -373,7 +355,7 @@ func TestOpen1MChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	fmt.Printf("ops=%d attempts=%d seconds=%.2f dropped=%d maxlag_ms=%d history_lines=%d vmhwm_kb=%d\n",
-		s.Ops, s.Attempts, s.Duration.Seconds(), s.Dropped, s.MaxLag.Milliseconds(), hw.Count(), vmHWM(t))
+		s.Ops, s.Attempts, s.Duration.Seconds(), s.Dropped, s.MaxLag.Milliseconds(), hw.Count(), testinfra.PeakRSSKiB(t))
 }
 
 // BenchmarkOpen1M runs TestOpen1MChild in a process of its own and reports

@@ -20,15 +20,7 @@ import (
 // without running the attack.
 func resolve(t *testing.T, args ...string) (opsConc [2]int, dup float64, profile string, err error) {
 	t.Helper()
-	root := newRootCmd(&bytes.Buffer{}, &bytes.Buffer{})
-	cmd, rest, ferr := root.Find(append([]string{"attack"}, args...))
-	if ferr != nil {
-		t.Fatal(ferr)
-	}
-	if err := cmd.ParseFlags(rest); err != nil {
-		t.Fatal(err)
-	}
-	cfg, _, err := attackConfig(cmd)
+	cfg, _, err := resolveCfg(t, args...)
 	if err != nil {
 		return opsConc, 0, "", err
 	}
