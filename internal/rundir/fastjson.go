@@ -270,7 +270,10 @@ func setTime(dst *time.Time, val []byte, str bool) bool {
 	return true
 }
 
-func (a *Attempt) decodeLine(b []byte) bool {
+// decodeFlat walks a flat JSON object's fields through field, which
+// reports whether it took the field; false (or a malformed line) hands the
+// line to encoding/json.
+func decodeFlat(b []byte, field func(k, v []byte, str bool) bool) bool {
 	s := flatScanner{b: b}
 	if !s.open() {
 		return false
@@ -280,122 +283,107 @@ func (a *Attempt) decodeLine(b []byte) bool {
 		if !ok {
 			return !s.bad
 		}
-		var good bool
-		switch string(k) {
-		case "op":
-			good = setInt(&a.Op, v, str)
-		case "kind":
-			good = setString(&a.Kind, v, str)
-		case "sender":
-			good = setInt(&a.Sender, v, str)
-		case "call_site":
-			good = setString(&a.CallSite, v, str)
-		case "merchant":
-			good = setString(&a.Merchant, v, str)
-		case "key":
-			good = setString(&a.Key, v, str)
-		case "attempt":
-			good = setInt(&a.Attempt, v, str)
-		case "delay_ms":
-			good = setFloat(&a.DelayMS, v, str)
-		case "delay_reason":
-			good = setString(&a.DelayReason, v, str)
-		case "cap_ms":
-			good = setFloat(&a.CapMS, v, str)
-		case "retry_after_ms":
-			good = setFloat(&a.RetryAfterMS, v, str)
-		case "status":
-			good = setInt(&a.Status, v, str)
-		case "outcome":
-			good = setString(&a.Outcome, v, str)
-		case "replayed":
-			good = setBool(&a.Replayed, v, str)
-		case "charge_id":
-			good = setString(&a.ChargeID, v, str)
-		case "body_sha256":
-			good = setString(&a.BodySHA256, v, str)
-		case "error":
-			good = setString(&a.Error, v, str)
-		case "intended":
-			good = setTime(&a.Intended, v, str)
-		case "start":
-			good = setTime(&a.Start, v, str)
-		case "end":
-			good = setTime(&a.End, v, str)
-		}
-		if !good {
+		if !field(k, v, str) {
 			return false
 		}
 	}
+}
+
+func (a *Attempt) decodeLine(b []byte) bool {
+	return decodeFlat(b, func(k, v []byte, str bool) bool {
+		switch string(k) {
+		case "op":
+			return setInt(&a.Op, v, str)
+		case "kind":
+			return setString(&a.Kind, v, str)
+		case "sender":
+			return setInt(&a.Sender, v, str)
+		case "call_site":
+			return setString(&a.CallSite, v, str)
+		case "merchant":
+			return setString(&a.Merchant, v, str)
+		case "key":
+			return setString(&a.Key, v, str)
+		case "attempt":
+			return setInt(&a.Attempt, v, str)
+		case "delay_ms":
+			return setFloat(&a.DelayMS, v, str)
+		case "delay_reason":
+			return setString(&a.DelayReason, v, str)
+		case "cap_ms":
+			return setFloat(&a.CapMS, v, str)
+		case "retry_after_ms":
+			return setFloat(&a.RetryAfterMS, v, str)
+		case "status":
+			return setInt(&a.Status, v, str)
+		case "outcome":
+			return setString(&a.Outcome, v, str)
+		case "replayed":
+			return setBool(&a.Replayed, v, str)
+		case "charge_id":
+			return setString(&a.ChargeID, v, str)
+		case "body_sha256":
+			return setString(&a.BodySHA256, v, str)
+		case "error":
+			return setString(&a.Error, v, str)
+		case "intended":
+			return setTime(&a.Intended, v, str)
+		case "start":
+			return setTime(&a.Start, v, str)
+		case "end":
+			return setTime(&a.End, v, str)
+		}
+		return false // a key the fast path does not know: encoding/json decides
+	})
 }
 
 func (o *Op) decodeLine(b []byte) bool {
-	s := flatScanner{b: b}
-	if !s.open() {
-		return false
-	}
-	for {
-		k, v, str, ok := s.next()
-		if !ok {
-			return !s.bad
-		}
-		var good bool
+	return decodeFlat(b, func(k, v []byte, str bool) bool {
 		switch string(k) {
 		case "op":
-			good = setInt(&o.Op, v, str)
+			return setInt(&o.Op, v, str)
 		case "kind":
-			good = setString(&o.Kind, v, str)
+			return setString(&o.Kind, v, str)
 		case "merchant":
-			good = setString(&o.Merchant, v, str)
+			return setString(&o.Merchant, v, str)
 		case "key":
-			good = setString(&o.Key, v, str)
+			return setString(&o.Key, v, str)
 		case "amount":
-			good = setInt64(&o.Amount, v, str)
+			return setInt64(&o.Amount, v, str)
 		case "body_sha256":
-			good = setString(&o.BodySHA256, v, str)
+			return setString(&o.BodySHA256, v, str)
 		case "senders":
-			good = setInt(&o.Senders, v, str)
+			return setInt(&o.Senders, v, str)
 		case "race":
-			good = setBool(&o.Race, v, str)
+			return setBool(&o.Race, v, str)
 		case "reuse_of":
-			good = setInt(&o.ReuseOf, v, str)
+			return setInt(&o.ReuseOf, v, str)
 		}
-		if !good {
-			return false
-		}
-	}
+		return false // a key the fast path does not know: encoding/json decides
+	})
 }
 
 func (r *LedgerRow) decodeLine(b []byte) bool {
-	s := flatScanner{b: b}
-	if !s.open() {
-		return false
-	}
-	for {
-		k, v, str, ok := s.next()
-		if !ok {
-			return !s.bad
-		}
-		var good bool
+	return decodeFlat(b, func(k, v []byte, str bool) bool {
 		switch string(k) {
 		case "merchant":
-			good = setString(&r.Merchant, v, str)
+			return setString(&r.Merchant, v, str)
 		case "key":
-			good = setString(&r.Key, v, str)
+			return setString(&r.Key, v, str)
 		case "amount":
 			if string(v) == "null" && !str {
-				r.Amount, good = nil, true
-				break
+				r.Amount = nil
+				return true
 			}
 			var x int64
-			if good = setInt64(&x, v, str); good {
-				r.Amount = &x
+			if !setInt64(&x, v, str) {
+				return false
 			}
+			r.Amount = &x
+			return true
 		case "effects":
-			good = setInt64(&r.Effects, v, str)
+			return setInt64(&r.Effects, v, str)
 		}
-		if !good {
-			return false
-		}
-	}
+		return false // a key the fast path does not know: encoding/json decides
+	})
 }
