@@ -26,17 +26,9 @@ func scrape(ctx context.Context, hc *http.Client, url, metric string) (v float64
 	if err != nil {
 		return 0, false, err
 	}
-	resp, err := hc.Do(req)
+	page, err := getPage(hc, req)
 	if err != nil {
 		return 0, false, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, false, fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	page, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return 0, false, fmt.Errorf("%s: %w", url, err)
 	}
 	v, found, err = promtext.Sum(page, metric)
 	if err != nil {

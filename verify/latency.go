@@ -2,6 +2,7 @@ package verify
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -121,6 +122,11 @@ type latencyAcc struct {
 	stride    int
 	seen      int
 	sentAt    []int64 // unix nanos each sent attempt started, for throughput
+
+	// finished holds finish's answer: the report and the plots both ask.
+	finished bool
+	lat      *Latency
+	tp       *Throughput
 }
 
 type attemptSample struct {
@@ -263,8 +269,17 @@ func phaseOf(ws []window, t int64) (name string, idx int) {
 	return "after " + ws[after].name, 2*after + 2
 }
 
-// finish computes the report's latency and throughput.
+// finish computes the report's latency and throughput, once: the attempts
+// are all in by the time the report or a plot asks.
 func (l *latencyAcc) finish(faults []rundir.Fault) (*Latency, *Throughput) {
+	if !l.finished {
+		l.lat, l.tp = l.compute(faults)
+		l.finished = true
+	}
+	return l.lat, l.tp
+}
+
+func (l *latencyAcc) compute(faults []rundir.Fault) (*Latency, *Throughput) {
 	if len(l.attempts) == 0 && l.nDropped == 0 {
 		return nil, nil
 	}
@@ -314,7 +329,7 @@ func (l *latencyAcc) finish(faults []rundir.Fault) (*Latency, *Throughput) {
 	for o, h := range l.byOutcome {
 		lat.AttemptsByOutcome[o] = statsOf(h)
 	}
-	for _, idx := range slices.Sorted(mapsKeys(phases)) {
+	for _, idx := range slices.Sorted(maps.Keys(phases)) {
 		p := phases[idx]
 		pl := PhaseLatency{Phase: p.name, Attempts: statsOf(p.att), Ops: statsOf(p.ops)}
 		if p.from != 0 {
@@ -326,16 +341,6 @@ func (l *latencyAcc) finish(faults []rundir.Fault) (*Latency, *Throughput) {
 		lat.Phases = append(lat.Phases, pl)
 	}
 	return lat, l.throughput()
-}
-
-func mapsKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
-	return func(yield func(K) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }
 
 // throughput counts attempts sent and ops confirmed per second, from the

@@ -3,6 +3,7 @@ package verify
 import (
 	"image/color"
 	"math"
+	"slices"
 	"strconv"
 
 	"gonum.org/v1/plot"
@@ -70,7 +71,7 @@ func (l *latencyAcc) plotLatency(faults []rundir.Fault) (*plotImage, error) {
 	for _, g := range outcomeGroups {
 		var xys plotter.XYs
 		for _, pt := range l.points {
-			if contains(g.outcomes, pt.outcome) {
+			if slices.Contains(g.outcomes, pt.outcome) {
 				xys = append(xys, plotter.XY{X: float64(pt.due-t0) / 1e9, Y: float64(pt.us) / 1000})
 			}
 		}

@@ -3,6 +3,7 @@ package verify
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -76,7 +77,7 @@ func ParseThreshold(s string) (Threshold, error) {
 	switch {
 	case strings.HasPrefix(metric, "op_") || strings.HasPrefix(metric, "attempt_") && metric != "attempt_error_rate" && metric != "attempt_rate":
 		_, stat, _ := strings.Cut(metric, "_")
-		if !contains(latencyStats, stat) {
+		if !slices.Contains(latencyStats, stat) {
 			return bad("unknown latency statistic %q", stat)
 		}
 		d, err := time.ParseDuration(value)
@@ -118,15 +119,6 @@ func ParseThresholds(ss []string) ([]Threshold, error) {
 		out = append(out, t)
 	}
 	return out, nil
-}
-
-func contains(xs []string, x string) bool {
-	for _, y := range xs {
-		if x == y {
-			return true
-		}
-	}
-	return false
 }
 
 // thresholdCheckPrefix names a threshold's check: "threshold: op_p99 < 800ms".
