@@ -158,6 +158,43 @@ BEGIN
 	RETURN 'applied';
 END
 $$;
+`, `
+-- The handling of one delivery tags its inbox row with an attempt id. When a
+-- commit's answer is lost (the connection cut after the server committed),
+-- the retry finds the row: its own id means "you applied it", so the effect
+-- is counted once; another id means a duplicate delivery.
+ALTER TABLE ledger_inbox ADD COLUMN IF NOT EXISTS attempt uuid;
+DROP FUNCTION IF EXISTS ledger_apply(uuid, text, text, text, bigint, text, text, int, text, bigint, text, bigint, boolean);
+CREATE OR REPLACE FUNCTION ledger_apply(
+	p_event_id uuid, p_charge_id text, p_merchant text, p_key text,
+	p_amount bigint, p_currency text, p_sku text, p_quantity int,
+	p_account1 text, p_amount1 bigint, p_account2 text, p_amount2 bigint,
+	p_dedup boolean, p_attempt uuid
+) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+	v_entry bigint;
+BEGIN
+	IF p_dedup THEN
+		INSERT INTO ledger_inbox (event_id, attempt) VALUES (p_event_id, p_attempt) ON CONFLICT DO NOTHING;
+		IF NOT FOUND THEN
+			IF EXISTS (SELECT 1 FROM ledger_inbox WHERE event_id = p_event_id AND attempt = p_attempt) THEN
+				RETURN 'applied';
+			END IF;
+			RETURN 'duplicate';
+		END IF;
+	END IF;
+	INSERT INTO ledger_entries (event_id, charge_id, merchant, idempotency_key, amount, currency, sku, quantity)
+	VALUES (p_event_id, p_charge_id, p_merchant, p_key, p_amount, p_currency, p_sku, p_quantity)
+	RETURNING id INTO v_entry;
+	INSERT INTO ledger_postings (entry_id, account, amount, currency)
+	VALUES (v_entry, p_account1, p_amount1, p_currency), (v_entry, p_account2, p_amount2, p_currency);
+	UPDATE ledger_inventory SET on_hand = on_hand - p_quantity WHERE sku = p_sku;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'unknown sku %', p_sku USING ERRCODE = 'no_data_found';
+	END IF;
+	RETURN 'applied';
+END
+$$;
 `}
 
 // Config configures a Consumer. Zero fields take the defaults above and the
@@ -581,16 +618,17 @@ func decode(data []byte) (outbox.ChargeCreated, []posting, error) {
 const sqlstateNoDataFound = "P0002"
 
 // applySQL runs ledger_apply: the event's transaction in one statement.
-const applySQL = `SELECT ledger_apply($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`
+const applySQL = `SELECT ledger_apply($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`
 
 // apply runs the event's one transaction (one round trip). It reports
-// whether the event was new (and so applied); a poisonError means it can
-// never apply.
-func (c *Consumer) apply(ctx context.Context, pool *pgxpool.Pool, ev outbox.ChargeCreated, legs []posting) (bool, error) {
+// whether the event was new (and so applied) or had been applied under the
+// same attempt id, by a try whose answer was lost; a poisonError means it
+// can never apply.
+func (c *Consumer) apply(ctx context.Context, pool *pgxpool.Pool, ev outbox.ChargeCreated, legs []posting, attempt uuid.UUID) (bool, error) {
 	var result string
 	err := pool.QueryRow(ctx, applySQL, ev.EventID, ev.ChargeID, ev.Merchant, ev.IdempotencyKey,
 		ev.Amount, ev.Currency, ev.SKU, ev.Quantity,
-		legs[0].account, legs[0].amount, legs[1].account, legs[1].amount, !c.cfg.NoInboxDedup).Scan(&result)
+		legs[0].account, legs[0].amount, legs[1].account, legs[1].amount, !c.cfg.NoInboxDedup, attempt).Scan(&result)
 	if pgErr, ok := errors.AsType[*pgconn.PgError](err); ok && pgErr.Code == sqlstateNoDataFound {
 		return false, poison("unknown sku %q", ev.SKU)
 	}
@@ -618,10 +656,13 @@ func (c *Consumer) handle(ctx context.Context, pool *pgxpool.Pool, js jetstream.
 	// A started apply finishes even if ctx ends: a graceful stop acks it.
 	actx := context.WithoutCancel(ctx)
 	applied := false
+	// One id for every try of this delivery: a try that committed but lost
+	// its answer is recognised by the next one and counted once.
+	attempt := uuid.New()
 	for failures := 1; err == nil; failures++ {
 		tctx, cancel := context.WithTimeout(actx, 30*time.Second)
 		var aerr error
-		applied, aerr = c.apply(tctx, pool, ev, legs)
+		applied, aerr = c.apply(tctx, pool, ev, legs, attempt)
 		cancel()
 		var pe *poisonError
 		if aerr == nil || errors.As(aerr, &pe) {

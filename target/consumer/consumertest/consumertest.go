@@ -330,6 +330,27 @@ func (e *Env) WaitLedger(tb testing.TB, timeout time.Duration, want int) {
 	})
 }
 
+// WaitCounter waits until the counter name on baseURL's /metrics reaches
+// want and fails at once if it goes past it. A consumer commits an effect
+// before it counts it, so a ledger row can be visible a moment before its
+// increment: tests that compare the two wait for the counter.
+func WaitCounter(tb testing.TB, baseURL, name string, want float64, timeout time.Duration) {
+	tb.Helper()
+	testinfra.WaitFor(tb, timeout, func() error {
+		m, err := ScrapeErr(baseURL + "/metrics")
+		if err != nil {
+			return err
+		}
+		if m[name] > want {
+			tb.Fatalf("%s = %v, past the %v expected", name, m[name], want)
+		}
+		if m[name] != want {
+			return fmt.Errorf("%s = %v, want %v", name, m[name], want)
+		}
+		return nil
+	})
+}
+
 // Scrape fetches a /metrics page and returns each counter, gauge and
 // untyped metric by name (a labelled family gives the sum of its series).
 func Scrape(tb testing.TB, url string) map[string]float64 {
