@@ -324,20 +324,19 @@ func (r *attackRun) buildPlan(ctx context.Context) (err error) {
 	if err != nil {
 		return apperr.Wrap(apperr.EUSAGE, err, "building the plan")
 	}
-	if err := whole.Write(filepath.Join(r.cfg.Out, rundir.PlanFile)); err != nil {
+	if r.res.Fingerprint, err = whole.Save(ctx, filepath.Join(r.cfg.Out, rundir.PlanFile)); err != nil {
 		return apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing the plan")
 	}
-	r.res.Fingerprint = whole.Fingerprint()
 	r.rec.PlanFingerprint = r.res.Fingerprint
 	if err := rundir.WriteRun(filepath.Join(r.cfg.Out, rundir.RunFile), r.rec); err != nil {
 		return apperr.Wrap(apperr.EINCONCLUSIVE, err, "writing run.yaml")
 	}
 	r.pl = whole.Shard(p.Shard.K, p.Shard.N)
-	r.j.printf(time.Now(), "plan: %d operations, fingerprint %s", len(whole.Ops), r.res.Fingerprint)
+	r.j.printf(time.Now(), "plan: %d operations, fingerprint %s", whole.Len(), r.res.Fingerprint)
 	if p.sharded() {
-		r.j.printf(time.Now(), "shard %s: %d of the %d operations (%d charges)", p.Shard, len(r.pl.Ops), len(whole.Ops), r.pl.Charges())
+		r.j.printf(time.Now(), "shard %s: %d of the %d operations (%d charges)", p.Shard, r.pl.Len(), whole.Len(), r.pl.Charges())
 	}
-	r.pr = newProgress(ctx, r.cfg.Progress, r.cfg.Bars, len(r.pl.Ops), r.pl.Charges())
+	r.pr = newProgress(ctx, r.cfg.Progress, r.cfg.Bars, r.pl.Len(), r.pl.Charges())
 	r.onClose(r.pr.done)
 	return nil
 }
@@ -413,7 +412,7 @@ func (r *attackRun) armFaults(ctx context.Context) (context.Context, error) {
 			j.printf(time.Now(), "schedule: left out by --skip-fault: %s", f.Describe())
 		}
 	}
-	sched, err := newSchedule(r.faults, len(r.pl.Ops), r.pl.Charges(), r.sys.env, j)
+	sched, err := newSchedule(r.faults, r.pl.Len(), r.pl.Charges(), r.sys.env, j)
 	if err != nil {
 		return nil, err
 	}

@@ -92,8 +92,8 @@ func TestReconcileTakesALastLook(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if sum.Confirmed != 0 || len(sum.Unconfirmed) != len(p.Ops) {
-				t.Fatalf("chaos: %d confirmed, %d unconfirmed of %d; want none confirmed", sum.Confirmed, len(sum.Unconfirmed), len(p.Ops))
+			if sum.Confirmed != 0 || len(sum.Unconfirmed) != p.Len() {
+				t.Fatalf("chaos: %d confirmed, %d unconfirmed of %d; want none confirmed", sum.Confirmed, len(sum.Unconfirmed), p.Len())
 			}
 
 			// The reconcile rounds' attempts are all cut by the deadline.
@@ -110,7 +110,7 @@ func TestReconcileTakesALastLook(t *testing.T) {
 
 			want := 0 // the ops a last look is for: the charges
 			var reuses []int
-			for _, op := range p.Ops {
+			for _, op := range p.All() {
 				if op.Kind == rundir.KindReuse {
 					reuses = append(reuses, op.Op.Op)
 				} else {
@@ -123,11 +123,11 @@ func TestReconcileTakesALastLook(t *testing.T) {
 			if rsum.LastLook.Ops != want || rsum.LastLook.Answers[tc.answer] != want || len(rsum.LastLook.Answers) != 1 {
 				t.Fatalf("last look %s; want %d × %s", rsum.LastLook, want, tc.answer)
 			}
-			wantUnconfirmed := len(p.Ops)
+			wantUnconfirmed := p.Len()
 			if tc.confirmed {
 				wantUnconfirmed = len(reuses)
 			}
-			if rsum.Confirmed != len(p.Ops)-wantUnconfirmed || len(rsum.Unconfirmed) != wantUnconfirmed {
+			if rsum.Confirmed != p.Len()-wantUnconfirmed || len(rsum.Unconfirmed) != wantUnconfirmed {
 				t.Fatalf("after the last look: %d confirmed, %d unconfirmed; want %d unconfirmed", rsum.Confirmed, len(rsum.Unconfirmed), wantUnconfirmed)
 			}
 			if !errors.Is(rerr, context.DeadlineExceeded) {
@@ -168,7 +168,7 @@ func TestReconcileTakesALastLook(t *testing.T) {
 					t.Errorf("key %s: the endpoint got %d requests, the history records %d sent", key, got, n)
 				}
 			}
-			for _, op := range p.Ops {
+			for _, op := range p.All() {
 				id := op.Op.Op
 				if op.Kind == rundir.KindReuse {
 					if len(after[id]) != 0 {

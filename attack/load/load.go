@@ -162,7 +162,7 @@ type runner struct {
 	state   []opState
 	// rounds counts each op's reconcile rounds: its next fresh sender is
 	// the plan's senders plus that.
-	rounds []int
+	rounds []int32
 
 	attempts atomic.Int64
 	errOnce  sync.Once
@@ -194,9 +194,9 @@ func newRunner(p *plan.Plan, cfg Config) (*runner, error) {
 	if cfg.MaxInflight <= 0 {
 		cfg.MaxInflight = DefaultMaxInflight
 	}
-	r := &runner{p: p, cfg: cfg, state: make([]opState, len(p.Ops)), rounds: make([]int, len(p.Ops)), headers: map[string]http.Header{}}
-	for i := range p.Ops {
-		m := p.Ops[i].Merchant
+	r := &runner{p: p, cfg: cfg, state: make([]opState, p.Len()), rounds: make([]int32, p.Len()), headers: map[string]http.Header{}}
+	for _, pm := range p.Config().Merchants {
+		m := pm.Name
 		if _, ok := r.headers[m]; ok {
 			continue
 		}
@@ -235,14 +235,21 @@ func (r *runner) record(a rundir.Attempt) {
 	}
 }
 
+// request is op idx's request as the given sender.
+func (r *runner) request(idx, sender int) client.Request {
+	p, m := r.p, r.p.Merchant(idx)
+	return client.Request{
+		Op: p.ID(idx), Kind: p.Kind(idx), Sender: sender, Merchant: m,
+		URL: r.cfg.URL, Header: r.headers[m], KeyHeader: r.cfg.KeyHeader,
+		Key: p.Key(idx), Body: p.Body(idx),
+	}
+}
+
 // send sends op idx as the given sender.
 func (r *runner) send(ctx context.Context, idx, sender int, delay time.Duration, reason string) client.Result {
-	op := &r.p.Ops[idx]
-	return r.cfg.Client.Do(ctx, client.Request{
-		Op: op.Op.Op, Kind: op.Kind, Sender: sender, Merchant: op.Merchant,
-		URL: r.cfg.URL, Header: r.headers[op.Merchant], KeyHeader: r.cfg.KeyHeader,
-		Key: op.Key, Body: op.Body, FirstDelay: delay, FirstReason: reason,
-	}, r.record)
+	req := r.request(idx, sender)
+	req.FirstDelay, req.FirstReason = delay, reason
+	return r.cfg.Client.Do(ctx, req, r.record)
 }
 
 func flagsOf(res client.Result) uint32 {
@@ -293,7 +300,7 @@ func (r *runner) finish(idx int, res client.Result) bool {
 	}
 	st.flags.Or(fDone)
 	if r.cfg.OnOpDone != nil {
-		r.cfg.OnOpDone(r.p.Ops[idx].Op.Op, res)
+		r.cfg.OnOpDone(r.p.ID(idx), res)
 	}
 	if r.onDone != nil {
 		r.onDone(idx)
@@ -304,7 +311,7 @@ func (r *runner) finish(idx int, res client.Result) bool {
 // confirmed reports whether op idx reached the answer it expects.
 func (r *runner) confirmed(idx int) bool {
 	f := r.state[idx].flags.Load()
-	if r.p.Ops[idx].Kind == rundir.KindReuse {
+	if r.p.Kind(idx) == rundir.KindReuse {
 		return f&fMismatch != 0
 	}
 	return f&fSucceeded != 0
@@ -323,7 +330,7 @@ func (r *runner) summarize(idxs func(yield func(int) bool), start time.Time) *Su
 			s.Rejected++
 		default:
 			s.Indeterminate++
-			s.Unconfirmed = append(s.Unconfirmed, r.p.Ops[i].Op.Op)
+			s.Unconfirmed = append(s.Unconfirmed, r.p.ID(i))
 		}
 		if r.confirmed(i) {
 			s.Confirmed++
@@ -368,7 +375,7 @@ func dupDelay(seed int64, id, s int, max time.Duration) time.Duration {
 	return time.Duration(x % uint64(max))
 }
 
-// indexOf is the position in p.Ops of op id, which p holds: a shard's
+// indexOf is the position in p of op id, which p holds: a shard's
 // plan (plan.Plan.Shard) keeps the whole plan's ids, and every reuse op
 // with the op it reuses.
 func indexOf(p *plan.Plan, id int) int {
@@ -394,7 +401,7 @@ func Run(ctx context.Context, p *plan.Plan, cfg Config) (*Summary, error) {
 	ctx, r.cancel = context.WithCancel(ctx)
 	defer r.cancel()
 	all := func(yield func(int) bool) {
-		for i := range p.Ops {
+		for i := range p.Len() {
 			if !yield(i) {
 				return
 			}
@@ -409,14 +416,14 @@ func Run(ctx context.Context, p *plan.Plan, cfg Config) (*Summary, error) {
 		}
 		return s, context.Cause(ctx)
 	}
-	for i := range p.Ops {
-		r.state[i].remaining.Store(int32(p.Ops[i].Senders))
+	for i := range p.Len() {
+		r.state[i].remaining.Store(int32(p.Senders(i)))
 	}
-	dependents := make([]bool, len(p.Ops))
+	dependents := make([]bool, p.Len())
 	nDep := 0
-	for i := range p.Ops {
-		if p.Ops[i].Kind == rundir.KindReuse && !dependents[indexOf(p, p.Ops[i].ReuseOf)] {
-			dependents[indexOf(p, p.Ops[i].ReuseOf)] = true
+	for i := range p.Len() {
+		if p.Kind(i) == rundir.KindReuse && !dependents[indexOf(p, p.ReuseOf(i))] {
+			dependents[indexOf(p, p.ReuseOf(i))] = true
 			nDep++
 		}
 	}
@@ -451,7 +458,7 @@ func Run(ctx context.Context, p *plan.Plan, cfg Config) (*Summary, error) {
 
 // race releases all of op idx's senders together and waits for them.
 func (r *runner) race(ctx context.Context, idx int) {
-	n := r.p.Ops[idx].Senders
+	n := r.p.Senders(idx)
 	gate := make(chan struct{})
 	var wg sync.WaitGroup
 	for s := range n {
@@ -477,11 +484,11 @@ func (r *runner) dispatch(ctx context.Context, jobs chan<- job, done <-chan int)
 		timer  = time.NewTimer(time.Hour)
 	)
 	defer timer.Stop()
-	ops := r.p.Ops
+	p := r.p
 	// reuse handles a reuse op whose original is done: send it if the
 	// original succeeded, otherwise leave it unsent and unconfirmed.
 	reuse := func(ri int) {
-		if r.state[indexOf(r.p, ops[ri].ReuseOf)].flags.Load()&fSucceeded != 0 {
+		if r.state[indexOf(p, p.ReuseOf(ri))].flags.Load()&fSucceeded != 0 {
 			ready = append(ready, job{idx: ri})
 			return
 		}
@@ -501,10 +508,9 @@ func (r *runner) dispatch(ctx context.Context, jobs chan<- job, done <-chan int)
 		switch {
 		case len(ready) > 0:
 			next, out = ready[0], jobs
-		case cursor < len(ops):
-			op := &ops[cursor]
-			if op.Kind == rundir.KindReuse {
-				orig := indexOf(r.p, op.ReuseOf)
+		case cursor < p.Len():
+			if p.Kind(cursor) == rundir.KindReuse {
+				orig := indexOf(p, p.ReuseOf(cursor))
 				if r.state[orig].flags.Load()&fDone != 0 {
 					reuse(cursor)
 				} else {
@@ -514,7 +520,7 @@ func (r *runner) dispatch(ctx context.Context, jobs chan<- job, done <-chan int)
 				cursor++
 				continue
 			}
-			next, out, fromPlan = job{idx: cursor, race: op.Race}, jobs, true
+			next, out, fromPlan = job{idx: cursor, race: p.Race(cursor)}, jobs, true
 		case later.Len() == 0 && nPark == 0:
 			return
 		}
@@ -530,9 +536,8 @@ func (r *runner) dispatch(ctx context.Context, jobs chan<- job, done <-chan int)
 				break
 			}
 			cursor++
-			op := &ops[next.idx]
-			for s := 1; s < op.Senders && !op.Race; s++ {
-				heap.Push(&later, delayed{now.Add(dupDelay(r.p.Seed, op.Op.Op, s, r.cfg.DuplicateDelay)), job{idx: next.idx, sender: s}})
+			for s := 1; s < p.Senders(next.idx) && !next.race; s++ {
+				heap.Push(&later, delayed{now.Add(dupDelay(p.Seed, p.ID(next.idx), s, r.cfg.DuplicateDelay)), job{idx: next.idx, sender: s}})
 			}
 		case i := <-done:
 			for _, ri := range parked[i] {
@@ -567,15 +572,14 @@ func Reconcile(ctx context.Context, p *plan.Plan, ops []int, cfg Config, deadlin
 	ctx, r.cancel = context.WithCancel(ctx)
 	defer r.cancel()
 	var charges, reuses []int
-	inSet := map[int]bool{}
+	inSet := make([]bool, p.Len())
 	for _, id := range ops {
-		op, ok := p.Op(id)
+		i, ok := p.Index(id)
 		if !ok {
 			return nil, fmt.Errorf("load: reconcile: no op %d in the plan", id)
 		}
-		i := indexOf(p, id)
 		inSet[i] = true
-		if op.Kind == rundir.KindReuse {
+		if p.Kind(i) == rundir.KindReuse {
 			reuses = append(reuses, i)
 		} else {
 			charges = append(charges, i)
@@ -584,7 +588,7 @@ func Reconcile(ctx context.Context, p *plan.Plan, ops []int, cfg Config, deadlin
 	r.reconcile(ctx, charges)
 	var ready []int
 	for _, i := range reuses {
-		orig := indexOf(p, p.Ops[i].ReuseOf)
+		orig := indexOf(p, p.ReuseOf(i))
 		if !inSet[orig] || r.state[orig].flags.Load()&fSucceeded != 0 {
 			ready = append(ready, i)
 		}
@@ -631,7 +635,7 @@ func (r *runner) reconcile(ctx context.Context, idxs []int) {
 // redrive sends op idx in rounds, each a fresh sender numbered after the
 // plan's senders, until it has a definite answer or ctx ends.
 func (r *runner) redrive(ctx context.Context, idx int) {
-	op := &r.p.Ops[idx]
+	id, senders := r.p.ID(idx), r.p.Senders(idx)
 	r.state[idx].remaining.Store(1)
 	var res client.Result
 	var flags uint32
@@ -640,10 +644,10 @@ func (r *runner) redrive(ctx context.Context, idx int) {
 		if round > 0 {
 			// Full jitter between rounds, seeded per op and round.
 			w := r.cfg.Client.Backoff(min(round, 10))
-			delay = dupDelay(r.p.Seed, op.Op.Op, -round, w+1)
+			delay = dupDelay(r.p.Seed, id, -round, w+1)
 		}
-		res = r.send(ctx, idx, op.Senders+round, delay, rundir.ReasonReconcile)
-		r.rounds[idx] = round + 1
+		res = r.send(ctx, idx, senders+round, delay, rundir.ReasonReconcile)
+		r.rounds[idx] = int32(round + 1)
 		flags |= flagsOf(res)
 		if res.Definite {
 			break
@@ -716,12 +720,9 @@ feed:
 // probe sends op idx once through c as its next fresh sender and keeps
 // what the answer says about the op.
 func (r *runner) probe(ctx context.Context, c *client.Client, idx int) client.Result {
-	op := &r.p.Ops[idx]
-	res := c.Do(ctx, client.Request{
-		Op: op.Op.Op, Kind: op.Kind, Sender: op.Senders + r.rounds[idx], Merchant: op.Merchant,
-		URL: r.cfg.URL, Header: r.headers[op.Merchant], KeyHeader: r.cfg.KeyHeader,
-		Key: op.Key, Body: op.Body, FirstReason: rundir.ReasonReconcile,
-	}, r.record)
+	req := r.request(idx, r.p.Senders(idx)+int(r.rounds[idx]))
+	req.FirstReason = rundir.ReasonReconcile
+	res := c.Do(ctx, req, r.record)
 	r.rounds[idx]++
 	if r.state[idx].flags.Load()&fDone != 0 {
 		r.state[idx].flags.Or(flagsOf(res))

@@ -77,10 +77,10 @@ func TestRunConfirmsEveryOpAgainstAnIdempotentServer(t *testing.T) {
 	if err := hw.Close(); err != nil {
 		t.Fatal(err)
 	}
-	nReuse := len(p.Ops) - p.Charges()
-	if sum.Ops != len(p.Ops) || sum.Confirmed != len(p.Ops) || len(sum.Unconfirmed) != 0 ||
+	nReuse := p.Len() - p.Charges()
+	if sum.Ops != p.Len() || sum.Confirmed != p.Len() || len(sum.Unconfirmed) != 0 ||
 		sum.Succeeded != p.Charges() || sum.Rejected != nReuse || sum.Indeterminate != 0 {
-		t.Fatalf("summary %+v; want all %d ops confirmed (%d charges, %d reuses)", sum, len(p.Ops), p.Charges(), nReuse)
+		t.Fatalf("summary %+v; want all %d ops confirmed (%d charges, %d reuses)", sum, p.Len(), p.Charges(), nReuse)
 	}
 	charges, requests, statuses := srv.snapshot()
 	if charges != p.Charges() {
@@ -94,8 +94,8 @@ func TestRunConfirmsEveryOpAgainstAnIdempotentServer(t *testing.T) {
 		t.Fatalf("history has %d lines, OnAttempt saw %d, server %d requests, summary %d attempts",
 			len(atts), onAttempt.Load(), requests, sum.Attempts)
 	}
-	if int(onDone.Load()) != len(p.Ops) {
-		t.Fatalf("OnOpDone called %d times for %d ops", onDone.Load(), len(p.Ops))
+	if int(onDone.Load()) != p.Len() {
+		t.Fatalf("OnOpDone called %d times for %d ops", onDone.Load(), p.Len())
 	}
 	// Per op: every sender shows up in the history with the op's key, and
 	// races really overlapped on the server.
@@ -119,7 +119,7 @@ func TestRunConfirmsEveryOpAgainstAnIdempotentServer(t *testing.T) {
 		senders[a.Op][a.Sender] = true
 	}
 	var races, dups int
-	for _, op := range p.Ops {
+	for _, op := range p.All() {
 		if len(senders[op.Op.Op]) != op.Senders {
 			t.Fatalf("op %d: %d senders in history, plan says %d", op.Op.Op, len(senders[op.Op.Op]), op.Senders)
 		}
@@ -168,7 +168,7 @@ func TestRunAgainstANonIdempotentServerShowsDoubleCharges(t *testing.T) {
 		t.Fatalf("a server charging every request charged %d times for %d requests, %d charges", charges, requests, p.Charges())
 	}
 	// The reuse ops got a 2xx: not confirmed, counted as succeeded.
-	if nReuse := len(p.Ops) - p.Charges(); sum.Confirmed != p.Charges() || sum.Succeeded != len(p.Ops) || nReuse == 0 {
+	if nReuse := p.Len() - p.Charges(); sum.Confirmed != p.Charges() || sum.Succeeded != p.Len() || nReuse == 0 {
 		t.Fatalf("summary %+v", sum)
 	}
 }
@@ -192,7 +192,7 @@ func TestReuseIsConfirmedByTheDeclaredStatus(t *testing.T) {
 			srv, url := newChargeServer(t, true)
 			srv.reuseCode = tc.serverCode
 			p := newPlan(t, plan.Config{Ops: 40, DuplicateRate: 0, ReuseRate: 0.2, Seed: 7})
-			nReuse := len(p.Ops) - p.Charges()
+			nReuse := p.Len() - p.Charges()
 			sum, err := Run(context.Background(), p, Config{URL: url, Concurrency: 4,
 				Client: newClient(t, client.Options{ReuseStatuses: tc.declared, MaxAttempts: 3})})
 			if err != nil {
@@ -204,7 +204,7 @@ func TestReuseIsConfirmedByTheDeclaredStatus(t *testing.T) {
 			}
 			want := p.Charges()
 			if tc.confirmed {
-				want = len(p.Ops)
+				want = p.Len()
 			}
 			if sum.Confirmed != want || sum.Succeeded != p.Charges() || sum.Rejected != nReuse || sum.Indeterminate != 0 {
 				t.Fatalf("summary %+v; want %d confirmed, %d succeeded, %d rejected", sum, want, p.Charges(), nReuse)
@@ -219,7 +219,7 @@ func TestReconcileRedrivesWithTheSameKey(t *testing.T) {
 	var broken atomic.Bool
 	broken.Store(true)
 	eaten := map[string]bool{}
-	for i, op := range p.Ops {
+	for i, op := range p.All() {
 		if i%3 == 0 && op.Kind == rundir.KindCharge {
 			eaten[op.Key] = true
 		}
@@ -255,7 +255,7 @@ func TestReconcileRedrivesWithTheSameKey(t *testing.T) {
 	}
 	hw.Close()
 	charges, _, statuses := srv.snapshot()
-	if charges != p.Charges() || statuses[422] != len(p.Ops)-p.Charges() {
+	if charges != p.Charges() || statuses[422] != p.Len()-p.Charges() {
 		t.Fatalf("after reconciling: %d charges for %d, %d 422s", charges, p.Charges(), statuses[422])
 	}
 	reconciled := map[int]bool{}
@@ -317,7 +317,7 @@ func TestRunStopsWhenTheContextEnds(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
 	defer cancel()
 	sum, err := Run(ctx, p, Config{URL: url, Concurrency: 4, Client: newClient(t, client.Options{})})
-	if err == nil || len(sum.Unconfirmed) == 0 || sum.Confirmed+len(sum.Unconfirmed) != len(p.Ops) {
-		t.Fatalf("err %v, summary %d confirmed %d unconfirmed of %d", err, sum.Confirmed, len(sum.Unconfirmed), len(p.Ops))
+	if err == nil || len(sum.Unconfirmed) == 0 || sum.Confirmed+len(sum.Unconfirmed) != p.Len() {
+		t.Fatalf("err %v, summary %d confirmed %d unconfirmed of %d", err, sum.Confirmed, len(sum.Unconfirmed), p.Len())
 	}
 }

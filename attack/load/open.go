@@ -127,8 +127,8 @@ type openRun struct {
 	start    time.Time
 	inflight atomic.Int64
 	dropped  atomic.Int64
-	maxLag   atomic.Int64    // nanoseconds an arrival was dispatched after it was due
-	done     []chan struct{} // closed when the op is done; only for ops a reuse waits on
+	maxLag   atomic.Int64          // nanoseconds an arrival was dispatched after it was due
+	done     map[int]chan struct{} // by position: closed when the op is done; only for ops a reuse waits on
 	wg       sync.WaitGroup
 }
 
@@ -138,22 +138,26 @@ type openRun struct {
 // dropped: recorded as one attempt with OutcomeDropped and left
 // unconfirmed (Reconcile may send it later), never queued.
 func runOpen(ctx context.Context, r *runner) *openRun {
-	o := &openRun{runner: r, done: make([]chan struct{}, len(r.p.Ops))}
-	for i := range r.p.Ops {
-		if op := &r.p.Ops[i]; op.Kind == rundir.KindReuse && o.done[indexOf(r.p, op.ReuseOf)] == nil {
-			o.done[indexOf(r.p, op.ReuseOf)] = make(chan struct{})
+	// Built whole before the first arrival and only read after: the
+	// goroutines share it without a lock.
+	o := &openRun{runner: r, done: map[int]chan struct{}{}}
+	for i := range r.p.Len() {
+		if r.p.Kind(i) == rundir.KindReuse {
+			if orig := indexOf(r.p, r.p.ReuseOf(i)); o.done[orig] == nil {
+				o.done[orig] = make(chan struct{})
+			}
 		}
 	}
 	r.onDone = func(idx int) {
 		o.inflight.Add(-1)
-		if o.done[idx] != nil {
-			close(o.done[idx])
+		if ch := o.done[idx]; ch != nil {
+			close(ch)
 		}
 	}
 	o.start = time.Now()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	for i := range r.p.Ops {
+	for i := range r.p.Len() {
 		due := o.start.Add(r.cfg.Pacer.Due(i))
 		if wait := time.Until(due); wait > 0 {
 			timer.Reset(wait)
@@ -177,13 +181,13 @@ func runOpen(ctx context.Context, r *runner) *openRun {
 
 // arrive starts op idx, due at due, or drops it at the in-flight cap.
 func (o *openRun) arrive(ctx context.Context, idx int, due time.Time) {
-	op := &o.p.Ops[idx]
-	o.state[idx].remaining.Store(int32(op.Senders))
+	p := o.p
+	o.state[idx].remaining.Store(int32(p.Senders(idx)))
 	if o.inflight.Add(1) > int64(o.cfg.MaxInflight) {
 		o.dropped.Add(1)
 		now := time.Now()
 		o.record(rundir.Attempt{
-			Op: op.Op.Op, Kind: op.Kind, CallSite: o.cfg.Client.Options().CallSite, Merchant: op.Merchant, Key: op.Key,
+			Op: p.ID(idx), Kind: p.Kind(idx), CallSite: o.cfg.Client.Options().CallSite, Merchant: p.Merchant(idx), Key: p.Key(idx),
 			Attempt: 1, DelayReason: rundir.ReasonFirst, Outcome: rundir.OutcomeDropped,
 			Error:    fmt.Sprintf("not sent: %d operations already in flight (--max-inflight)", o.cfg.MaxInflight),
 			Intended: due, Start: now, End: now,
@@ -193,15 +197,15 @@ func (o *openRun) arrive(ctx context.Context, idx int, due time.Time) {
 		return
 	}
 	switch {
-	case op.Kind == rundir.KindReuse:
+	case p.Kind(idx) == rundir.KindReuse:
 		o.wg.Go(func() { o.sendReuse(ctx, idx, due) })
-	case op.Race:
+	case p.Race(idx):
 		o.wg.Go(func() { o.raceAt(ctx, idx, due) })
 	default:
-		for s := range op.Senders {
+		for s := range p.Senders(idx) {
 			at := due
 			if s > 0 {
-				at = due.Add(dupDelay(o.p.Seed, op.Op.Op, s, o.cfg.DuplicateDelay))
+				at = due.Add(dupDelay(p.Seed, p.ID(idx), s, o.cfg.DuplicateDelay))
 			}
 			o.wg.Go(func() { o.finish(idx, o.sendAt(ctx, idx, s, at)) })
 		}
@@ -216,24 +220,21 @@ func (o *openRun) sendAt(ctx context.Context, idx, sender int, at time.Time) cli
 	if err := sleepUntil(ctx, at); err != nil {
 		return client.Result{Err: err}
 	}
-	op := &o.p.Ops[idx]
-	return o.cfg.Client.Do(ctx, client.Request{
-		Op: op.Op.Op, Kind: op.Kind, Sender: sender, Merchant: op.Merchant,
-		URL: o.cfg.URL, Header: o.headers[op.Merchant], KeyHeader: o.cfg.KeyHeader,
-		Key: op.Key, Body: op.Body, Intended: at,
-	}, o.record)
+	req := o.request(idx, sender)
+	req.Intended = at
+	return o.cfg.Client.Do(ctx, req, o.record)
 }
 
 // raceAt releases all of a race's senders together at due.
 func (o *openRun) raceAt(ctx context.Context, idx int, due time.Time) {
 	if err := sleepUntil(ctx, due); err != nil {
-		for range o.p.Ops[idx].Senders {
+		for range o.p.Senders(idx) {
 			o.finish(idx, client.Result{Err: err})
 		}
 		return
 	}
 	var wg sync.WaitGroup
-	for s := range o.p.Ops[idx].Senders {
+	for s := range o.p.Senders(idx) {
 		wg.Go(func() { o.finish(idx, o.sendAt(ctx, idx, s, due)) })
 	}
 	wg.Wait()
@@ -242,7 +243,7 @@ func (o *openRun) raceAt(ctx context.Context, idx int, due time.Time) {
 // sendReuse sends a reuse op once the op whose key it reuses is done, if
 // that op succeeded; its latency counts from its own arrival.
 func (o *openRun) sendReuse(ctx context.Context, idx int, due time.Time) {
-	orig := indexOf(o.p, o.p.Ops[idx].ReuseOf)
+	orig := indexOf(o.p, o.p.ReuseOf(idx))
 	select {
 	case <-o.done[orig]:
 	case <-ctx.Done():

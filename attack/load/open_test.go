@@ -121,8 +121,8 @@ func TestOpenModelConfirmsEveryOpOnSchedule(t *testing.T) {
 	p := newPlan(t, plan.Config{Ops: 300, DuplicateRate: 0.3, RaceRate: 0.1, ReuseRate: 0.05, Seed: 12})
 	pacer := ConstantPacer{Rate: 1000}
 	sum, hist := runOpenModel(t, p, url, pacer, 0, client.Options{Seed: 2})
-	if sum.Confirmed != sum.Ops || sum.Ops != len(p.Ops) || sum.Dropped != 0 {
-		t.Fatalf("summary %+v: want all %d ops confirmed, none dropped", sum, len(p.Ops))
+	if sum.Confirmed != sum.Ops || sum.Ops != p.Len() || sum.Dropped != 0 {
+		t.Fatalf("summary %+v: want all %d ops confirmed, none dropped", sum, p.Len())
 	}
 	if charges, _, _ := srv.snapshot(); charges != p.Charges() {
 		t.Fatalf("server charged %d times for %d charges", charges, p.Charges())
@@ -134,7 +134,7 @@ func TestOpenModelConfirmsEveryOpOnSchedule(t *testing.T) {
 	if t0.IsZero() {
 		t.Fatalf("op 1's first attempt has no intended time: %+v", first[1])
 	}
-	for _, op := range p.Ops {
+	for _, op := range p.All() {
 		a, ok := first[op.Op.Op]
 		if !ok {
 			t.Fatalf("op %d never sent", op.Op.Op)

@@ -12,6 +12,6 @@ func Example() {
 	cfg.Seed = 42
 	a, _ := plan.New(cfg)
 	b, _ := plan.New(cfg)
-	fmt.Println(a.Charges(), len(a.Ops)-a.Charges(), a.Fingerprint() == b.Fingerprint())
+	fmt.Println(a.Charges(), a.Len()-a.Charges(), a.Fingerprint() == b.Fingerprint())
 	// Output: 1000 20 true
 }

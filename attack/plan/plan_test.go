@@ -6,6 +6,7 @@ import (
 	"math"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -31,14 +32,14 @@ func TestSameSeedSamePlan(t *testing.T) {
 	if a.Fingerprint() != b.Fingerprint() {
 		t.Fatal("same seed, different fingerprints")
 	}
-	for i := range a.Ops {
-		if a.Ops[i].Op != b.Ops[i].Op || string(a.Ops[i].Body) != string(b.Ops[i].Body) {
-			t.Fatalf("op %d differs: %+v vs %+v", i+1, a.Ops[i], b.Ops[i])
+	for i := range a.Len() {
+		if ao, bo := a.At(i), b.At(i); ao.Op != bo.Op || string(ao.Body) != string(bo.Body) {
+			t.Fatalf("op %d differs: %+v vs %+v", i+1, ao, bo)
 		}
 	}
 	cfg.Seed = 43
 	c := mustNew(t, cfg)
-	if c.Fingerprint() == a.Fingerprint() || c.Ops[0].Key == a.Ops[0].Key {
+	if c.Fingerprint() == a.Fingerprint() || c.At(0).Key == a.At(0).Key {
 		t.Fatal("different seeds gave the same plan")
 	}
 	// The written plan.jsonl is identical too.
@@ -53,11 +54,11 @@ func TestSameSeedSamePlan(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if len(files[0]) != len(a.Ops) || len(files[1]) != len(a.Ops) {
-		t.Fatalf("plan.jsonl has %d and %d lines, want %d", len(files[0]), len(files[1]), len(a.Ops))
+	if len(files[0]) != a.Len() || len(files[1]) != a.Len() {
+		t.Fatalf("plan.jsonl has %d and %d lines, want %d", len(files[0]), len(files[1]), a.Len())
 	}
 	for i := range files[0] {
-		if files[0][i] != files[1][i] || files[0][i] != a.Ops[i].Op {
+		if files[0][i] != files[1][i] || files[0][i] != a.At(i).Op {
 			t.Fatalf("plan.jsonl line %d differs", i+1)
 		}
 	}
@@ -80,7 +81,7 @@ func TestRatesAreRespected(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			p := mustNew(t, Config{Ops: tc.ops, DuplicateRate: tc.dup, RaceRate: tc.race, ReuseRate: tc.reuse, Seed: 7})
 			var charges, dups, races, reuses int
-			for _, op := range p.Ops {
+			for _, op := range p.All() {
 				switch {
 				case op.Kind == rundir.KindReuse:
 					reuses++
@@ -98,8 +99,8 @@ func TestRatesAreRespected(t *testing.T) {
 					charges++
 				}
 			}
-			if charges != tc.ops || p.Charges() != tc.ops || reuses != tc.wantReuse || len(p.Ops) != tc.ops+tc.wantReuse {
-				t.Fatalf("%d charges, %d reuses, %d ops; want %d, %d", charges, reuses, len(p.Ops), tc.ops, tc.wantReuse)
+			if charges != tc.ops || p.Charges() != tc.ops || reuses != tc.wantReuse || p.Len() != tc.ops+tc.wantReuse {
+				t.Fatalf("%d charges, %d reuses, %d ops; want %d, %d", charges, reuses, p.Len(), tc.ops, tc.wantReuse)
 			}
 			// Within 4 standard deviations of a binomial.
 			for _, r := range []struct {
@@ -119,7 +120,7 @@ func TestRatesAreRespected(t *testing.T) {
 func TestReuseOpsReuseAnEarlierKeyWithAnotherBody(t *testing.T) {
 	p := mustNew(t, Config{Ops: 2000, ReuseRate: 0.05, Seed: 1, Merchants: []Merchant{{"a", "ka"}, {"b", "kb"}}})
 	n := 0
-	for i, op := range p.Ops {
+	for i, op := range p.All() {
 		if op.Op.Op != i+1 {
 			t.Fatalf("op at %d has id %d: ids must be 1..n in order", i, op.Op.Op)
 		}
@@ -147,7 +148,7 @@ func TestKeysAreUniqueAndUUIDShaped(t *testing.T) {
 	p := mustNew(t, Config{Ops: 20000, Seed: 9})
 	re := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 	seen := map[string]bool{}
-	for _, op := range p.Ops {
+	for _, op := range p.All() {
 		if !re.MatchString(op.Key) {
 			t.Fatalf("key %q is not UUID-shaped", op.Key)
 		}
@@ -164,7 +165,7 @@ func TestKeysAreUniqueAndUUIDShaped(t *testing.T) {
 func TestBodyTemplate(t *testing.T) {
 	tmpl := template.Must(template.New("b").Parse(`{"op":{{.Op}},"cents":{{.Amount}},"ref":"{{.Key}}","m":"{{.Merchant}}"}`))
 	p := mustNew(t, Config{Ops: 3, Seed: 5, BodyTemplate: tmpl})
-	op := p.Ops[1]
+	op := p.At(1)
 	want := `{"op":2,"cents":` + strconv.FormatInt(op.Amount, 10) + `,"ref":"` + op.Key + `","m":"demo"}`
 	if string(op.Body) != want {
 		t.Fatalf("body %s, want %s", op.Body, want)
@@ -177,7 +178,7 @@ func TestBodyTemplate(t *testing.T) {
 
 func TestDefaultBodyIsTheReferenceAPI(t *testing.T) {
 	p := mustNew(t, Config{Ops: 1, Seed: 1})
-	op := p.Ops[0]
+	op := p.At(0)
 	re := regexp.MustCompile(`^\{"amount":\d+,"currency":"(EUR|USD|GBP)","customer":"cus_\d+","sku":"sku-\d+","quantity":[1-3]\}$`)
 	if !re.Match(op.Body) {
 		t.Fatalf("body %s", op.Body)
@@ -194,13 +195,15 @@ func TestInvalidConfigIsAUsageError(t *testing.T) {
 		msg  string
 	}{
 		{"negative ops", Config{Ops: -1}, "ops must be at least 1"},
-		{"more ops than fit", Config{Ops: 99_999_999_999}, "ops must be at most 250000"},
+		{"more ops than fit", Config{Ops: 99_999_999_999}, "ops must be at most 1000000"},
 		{"one op too many", Config{Ops: MaxOps + 1}, "ops must be at most"},
 		{"duplicate rate above 1", Config{DuplicateRate: 1.5}, "duplicate-rate must be between 0 and 1"},
 		{"negative race rate", Config{RaceRate: -0.1}, "race-rate must be between 0 and 1"},
 		{"NaN reuse rate", Config{ReuseRate: math.NaN()}, "reuse-rate must be between 0 and 1"},
 		{"races plus duplicates above 1", Config{DuplicateRate: 0.7, RaceRate: 0.5}, "at most 1"},
 		{"nameless merchant", Config{Merchants: []Merchant{{APIKey: "k"}}}, "merchant needs a name"},
+		{"catalog past 32 bits", Config{Catalog: math.MaxUint32 + 1}, "catalog must be at most 4294967295"},
+		{"merchants past 16 bits", Config{Merchants: make([]Merchant, math.MaxUint16+2)}, "at most 65536 merchants"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -241,8 +244,48 @@ func TestBuildStopsWhenCancelled(t *testing.T) {
 	if mid.n != -1 {
 		t.Fatalf("Build went on %d looks past its context's end", -1-mid.n)
 	}
+	// Saving the largest plan stops at an interrupt too, at the next look.
+	p := mustNew(t, Config{Ops: MaxOps, Seed: 1})
+	path := filepath.Join(t.TempDir(), "plan.jsonl")
+	if _, err := p.Save(ctx, path); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Save with an ended context: %v, want context.Canceled", err)
+	}
+	mid = &endsAfter{Context: t.Context(), n: 3}
+	if _, err := p.Save(mid, path); !errors.Is(err, context.Canceled) || mid.n != -1 {
+		t.Fatalf("Save cancelled midway: %v, %d looks past the end", err, -1-mid.n)
+	}
 	// Not cancelled, the same plan is built whole.
 	if p, err := Build(&endsAfter{Context: t.Context(), n: MaxOps}, Config{Ops: 5000, Seed: 1}); err != nil || p.Charges() != 5000 {
 		t.Fatalf("Build: %v", err)
 	}
+}
+
+// TestLargestPlanIsCompact: the largest plan holds about 40 bytes an op
+// (not its records and bodies, which At renders), and its accessors agree
+// with what At renders.
+func TestLargestPlanIsCompact(t *testing.T) {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	cfg := DefaultConfig()
+	cfg.Ops, cfg.Seed = MaxOps, 3
+	p := mustNew(t, cfg)
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	perOp := float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / float64(p.Len())
+	t.Logf("%d ops: %.1f heap bytes an op", p.Len(), perOp)
+	if perOp > 48 {
+		t.Errorf("the plan holds %.1f heap bytes an op, want at most 48", perOp)
+	}
+	for _, i := range []int{0, 1, p.Len() / 2, p.Len() - 1} {
+		op := p.At(i)
+		if p.ID(i) != op.Op.Op || p.Kind(i) != op.Kind || p.Senders(i) != op.Senders || p.Race(i) != op.Race || p.ReuseOf(i) != op.ReuseOf ||
+			p.Key(i) != op.Key || p.Merchant(i) != op.Merchant || string(p.Body(i)) != string(op.Body) {
+			t.Errorf("op at %d: accessors disagree with %+v", i, op.Op)
+		}
+		if got, ok := p.Op(op.Op.Op); !ok || got.Op != op.Op || string(got.Body) != string(op.Body) {
+			t.Errorf("Op(%d) = %+v, %v; At(%d) = %+v", op.Op.Op, got.Op, ok, i, op.Op)
+		}
+	}
+	runtime.KeepAlive(p)
 }

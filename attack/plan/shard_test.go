@@ -12,22 +12,26 @@ import (
 func TestShardsPartitionThePlan(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Seed, cfg.Ops, cfg.ReuseRate = 17, 500, 0.1
+	cfg.Merchants = []Merchant{{"a", "ka"}, {"b", "kb"}}
 	p := mustNew(t, cfg)
 	for _, n := range []int{1, 2, 3, 7} {
 		owner := map[int]int{}
-		minC, maxC := len(p.Ops), 0
+		minC, maxC := p.Len(), 0
 		for k := range n {
 			s := p.Shard(k, n)
 			if s.Seed != p.Seed {
 				t.Errorf("shard %d/%d: seed %d", k, n, s.Seed)
 			}
-			for i := range s.Ops {
-				op := &s.Ops[i]
+			for i, op := range s.All() {
+				if s.ID(i) != op.Op.Op || s.Kind(i) != op.Kind || s.Senders(i) != op.Senders || s.Race(i) != op.Race || s.ReuseOf(i) != op.ReuseOf ||
+					s.Key(i) != op.Key || s.Merchant(i) != op.Merchant || string(s.Body(i)) != string(op.Body) {
+					t.Errorf("shard %d/%d: op at %d: accessors disagree with %+v", k, n, i, op.Op)
+				}
 				if prev, dup := owner[op.Op.Op]; dup {
 					t.Fatalf("%d shards: op %d in shards %d and %d", n, op.Op.Op, prev, k)
 				}
 				owner[op.Op.Op] = k
-				if got, ok := s.Op(op.Op.Op); !ok || got != op {
+				if got, ok := s.Op(op.Op.Op); !ok || got.Op != op.Op || string(got.Body) != string(op.Body) {
 					t.Errorf("shard %d/%d: Op(%d) not found", k, n, op.Op.Op)
 				}
 				if op.Kind == rundir.KindReuse {
@@ -39,13 +43,13 @@ func TestShardsPartitionThePlan(t *testing.T) {
 			}
 			minC, maxC = min(minC, s.Charges()), max(maxC, s.Charges())
 		}
-		if len(owner) != len(p.Ops) {
-			t.Errorf("%d shards hold %d ops of %d", n, len(owner), len(p.Ops))
+		if len(owner) != p.Len() {
+			t.Errorf("%d shards hold %d ops of %d", n, len(owner), p.Len())
 		}
 		if maxC-minC > 1 || minC == 0 {
 			t.Errorf("%d shards: charges per shard from %d to %d", n, minC, maxC)
 		}
-		if _, ok := p.Shard(0, n).Op(len(p.Ops) + 1); ok {
+		if _, ok := p.Shard(0, n).Op(p.Len() + 1); ok {
 			t.Errorf("an op past the plan was found")
 		}
 	}

@@ -147,7 +147,7 @@ func addRunFlags(f *pflag.FlagSet) {
 
 // addPlanFlags: attack.PlanConfig.
 func addPlanFlags(f *pflag.FlagSet) {
-	f.Int("ops", 1000, fmt.Sprintf("logical operations (charges) to drive, at most %d (the plan is held in memory)", plan.MaxOps))
+	f.Int("ops", 1000, fmt.Sprintf("logical operations (charges) to drive, at most %d", plan.MaxOps))
 	f.Int("concurrency", 32, fmt.Sprintf("concurrent senders, at most %d", maxConcurrency))
 	f.Float64("duplicate-rate", 0.2, "share of operations sent again by an independent sender")
 	f.Float64("race-rate", 0.05, "share of operations released to several senders at once")
@@ -270,7 +270,7 @@ func shardDone(w io.Writer, res *attack.Result, format string) error {
 		fmt.Fprintf(w, "the verdict needs every shard: paytest verify --run '%s'\n", glob)
 	}
 	if res.Stopped != "" {
-		return &quietError{apperr.Errorf(apperr.EINCONCLUSIVE, "shard %s stopped early: %s", res.Shard, res.Stopped)}
+		return apperr.Errorf(apperr.EINCONCLUSIVE, "shard %s stopped early: %s", res.Shard, res.Stopped)
 	}
 	return nil
 }

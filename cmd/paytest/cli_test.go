@@ -109,10 +109,10 @@ func TestBadInvocationsAreUsageErrors(t *testing.T) {
 		{"negative concurrency", []string{"attack", "--concurrency", "-1"}, []string{"--concurrency -1: want 1 to 10000"}},
 		{"zero concurrency", []string{"attack", "--concurrency", "0"}, []string{"--concurrency 0"}},
 		{"concurrency too large", []string{"attack", "--concurrency", "1000000000"}, []string{"--concurrency 1000000000: want 1 to 10000"}},
-		{"negative ops", []string{"attack", "--ops", "-5"}, []string{"--ops -5: want 1 to 250000"}},
+		{"negative ops", []string{"attack", "--ops", "-5"}, []string{"--ops -5: want 1 to 1000000"}},
 		{"zero ops", []string{"attack", "--ops", "0"}, []string{"--ops 0"}},
-		{"ops beyond memory", []string{"attack", "--ops", "99999999999"}, []string{"--ops 99999999999: want 1 to 250000", "held in memory"}},
-		{"ops just beyond the maximum", []string{"attack", "--ops", "250001"}, []string{"--ops 250001"}},
+		{"ops beyond the maximum", []string{"attack", "--ops", "99999999999"}, []string{"--ops 99999999999: want 1 to 1000000"}},
+		{"ops just beyond the maximum", []string{"attack", "--ops", "1000001"}, []string{"--ops 1000001: want 1 to 1000000"}},
 		{"ops beyond an int", []string{"attack", "--ops", "99999999999999999999"}, []string{"--ops", "out of range"}},
 		{"zero timeout", []string{"attack", "--timeout", "0s"}, []string{"--timeout 0s: must be positive"}},
 		{"negative drain timeout", []string{"attack", "--drain-timeout", "-1s"}, []string{"--drain-timeout -1s"}},
@@ -182,7 +182,7 @@ func TestHelpIsNotAnError(t *testing.T) {
 
 func TestAttackHelpStatesTheLimits(t *testing.T) {
 	code, text, _ := runPaytest(t, "attack", "--help")
-	for _, w := range []string{"at most 250000", "at most 10000", "-1: retry until the deadline"} {
+	for _, w := range []string{"at most 1000000", "at most 10000", "-1: retry until the deadline"} {
 		if code != 0 || !strings.Contains(text, w) {
 			t.Errorf("paytest attack --help: exit %d, lacks %q", code, w)
 		}
@@ -212,7 +212,7 @@ func TestCtrlCDuringThePlanEndsAtOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots the reference system")
 	}
-	cmd := exec.Command(testinfra.Paytest(t), "attack", "--ops", "250000", "--no-progress", "--out", t.TempDir())
+	cmd := exec.Command(testinfra.Paytest(t), "attack", "--ops", "1000000", "--no-progress", "--out", t.TempDir())
 	cmd.Env = append(cleanEnv(), "TMPDIR="+worldTmp(t))
 	ownGroup(cmd)
 	stderr, err := cmd.StderrPipe()

@@ -238,7 +238,7 @@ func checkAttack(cfg attack.Config) error {
 func checkPlan(p attack.PlanConfig) error {
 	switch {
 	case p.Ops < 1 || p.Ops > plan.MaxOps:
-		return apperr.Errorf(apperr.EUSAGE, "--ops %d: want 1 to %d (the plan is held in memory)", p.Ops, plan.MaxOps)
+		return apperr.Errorf(apperr.EUSAGE, "--ops %d: want 1 to %d", p.Ops, plan.MaxOps)
 	case p.Concurrency < 1 || p.Concurrency > maxConcurrency:
 		return apperr.Errorf(apperr.EUSAGE, "--concurrency %d: want 1 to %d", p.Concurrency, maxConcurrency)
 	}
