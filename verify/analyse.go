@@ -218,6 +218,9 @@ type analysis struct {
 	outage     *outageTally // nil without an outage window
 	// partial names a partial last line of history.jsonl that was skipped.
 	partial string
+	// cutInConflict counts the charges of shards that did not finish
+	// whose last recorded answer was a 409 (see setAside).
+	cutInConflict int
 }
 
 // cxList collects counterexamples up to a cap and counts them all.

@@ -46,9 +46,13 @@ func (a *analysis) checkStuck(opts Options) Check {
 	}
 	figure := fmt.Sprintf("%d of %d keys answered 409 stayed in flight", cx.total, answered409)
 	var c Check
-	if cx.total > 0 {
+	switch {
+	case cx.total > 0:
 		c = failed(name, figure, fmt.Sprintf("%d keys were still answered 409 when the run ended (the longest for %s): the endpoint never released them, so their charges can never be made", cx.total, longest.Round(time.Millisecond)), cx)
-	} else {
+	case a.cutInConflict > 0:
+		c = inconclusive(name, fmt.Sprintf("%s, %d unknown", figure, a.cutInConflict),
+			fmt.Sprintf("%d keys were last answered 409 by a shard that did not finish: whether they got a definite answer is not known", a.cutInConflict))
+	default:
 		c = held(name, figure, "every key answered 409 later got a definite answer")
 	}
 	c.Evidence = evHistory

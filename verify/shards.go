@@ -269,6 +269,13 @@ func (a *analysis) setAside(l *shardLayout) {
 			continue
 		}
 		k := int(o.shard)
+		if o.kind == kindCharge && l.unfinished[k] && o.stuck() {
+			// Its shard died between a 409 and the retry that would have
+			// had the answer: whether the key stayed in flight is not
+			// known, and the run never ended for it to be stuck at.
+			o.endedInConflict = false
+			a.cutInConflict++
+		}
 		if !l.missing[k] && !(l.unfinished[k] && o.attempts == 0) {
 			continue
 		}
