@@ -3,9 +3,11 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/paytest/paytest/internal/foreign"
 	"github.com/paytest/paytest/internal/rundir"
 	"github.com/paytest/paytest/internal/testinfra"
 	"github.com/paytest/paytest/verify"
@@ -108,22 +111,35 @@ func startStackProc(t *testing.T) stackProc {
 	}
 }
 
+// procTarget is what a process run attacks: the flags that name the
+// endpoint and, for attack or verify live, its evidence.
+type procTarget struct {
+	target, evidence []string
+}
+
+// target is the stack's charge service, its ledger the consumer's (one row
+// per charge applied) and its side-effect counter the consumer's.
+func (st stackProc) target() procTarget {
+	return procTarget{
+		target: []string{"--target", st.charge, "--header", "Authorization: Bearer sk_test_demo"},
+		evidence: []string{"--database-url", st.db, "--ledger-query", "SELECT idempotency_key, count(*) FROM ledger_entries GROUP BY 1",
+			"--metrics-url", st.consumerMetrics},
+	}
+}
+
+// startStackTarget starts a stack (startStackProc) and returns it as a
+// target.
+func startStackTarget(t *testing.T) procTarget { return startStackProc(t).target() }
+
 // procShardPlan is the plan every process run below sends: duplicate
 // senders, same-key races and key reuse, and no fault (the endpoint
 // profile's eat-response window drops answers at random, which no two runs
-// would share). The ledger is the consumer's: one row per charge applied.
-func procShardPlan(st stackProc, seed int64, ops int) []string {
-	return append([]string{"attack", "--target", st.charge, "--header", "Authorization: Bearer sk_test_demo"}, append(st.evidence(),
-		"--skip-fault", "eat-response",
+// would share).
+func procShardPlan(tg procTarget, seed int64, ops int) []string {
+	args := append(append([]string{"attack"}, tg.target...), tg.evidence...)
+	return append(args, "--skip-fault", "eat-response",
 		"--ops", strconv.Itoa(ops), "--seed", strconv.FormatInt(seed, 10),
-		"--duplicate-rate", "0.3", "--race-rate", "0.1", "--reuse-rate", "0.05", "--no-progress")...)
-}
-
-// evidence are the flags that point attack, or verify live, at the
-// stack's ledger and its consumer's side-effect counter.
-func (st stackProc) evidence() []string {
-	return []string{"--database-url", st.db, "--ledger-query", "SELECT idempotency_key, count(*) FROM ledger_entries GROUP BY 1",
-		"--metrics-url", st.consumerMetrics}
+		"--duplicate-rate", "0.3", "--race-rate", "0.1", "--reuse-rate", "0.05", "--no-progress")
 }
 
 // paytestProc is a paytest command run as a child process.
@@ -184,15 +200,14 @@ func runProc(t *testing.T, args ...string) *paytestProc {
 }
 
 // attackShardProcs runs n `paytest attack --shard k/n` processes of one
-// plan at once against a fresh stack, into base/shard-K, and wants each to
-// exit 0 (a shard of several gives no verdict of its own). The stack stops
-// when t ends.
-func attackShardProcs(t *testing.T, base string, seed int64, ops, n int) (st stackProc) {
+// plan at once against a fresh target, into base/shard-K, and wants each
+// to exit 0 (a shard of several gives no verdict of its own).
+func attackShardProcs(t *testing.T, fresh func(*testing.T) procTarget, base string, seed int64, ops, n int) procTarget {
 	t.Helper()
-	st = startStackProc(t)
+	tg := fresh(t)
 	procs := make([]*paytestProc, n)
 	for k := range n {
-		procs[k] = startProc(t, append(procShardPlan(st, seed, ops),
+		procs[k] = startProc(t, append(procShardPlan(tg, seed, ops),
 			"--shard", fmt.Sprintf("%d/%d", k, n), "--out", filepath.Join(base, fmt.Sprintf("shard-%d", k)))...)
 	}
 	for k, p := range procs {
@@ -200,7 +215,23 @@ func attackShardProcs(t *testing.T, base string, seed int64, ops, n int) (st sta
 			t.Fatalf("shard %d/%d: exit %d, want 0\n%s", k, n, code, p)
 		}
 	}
-	return st
+	return tg
+}
+
+// singleProc runs the plan of seed as one process against a fresh target
+// and returns its report and exit code, which must be want.
+func singleProc(t *testing.T, fresh func(*testing.T) procTarget, seed int64, ops, want int) (*verify.Report, int) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "single")
+	p := runProc(t, append(procShardPlan(fresh(t), seed, ops), "--out", dir)...)
+	if p.code != want {
+		t.Fatalf("one process: exit %d, want %d\n%s", p.code, want, p)
+	}
+	rep, err := verify.ReadReport(filepath.Join(dir, rundir.ReportFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep, p.code
 }
 
 // timingChecks count answers that depend on which of two senders of one
@@ -234,18 +265,7 @@ func TestShardProcessesMergeToTheSingleVerdict(t *testing.T) {
 	// Postgres allows.
 	var single *verify.Report
 	var code int
-	t.Run("one process", func(t *testing.T) {
-		st := startStackProc(t)
-		singleDir := filepath.Join(t.TempDir(), "single")
-		p := runProc(t, append(procShardPlan(st, seed, ops), "--out", singleDir)...)
-		if code = p.code; code != exitHeld {
-			t.Fatalf("one process: exit %d, want 0 (held)\n%s", p.code, p)
-		}
-		var err error
-		if single, err = verify.ReadReport(filepath.Join(singleDir, rundir.ReportFile)); err != nil {
-			t.Fatal(err)
-		}
-	})
+	t.Run("one process", func(t *testing.T) { single, code = singleProc(t, startStackTarget, seed, ops, exitHeld) })
 	if single == nil {
 		t.FailNow()
 	}
@@ -254,16 +274,17 @@ func TestShardProcessesMergeToTheSingleVerdict(t *testing.T) {
 	for _, n := range []int{1, 2, 4} {
 		base := t.TempDir()
 		bases = append(bases, base)
-		t.Run(fmt.Sprintf("%d shards", n), func(t *testing.T) { compareShardProcs(t, base, single, code, seed, ops, n) })
+		t.Run(fmt.Sprintf("%d shards", n), func(t *testing.T) {
+			compareShardProcs(t, startStackTarget, base, single, code, seed, ops, n)
+		})
 	}
 
 	t.Run("killed", func(t *testing.T) {
 		// Another seed, and an open model of 60 ops/s per shard, so that
 		// shard 1 is still sending when it is killed.
 		const killSeed = 12
-		st := startStackProc(t)
 		base := t.TempDir()
-		plan := slices.Clip(append(procShardPlan(st, killSeed, 240), "--rate", "60"))
+		plan := slices.Clip(append(procShardPlan(startStackTarget(t), killSeed, 240), "--rate", "60"))
 		dirs := []string{filepath.Join(base, "shard-0"), filepath.Join(base, "shard-1")}
 		shard0 := startProc(t, append(plan, "--shard", "0/2", "--out", dirs[0])...)
 		shard1 := startProc(t, append(plan, "--shard", "1/2", "--out", dirs[1])...)
@@ -332,15 +353,64 @@ func TestShardProcessesMergeToTheSingleVerdict(t *testing.T) {
 	})
 }
 
+// TestShardProcessesAgainstATestEndpoint: the same flow against
+// endpoints that are not paytest's own (served from this test process,
+// each over a fresh ledger table): one that stores its answers and replays
+// them unmarked, whose merged verdict holds, and one that keeps no keys,
+// whose merged verdict is violated with the counts of the one process.
+func TestShardProcessesAgainstATestEndpoint(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs paytest attack processes against a database")
+	}
+	const seed, ops = 13, 120
+	for _, tc := range []struct {
+		name string
+		ep   foreign.Options
+		code int
+	}{
+		{"holds", foreign.Options{Store: foreign.StoreAtomic, Status: 200}, exitHeld},
+		{"violated", foreign.Options{Store: foreign.StoreNone}, exitViolated},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pool := testinfra.PostgresPool(t)
+			tables := 0
+			fresh := func(t *testing.T) procTarget {
+				tables++
+				o := tc.ep
+				o.Table = fmt.Sprintf("ledger_%d", tables)
+				e, err := foreign.New(context.Background(), pool, o)
+				if err != nil {
+					t.Fatal(err)
+				}
+				srv := httptest.NewServer(e)
+				t.Cleanup(srv.Close)
+				return procTarget{
+					target: []string{"--target", srv.URL + foreign.Path},
+					evidence: []string{"--database-url", pool.Config().ConnString(),
+						"--ledger-query", fmt.Sprintf("SELECT idem_key, count(*) FROM %s GROUP BY 1", o.Table),
+						"--metrics-url", srv.URL + "/metrics", "--side-effect-metric", foreign.DefaultMetric},
+				}
+			}
+			single, code := singleProc(t, fresh, seed, ops, tc.code)
+			for _, n := range []int{2, 4} {
+				t.Run(fmt.Sprintf("%d shards", n), func(t *testing.T) {
+					compareShardProcs(t, fresh, t.TempDir(), single, code, seed, ops, n)
+				})
+			}
+		})
+	}
+}
+
 // compareShardProcs sends the plan of seed as n shard processes into
-// base/shard-K, merges them with paytest verify, and wants the merged
-// verdict to be single's (exit code: code).
-func compareShardProcs(t *testing.T, base string, single *verify.Report, code int, seed int64, ops, n int) {
-	st := attackShardProcs(t, base, seed, ops, n)
+// base/shard-K against a fresh target, merges them with paytest verify,
+// and wants the merged verdict to be single's (exit code: code).
+func compareShardProcs(t *testing.T, fresh func(*testing.T) procTarget, base string, single *verify.Report, code int, seed int64, ops, n int) {
+	t.Helper()
+	tg := attackShardProcs(t, fresh, base, seed, ops, n)
 	args := []string{"verify", "--run", filepath.Join(base, "shard-*")}
 	live := n == 4
 	if live {
-		args = append(args, st.evidence()...)
+		args = append(args, tg.evidence...)
 	}
 	v := runProc(t, args...)
 	if v.code != code {
