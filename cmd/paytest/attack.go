@@ -449,6 +449,9 @@ func planConfig(cmd *cobra.Command, v *viper.Viper) (attack.PlanConfig, error) {
 		p.Rate = r
 		if p.Duration > 0 && !given(cmd, v, "ops") {
 			p.Ops = wholeRate(r, p.Shard.N, given(cmd, v, "rate")).Ops(p.Duration)
+			if p.Ops > plan.MaxOps {
+				return p, apperr.Errorf(apperr.EUSAGE, "--rate %s for --duration %s is %d ops: want at most %d (a shorter --duration, or a lower --rate)", s, p.Duration, p.Ops, plan.MaxOps)
+			}
 		}
 	} else {
 		// The closed pool asked for over a profile's open model: the

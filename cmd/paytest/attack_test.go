@@ -261,7 +261,7 @@ func TestOpenModelFlagErrors(t *testing.T) {
 		{[]string{"--profile", "race", "--duration", "5s"}, "give --rate too"},
 		{[]string{"--profile", "race", "--max-inflight", "10"}, "give --rate too"},
 		{[]string{"--rate", "10", "--max-inflight", "-1"}, "must not be negative"},
-		{[]string{"--rate", "1000", "--duration", "1h"}, "--ops 3600000: want 1 to 1000000"}, // 3,600,000 ops: over the plan's limit
+		{[]string{"--rate", "1000", "--duration", "1h"}, "--rate 1000 for --duration 1h0m0s is 3600000 ops: want at most 1000000"}, // 3,600,000 ops: over the plan's limit
 		{[]string{"--threshold", "op_p99 800ms"}, "no comparison"},
 		{[]string{"--threshold", "p99 < 1s"}, "unknown metric"},
 		{[]string{"--junit", "/no/such/dir/report.xml"}, "--junit"},
