@@ -17,6 +17,7 @@ import (
 	"github.com/paytest/paytest/internal/testinfra"
 	"github.com/paytest/paytest/profiles"
 	"github.com/paytest/paytest/verify"
+	"github.com/paytest/paytest/verify/verifytest"
 )
 
 // shardCase is a plan and an endpoint a sharded run is compared on.
@@ -126,40 +127,12 @@ func TestShardsMergeToTheSingleVerdict(t *testing.T) {
 			single := run(t, shardConfig(tc, seed, 0, 1, url, metrics, db, t.TempDir())).Report
 			for _, n := range []int{1, 2, 4} {
 				merged := mergeShards(t, runShards(t, tc, seed, n))
-				compareVerdicts(t, n, single, merged)
+				verifytest.SameVerdict(t, fmt.Sprintf("%d shards", n), single, merged)
 				if n > 1 && len(merged.Shards) != n {
 					t.Errorf("%d shards: report.json shards %+v", n, merged.Shards)
 				}
 			}
 		})
-	}
-}
-
-// compareVerdicts wants merged, the verdict of n shards, to say what
-// single, the one process's, said: the verdict, the figures it is judged
-// from, and every check's status and figure.
-func compareVerdicts(t *testing.T, n int, single, merged *verify.Report) {
-	t.Helper()
-	if merged.Verdict != single.Verdict || merged.Ops != single.Ops || merged.LedgerEffects != single.LedgerEffects ||
-		merged.SideEffects != single.SideEffects || merged.Reuses != single.Reuses || merged.Races != single.Races {
-		t.Errorf("%d shards: verdict %s, %d ops, %d side effects, ledger %d, %d reuses, %d races; one process: %s, %d, %d, %d, %d, %d",
-			n, merged.Verdict, merged.Ops, merged.SideEffects, merged.LedgerEffects, merged.Reuses, merged.Races,
-			single.Verdict, single.Ops, single.SideEffects, single.LedgerEffects, single.Reuses, single.Races)
-	}
-	var figures []string
-	for _, c := range merged.Checks {
-		figures = append(figures, c.Name+" "+c.Status+" "+c.Figure)
-	}
-	t.Logf("%d shards: %s; %s", n, merged.Verdict, strings.Join(figures, "; "))
-	if len(merged.Checks) != len(single.Checks) {
-		t.Fatalf("%d shards: %d checks, one process %d", n, len(merged.Checks), len(single.Checks))
-	}
-	for i, c := range single.Checks {
-		m := merged.Checks[i]
-		if m.Name != c.Name || m.Status != c.Status || m.Figure != c.Figure || m.CounterexamplesTotal != c.CounterexamplesTotal {
-			t.Errorf("%d shards: %s %s %q (%d counterexamples); one process: %s %s %q (%d): %s",
-				n, m.Name, m.Status, m.Figure, m.CounterexamplesTotal, c.Name, c.Status, c.Figure, c.CounterexamplesTotal, m.Detail)
-		}
 	}
 }
 

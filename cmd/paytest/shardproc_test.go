@@ -22,6 +22,7 @@ import (
 	"github.com/paytest/paytest/internal/rundir"
 	"github.com/paytest/paytest/internal/testinfra"
 	"github.com/paytest/paytest/verify"
+	"github.com/paytest/paytest/verify/verifytest"
 )
 
 // stackProc is a `paytest serve stack` child process: where its charge
@@ -425,48 +426,11 @@ func compareShardProcs(t *testing.T, fresh func(*testing.T) procTarget, base str
 	if err != nil {
 		t.Fatalf("%d shards: %v\n%s", n, err, v)
 	}
-	compareProcVerdicts(t, n, single, merged)
+	verifytest.SameVerdict(t, fmt.Sprintf("%d shards", n), single, merged, timingChecks...)
 	if n > 1 && (merged.ShardCount != n || len(merged.Shards) != n) {
 		t.Errorf("%d shards: report.json shard_count %d, shards %+v", n, merged.ShardCount, merged.Shards)
 	}
 	if want := "collected once"; n > 1 && live != strings.HasPrefix(merged.EvidenceFrom, want) {
 		t.Errorf("%d shards (live evidence flags %v): evidence from %q", n, live, merged.EvidenceFrom)
 	}
-}
-
-// compareProcVerdicts wants merged, the verdict of n shard processes, to
-// say what single, the one process's, said: the verdict, the figures it is
-// judged from, and every check's status, figure and counterexamples, but
-// for the timing checks, which must only not have failed in either.
-func compareProcVerdicts(t *testing.T, n int, single, merged *verify.Report) {
-	t.Helper()
-	if merged.Verdict != single.Verdict || merged.Ops != single.Ops || merged.LedgerEffects != single.LedgerEffects ||
-		merged.SideEffects != single.SideEffects || merged.Reuses != single.Reuses || merged.Races != single.Races {
-		t.Errorf("%d shards: verdict %s, %d ops, %d side effects, ledger %d, %d reuses, %d races; one process: %s, %d, %d, %d, %d, %d",
-			n, merged.Verdict, merged.Ops, merged.SideEffects, merged.LedgerEffects, merged.Reuses, merged.Races,
-			single.Verdict, single.Ops, single.SideEffects, single.LedgerEffects, single.Reuses, single.Races)
-	}
-	if len(merged.Checks) != len(single.Checks) {
-		t.Fatalf("%d shards: %d checks, one process %d", n, len(merged.Checks), len(single.Checks))
-	}
-	var figures []string
-	for i, c := range single.Checks {
-		m := merged.Checks[i]
-		figures = append(figures, fmt.Sprintf("%s %s %q", m.Name, m.Status, m.Figure))
-		if m.Name != c.Name {
-			t.Errorf("%d shards: check %d is %s, one process %s", n, i, m.Name, c.Name)
-			continue
-		}
-		if slices.Contains(timingChecks, c.Name) {
-			if m.Status == verify.StatusFailed || m.Status == verify.StatusInconclusive || c.Status == verify.StatusFailed || c.Status == verify.StatusInconclusive {
-				t.Errorf("%d shards: %s %s %q; one process: %s %q", n, m.Name, m.Status, m.Figure, c.Status, c.Figure)
-			}
-			continue
-		}
-		if m.Status != c.Status || m.Held != c.Held || m.Figure != c.Figure || m.CounterexamplesTotal != c.CounterexamplesTotal {
-			t.Errorf("%d shards: %s %s %q (%d counterexamples); one process: %s %q (%d): %s",
-				n, m.Name, m.Status, m.Figure, m.CounterexamplesTotal, c.Status, c.Figure, c.CounterexamplesTotal, m.Detail)
-		}
-	}
-	t.Logf("%d shards: %s; %s", n, merged.Verdict, strings.Join(figures, "; "))
 }
