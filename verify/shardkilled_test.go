@@ -3,9 +3,7 @@ package verify
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -34,25 +32,18 @@ func TestShardKilledAfterA409(t *testing.T) {
 			}
 			// Shard 1's history up to its middle, then a 409 for the op
 			// of the next line, never retried.
-			hist := filepath.Join(dirs[1], rundir.HistoryFile)
-			b, err := os.ReadFile(hist)
-			if err != nil {
-				t.Fatal(err)
-			}
-			lines := strings.SplitAfter(string(b), "\n")
-			var a rundir.Attempt
-			if err := json.Unmarshal([]byte(lines[len(lines)/2]), &a); err != nil {
-				t.Fatal(err)
-			}
-			a.Status, a.Outcome, a.RetryAfterMS, a.Replayed = 409, rundir.OutcomeConflict, 100, false
-			conflict, err := json.Marshal(a)
-			if err != nil {
-				t.Fatal(err)
-			}
-			kept := strings.Join(lines[:len(lines)/2], "") + string(conflict) + "\n"
-			if err := os.WriteFile(hist, []byte(kept), 0o644); err != nil {
-				t.Fatal(err)
-			}
+			editHistory(t, dirs[1], func(lines []string) []string {
+				var a rundir.Attempt
+				if err := json.Unmarshal([]byte(lines[len(lines)/2]), &a); err != nil {
+					t.Fatal(err)
+				}
+				a.Status, a.Outcome, a.RetryAfterMS, a.Replayed = 409, rundir.OutcomeConflict, 100, false
+				conflict, err := json.Marshal(a)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return append(lines[:len(lines)/2:len(lines)/2], string(conflict)+"\n")
+			})
 			set, err := OpenShards(dirs)
 			if err != nil {
 				t.Fatal(err)

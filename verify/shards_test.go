@@ -27,6 +27,21 @@ func editRun(t *testing.T, dir string, edit func(*rundir.Run)) {
 	}
 }
 
+// editHistory rewrites dir's history.jsonl: edit gets its lines, each
+// with its newline, and returns the lines to keep.
+func editHistory(t *testing.T, dir string, edit func(lines []string) []string) {
+	t.Helper()
+	path := filepath.Join(dir, rundir.HistoryFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := edit(strings.SplitAfter(string(b), "\n"))
+	if err := os.WriteFile(path, []byte(strings.Join(kept, "")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestMergedShardsHold(t *testing.T) {
 	dirs, attempts := buildShardedRun(t, t.TempDir(), 400, 4)
 	set, err := OpenShards(dirs)
@@ -136,15 +151,7 @@ func TestMergedShardMissing(t *testing.T) {
 	// Shard 1 died mid-run: its run.yaml has no end, its history lost the
 	// records of its last ops; its ledger effects are the ledger's.
 	editRun(t, dirs[1], func(r *rundir.Run) { r.Ended = time.Time{} })
-	hist := filepath.Join(dirs[1], rundir.HistoryFile)
-	b, err := os.ReadFile(hist)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lines := strings.SplitAfter(string(b), "\n")
-	if err := os.WriteFile(hist, []byte(strings.Join(lines[:len(lines)/2], "")), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	editHistory(t, dirs[1], func(lines []string) []string { return lines[:len(lines)/2] })
 	set, err = OpenShards(dirs)
 	if err != nil {
 		t.Fatal(err)
