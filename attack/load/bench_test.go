@@ -248,11 +248,25 @@ func openFigures(tb testing.TB, url, dir string, rate float64, d time.Duration) 
 	if err := hw.Close(); err != nil {
 		tb.Fatal(err)
 	}
-	var first, last time.Time
 	var lat, send []time.Duration
+	achieved = firstSends(tb, path, func(a rundir.Attempt) {
+		lat = append(lat, a.End.Sub(a.Due()))
+		send = append(send, a.End.Sub(a.Start))
+	})
+	slices.Sort(lat)
+	slices.Sort(send)
+	return achieved, lat[len(lat)/2], lat[len(lat)*99/100], s.Dropped, send[len(send)/2]
+}
+
+// firstSends reads the history at path, calls each with every op's first
+// attempt that was sent (by its first sender), and returns the rate at
+// which those went out.
+func firstSends(tb testing.TB, path string, each func(rundir.Attempt)) float64 {
+	tb.Helper()
+	var first, last time.Time
 	n := 0
-	err = rundir.ReadFile(path, func(a rundir.Attempt) error {
-		if a.Attempt != 1 || !a.Sent() {
+	err := rundir.ReadFile(path, func(a rundir.Attempt) error {
+		if a.Attempt != 1 || a.Sender != 0 || !a.Sent() {
 			return nil
 		}
 		n++
@@ -262,16 +276,13 @@ func openFigures(tb testing.TB, url, dir string, rate float64, d time.Duration) 
 		if a.Start.After(last) {
 			last = a.Start
 		}
-		lat = append(lat, a.End.Sub(a.Due()))
-		send = append(send, a.End.Sub(a.Start))
+		each(a)
 		return nil
 	})
 	if err != nil || n < 2 {
-		tb.Fatalf("history: %v (%d first attempts)", err, n)
+		tb.Fatalf("history: %v (%d first sends)", err, n)
 	}
-	slices.Sort(lat)
-	slices.Sort(send)
-	return float64(n-1) / last.Sub(first).Seconds(), lat[len(lat)/2], lat[len(lat)*99/100], s.Dropped, send[len(send)/2]
+	return float64(n-1) / last.Sub(first).Seconds()
 }
 
 // vegetaConstant attacks url with vegeta's constant pacer at rate for d and
@@ -393,26 +404,9 @@ func TestOpen1MChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	kb := testinfra.PeakRSSKiB(t)
-	var first, last time.Time
-	n := 0
-	err = rundir.ReadFile(path, func(a rundir.Attempt) error {
-		if a.Attempt != 1 || a.Sender != 0 || !a.Sent() {
-			return nil
-		}
-		n++
-		if first.IsZero() || a.Start.Before(first) {
-			first = a.Start
-		}
-		if a.Start.After(last) {
-			last = a.Start
-		}
-		return nil
-	})
-	if err != nil || n < 2 {
-		t.Fatalf("history: %v (%d first sends)", err, n)
-	}
+	sent := firstSends(t, path, func(rundir.Attempt) {})
 	fmt.Printf("ops=%d attempts=%d seconds=%.2f dropped=%d maxlag_ms=%d history_lines=%d vmhwm_kb=%d sent_per_s=%.1f\n",
-		s.Ops, s.Attempts, s.Duration.Seconds(), s.Dropped, s.MaxLag.Milliseconds(), hw.Count(), kb, float64(n-1)/last.Sub(first).Seconds())
+		s.Ops, s.Attempts, s.Duration.Seconds(), s.Dropped, s.MaxLag.Milliseconds(), hw.Count(), kb, sent)
 }
 
 // BenchmarkOpen1M runs TestOpen1MChild in a process of its own against a
