@@ -173,6 +173,11 @@ const maxAttemptLabel = 10
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
+// copyBufPool holds readBody's copy buffers: io.Copy would allocate (and
+// clear) 32 KiB for every response, since neither a response body nor
+// readBody's writer offers a shortcut around the buffer.
+var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
 // New returns a Client for o.
 func New(o Options) (*Client, error) {
 	if o.CallSite == "" {
@@ -596,7 +601,10 @@ func (c *Client) readBody(r io.Reader, digest bool) (body []byte, sum string, er
 	if digest {
 		w = io.MultiWriter(w, h)
 	}
-	if _, err := io.Copy(w, r); err != nil {
+	cb := copyBufPool.Get().(*[]byte)
+	_, err = io.CopyBuffer(w, r, *cb)
+	copyBufPool.Put(cb)
+	if err != nil {
 		return nil, "", err
 	}
 	if digest {
