@@ -1,6 +1,7 @@
 package load
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -37,6 +38,54 @@ func trivial() *httptest.Server {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(body)
 	}))
+}
+
+const trivialEnv = "PAYTEST_LOAD_TRIVIAL_CHILD"
+
+// TestTrivialChild serves trivial in a process of its own for
+// trivialProcess, printing its URL, until its stdin closes. It does
+// nothing unless a benchmark started it.
+func TestTrivialChild(t *testing.T) {
+	if os.Getenv(trivialEnv) == "" {
+		t.Skip("run by trivialProcess")
+	}
+	srv := trivial()
+	defer srv.Close()
+	fmt.Printf("url=%s\n", srv.URL)
+	_, _ = io.Copy(io.Discard, os.Stdin)
+}
+
+// trivialProcess serves trivial from a child process and returns its URL,
+// so that neither tool compared against the endpoint shares a process (its
+// scheduler and its garbage collector) with it. The child ends with tb.
+func trivialProcess(tb testing.TB) string {
+	tb.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestTrivialChild$", "-test.timeout=0")
+	cmd.Env = append(os.Environ(), trivialEnv+"=1")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		_ = stdin.Close()
+		_ = cmd.Wait()
+	})
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		if url, ok := strings.CutPrefix(sc.Text(), "url="); ok {
+			go func() { _, _ = io.Copy(io.Discard, stdout) }()
+			return url
+		}
+	}
+	tb.Fatalf("the trivial endpoint's process printed no URL (%v)", sc.Err())
+	return ""
 }
 
 // engineRate runs plans through the engine for d with the history streamed
@@ -301,15 +350,14 @@ func vegetaConstant(b *testing.B, url, dir string, rate float64, d time.Duration
 // latency counts from the due time (the pacer's own lateness included), so
 // both are reported: p50 from due, and p50 from send (vegeta's measure).
 func BenchmarkOpenModelVsVegeta(b *testing.B) {
-	srv := trivial()
-	defer srv.Close()
+	url := trivialProcess(b)
 	for range b.N {
 		dir := b.TempDir()
 		// 15k/s is past what this 2-core machine sustains with the
 		// endpoint in the same process: the figure shows where.
 		for _, rate := range []float64{1000, 5000, 15000} {
-			ours, op50, op99, dropped, send50 := openFigures(b, srv.URL, dir, rate, benchDuration)
-			veg, vp50, vp99 := vegetaConstant(b, srv.URL, dir, rate, benchDuration)
+			ours, op50, op99, dropped, send50 := openFigures(b, url, dir, rate, benchDuration)
+			veg, vp50, vp99 := vegetaConstant(b, url, dir, rate, benchDuration)
 			name := fmt.Sprintf("%.0fk", rate/1000)
 			b.ReportMetric(ours/veg, name+"-rate-ratio")
 			b.ReportMetric(float64(op50)/float64(vp50), name+"-p50-due-ratio")
