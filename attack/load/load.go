@@ -237,11 +237,11 @@ func (r *runner) record(a rundir.Attempt) {
 
 // request is op idx's request as the given sender.
 func (r *runner) request(idx, sender int) client.Request {
-	p, m := r.p, r.p.Merchant(idx)
+	op := r.p.Sendable(idx)
 	return client.Request{
-		Op: p.ID(idx), Kind: p.Kind(idx), Sender: sender, Merchant: m,
-		URL: r.cfg.URL, Header: r.headers[m], KeyHeader: r.cfg.KeyHeader,
-		Key: p.Key(idx), Body: p.Body(idx),
+		Op: op.Op.Op, Kind: op.Kind, Sender: sender, Merchant: op.Merchant,
+		URL: r.cfg.URL, Header: r.headers[op.Merchant], KeyHeader: r.cfg.KeyHeader,
+		Key: op.Key, Body: op.Body,
 	}
 }
 

@@ -102,7 +102,7 @@ type Op struct {
 // always comes after the op it reuses. A plan holds each op as the few
 // numbers it is drawn from, not as its record and body: At renders an op
 // whole; ID, Kind, Senders, Race, ReuseOf, Key and Merchant answer
-// without rendering a body, and Body renders only that.
+// without rendering a body, and Sendable renders all but the digest.
 type Plan struct {
 	// Seed is the seed the plan was made from.
 	Seed int64
@@ -354,11 +354,13 @@ func (p *Plan) mustBody(buf []byte, op *Op) []byte {
 	return body
 }
 
-// Body renders the body of the op at position i, which the caller may
-// keep: what a sender sends, without the digest At adds.
-func (p *Plan) Body(i int) []byte {
+// Sendable renders the op at position i as a sender needs it, in one
+// pass: its record and its body, which the caller may keep, without the
+// digest At adds (a hash per attempt that no sender reads).
+func (p *Plan) Sendable(i int) Op {
 	op := p.fields(&p.ops[i])
-	return p.mustBody(nil, &op)
+	op.Body = p.mustBody(nil, &op)
+	return op
 }
 
 // Key returns the idempotency key of the op at position i.
