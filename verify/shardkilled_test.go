@@ -1,9 +1,7 @@
 package verify
 
 import (
-	"context"
 	"encoding/json"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -44,15 +42,7 @@ func TestShardKilledAfterA409(t *testing.T) {
 				}
 				return append(lines[:len(lines)/2:len(lines)/2], string(conflict)+"\n")
 			})
-			set, err := OpenShards(dirs)
-			if err != nil {
-				t.Fatal(err)
-			}
-			evDir, _ := set.EvidenceDir()
-			rep, err := VerifyShards(context.Background(), set, filepath.Join(t.TempDir(), "merged"), evDir, Options{NoHTML: true})
-			if err != nil {
-				t.Fatal(err)
-			}
+			rep := verifyDirs(t, dirs)
 			c := rep.Check(CheckNoKeyStuck)
 			if rep.Verdict != tt.verdict || c.Status != tt.status || c.Figure != tt.label {
 				t.Errorf("verdict %s, %s %s %q; want %s, %s %q (%s)", rep.Verdict, c.Name, c.Status, c.Figure, tt.verdict, tt.status, tt.label, c.Detail)

@@ -42,6 +42,29 @@ func editHistory(t *testing.T, dir string, edit func(lines []string) []string) {
 	}
 }
 
+// verifySet merges set into a fresh directory, with the evidence of the
+// shard EvidenceDir picks, and returns the merged report.
+func verifySet(t *testing.T, set *ShardSet) *Report {
+	t.Helper()
+	evDir, _ := set.EvidenceDir()
+	rep, err := VerifyShards(context.Background(), set, filepath.Join(t.TempDir(), "merged"), evDir, Options{NoHTML: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
+// verifyDirs opens dirs as the shards of one run and merges them
+// (verifySet).
+func verifyDirs(t *testing.T, dirs []string) *Report {
+	t.Helper()
+	set, err := OpenShards(dirs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return verifySet(t, set)
+}
+
 func TestMergedShardsHold(t *testing.T) {
 	dirs, attempts := buildShardedRun(t, t.TempDir(), 400, 4)
 	set, err := OpenShards(dirs)
@@ -132,11 +155,7 @@ func TestMergedShardMissing(t *testing.T) {
 	if len(set.Missing) != 1 || set.Missing[0] != 2 {
 		t.Fatalf("missing %v, want [2]", set.Missing)
 	}
-	evDir, _ := set.EvidenceDir()
-	rep, err := VerifyShards(context.Background(), set, filepath.Join(t.TempDir(), "merged"), evDir, Options{NoHTML: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := verifySet(t, set)
 	errs := strings.Join(rep.EvidenceErrors, "; ")
 	if rep.Verdict != VerdictInconclusive || !strings.Contains(errs, "shard 2/4 missing (no run directory given): its 100 ops never sent (ops 3, 7, 11, 15, 19 and 95 more)") {
 		t.Fatalf("verdict %s, evidence errors %q", rep.Verdict, errs)
@@ -152,15 +171,10 @@ func TestMergedShardMissing(t *testing.T) {
 	// records of its last ops; its ledger effects are the ledger's.
 	editRun(t, dirs[1], func(r *rundir.Run) { r.Ended = time.Time{} })
 	editHistory(t, dirs[1], func(lines []string) []string { return lines[:len(lines)/2] })
-	set, err = OpenShards(dirs)
-	if err != nil {
+	if set, err = OpenShards(dirs); err != nil {
 		t.Fatal(err)
 	}
-	evDir, _ = set.EvidenceDir()
-	rep, err = VerifyShards(context.Background(), set, filepath.Join(t.TempDir(), "merged"), evDir, Options{NoHTML: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep = verifySet(t, set)
 	f := rep.Shards[1]
 	if rep.Verdict != VerdictInconclusive || f.Finished || f.NeverSent < 40 || !strings.Contains(strings.Join(rep.EvidenceErrors, "; "), "shard 1/4 ("+dirs[1]+") did not finish") {
 		t.Fatalf("verdict %s, shard 1 %+v, evidence errors %q", rep.Verdict, f, rep.EvidenceErrors)
@@ -176,10 +190,7 @@ func TestMergedShardMissing(t *testing.T) {
 		t.Fatal(err)
 	}
 	lf.Close()
-	rep, err = VerifyShards(context.Background(), set, filepath.Join(t.TempDir(), "merged"), evDir, Options{NoHTML: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep = verifySet(t, set)
 	if c := rep.Check(CheckExactlyOncePerOp); rep.Verdict != VerdictViolated || c.Status != StatusFailed || c.Counterexamples[0].Op != 1 {
 		t.Errorf("a double charge of op 1 beside a dead shard: verdict %s, %s %s", rep.Verdict, c.Status, c.Figure)
 	}
@@ -209,15 +220,7 @@ func TestMergedShardDiedAtStart(t *testing.T) {
 		}
 	}
 	editRun(t, dirs[0], func(r *rundir.Run) { r.PlanFingerprint, r.Ended = "", time.Time{} })
-	set, err := OpenShards(dirs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	evDir, _ := set.EvidenceDir()
-	rep, err := VerifyShards(context.Background(), set, filepath.Join(t.TempDir(), "merged"), evDir, Options{NoHTML: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := verifyDirs(t, dirs)
 	if f := rep.Shards[0]; rep.Verdict != VerdictInconclusive || rep.Ops != 40 || f.NeverSent != 20 || f.Finished {
 		t.Errorf("verdict %s, %d ops, shard 0 %+v", rep.Verdict, rep.Ops, f)
 	}
