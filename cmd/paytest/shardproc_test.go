@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -14,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -33,83 +30,25 @@ type stackProc struct {
 
 // startStackProc starts `paytest serve stack` on a new database (its NATS
 // embedded, so no stream is shared with another stack) in a process group
-// of its own, and returns once it has printed where everything listens
-// (it prints nothing before every component answers /readyz). It is
-// stopped when the test ends: SIGTERM, then the group killed.
+// of its own (startUntil), and returns once it has printed where
+// everything listens (it prints nothing before every component answers
+// /readyz). Its group is killed when the test ends.
 func startStackProc(t *testing.T) stackProc {
 	t.Helper()
 	st := stackProc{db: testinfra.Postgres(t)}
-	cmd := exec.Command(testinfra.Paytest(t), "serve", "stack", "--database-url", st.db)
-	cmd.Env = cleanEnv()
-	ownGroup(cmd)
-	logs := filepath.Join(t.TempDir(), "stack.log")
-	lf, err := os.Create(logs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = lf
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait() // after stdout is read to its end (below)
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(20 * time.Second):
-			t.Logf("serve stack still running 20 s after SIGTERM: killing its group")
-		}
-		killGroup(cmd)
-		<-exited
-		_ = lf.Close()
-	})
-
-	lines := make(chan string)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	timeout := time.After(90 * time.Second)
-	for {
-		select {
-		case line, ok := <-lines:
-			if !ok {
-				b, _ := os.ReadFile(logs)
-				t.Fatalf("serve stack ended before it was ready:\n%s", lastLinesOf(string(b), 30))
-			}
-			f := strings.Fields(line)
-			switch {
-			case len(f) == 2 && f[0] == "charge:":
-				st.charge = f[1]
-			case len(f) == 3 && f[0] == "metrics:" && f[1] == "consumer":
-				st.consumerMetrics = f[2]
-			case strings.HasPrefix(line, "Ctrl-C to stop."):
-				if st.charge == "" || st.consumerMetrics == "" {
-					t.Fatalf("serve stack ready without a charge URL or the consumer's metrics: %+v", st)
-				}
-				go func() {
-					for range lines {
-					}
-				}()
-				return st
-			}
-		case <-timeout:
-			b, _ := os.ReadFile(logs)
-			t.Fatalf("serve stack not ready after 90 s:\n%s", lastLinesOf(string(b), 30))
+	_, lines := startUntil(t, t.TempDir(), "Ctrl-C to stop.", "serve", "stack", "--database-url", st.db)
+	for _, line := range lines {
+		switch f := strings.Fields(line); {
+		case len(f) == 2 && f[0] == "charge:":
+			st.charge = f[1]
+		case len(f) == 3 && f[0] == "metrics:" && f[1] == "consumer":
+			st.consumerMetrics = f[2]
 		}
 	}
+	if st.charge == "" || st.consumerMetrics == "" {
+		t.Fatalf("serve stack ready without a charge URL or the consumer's metrics: %+v\n%s", st, strings.Join(lines, "\n"))
+	}
+	return st
 }
 
 // procTarget is what a process run attacks: the flags that name the

@@ -19,7 +19,7 @@ import (
 // startUntil starts paytest with args in TMPDIR tmp, in its own process
 // group, and returns once a line of its stderr contains ready. Whatever it
 // leaves running is killed when the test ends.
-func startUntil(t *testing.T, tmp, ready string, args ...string) *exec.Cmd {
+func startUntil(t *testing.T, tmp, ready string, args ...string) (*exec.Cmd, []string) {
 	t.Helper()
 	cmd := exec.Command(testinfra.Paytest(t), args...)
 	cmd.Env = append(cleanEnv(), "TMPDIR="+tmp)
@@ -37,16 +37,16 @@ func startUntil(t *testing.T, tmp, ready string, args ...string) *exec.Cmd {
 		_ = cmd.Wait()
 	})
 	sc := bufio.NewScanner(stderr)
-	var log strings.Builder
+	var lines []string
 	for sc.Scan() {
-		log.WriteString(sc.Text() + "\n")
+		lines = append(lines, sc.Text())
 		if strings.Contains(sc.Text(), ready) {
 			go func() { _, _ = io.Copy(io.Discard, stderr) }()
-			return cmd
+			return cmd, lines
 		}
 	}
-	t.Fatalf("paytest %q ended before %q:\n%s", args, ready, log.String())
-	return nil
+	t.Fatalf("paytest %q ended before %q:\n%s", args, ready, strings.Join(lines, "\n"))
+	return nil, nil
 }
 
 // tempDirs lists the embedded servers' directories in tmp.
@@ -77,7 +77,7 @@ func TestSIGKILLedRunIsSweptByTheNext(t *testing.T) {
 	if len(alive) != 2 {
 		t.Fatalf("serve stack made %v", alive)
 	}
-	attack := startUntil(t, tmp, " up in ", "attack", "--ops", "100000", "--no-progress", "--out", t.TempDir())
+	attack, _ := startUntil(t, tmp, " up in ", "attack", "--ops", "100000", "--no-progress", "--out", t.TempDir())
 	var orphans []string
 	for _, d := range tempDirs(t, tmp) {
 		if d != alive[0] && d != alive[1] {
