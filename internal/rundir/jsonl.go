@@ -14,8 +14,9 @@ import (
 )
 
 // flushEvery bounds what a process killed outright (SIGKILL, an evicted
-// pod) loses of a file it is still writing: a Write flushes the buffer
-// once the last flush is this old. With the 256 KiB buffer alone, a shard
+// pod) loses of a file it is still writing: a record reaches the file at
+// most this long after its Write, even if no other Write follows (a run
+// waiting out a Retry-After). With the 256 KiB buffer alone, a shard
 // killed mid-run would leave a history.jsonl empty of its first thousand
 // or so attempts, and verify would name ops it had sent (and charged) as
 // never sent.
@@ -23,13 +24,15 @@ const flushEvery = 200 * time.Millisecond
 
 // Writer appends JSON lines to a file. It is safe for concurrent use.
 type Writer[T any] struct {
-	mu      sync.Mutex
-	f       *os.File
-	bw      *bufio.Writer
-	enc     *json.Encoder
-	n       int
-	err     error
-	flushed time.Time
+	mu  sync.Mutex
+	f   *os.File
+	bw  *bufio.Writer
+	enc *json.Encoder
+	n   int
+	err error
+	// flush is the pending flush of records written since the last one;
+	// nil when there are none.
+	flush *time.Timer
 }
 
 // Create creates (or truncates) path and returns a Writer to it.
@@ -39,11 +42,10 @@ func Create[T any](path string) (*Writer[T], error) {
 		return nil, err
 	}
 	bw := bufio.NewWriterSize(f, 256<<10)
-	return &Writer[T]{f: f, bw: bw, enc: json.NewEncoder(bw), flushed: time.Now()}, nil
+	return &Writer[T]{f: f, bw: bw, enc: json.NewEncoder(bw)}, nil
 }
 
-// Write appends one record, flushing the buffer when the last flush is
-// flushEvery old.
+// Write appends one record; it reaches the file within flushEvery.
 func (w *Writer[T]) Write(rec T) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -55,11 +57,20 @@ func (w *Writer[T]) Write(rec T) error {
 	}
 	w.err = w.enc.Encode(rec)
 	w.n++
-	if now := time.Now(); w.err == nil && now.Sub(w.flushed) >= flushEvery {
-		w.flushed = now
-		w.err = w.bw.Flush()
+	if w.flush == nil && w.err == nil {
+		w.flush = time.AfterFunc(flushEvery, w.flushPending)
 	}
 	return w.err
+}
+
+// flushPending is the timed flush Write schedules.
+func (w *Writer[T]) flushPending() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.flush = nil
+	if w.f != nil && w.err == nil {
+		w.err = w.bw.Flush()
+	}
 }
 
 // Count returns how many records were written.
@@ -79,7 +90,6 @@ func (w *Writer[T]) Flush() error {
 	if err := w.bw.Flush(); err != nil && w.err == nil {
 		w.err = err
 	}
-	w.flushed = time.Now()
 	return w.err
 }
 
@@ -89,6 +99,10 @@ func (w *Writer[T]) Close() error {
 	defer w.mu.Unlock()
 	if w.f == nil {
 		return w.err
+	}
+	if w.flush != nil {
+		w.flush.Stop()
+		w.flush = nil
 	}
 	if err := w.bw.Flush(); err != nil && w.err == nil {
 		w.err = err
