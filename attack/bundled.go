@@ -252,7 +252,7 @@ func (b *bundledRun) wire(st *stack.Stack, chargeURL string) {
 	sys, infra := b.sys, b.infra
 	conns := &freshConns{}
 	sys.url = chargeURL
-	sys.httpClient = conns.wrap(client.NewHTTPClient(b.cfg.Plan.Concurrency*2), "")
+	sys.httpClient = conns.wrap(client.NewHTTPClient(b.cfg.Plan.idleConns()), "")
 	sys.merchants = bundledMerchants
 	sys.env = &fault.Env{
 		Proxies: fault.Toxiproxy{Client: b.tp.Client()}, Components: st, Connections: conns,

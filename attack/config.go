@@ -114,6 +114,22 @@ func (p *PlanConfig) sharded() bool { return p.Shard.N > 1 }
 // open reports whether the plan is driven as an open model.
 func (p *PlanConfig) open() bool { return p.Rate.From > 0 }
 
+// idleConns is how many idle connections the client keeps to the target:
+// two per sender the load can have at once, so that connections are reused
+// rather than closed and redialled when a request ends (in the open model
+// up to MaxInflight ops are in flight, far more than Concurrency).
+func (p *PlanConfig) idleConns() int {
+	senders := p.Concurrency
+	if p.open() {
+		inflight := p.MaxInflight
+		if inflight <= 0 {
+			inflight = load.DefaultMaxInflight
+		}
+		senders = max(senders, inflight)
+	}
+	return 2 * senders
+}
+
 // pacer is the open model's schedule over ops charges (the shard's):
 // the ramp lasts Duration, or all of them.
 func (p *PlanConfig) pacer(ops int) load.Pacer {

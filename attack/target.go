@@ -53,7 +53,7 @@ func startTarget(ctx context.Context, cfg *Config, tp *toxiembed.Server) (*syste
 	conns := &freshConns{}
 	sys := &system{
 		url:        proxied.String(),
-		httpClient: conns.wrap(targetHTTPClient(u, cfg.Plan.Concurrency, t.RootCAs), targetHost(u)),
+		httpClient: conns.wrap(targetHTTPClient(u, cfg.Plan.idleConns(), t.RootCAs), targetHost(u)),
 		merchants:  []plan.Merchant{{Name: "target"}},
 		env: &fault.Env{
 			Proxies: fault.Toxiproxy{Client: tp.Client()}, Connections: conns,
@@ -80,8 +80,8 @@ func startTarget(ctx context.Context, cfg *Config, tp *toxiembed.Server) (*syste
 
 // targetHTTPClient is the client's HTTP client for u: it dials the proxy
 // but verifies an https target's own name, trusting roots when set.
-func targetHTTPClient(u *url.URL, concurrency int, roots *x509.CertPool) *http.Client {
-	hc := client.NewHTTPClient(concurrency * 2)
+func targetHTTPClient(u *url.URL, idle int, roots *x509.CertPool) *http.Client {
+	hc := client.NewHTTPClient(idle)
 	if u.Scheme == "https" {
 		tr := hc.Transport.(*http.Transport).Clone()
 		tr.TLSClientConfig = &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12, RootCAs: roots}

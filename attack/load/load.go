@@ -611,11 +611,26 @@ func Reconcile(ctx context.Context, p *plan.Plan, ops []int, cfg Config, deadlin
 	return s, nil
 }
 
-// reconcile re-drives idxs with the configured concurrency.
+// maxReconcileWorkers bounds the open model's reconciliation workers when
+// MaxInflight is left at its (very large) default.
+const maxReconcileWorkers = 256
+
+// reconcileWorkers is how many ops the reconciliation re-drives at once:
+// Concurrency, or in the open model as many as it let be in flight
+// (MaxInflight, at most maxReconcileWorkers), so that the ops the cap
+// dropped are caught up at the pace the load already held.
+func (r *runner) reconcileWorkers() int {
+	if r.cfg.Pacer == nil {
+		return r.cfg.Concurrency
+	}
+	return max(r.cfg.Concurrency, min(r.cfg.MaxInflight, maxReconcileWorkers))
+}
+
+// reconcile re-drives idxs with reconcileWorkers workers.
 func (r *runner) reconcile(ctx context.Context, idxs []int) {
 	work := make(chan int)
 	var wg sync.WaitGroup
-	for range min(r.cfg.Concurrency, max(1, len(idxs))) {
+	for range min(r.reconcileWorkers(), max(1, len(idxs))) {
 		wg.Go(func() {
 			for idx := range work {
 				r.redrive(ctx, idx)

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -281,5 +282,64 @@ func TestOpenModelDropsArrivalsAtTheInflightCap(t *testing.T) {
 		if a.Outcome != rundir.OutcomeDropped && a.Start.Sub(a.Due()) > 100*time.Millisecond {
 			t.Fatalf("op %d sent %v after it was due", a.Op, a.Start.Sub(a.Due()))
 		}
+	}
+}
+
+// heldServer holds every request for hold and reports the most it held at
+// once.
+func heldServer(t *testing.T, hold time.Duration) (url string, most func() int64) {
+	var now, peak atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		n := now.Add(1)
+		defer now.Add(-1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+		select {
+		case <-time.After(hold):
+		case <-r.Context().Done():
+			return
+		}
+		_, _ = io.WriteString(w, `{"id":"`+r.Header.Get("Idempotency-Key")+`"}`)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL, peak.Load
+}
+
+// The ops an open model's cap dropped are caught up as many at once as the
+// load let be in flight, not by the closed pool's few workers; without a
+// pacer the reconciliation keeps to Concurrency.
+func TestReconcileWorkersFollowTheModel(t *testing.T) {
+	tests := []struct {
+		name        string
+		pacer       Pacer
+		maxInflight int
+		ops         int
+		want        int64
+	}{
+		{"closed pool", nil, 64, 40, 4},
+		{"open model, its cap", ConstantPacer{Rate: 1000}, 64, 200, 64},
+		{"open model, default cap", ConstantPacer{Rate: 1000}, 0, 600, maxReconcileWorkers},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			url, most := heldServer(t, 200*time.Millisecond)
+			p := newPlan(t, plan.Config{Ops: tc.ops, Seed: 9})
+			ids := make([]int, p.Len())
+			for i := range ids {
+				ids[i] = p.ID(i)
+			}
+			cfg := Config{URL: url, Concurrency: 4, Client: newClient(t, client.Options{Seed: 9, Timeout: 5 * time.Second}),
+				Pacer: tc.pacer, MaxInflight: tc.maxInflight}
+			sum, err := Reconcile(context.Background(), p, ids, cfg, time.Now().Add(time.Minute))
+			if err != nil || len(sum.Unconfirmed) != 0 {
+				t.Fatalf("%v, %d unconfirmed", err, len(sum.Unconfirmed))
+			}
+			// Every worker's request is held 200 ms, so all are in flight
+			// together; the last few may start as the first finish.
+			if got := most(); got > tc.want || got < tc.want*9/10 {
+				t.Fatalf("at most %d requests in flight at once, want %d", got, tc.want)
+			}
+		})
 	}
 }

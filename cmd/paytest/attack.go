@@ -155,7 +155,7 @@ func addPlanFlags(f *pflag.FlagSet) {
 	f.Int64("seed", 0, "seed of the plan and the fault schedule (0: random; always recorded)")
 	f.String("rate", "", "open model: operations per second arriving on a schedule whatever the target's pace (N), or a linear ramp over the run (FROM:TO); without it --concurrency workers send as fast as answers come")
 	f.Duration("duration", 0, "with --rate: run for this long (ops = rate x duration unless --ops is given); also the ramp's length")
-	f.Int("max-inflight", 0, "with --rate: most operations open at once; arrivals beyond it are dropped and counted, never delayed (default 10000)")
+	f.Int("max-inflight", 0, "with --rate: most operations open at once; arrivals beyond it are dropped and counted, never delayed, then reconciled as many at once (at most 256) (default 10000)")
 	f.String("shard", "", "run only the K-th of N disjoint parts of the plan --seed gives, as K/N (0 <= K < N; needs --target and a fixed --seed); a profile's or default --concurrency, --rate and --max-inflight are divided by N, values given explicitly are this shard's own")
 	f.Int("fault-shard", 0, "with --shard: the shard that fires the faults acting on the whole system (kill, outage, broker-cut, redis-loss, poison); every shard fires eat-response and latency")
 }
