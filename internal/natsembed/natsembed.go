@@ -40,8 +40,7 @@ func Start(opts Options) (*Server, error) {
 	if s.dir == "" {
 		// A paytest killed outright (SIGKILL) could not remove its
 		// store: take that space back first.
-		proc.SweepOrphans(dirPattern, nil)
-		d, err := proc.OwnedTempDir(dirPattern)
+		d, err := proc.OwnedScratchDir(dirPattern, nil)
 		if err != nil {
 			return nil, fmt.Errorf("natsembed: temp dir: %w", err)
 		}

@@ -22,7 +22,7 @@ type account struct {
 // process's user when not root, the "postgres" system user when root.
 func serverAccount() (account, error) {
 	if os.Geteuid() != 0 {
-		return account{uid: -1, gid: -1}, nil
+		return thisUser(), nil
 	}
 	u, err := user.Lookup("postgres")
 	if err != nil {
@@ -45,6 +45,18 @@ func (a account) own(dir string) error {
 		return fmt.Errorf("pgembed: chown %s: %w", dir, err)
 	}
 	return nil
+}
+
+// thisUser is this process's own account.
+func thisUser() account { return account{uid: -1, gid: -1} }
+
+// chown hands one file of the cluster to the account, when it is not this
+// process's user (Lchown: a symlink itself, not what it points at).
+func (a account) chown(path string) error {
+	if a.cred == nil {
+		return nil
+	}
+	return os.Lchown(path, a.uid, a.gid)
 }
 
 // initdbAttr runs initdb as the account.

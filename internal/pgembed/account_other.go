@@ -18,6 +18,12 @@ func serverAccount() (account, error) { return account{}, nil }
 // own does nothing: the directory is already this user's.
 func (account) own(string) error { return nil }
 
+// thisUser is this process's own account.
+func thisUser() account { return account{} }
+
+// chown does nothing: the cluster is this user's.
+func (account) chown(string) error { return nil }
+
 // initdbAttr runs initdb as this user.
 func (account) initdbAttr() *syscall.SysProcAttr { return nil }
 

@@ -1,5 +1,6 @@
 // Package pgembed starts a throwaway PostgreSQL cluster from the machine's own
-// binaries: initdb into a temporary directory, postgres on a free loopback
+// binaries: initdb (or a copy of an earlier initdb's data directory, kept in
+// the user's cache) into a temporary directory, postgres on a free loopback
 // port, and on Stop a fast shutdown and the directory removed. It is paytest's
 // embedded default when no --database-url is given. A directory left behind
 // by a paytest killed outright is removed by the next Start.
@@ -56,7 +57,15 @@ type Options struct {
 	StartTimeout time.Duration
 	// Settings are extra postgres -c name=value settings.
 	Settings map[string]string
+	// CacheDir keeps the data directory initdb makes, one per set of
+	// binaries, so that later clusters copy it instead of running initdb;
+	// empty means the user's cache directory (paytest/pgembed under
+	// os.UserCacheDir), CacheOff runs initdb every time.
+	CacheDir string
 }
+
+// CacheOff as Options.CacheDir runs initdb for every cluster.
+const CacheOff = "off"
 
 // Cluster is a running throwaway PostgreSQL cluster.
 type Cluster struct {
@@ -68,10 +77,13 @@ type Cluster struct {
 	log     *bytes.Buffer
 	once    sync.Once
 	stopErr error
+	// copied: the data directory is a copy of a kept template.
+	copied bool
 }
 
-// Start runs initdb into a new temporary directory and starts postgres on a
-// loopback port, returning once it accepts connections. As root on Linux,
+// Start makes a data directory in a new temporary directory (initdb, or a
+// copy of the one an earlier Start kept: see Options.CacheDir) and starts
+// postgres on a loopback port, returning once it accepts connections. As root on Linux,
 // both run as the "postgres" system user, because initdb refuses to run as
 // root.
 func Start(ctx context.Context, opts Options) (*Cluster, error) {
@@ -91,8 +103,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	// A paytest killed outright (SIGKILL) could not remove its cluster:
 	// take that space back first.
-	proc.SweepOrphans(dirPattern, postmasterRunning)
-	dir, err := proc.OwnedTempDir(dirPattern)
+	dir, err := proc.OwnedScratchDir(dirPattern, postmasterRunning)
 	if err != nil {
 		return nil, fmt.Errorf("pgembed: temp dir: %w", err)
 	}
@@ -105,12 +116,8 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return fail(err)
 	}
 	data := filepath.Join(dir, "data")
-	initdb := exec.CommandContext(ctx, filepath.Join(bin, "initdb"),
-		"-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync", "--locale=C")
-	initdb.SysProcAttr = acct.initdbAttr()
-	initdb.Dir = dir
-	if out, err := initdb.CombinedOutput(); err != nil {
-		return fail(fmt.Errorf("pgembed: initdb: %w: %s", err, lastLines(out, 5)))
+	if c.copied, err = makeData(ctx, bin, dir, data, acct, templateDir(opts.CacheDir, bin)); err != nil {
+		return fail(err)
 	}
 	for attempt := 0; ; attempt++ {
 		port := opts.Port
@@ -131,6 +138,24 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		c.done = make(chan struct{})
 		c.log.Reset()
 	}
+}
+
+// makeData makes the cluster's data directory: a copy of the template in
+// tmpl when there is one, else initdb's, which is then kept as the
+// template.
+func makeData(ctx context.Context, bin, dir, data string, acct account, tmpl string) (copied bool, err error) {
+	if copied, err := useTemplate(tmpl, data, acct); copied || err != nil {
+		return copied, err
+	}
+	args := append([]string{"-D", data}, initdbArgs...)
+	initdb := exec.CommandContext(ctx, filepath.Join(bin, "initdb"), args...)
+	initdb.SysProcAttr = acct.initdbAttr()
+	initdb.Dir = dir
+	if out, err := initdb.CombinedOutput(); err != nil {
+		return false, fmt.Errorf("pgembed: initdb: %w: %s", err, lastLines(out, 5))
+	}
+	saveTemplate(tmpl, data)
+	return false, nil
 }
 
 func (c *Cluster) startServer(ctx context.Context, bin, data string, acct account, opts Options) error {

@@ -26,7 +26,12 @@ const ownerlessAge = time.Hour
 // a later process can remove it if this one dies without cleaning up (a
 // SIGKILL runs no deferred function).
 func OwnedTempDir(pattern string) (string, error) {
-	dir, err := os.MkdirTemp("", pattern)
+	return OwnedTempDirIn("", pattern)
+}
+
+// OwnedTempDirIn is OwnedTempDir in parent (empty: os.TempDir()).
+func OwnedTempDirIn(parent, pattern string) (string, error) {
+	dir, err := os.MkdirTemp(parent, pattern)
 	if err != nil {
 		return "", err
 	}
@@ -47,7 +52,15 @@ func OwnedTempDir(pattern string) (string, error) {
 // returns the directories removed; a directory it may not remove (another
 // user's) is skipped.
 func SweepOrphans(pattern string, keep func(dir string) bool) []string {
-	matches, _ := filepath.Glob(filepath.Join(os.TempDir(), globQuote(pattern)+"*"))
+	return SweepOrphansIn("", pattern, keep)
+}
+
+// SweepOrphansIn is SweepOrphans in parent (empty: os.TempDir()).
+func SweepOrphansIn(parent, pattern string, keep func(dir string) bool) []string {
+	if parent == "" {
+		parent = os.TempDir()
+	}
+	matches, _ := filepath.Glob(filepath.Join(parent, globQuote(pattern)+"*"))
 	var removed []string
 	for _, dir := range matches {
 		if !orphaned(dir) || (keep != nil && keep(dir)) {
@@ -135,4 +148,16 @@ func globQuote(s string) string {
 		b.WriteRune(r)
 	}
 	return b.String()
+}
+
+// OwnedScratchDir makes an owned temporary directory in ScratchParent()
+// after sweeping the orphans of pattern there and in os.TempDir() (where
+// the directory goes when TMPDIR is set, and where it went before).
+func OwnedScratchDir(pattern string, keep func(dir string) bool) (string, error) {
+	parent := ScratchParent()
+	SweepOrphansIn(parent, pattern, keep)
+	if parent != os.TempDir() {
+		SweepOrphansIn("", pattern, keep)
+	}
+	return OwnedTempDirIn(parent, pattern)
 }
