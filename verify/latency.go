@@ -59,7 +59,9 @@ type PhaseLatency struct {
 
 // Throughput is report.json's "throughput": attempts sent and operations
 // confirmed per second, overall (from the first due attempt to the last
-// answer) and for each second of the run.
+// answer) and for each second of the run. Ops whose arrival was dropped
+// count when the reconciliation confirms them (their latency does not:
+// their wait is the cap's, not the target's).
 type Throughput struct {
 	DurationSeconds       float64 `json:"duration_seconds"`
 	AttemptsPerSecond     float64 `json:"attempts_per_second"`
@@ -372,8 +374,11 @@ func (l *latencyAcc) throughput() *Throughput {
 	for _, s := range l.sentAt {
 		per[bucket(s)].Attempts++
 	}
-	for op, c := range l.confirmed {
-		if c != 0 && !l.dropped[op] {
+	// Every confirmation counts, an op whose arrival was dropped too (it
+	// is confirmed when the reconciliation sends it): the span runs to it,
+	// and a rate that left it out would undercount every run with drops.
+	for _, c := range l.confirmed {
+		if c != 0 {
 			confirmed++
 			per[bucket(c)].Confirmed++
 		}
