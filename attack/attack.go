@@ -45,8 +45,11 @@ type Result struct {
 	Seed int64
 	// Report is verify's verdict (nil when the run failed before it).
 	Report *verify.Report
-	// Load is the chaos phase's summary; Reconciled the re-drive's.
+	// Load is the chaos phase's summary; CaughtUp that of the open model's
+	// dropped charges sent while its last ops finished (nil: none
+	// dropped); Reconciled the re-drive's.
 	Load       *load.Summary
+	CaughtUp   *load.Summary
 	Reconciled *load.Summary
 	// Faults counts the injected faults by name.
 	Faults map[string]int
@@ -149,6 +152,10 @@ type attackRun struct {
 	history *rundir.Writer[rundir.Attempt]
 	sched   *schedule
 	lcfg    load.Config
+	// confirmed counts the ops confirmed, for the progress bar.
+	confirmed atomic.Int64
+	// caughtUp are the dropped charges the catch-up re-drove.
+	caughtUp []int
 	// evidence reads the system's metrics pages.
 	evidence *http.Client
 	// loadFailed is set when the load stopped early: nothing is
@@ -446,7 +453,8 @@ func (r *attackRun) armFaults(ctx context.Context) (context.Context, error) {
 // progress and the transcript, each op's end to the progress and the
 // schedule.
 func (r *attackRun) loadConfig() load.Config {
-	var attempts, confirmed atomic.Int64
+	var attempts atomic.Int64
+	confirmed := &r.confirmed
 	return load.Config{
 		URL: r.sys.url, Header: r.cfg.Client.Header, KeyHeader: r.cfg.Client.KeyHeader, Concurrency: r.cfg.Plan.Concurrency,
 		Client: r.cl, History: r.history, MaxInflight: r.cfg.Plan.MaxInflight,
@@ -511,9 +519,16 @@ func (r *attackRun) chaos(ctx, runCtx context.Context) error {
 		defer close(schedDone)
 		r.sched.run(runCtx, loadDone)
 	}()
-	sum, loadErr := load.Run(runCtx, r.pl, r.lcfg)
+	lcfg := r.lcfg
+	var catchUp sync.WaitGroup
+	lcfg.OnLastArrival = func(dropped []int) {
+		r.caughtUp = dropped
+		catchUp.Go(func() { r.res.CaughtUp = r.catchUp(runCtx, dropped) })
+	}
+	sum, loadErr := load.Run(runCtx, r.pl, lcfg)
 	close(loadDone)
 	<-schedDone
+	catchUp.Wait()
 	if loadErr != nil {
 		if ctx.Err() != nil {
 			return apperr.Wrap(apperr.EINCONCLUSIVE, loadErr, "load")
@@ -535,13 +550,65 @@ func (r *attackRun) chaos(ctx, runCtx context.Context) error {
 	return nil
 }
 
-// reconcile re-drives what the chaos left unconfirmed, after a load that
-// finished.
+// catchUp sends the charges the open model dropped at its in-flight cap
+// once its last arrival is made, while its last ops finish (their
+// Retry-After waits and backoffs leave the target idle otherwise): as the
+// reconciliation does, a fresh sender with the op's key, without the last
+// look (the reconcile phase takes it) and without counting toward the
+// fault schedule, whose windows follow the load's own ops.
+func (r *attackRun) catchUp(runCtx context.Context, dropped []int) *load.Summary {
+	began := time.Now()
+	cfg := r.lcfg
+	cfg.LastLook = -1
+	cfg.OnOpDone = func(_ int, res client.Result) {
+		if res.Definite {
+			r.pr.set(barOps, r.confirmed.Add(1))
+		}
+	}
+	sum, err := load.Reconcile(runCtx, r.pl, dropped, cfg, time.Now().Add(r.cfg.Evidence.ReconcileTimeout))
+	if sum != nil {
+		r.j.printf(time.Now(), "caught up %d of %d dropped charges in %s while the last ops finished",
+			sum.Confirmed, len(dropped), time.Since(began).Round(time.Millisecond))
+	}
+	if err != nil && runCtx.Err() == nil {
+		r.j.printf(time.Now(), "catching up the dropped charges: %v (the reconcile phase re-drives them)", err)
+	}
+	return sum
+}
+
+// reconcile re-drives what the chaos left unconfirmed (less what the
+// catch-up confirmed), after a load that finished.
 func (r *attackRun) reconcile(runCtx context.Context) {
-	if r.loadFailed || r.res.Load == nil || len(r.res.Load.Unconfirmed) == 0 {
+	if r.loadFailed || r.res.Load == nil {
 		return
 	}
-	r.res.Reconciled = reconcilePhase(runCtx, &r.cfg, r.pl, r.res.Load.Unconfirmed, r.lcfg, r.j, r.pr, &r.stopped)
+	todo := r.res.Load.Unconfirmed
+	if cu := r.res.CaughtUp; cu != nil {
+		todo = stillUnconfirmed(todo, r.caughtUp, cu.Unconfirmed)
+	}
+	if len(todo) == 0 {
+		return
+	}
+	r.res.Reconciled = reconcilePhase(runCtx, &r.cfg, r.pl, todo, r.lcfg, r.j, r.pr, &r.stopped)
+}
+
+// stillUnconfirmed is ids less the ops redriven confirmed (those of
+// redriven not in unconfirmed).
+func stillUnconfirmed(ids, redriven, unconfirmed []int) []int {
+	confirmed := map[int]bool{}
+	for _, id := range redriven {
+		confirmed[id] = true
+	}
+	for _, id := range unconfirmed {
+		confirmed[id] = false
+	}
+	var out []int
+	for _, id := range ids {
+		if !confirmed[id] {
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // drain waits for crashed components to come back and the system to

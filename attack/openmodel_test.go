@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/paytest/paytest/attack/load"
 	"github.com/paytest/paytest/internal/promtext"
@@ -114,5 +115,66 @@ func scrapeWhileRunning(r io.Reader, out chan<- string) {
 				out <- string(b)
 			}
 		}
+	}
+}
+
+// Arrivals dropped at the cap are caught up once the last one is made,
+// while the last ops wait out their Retry-After and backoffs, not after
+// them; the reconcile phase gets only what is left. Every check holds.
+func TestDroppedChargesAreCaughtUpWhileTheLastOpsFinish(t *testing.T) {
+	cfg := bundled(t, "default")
+	cfg.Plan.Ops, cfg.Plan.Seed = 400, 7
+	cfg.Plan.Rate = load.Rate{From: 1000, To: 1000}
+	cfg.Plan.MaxInflight = 16
+	res := run(t, cfg)
+	for _, c := range res.Report.Checks {
+		if c.Status != verify.StatusHeld && c.Status != verify.StatusNothing {
+			t.Errorf("%s: %s %q (%s)", c.Name, c.Status, c.Figure, c.Detail)
+		}
+	}
+	if res.Report.Verdict != verify.VerdictHeld {
+		t.Fatalf("verdict %s", res.Report.Verdict)
+	}
+	cu := res.CaughtUp
+	if cu == nil || res.Load.Dropped == 0 {
+		t.Fatalf("%d dropped, caught up %+v: want drops at a cap of 16, caught up", res.Load.Dropped, cu)
+	}
+	// Every dropped charge was caught up (reuses wait for the reconcile
+	// phase: the op they reuse may still be in flight).
+	dropped := map[int]string{}
+	var chaosEnd time.Time
+	firstCatchUp := time.Time{}
+	if err := rundir.ReadFile(filepath.Join(res.Dir, rundir.HistoryFile), func(a rundir.Attempt) error {
+		switch {
+		case a.Outcome == rundir.OutcomeDropped:
+			dropped[a.Op] = a.Kind
+		case a.DelayReason == rundir.ReasonReconcile:
+			if firstCatchUp.IsZero() || a.Start.Before(firstCatchUp) {
+				firstCatchUp = a.Start
+			}
+		case a.End.After(chaosEnd):
+			chaosEnd = a.End
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	charges := 0
+	for _, kind := range dropped {
+		if kind == rundir.KindCharge {
+			charges++
+		}
+	}
+	if len(dropped) != res.Load.Dropped || cu.Ops != charges || cu.Confirmed != charges || len(cu.Unconfirmed) != 0 {
+		t.Fatalf("%d dropped (%d in the history, %d charges); caught up %d ops, %d confirmed, %d not",
+			res.Load.Dropped, len(dropped), charges, cu.Ops, cu.Confirmed, len(cu.Unconfirmed))
+	}
+	if !firstCatchUp.Before(chaosEnd) {
+		t.Fatalf("first catch-up attempt at %v, after the chaos's last answer at %v: not overlapped", firstCatchUp, chaosEnd)
+	}
+	// The reconcile phase re-drove only what was left: the dropped reuses
+	// and the ops the chaos left unconfirmed otherwise.
+	if rc := res.Reconciled; rc != nil && rc.Ops > len(res.Load.Unconfirmed)-charges {
+		t.Fatalf("reconciled %d ops, want at most %d (unconfirmed %d less %d caught up)", rc.Ops, len(res.Load.Unconfirmed)-charges, len(res.Load.Unconfirmed), charges)
 	}
 }

@@ -70,6 +70,12 @@ type Config struct {
 	// DefaultMaxInflight); an arrival that finds it full is dropped and
 	// counted (Summary.Dropped), never delayed.
 	MaxInflight int
+	// OnLastArrival, when set, is called in the open model once the pacer
+	// has made its last arrival, with the ids of the charges (not reuses)
+	// it dropped at the in-flight cap, if any, while the ops still in
+	// flight finish (their retries, Retry-After waits): the caller may send
+	// the dropped ones then (Reconcile), no arrival being left to delay.
+	OnLastArrival func(dropped []int)
 }
 
 // lastLookConcurrency bounds the last look's attempts in flight (and

@@ -130,6 +130,9 @@ type openRun struct {
 	maxLag   atomic.Int64          // nanoseconds an arrival was dispatched after it was due
 	done     map[int]chan struct{} // by position: closed when the op is done; only for ops a reuse waits on
 	wg       sync.WaitGroup
+	// droppedCharges are the ids of the charges dropped at the cap (only
+	// the pacer's goroutine appends).
+	droppedCharges []int
 }
 
 // runOpen sends p's ops at the Pacer's arrivals, each from its own
@@ -175,6 +178,9 @@ func runOpen(ctx context.Context, r *runner) *openRun {
 		}
 		o.arrive(ctx, i, due)
 	}
+	if r.cfg.OnLastArrival != nil && len(o.droppedCharges) > 0 && ctx.Err() == nil {
+		r.cfg.OnLastArrival(o.droppedCharges)
+	}
 	o.wg.Wait()
 	return o
 }
@@ -194,6 +200,9 @@ func (o *openRun) arrive(ctx context.Context, idx int, due time.Time) {
 		})
 		o.state[idx].remaining.Store(1)
 		o.finish(idx, client.Result{Outcome: rundir.OutcomeDropped, Err: errDropped})
+		if p.Kind(idx) == rundir.KindCharge {
+			o.droppedCharges = append(o.droppedCharges, p.ID(idx))
+		}
 		return
 	}
 	switch {

@@ -343,3 +343,55 @@ func TestReconcileWorkersFollowTheModel(t *testing.T) {
 		})
 	}
 }
+
+// OnLastArrival hears, once the last arrival is made and before the ops
+// still in flight finish, every charge dropped at the cap, and no reuse.
+func TestOnLastArrivalNamesTheDroppedCharges(t *testing.T) {
+	url, _ := stallServer(t, 100*time.Millisecond, 900*time.Millisecond)
+	p := newPlan(t, plan.Config{Ops: 600, ReuseRate: 0.1, Seed: 11})
+	path := filepath.Join(t.TempDir(), rundir.HistoryFile)
+	hw, err := rundir.Create[rundir.Attempt](path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls int
+	var heard []int
+	var inflightThen int
+	var done atomic.Int64
+	cfg := Config{URL: url, Client: newClient(t, client.Options{Seed: 11, Timeout: 5 * time.Second}), History: hw,
+		Pacer: ConstantPacer{Rate: 1000}, MaxInflight: 40,
+		OnOpDone: func(int, client.Result) { done.Add(1) },
+		OnLastArrival: func(dropped []int) {
+			calls++
+			heard = slices.Clone(dropped)
+			inflightThen = p.Len() - int(done.Load())
+		},
+	}
+	sum, err := Run(context.Background(), p, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := hw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var want []int
+	reuses := 0
+	for _, a := range readHistory(t, path) {
+		if a.Outcome != rundir.OutcomeDropped {
+			continue
+		}
+		if a.Kind == rundir.KindCharge {
+			want = append(want, a.Op)
+		} else {
+			reuses++
+		}
+	}
+	slices.Sort(want)
+	slices.Sort(heard)
+	if sum.Dropped == 0 || reuses == 0 || calls != 1 || !slices.Equal(heard, want) || len(want)+reuses != sum.Dropped {
+		t.Fatalf("%d dropped (%d charges, %d reuses); called %d times with %d ids", sum.Dropped, len(want), reuses, calls, len(heard))
+	}
+	if inflightThen == 0 {
+		t.Fatal("called after every op was done, not while the last ones were in flight")
+	}
+}
