@@ -56,6 +56,8 @@ type Result struct {
 	// Drained says whether the outbox emptied and the effects settled.
 	Drained  bool
 	Duration time.Duration
+	// stopTook is how long stopping the system took.
+	stopTook time.Duration
 	// Fingerprint identifies the plan (the whole plan, for a shard).
 	Fingerprint string
 	// Shard is the part of the plan run; Report is nil for a shard of
@@ -649,8 +651,19 @@ func (r *attackRun) verdict(ctx context.Context) (*Result, error) {
 		}
 		r.stopped.add(r.j, "collecting the evidence failed: %v", err)
 	}
+	// The load's and the evidence's idle connections (and the ones their
+	// transports dialled and never used) would each hold a component's
+	// graceful shutdown: an HTTP server waits 5 s for a connection that
+	// never sent a request. Closed here (the proxy closes its side too).
+	r.sys.httpClient.CloseIdleConnections()
+	if r.evidence != nil {
+		r.evidence.CloseIdleConnections()
+	}
+	stopping := time.Now()
 	r.sys.stop()
 	r.tp.Shutdown()
+	r.res.stopTook = time.Since(stopping)
+	r.j.printf(time.Now(), "system stopped in %s", r.res.stopTook.Round(time.Millisecond))
 	if r.cfg.Plan.sharded() {
 		return r.shardDone()
 	}

@@ -178,3 +178,17 @@ func TestDroppedChargesAreCaughtUpWhileTheLastOpsFinish(t *testing.T) {
 		t.Fatalf("reconciled %d ops, want at most %d (unconfirmed %d less %d caught up)", rc.Ops, len(res.Load.Unconfirmed)-charges, len(res.Load.Unconfirmed), charges)
 	}
 }
+
+// Stopping the system does not wait on the client's connections: each one
+// open and idle (or dialled and never used) held the charge service's
+// graceful shutdown for up to 5 s, in most runs with eaten responses.
+func TestSystemStopsWithoutWaitingOnIdleConnections(t *testing.T) {
+	for seed := range int64(3) {
+		cfg := bundled(t, "default")
+		cfg.Plan.Ops, cfg.Plan.Seed = 300, seed+1
+		res := run(t, cfg)
+		if res.stopTook > 2*time.Second {
+			t.Fatalf("seed %d: the system took %v to stop", seed+1, res.stopTook)
+		}
+	}
+}
