@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/paytest/paytest/internal/rundir"
@@ -250,12 +249,11 @@ func (b *bundledRun) redisPrefix() string { return strings.ToLower(b.stream) + "
 // running stack, the client sending to chargeURL.
 func (b *bundledRun) wire(st *stack.Stack, chargeURL string) {
 	sys, infra := b.sys, b.infra
-	conns := &freshConns{}
 	sys.url = chargeURL
-	sys.httpClient = conns.wrap(client.NewHTTPClient(b.cfg.Plan.idleConns()), "")
+	sys.httpClient = client.NewHTTPClient(b.cfg.Plan.idleConns())
 	sys.merchants = bundledMerchants
 	sys.env = &fault.Env{
-		Proxies: fault.Toxiproxy{Client: b.tp.Client()}, Components: st, Connections: conns,
+		Proxies: fault.Toxiproxy{Client: b.tp.Client()}, Components: st,
 	}
 	if infra.RedisURL != "" {
 		sys.env.Redis = &redisCache{url: infra.RedisURL, prefix: b.redisPrefix(), infra: infra}
@@ -329,57 +327,37 @@ func deleteStreams(natsURL string, names ...string) {
 	}
 }
 
-// freshConns is the client's transport switch for eat-response: while on,
-// every request asks for its own connection (Connection: close), so the
-// proxy's per-connection toxicity applies per request.
-type freshConns struct {
-	n  atomic.Int64
-	rt http.RoundTripper
-	// host, when set, is the Host header to send (a --target behind the
-	// proxy keeps its own name).
+// hostTransport sends each request with a Host header of its own, when
+// host is set: a --target behind the proxy keeps its own name.
+type hostTransport struct {
+	rt   http.RoundTripper
 	host string
 }
 
-var _ fault.Connections = (*freshConns)(nil)
-
-// FreshConnections turns the switch on or off (calls nest).
-func (f *freshConns) FreshConnections(on bool) {
-	if on {
-		f.n.Add(1)
-	} else {
-		f.n.Add(-1)
+// wrap returns hc sending through t.
+func (t *hostTransport) wrap(hc *http.Client, host string) *http.Client {
+	t.rt = hc.Transport
+	if t.rt == nil {
+		t.rt = http.DefaultTransport
 	}
-}
-
-func (f *freshConns) wrap(hc *http.Client, host string) *http.Client {
-	f.rt = hc.Transport
-	if f.rt == nil {
-		f.rt = http.DefaultTransport
-	}
-	f.host = host
+	t.host = host
 	c := *hc
-	c.Transport = f
+	c.Transport = t
 	return &c
 }
 
 // RoundTrip implements http.RoundTripper.
-func (f *freshConns) RoundTrip(req *http.Request) (*http.Response, error) {
-	if f.n.Load() > 0 || f.host != "" {
-		r := req.Clone(req.Context())
-		if f.n.Load() > 0 {
-			r.Close = true
-		}
-		if f.host != "" {
-			r.Host = f.host
-		}
-		req = r
+func (t *hostTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if t.host != "" {
+		req = req.Clone(req.Context())
+		req.Host = t.host
 	}
-	return f.rt.RoundTrip(req)
+	return t.rt.RoundTrip(req)
 }
 
 // CloseIdleConnections passes through to the wrapped transport.
-func (f *freshConns) CloseIdleConnections() {
-	if c, ok := f.rt.(interface{ CloseIdleConnections() }); ok {
+func (t *hostTransport) CloseIdleConnections() {
+	if c, ok := t.rt.(interface{ CloseIdleConnections() }); ok {
 		c.CloseIdleConnections()
 	}
 }

@@ -50,13 +50,12 @@ func startTarget(ctx context.Context, cfg *Config, tp *toxiembed.Server) (*syste
 	}
 	proxied := *u
 	proxied.Host = p.Listen
-	conns := &freshConns{}
 	sys := &system{
 		url:        proxied.String(),
-		httpClient: conns.wrap(targetHTTPClient(u, cfg.Plan.idleConns(), t.RootCAs), targetHost(u)),
+		httpClient: (&hostTransport{}).wrap(targetHTTPClient(u, cfg.Plan.idleConns(), t.RootCAs), targetHost(u)),
 		merchants:  []plan.Merchant{{Name: "target"}},
 		env: &fault.Env{
-			Proxies: fault.Toxiproxy{Client: tp.Client()}, Connections: conns,
+			Proxies: fault.Toxiproxy{Client: tp.Client()},
 		},
 		description: fmt.Sprintf("target %s via proxy %s", t.URL, p.Listen),
 	}

@@ -71,13 +71,6 @@ type Publisher interface {
 	Publish(ctx context.Context, data []byte) error
 }
 
-// Connections makes the client open a fresh connection per request while
-// on: toxiproxy draws a toxic's toxicity per connection, so this turns it
-// into a per-request probability. Calls nest.
-type Connections interface {
-	FreshConnections(on bool)
-}
-
 // Recorder receives every fault record as it happens. Actions inject,
 // start and stop are the faults.jsonl vocabulary (rundir.Fault); any other
 // action (arm, error) is a note for the transcript.
@@ -88,12 +81,11 @@ type Recorder interface {
 // Env is what faults act on. A nil field means the run has no such thing;
 // a fault that needs it fails to Start with EUSAGE.
 type Env struct {
-	Proxies     Proxies
-	Components  Components
-	Redis       Redis
-	Publisher   Publisher
-	Connections Connections
-	Log         Recorder
+	Proxies    Proxies
+	Components Components
+	Redis      Redis
+	Publisher  Publisher
+	Log        Recorder
 	// Ops is the run's number of logical operations.
 	Ops int
 	// Now is the clock; nil means time.Now.

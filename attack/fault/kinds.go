@@ -10,6 +10,7 @@ import (
 	toxiclient "github.com/Shopify/toxiproxy/v2/client"
 
 	"github.com/paytest/paytest/internal/rundir"
+	"github.com/paytest/paytest/internal/toxiembed"
 )
 
 func init() {
@@ -31,14 +32,14 @@ var (
 )
 
 // toxic adds a toxiproxy toxic for its window: eat-response is a downstream
-// limit_data of 0 bytes on the client->charge proxy (the request reaches the
-// service and commits; the connection closes at the first response byte),
-// latency a latency toxic on the named proxy.
+// eat_response on the client->charge proxy (the request reaches the service
+// and commits; the response is dropped and the connection closed, each
+// response with probability toxicity, on whatever connection it travels:
+// toxiembed.EatResponse), latency a latency toxic on the named proxy.
 type toxic struct {
 	kind    string
 	proxy   string
 	name    string
-	fresh   bool
 	started bool
 	mu      sync.Mutex
 	spec    rundir.FaultSpec
@@ -57,7 +58,9 @@ func (t *toxic) Start(_ context.Context, env *Env, s rundir.FaultSpec) error {
 	t.proxy = ProxyCharge
 	switch t.kind {
 	case rundir.FaultEatResponse:
-		typ, attrs = "limit_data", map[string]any{"bytes": 0}
+		// The toxic draws per response; the link always carries it.
+		typ, attrs = toxiembed.EatResponseType, map[string]any{"probability": toxicity}
+		toxicity = 1
 	case rundir.FaultLatency:
 		if s.Target != "" {
 			t.proxy = s.Target
@@ -65,12 +68,7 @@ func (t *toxic) Start(_ context.Context, env *Env, s rundir.FaultSpec) error {
 		typ, attrs = "latency", map[string]any{"latency": s.Latency.Milliseconds(), "jitter": s.Jitter.Milliseconds()}
 	}
 	t.name = t.kind
-	if t.kind == rundir.FaultEatResponse && env.Connections != nil && toxicity < 1 {
-		env.Connections.FreshConnections(true)
-		t.fresh = true
-	}
 	if err := env.Proxies.AddToxic(t.proxy, t.name, typ, "downstream", toxicity, attrs); err != nil {
-		t.unfresh(env)
 		return fmt.Errorf("fault %s: %w", t.kind, err)
 	}
 	t.mu.Lock()
@@ -79,13 +77,6 @@ func (t *toxic) Start(_ context.Context, env *Env, s rundir.FaultSpec) error {
 	env.record(rundir.Fault{Fault: t.kind, Action: rundir.ActionStart, Target: t.proxy,
 		Detail: fmt.Sprintf("%s toxic %v, toxicity %.2f: %s", typ, attrs, toxicity, s.Describe())})
 	return nil
-}
-
-func (t *toxic) unfresh(env *Env) {
-	if t.fresh {
-		env.Connections.FreshConnections(false)
-		t.fresh = false
-	}
 }
 
 func (t *toxic) Stop(_ context.Context, env *Env) error {
@@ -97,7 +88,6 @@ func (t *toxic) Stop(_ context.Context, env *Env) error {
 		return nil
 	}
 	err := env.Proxies.RemoveToxic(t.proxy, t.name)
-	t.unfresh(env)
 	env.record(rundir.Fault{Fault: t.kind, Action: rundir.ActionStop, Target: t.proxy, Detail: "toxic removed"})
 	return err
 }
