@@ -157,21 +157,14 @@ func runOpen(ctx context.Context, r *runner) *openRun {
 			close(ch)
 		}
 	}
+	clock := newPacerClock()
+	defer clock.close()
 	o.start = time.Now()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
 	for i := range r.p.Len() {
 		due := o.start.Add(r.cfg.Pacer.Due(i))
-		if wait := time.Until(due); wait > 0 {
-			timer.Reset(wait)
-			select {
-			case <-timer.C:
-			case <-ctx.Done():
-				o.wg.Wait()
-				return o
-			}
-		} else if ctx.Err() != nil {
-			break
+		if err := clock.waitUntil(ctx, due); err != nil {
+			o.wg.Wait()
+			return o
 		}
 		if lag := time.Since(due); lag > time.Duration(o.maxLag.Load()) {
 			o.maxLag.Store(int64(lag))
