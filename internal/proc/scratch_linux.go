@@ -10,13 +10,14 @@ import (
 const memFS = "/dev/shm"
 
 // minScratchFree is the space a memory file system must have free to hold
-// throwaway data directories (a cluster of a long run grows to a few
-// hundred MB).
-const minScratchFree = 1 << 30
+// throwaway data directories: a cluster grows by about 5 KB an operation
+// (keys with their stored responses, charges, outbox, ledger, WAL), so a
+// million-operation run needs a few GB.
+const minScratchFree = 4 << 30
 
 // ScratchParent is where throwaway data directories (an embedded cluster,
 // a broker's store) go: os.TempDir() when TMPDIR is set (the user chose),
-// else /dev/shm when it is a memory file system with at least 1 GiB free,
+// else /dev/shm when it is a memory file system with at least 4 GiB free,
 // else os.TempDir(). Creating a file on a memory file system costs
 // microseconds, on a journalled disk up to a millisecond, and an initdb'd
 // cluster is about a thousand files.
