@@ -546,8 +546,14 @@ func (r *attackRun) chaos(ctx, runCtx context.Context) error {
 		took := time.Since(began).Round(time.Millisecond)
 		r.j.printf(time.Now(), "chaos phase done in %s: %d ops, %d confirmed, %d attempts, %d unconfirmed",
 			took, sum.Ops, sum.Confirmed, sum.Attempts, len(sum.Unconfirmed))
-		r.pr.line("paytest: chaos phase %s: %d ops, %d confirmed, %d attempts, %d to reconcile",
-			took, sum.Ops, sum.Confirmed, sum.Attempts, len(sum.Unconfirmed))
+		todo := len(sum.Unconfirmed)
+		caught := ""
+		if cu := r.res.CaughtUp; cu != nil {
+			todo = len(stillUnconfirmed(sum.Unconfirmed, r.caughtUp, cu.Unconfirmed))
+			caught = fmt.Sprintf(", %d dropped and caught up", cu.Confirmed)
+		}
+		r.pr.line("paytest: chaos phase %s: %d ops, %d confirmed, %d attempts%s, %d to reconcile",
+			took, sum.Ops, sum.Confirmed, sum.Attempts, caught, todo)
 	}
 	return nil
 }
