@@ -2,36 +2,13 @@ package toxiembed
 
 import (
 	"io"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	toxiclient "github.com/Shopify/toxiproxy/v2/client"
 )
-
-// countingBackend answers every request and counts the requests and the
-// connections it accepted.
-func countingBackend(t *testing.T) (srv *httptest.Server, requests, conns *atomic.Int64) {
-	t.Helper()
-	requests, conns = new(atomic.Int64), new(atomic.Int64)
-	srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		requests.Add(1)
-		_, _ = io.WriteString(w, "charged")
-	}))
-	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
-			conns.Add(1)
-		}
-	}
-	srv.Start()
-	t.Cleanup(srv.Close)
-	return srv, requests, conns
-}
 
 // eatTrial sends n requests one after another through c (keep-alive) and
 // returns how many were eaten.
@@ -78,7 +55,7 @@ func TestEatResponseEatsEachResponseWithItsProbability(t *testing.T) {
 	s := start(t)
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			srv, requests, conns := countingBackend(t)
+			srv, requests, conns := backend(t)
 			p, err := s.CreateProxy("eat"+string(rune('a'+i)), strings.TrimPrefix(srv.URL, "http://"))
 			if err != nil {
 				t.Fatal(err)
@@ -104,7 +81,7 @@ func TestEatResponseEatsEachResponseWithItsProbability(t *testing.T) {
 // Removed, the toxic leaves the open connections alone.
 func TestEatResponseRemovedLeavesConnectionsOpen(t *testing.T) {
 	s := start(t)
-	srv, _, conns := countingBackend(t)
+	srv, _, conns := backend(t)
 	p, err := s.CreateProxy("eatremove", strings.TrimPrefix(srv.URL, "http://"))
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package toxiembed
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -25,17 +26,24 @@ func start(t *testing.T) *Server {
 	return s
 }
 
-// backend is a real HTTP server counting the requests it handled.
-func backend(t *testing.T) (*httptest.Server, *atomic.Int64) {
+// backend is a real HTTP server counting the requests it handled and the
+// connections it accepted.
+func backend(t *testing.T) (srv *httptest.Server, handled, conns *atomic.Int64) {
 	t.Helper()
-	var handled atomic.Int64
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	handled, conns = new(atomic.Int64), new(atomic.Int64)
+	srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		handled.Add(1)
 		_, _ = io.WriteString(w, "charged")
 	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
 	t.Cleanup(srv.Close)
-	return srv, &handled
+	return srv, handled, conns
 }
 
 func post(url string, timeout time.Duration) (string, error) {
@@ -61,7 +69,7 @@ func TestDownstreamToxicEatsTheResponseAfterTheServerHandledIt(t *testing.T) {
 	s := start(t)
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv, handled := backend(t)
+			srv, handled, _ := backend(t)
 			name := "charge" + string(rune('a'+i))
 			p, err := s.CreateProxy(name, strings.TrimPrefix(srv.URL, "http://"))
 			if err != nil {
@@ -93,7 +101,7 @@ func TestDownstreamToxicEatsTheResponseAfterTheServerHandledIt(t *testing.T) {
 
 func TestDisableCutsConnectionsAndEnableRestoresThem(t *testing.T) {
 	s := start(t)
-	srv, _ := backend(t)
+	srv, _, _ := backend(t)
 	p, err := s.CreateProxy("nats", strings.TrimPrefix(srv.URL, "http://"))
 	if err != nil {
 		t.Fatal(err)
@@ -135,7 +143,7 @@ func TestDisableCutsConnectionsAndEnableRestoresThem(t *testing.T) {
 
 func TestShutdownClosesProxiesAndIsIdempotent(t *testing.T) {
 	s := start(t)
-	srv, _ := backend(t)
+	srv, _, _ := backend(t)
 	p, err := s.CreateProxy("charge", strings.TrimPrefix(srv.URL, "http://"))
 	if err != nil {
 		t.Fatal(err)
