@@ -26,11 +26,11 @@ const ownerlessAge = time.Hour
 // a later process can remove it if this one dies without cleaning up (a
 // SIGKILL runs no deferred function).
 func OwnedTempDir(pattern string) (string, error) {
-	return OwnedTempDirIn("", pattern)
+	return ownedTempDirIn("", pattern)
 }
 
-// OwnedTempDirIn is OwnedTempDir in parent (empty: os.TempDir()).
-func OwnedTempDirIn(parent, pattern string) (string, error) {
+// ownedTempDirIn is OwnedTempDir in parent (empty: os.TempDir()).
+func ownedTempDirIn(parent, pattern string) (string, error) {
 	dir, err := os.MkdirTemp(parent, pattern)
 	if err != nil {
 		return "", err
@@ -52,11 +52,11 @@ func OwnedTempDirIn(parent, pattern string) (string, error) {
 // returns the directories removed; a directory it may not remove (another
 // user's) is skipped.
 func SweepOrphans(pattern string, keep func(dir string) bool) []string {
-	return SweepOrphansIn("", pattern, keep)
+	return sweepOrphansIn("", pattern, keep)
 }
 
-// SweepOrphansIn is SweepOrphans in parent (empty: os.TempDir()).
-func SweepOrphansIn(parent, pattern string, keep func(dir string) bool) []string {
+// sweepOrphansIn is SweepOrphans in parent (empty: os.TempDir()).
+func sweepOrphansIn(parent, pattern string, keep func(dir string) bool) []string {
 	if parent == "" {
 		parent = os.TempDir()
 	}
@@ -155,9 +155,9 @@ func globQuote(s string) string {
 // the directory goes when TMPDIR is set, and where it went before).
 func OwnedScratchDir(pattern string, keep func(dir string) bool) (string, error) {
 	parent := ScratchParent()
-	SweepOrphansIn(parent, pattern, keep)
+	sweepOrphansIn(parent, pattern, keep)
 	if parent != os.TempDir() {
-		SweepOrphansIn("", pattern, keep)
+		sweepOrphansIn("", pattern, keep)
 	}
-	return OwnedTempDirIn(parent, pattern)
+	return ownedTempDirIn(parent, pattern)
 }
