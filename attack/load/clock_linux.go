@@ -23,15 +23,18 @@ const preciseFrom = 300 * time.Microsecond
 // up to a millisecond late (the runtime's poller sleeps in whole
 // milliseconds). The open model counts latency from the due time, so that
 // lateness would be reported as the target's.
-type preciseClock struct {
-	timer   *timerClock
-	yielded bool
-}
+type preciseClock struct{ timer *timerClock }
 
 // newPacerClock returns the precise clock.
 func newPacerClock() pacerClock { return &preciseClock{timer: newTimerClock()} }
 
 func (c *preciseClock) waitUntil(ctx context.Context, t time.Time) error {
+	if time.Until(t) < preciseFrom {
+		return c.timer.waitUntil(ctx, t)
+	}
+	// The senders the last arrival started wait on this P's run queue: let
+	// them run before this thread sleeps with the P.
+	runtime.Gosched()
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -40,17 +43,6 @@ func (c *preciseClock) waitUntil(ctx context.Context, t time.Time) error {
 		if wait <= 0 {
 			return nil
 		}
-		if wait < preciseFrom {
-			return c.timer.waitUntil(ctx, t)
-		}
-		if !c.yielded {
-			// The senders the last arrival started wait on this P's run
-			// queue: let them run before this thread sleeps with the P.
-			c.yielded = true
-			runtime.Gosched()
-			continue
-		}
-		c.yielded = false
 		ts := unix.NsecToTimespec(int64(min(wait, maxNap)))
 		// The kernel may wake a sleeper up to its thread's timer slack
 		// late (50 us by default): 1 ns on whichever thread this is. It
