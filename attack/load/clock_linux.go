@@ -12,38 +12,44 @@ import (
 // noticed within it.
 const maxNap = 5 * time.Millisecond
 
-// preciseFrom is the shortest wait preciseClock sleeps in clock_nanosleep;
-// a shorter one is left to a Go timer. Arrivals that close together keep
-// the runtime busy, and a busy runtime runs its timers on time, while each
-// blocking sleep would cost the pacer its P.
-const preciseFrom = 300 * time.Microsecond
+// yieldFrom is the shortest wait before which preciseClock first yields its
+// P: arrivals that far apart leave the senders the last one started
+// waiting on this P's run queue while the thread sleeps. Closer arrivals
+// keep both Ps busy, and a yield would put the pacer behind every runnable
+// sender (the global run queue), which makes it late in bursts.
+const yieldFrom = 300 * time.Microsecond
+
+// maxSpin is the longest preciseClock spins at the end of a wait: about
+// the kernel's own lateness in waking a sleeper on this kind of machine.
+const maxSpin = 50 * time.Microsecond
 
 // preciseClock sleeps in clock_nanosleep, which wakes within tens of
-// microseconds of the due time, where a Go timer in an idle program wakes
-// up to a millisecond late (the runtime's poller sleeps in whole
-// milliseconds). The open model counts latency from the due time, so that
-// lateness would be reported as the target's.
-type preciseClock struct{ timer *timerClock }
+// microseconds of the due time, and spins the last of them, where a Go
+// timer wakes up to a millisecond late (the runtime's poller sleeps in
+// whole milliseconds; between arrivals under a millisecond apart, as at
+// 5,000/s, it fires them in bursts). The open model counts latency from
+// the due time, so the clock's lateness would be reported as the target's.
+type preciseClock struct{}
 
 // newPacerClock returns the precise clock.
-func newPacerClock() pacerClock { return &preciseClock{timer: newTimerClock()} }
+func newPacerClock() pacerClock { return preciseClock{} }
 
-func (c *preciseClock) waitUntil(ctx context.Context, t time.Time) error {
-	if time.Until(t) < preciseFrom {
-		return c.timer.waitUntil(ctx, t)
+func (preciseClock) waitUntil(ctx context.Context, t time.Time) error {
+	wait := time.Until(t)
+	if wait >= yieldFrom {
+		runtime.Gosched()
 	}
-	// The senders the last arrival started wait on this P's run queue: let
-	// them run before this thread sleeps with the P.
-	runtime.Gosched()
+	// The spin costs at most a quarter of the time between arrivals.
+	spin := min(maxSpin, wait/4)
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		wait := time.Until(t)
-		if wait <= 0 {
-			return nil
+		wait = time.Until(t)
+		if wait <= spin {
+			break
 		}
-		ts := unix.NsecToTimespec(int64(min(wait, maxNap)))
+		ts := unix.NsecToTimespec(int64(min(wait-spin, maxNap)))
 		// The kernel may wake a sleeper up to its thread's timer slack
 		// late (50 us by default): 1 ns on whichever thread this is. It
 		// stays so on that thread, which only makes its wakeups prompt.
@@ -51,6 +57,9 @@ func (c *preciseClock) waitUntil(ctx context.Context, t time.Time) error {
 		// EINTR (a signal) only ends this nap early: the loop sleeps again.
 		_ = unix.ClockNanosleep(unix.CLOCK_MONOTONIC, 0, &ts, nil)
 	}
+	for time.Now().Before(t) {
+	}
+	return nil
 }
 
-func (c *preciseClock) close() { c.timer.close() }
+func (preciseClock) close() {}
