@@ -226,7 +226,7 @@ func TestLostLeaseRollsBack(t *testing.T) {
 	ctx := context.Background()
 	req, _ := DecodeCharge([]byte(demoBody))
 	fp := req.Fingerprint()
-	stale, fresh := uuid.New(), uuid.New()
+	stale, fresh := newLockToken(), newLockToken()
 	var id int64
 	if err := h.pool.QueryRow(ctx, claimSQL, DefaultMerchant, "k", fp[:], req.Canonical(), stale, -1).Scan(&id); err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/paytest/paytest/internal/apperr"
 	"github.com/paytest/paytest/target/outbox"
@@ -117,7 +118,7 @@ func chargeTxSQL(byKey, withOutbox bool) string {
 }
 
 // chargeTxArgs are chargeTxSQL's parameters; keyRef is the id or the key.
-func (s *Service) chargeTxArgs(keyRef any, token uuid.UUID, ch Charge, body []byte) ([]any, error) {
+func (s *Service) chargeTxArgs(keyRef any, token lockToken, ch Charge, body []byte) ([]any, error) {
 	args := []any{keyRef, token, ch.ID, 200, jsonHeaders, body,
 		ch.Merchant, ch.Amount, ch.Currency, ch.Customer, ch.SKU, ch.Quantity, ch.CreatedAt}
 	if s.cfg.Unsafe.DualWrite {
@@ -150,7 +151,7 @@ func (s *Service) charge(ctx context.Context, merchant, key string, req Request)
 func (s *Service) chargeSafe(ctx context.Context, merchant, key string, req Request) (answer, error) {
 	fp := req.Fingerprint()
 	canon := req.Canonical()
-	token := uuid.New()
+	token := newLockToken()
 	lease := s.cfg.Lease.Milliseconds()
 	for attempt := range 3 {
 		var id int64
@@ -209,6 +210,13 @@ func (s *Service) chargeSafe(ctx context.Context, merchant, key string, req Requ
 	return answer{}, inFlight(key)
 }
 
+// lockToken identifies the request holding a key. It is a pgtype.UUID, not
+// a uuid.UUID: pgx sends the latter through its driver.Valuer string, which
+// it fails to encode as binary (building an error) before parsing it back.
+type lockToken = pgtype.UUID
+
+func newLockToken() lockToken { return lockToken{Bytes: uuid.New(), Valid: true} }
+
 func inFlight(key string) error {
 	return &apperr.Error{Code: apperr.ECONFLICT, RetryAfter: retryAfter,
 		Message: "a request with Idempotency-Key " + quote(key) + " is still in flight; retry after it finishes"}
@@ -251,7 +259,7 @@ var jsonHeaders = map[string]string{"Content-Type": "application/json"}
 // token, writes nothing: claimed is false. With the after-claim crash point
 // armed, chargeSafe claims and executes in two round trips instead, so that
 // the point sits between them.
-func (s *Service) claimAndExecute(ctx context.Context, merchant, key string, req Request, fp, canon []byte, token uuid.UUID) (claimed bool, ans answer, err error) {
+func (s *Service) claimAndExecute(ctx context.Context, merchant, key string, req Request, fp, canon []byte, token lockToken) (claimed bool, ans answer, err error) {
 	ch, body := newCharge(merchant, key, req)
 	args, err := s.chargeTxArgs(key, token, ch, body)
 	if err != nil {
@@ -301,7 +309,7 @@ func (s *Service) claimAndExecute(ctx context.Context, merchant, key string, req
 // can run it at once instead of waiting out the lease. Best effort: if the
 // database is gone, the lease does the same later. A finished key is left
 // alone.
-func (s *Service) release(ctx context.Context, id int64, token uuid.UUID) {
+func (s *Service) release(ctx context.Context, id int64, token lockToken) {
 	s.unlock(ctx, releaseSQL, id, token)
 }
 
@@ -311,7 +319,7 @@ func (s *Service) release(ctx context.Context, id int64, token uuid.UUID) {
 // key is as if never used: a corrected request under it is charged, where a
 // released key would answer 422 for a different body forever. Any other
 // failure releases the key for a retry of the same request.
-func (s *Service) giveBack(ctx context.Context, id int64, token uuid.UUID, err error) {
+func (s *Service) giveBack(ctx context.Context, id int64, token lockToken, err error) {
 	if apperr.Code(err) == apperr.EINVALID {
 		// The request's checks should have caught it first: say so.
 		s.log.Warn("the database refused a claimed request's data; its claim is deleted", "id", id, "err", err)
@@ -321,7 +329,7 @@ func (s *Service) giveBack(ctx context.Context, id int64, token uuid.UUID, err e
 	s.release(ctx, id, token)
 }
 
-func (s *Service) unlock(ctx context.Context, sql string, id int64, token uuid.UUID) {
+func (s *Service) unlock(ctx context.Context, sql string, id int64, token lockToken) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	if _, err := s.pool.Exec(rctx, sql, id, token); err != nil {
@@ -333,7 +341,7 @@ func (s *Service) unlock(ctx context.Context, sql string, id int64, token uuid.U
 // charge transaction, one statement. If the lease was lost meanwhile
 // (another request took the key over), it writes nothing and the answer is
 // 409.
-func (s *Service) execute(ctx context.Context, id int64, token uuid.UUID, merchant, key string, req Request) (answer, error) {
+func (s *Service) execute(ctx context.Context, id int64, token lockToken, merchant, key string, req Request) (answer, error) {
 	s.cfg.Crash.Hit(CrashAfterClaim)
 	if d := s.cfg.ProcessingDelay; d > 0 {
 		t := time.NewTimer(d)

@@ -30,6 +30,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -624,7 +625,7 @@ const applySQL = `SELECT ledger_apply($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $
 // whether the event was new (and so applied) or had been applied under the
 // same attempt id, by a try whose answer was lost; a poisonError means it
 // can never apply.
-func (c *Consumer) apply(ctx context.Context, pool *pgxpool.Pool, ev outbox.ChargeCreated, legs []posting, attempt uuid.UUID) (bool, error) {
+func (c *Consumer) apply(ctx context.Context, pool *pgxpool.Pool, ev outbox.ChargeCreated, legs []posting, attempt pgtype.UUID) (bool, error) {
 	var result string
 	err := pool.QueryRow(ctx, applySQL, ev.EventID, ev.ChargeID, ev.Merchant, ev.IdempotencyKey,
 		ev.Amount, ev.Currency, ev.SKU, ev.Quantity,
@@ -658,7 +659,9 @@ func (c *Consumer) handle(ctx context.Context, pool *pgxpool.Pool, js jetstream.
 	applied := false
 	// One id for every try of this delivery: a try that committed but lost
 	// its answer is recognised by the next one and counted once.
-	attempt := uuid.New()
+	// (A pgtype.UUID, which pgx encodes directly; a uuid.UUID goes through
+	// its string and a failed binary encode first.)
+	attempt := pgtype.UUID{Bytes: uuid.New(), Valid: true}
 	for failures := 1; err == nil; failures++ {
 		tctx, cancel := context.WithTimeout(actx, 30*time.Second)
 		var aerr error
