@@ -428,3 +428,21 @@ func (tp *Throughput) textLine() string {
 	}
 	return s
 }
+
+// dropWarning is the text verdict's warning when the open model dropped a
+// tenth or more of the ops it timed or dropped: the target fell behind the
+// rate, so the run drove it at the cap (a closed loop of --max-inflight)
+// for much of its length, and the ops latency describes only the ops sent
+// on schedule. k6 warns alike when it runs out of VUs.
+func dropWarning(lat *Latency, tp *Throughput) string {
+	if lat == nil || tp == nil || tp.DroppedArrivals == 0 {
+		return ""
+	}
+	share := float64(tp.DroppedArrivals) / (float64(tp.DroppedArrivals) + float64(lat.Ops.Count))
+	if share < 0.1 {
+		return ""
+	}
+	return fmt.Sprintf("warning: %d arrivals (%.0f%% of the ops timed or dropped) found the in-flight cap full: the target fell behind the rate, "+
+		"so the ops latency describes only the %d sent on schedule; lower --rate or raise --max-inflight to measure it at this rate",
+		tp.DroppedArrivals, 100*share, lat.Ops.Count)
+}

@@ -166,3 +166,31 @@ func TestRenderTurnsAPanicIntoAnError(t *testing.T) {
 		t.Fatalf("render = %v, %v; want an error naming the plot", img, err)
 	}
 }
+
+// The text verdict warns when a tenth or more of the open model's ops were
+// dropped at the cap: the ops latency then leaves most of the load out.
+func TestDropWarning(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		dropped int
+		timed   int64
+		want    string // a part of the warning; "" for none
+	}{
+		{"none dropped", 0, 100, ""},
+		{"a few dropped in a stall", 10, 100, ""},
+		{"a tenth dropped", 12, 100, "12 arrivals (11% of the ops timed or dropped)"},
+		{"most dropped", 7016, 3184, "7016 arrivals (69% of the ops timed or dropped) found the in-flight cap full: the target fell behind the rate, so the ops latency describes only the 3184 sent on schedule"},
+		{"every op dropped", 5, 0, "5 arrivals (100%"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lat := &Latency{Model: "open", Ops: LatencyStats{Count: tc.timed}}
+			got := dropWarning(lat, &Throughput{DroppedArrivals: tc.dropped})
+			if tc.want == "" && got != "" || !strings.Contains(got, tc.want) {
+				t.Fatalf("dropWarning = %q, want it to contain %q", got, tc.want)
+			}
+		})
+	}
+	if got := dropWarning(nil, &Throughput{DroppedArrivals: 5}); got != "" {
+		t.Fatalf("without latency: %q", got)
+	}
+}

@@ -68,6 +68,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	if l := r.Throughput.textLine(); l != "" {
 		fmt.Fprintln(bw, l)
 	}
+	if w := dropWarning(r.Latency, r.Throughput); w != "" {
+		fmt.Fprintln(bw, w)
+	}
 	for _, f := range r.Shards {
 		fmt.Fprintln(bw, f.TextLine(r.ShardCount))
 	}
