@@ -20,10 +20,10 @@ func TestPreciseClockWakesOnTime(t *testing.T) {
 		tl := lateness(t, timer, 200, gap)
 		t.Logf("every %v: lateness p50 %v, p90 %v (a Go timer's: p50 %v, p90 %v)",
 			gap, p50, late[len(late)*9/10], tl[len(tl)/2], tl[len(tl)*9/10])
-		// A timer's is 200-700us; the clock's a few, and 100 leaves room
+		// A timer's is 500-700us; the clock's a few, and 200 leaves room
 		// for a busy machine.
-		if p50 > 100*time.Microsecond {
-			t.Fatalf("every %v: median lateness %v, want under 100us", gap, p50)
+		if p50 > 200*time.Microsecond {
+			t.Fatalf("every %v: median lateness %v, want under 200us", gap, p50)
 		}
 	}
 }
