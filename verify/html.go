@@ -22,6 +22,7 @@ var htmlPage = template.Must(template.New("report").Funcs(template.FuncMap{
 		return fmtNum(*p)
 	},
 	"have": func(n int, src string) string { return orMissing(n, src) },
+	"load": loadLines,
 }).Parse(`<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -64,6 +65,7 @@ code{font:13px ui-monospace,Menlo,Consolas,monospace}
 <tr><th>faults injected</th><td colspan="2">{{if .R.Faults}}{{faults .R.Faults}}{{else}}none{{end}}</td></tr>
 {{range .R.Backlog}}<tr><th>backlog drain</th><td colspan="2">{{.Summary}}</td></tr>
 {{end}}{{with .R.Outage}}<tr><th>outage</th><td colspan="2">{{.Summary}}</td></tr>
+{{end}}{{with load .R}}<tr id="load"><th>latency · throughput</th><td colspan="2">{{range .}}<div><code>{{.}}</code></div>{{end}}</td></tr>
 {{end}}<tr><th>inbox duplicates · DLQ · outbox pending · outbox lag</th><td colspan="2">{{deref .R.InboxDuplicates}} · {{deref .R.DLQMessages}} · {{deref .R.OutboxPending}} · {{deref .R.OutboxLagSeconds}} s</td></tr>
 </table>
 
@@ -90,6 +92,19 @@ code{font:13px ui-monospace,Menlo,Consolas,monospace}
 type htmlPlot struct {
 	ID, Title, Caption string
 	Src                template.URL
+}
+
+// loadLines are the text verdict's latency and throughput lines, and its
+// warning when the open model dropped much of the load.
+func loadLines(r *Report) []string {
+	lines := r.Latency.textLines()
+	if l := r.Throughput.textLine(); l != "" {
+		lines = append(lines, l)
+	}
+	if w := dropWarning(r.Latency, r.Throughput); w != "" {
+		lines = append(lines, w)
+	}
+	return lines
 }
 
 func writeHTML(path string, r *Report, plots []plotImage) error {

@@ -177,3 +177,34 @@ func TestReportHTMLRendersInChromium(t *testing.T) {
 		_ = os.WriteFile(keep, b, 0o644)
 	}
 }
+
+// report.html shows the latency and throughput lines, and the warning when
+// the open model dropped much of the load, as the text verdict does.
+func TestReportHTMLShowsLoadAndItsWarning(t *testing.T) {
+	r := &Report{Verdict: "held",
+		Latency:    &Latency{Model: "open", Ops: LatencyStats{Count: 3184, P50MS: 132.5}},
+		Throughput: &Throughput{AttemptsPerSecond: 1181.95, ConfirmedOpsPerSecond: 982.55, DurationSeconds: 10.38, DroppedArrivals: 7016}}
+	path := filepath.Join(t.TempDir(), rundir.HTMLFile)
+	if err := writeHTML(path, r, nil); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := string(b)
+	for _, want := range []string{`id="load"`, "latencies (open model)", "132.5ms",
+		"throughput  [attempts/s, confirmed ops/s]  1181.95, 982.55 over 10.38 s; 7016 arrivals dropped at the in-flight cap",
+		"warning: 7016 arrivals (69% of the ops timed or dropped) found the in-flight cap full"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("report.html lacks %q", want)
+		}
+	}
+	r.Latency, r.Throughput = nil, nil
+	if err := writeHTML(path, r, nil); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(path); strings.Contains(string(b), `id="load"`) {
+		t.Error("a run without latency figures has a latency row")
+	}
+}

@@ -62,14 +62,8 @@ func (r *Report) WriteText(w io.Writer) error {
 	if o := r.Outage; o != nil {
 		fmt.Fprintf(bw, "outage: %s\n", o.Summary())
 	}
-	for _, l := range r.Latency.textLines() {
+	for _, l := range loadLines(r) {
 		fmt.Fprintln(bw, l)
-	}
-	if l := r.Throughput.textLine(); l != "" {
-		fmt.Fprintln(bw, l)
-	}
-	if w := dropWarning(r.Latency, r.Throughput); w != "" {
-		fmt.Fprintln(bw, w)
 	}
 	for _, f := range r.Shards {
 		fmt.Fprintln(bw, f.TextLine(r.ShardCount))
