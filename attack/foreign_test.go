@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/paytest/paytest/attack/load"
 	"github.com/paytest/paytest/internal/foreign"
 	"github.com/paytest/paytest/internal/rundir"
 	"github.com/paytest/paytest/internal/testinfra"
@@ -44,6 +45,11 @@ type foreignCase struct {
 	concurrency            int
 	duplicate, race, reuse float64
 	faults                 []rundir.FaultSpec
+	// rate, when set, drives the plan as an open model (ops arriving at
+	// rate per second, at most maxInflight open, the rest dropped and
+	// reconciled) instead of a pool of concurrency workers.
+	rate        float64
+	maxInflight int
 	// tune adjusts the attack's Config (evidence knobs).
 	tune  func(*Config)
 	check func(t *testing.T, g *ground)
@@ -284,6 +290,68 @@ func TestForeignIdempotencyImplementations(t *testing.T) {
 			ops: 150, concurrency: 16, duplicate: 0.3, race: 0.1,
 			check: func(t *testing.T, g *ground) { g.doubleChargesFail(t, false) },
 		},
+		// The open model (--rate): ops arrive on a schedule whatever the
+		// endpoint's pace, racers are released together at their
+		// arrival, and an arrival that finds --max-inflight ops open is
+		// dropped, then sent by the reconciliation with its same key. The
+		// verdicts are the closed pool's.
+		{
+			// Stripe's unmarked replays and eaten responses; a cap of 8
+			// drops arrivals while the endpoint holds each for 20 ms.
+			name: "open-model-unmarked-replays-with-drops", ep: foreign.Options{Store: foreign.StoreAtomic, Status: 200, Delay: 20 * time.Millisecond},
+			ops: 150, rate: 600, maxInflight: 8, duplicate: 0.3, race: 0.1, reuse: 0.05, faults: eatResponses,
+			check: func(t *testing.T, g *ground) {
+				g.holds(t)
+				g.sawUnmarkedReplays(t)
+				if g.rep.Throughput == nil || g.rep.Throughput.DroppedArrivals == 0 {
+					t.Errorf("no arrival was dropped at the cap of 8 (throughput %+v)", g.rep.Throughput)
+				}
+			},
+		},
+		{
+			// Fiber's per-key lock: racers released together wait on the
+			// first, then get its answer.
+			name: "open-model-per-key-lock", ep: foreign.Options{Store: foreign.StoreMemory, InFlight: foreign.InFlightWait, Delay: 20 * time.Millisecond},
+			ops: 150, rate: 500, duplicate: 0.4, race: 0.5,
+			check: func(t *testing.T, g *ground) {
+				g.holds(t)
+				g.sawUnmarkedReplays(t)
+			},
+		},
+		{
+			// The IETF draft's 409 without Retry-After.
+			name: "open-model-409-without-retry-after", ep: foreign.Options{Store: foreign.StoreLease, Delay: 30 * time.Millisecond},
+			ops: 120, rate: 400, duplicate: 0.4, race: 0.5,
+			check: func(t *testing.T, g *ground) { g.holds(t) },
+		},
+		{
+			// No idempotency, with drops: every duplicate is a charge, and
+			// a dropped op sent by the reconciliation is charged too.
+			name: "open-model-non-idempotent-with-drops", ep: foreign.Options{Store: foreign.StoreNone, Delay: 20 * time.Millisecond},
+			ops: 150, rate: 600, maxInflight: 8, duplicate: 0.3, race: 0.1,
+			check: func(t *testing.T, g *ground) {
+				g.doubleChargesFail(t, false)
+				if g.rep.Throughput == nil || g.rep.Throughput.DroppedArrivals == 0 {
+					t.Errorf("no arrival was dropped at the cap of 8 (throughput %+v)", g.rep.Throughput)
+				}
+			},
+		},
+		{
+			// Keys lost with the process's memory on a restart mid-run.
+			name: "open-model-in-memory-keys-lost-on-restart", ep: foreign.Options{Store: foreign.StoreMemory, Delay: 5 * time.Millisecond},
+			process: true, killAt: []float64{0.5},
+			ops: 150, rate: 300, duplicate: 0.3, faults: eatResponses,
+			check: func(t *testing.T, g *ground) { g.doubleChargesFail(t, true) },
+		},
+		{
+			// A lease that never expires, killed mid-request: the keys it
+			// left in progress answer 409 for good.
+			name: "open-model-keys-stuck-in-flight", ep: foreign.Options{Store: foreign.StoreLease, Delay: 40 * time.Millisecond},
+			process: true, killAt: []float64{0.4},
+			ops: 150, rate: 300, duplicate: 0.2,
+			tune:  func(c *Config) { c.Evidence.ReconcileTimeout = 1500 * time.Millisecond },
+			check: func(t *testing.T, g *ground) { g.stuckKeysFail(t) },
+		},
 		{
 			// The --help example's 3-column ledger query, with the
 			// endpoint's own merchant name.
@@ -364,7 +432,8 @@ func runForeign(t *testing.T, tc foreignCase, seed int64) *ground {
 	o.Table = "ledger"
 	cfg := Config{
 		Profile: profiles.Profile{Name: "foreign-" + tc.name, Faults: tc.faults}, Out: t.TempDir(),
-		Plan:     PlanConfig{Ops: tc.ops, Concurrency: tc.concurrency, Seed: seed, DuplicateRate: tc.duplicate, RaceRate: tc.race, ReuseRate: tc.reuse},
+		Plan: PlanConfig{Ops: tc.ops, Concurrency: tc.concurrency, Seed: seed, DuplicateRate: tc.duplicate, RaceRate: tc.race, ReuseRate: tc.reuse,
+			Rate: load.Rate{From: tc.rate, To: tc.rate}, MaxInflight: tc.maxInflight},
 		Evidence: EvidenceConfig{SideEffectMetric: foreign.DefaultMetric, DatabaseURL: dbURL, LedgerQuery: foreignLedgerQuery, DrainTimeout: 5 * time.Second, ReconcileTimeout: 20 * time.Second},
 	}
 	var e *foreign.Endpoint
