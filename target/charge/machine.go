@@ -247,7 +247,9 @@ func eventOf(ch Charge) outbox.ChargeCreated {
 	}
 }
 
-var jsonHeaders = map[string]string{"Content-Type": "application/json"}
+// jsonHeaders are a stored response's headers, as the jsonb pgx sends
+// as is (a map would be marshalled per request).
+var jsonHeaders = []byte(`{"Content-Type": "application/json"}`)
 
 // claimAndExecute is the hot path for a key seen for the first time: one
 // round trip (a pgx batch) that claims the key and commits the claim, then
