@@ -11,8 +11,10 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/paytest
 
 ## test: the whole suite against real Postgres, NATS, Redis and Prometheus.
+## -parallel 4: the foreign endpoints' rows (attack's only parallel tests)
+## mostly wait on their drains and timeouts, not on the CPU.
 test:
-	$(GO) test -count=1 -timeout 9m ./...
+	$(GO) test -count=1 -parallel 4 -timeout 9m ./...
 
 ## soak: the whole crash matrix (every crash profile, safe and with the
 ## unsafe mode that breaks it, three seeds, as shipped) and its table.
