@@ -305,9 +305,10 @@ func TestKeysStuckInFlightStillGetAReport(t *testing.T) {
 // endpoint runs --kill-cmd and --restart-cmd at 30% and 70% of the run,
 // each as a kill of "target", without a profile.
 func TestKillAtFiresAtTheFractions(t *testing.T) {
-	// Slow enough (100 ops at 4 x 50/s) that the ops done when a kill
-	// fires are not overtaken while its command runs.
-	h := &shop{idempotent: true, seen: map[string]string{}, delay: 20 * time.Millisecond}
+	// Slow enough (100 ops at 4 x 25/s) that the ops done when a kill
+	// fires are not overtaken by much while its command starts: a shell
+	// and curl, 100-360 ms on a loaded machine.
+	h := &shop{idempotent: true, seen: map[string]string{}, delay: 40 * time.Millisecond}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	log := filepath.Join(t.TempDir(), "kills.log")
@@ -350,8 +351,10 @@ func TestKillAtFiresAtTheFractions(t *testing.T) {
 		at = append(at, n)
 	}
 	// Each kill fires once that share of the ops is done; the endpoint
-	// has charged about as many (at most the senders' in-flight more).
-	if at[0] < 30 || at[0] > 40 || at[1] < 70 || at[1] > 80 {
+	// has charged as many and more: the senders' in-flight, and what they
+	// charge while the command starts (18 more is 180 ms at 100/s).
+	t.Logf("kills fired at %v charges", at)
+	if at[0] < 30 || at[0] > 48 || at[1] < 70 || at[1] > 88 {
 		t.Fatalf("kills fired at %v charges, want about 30 and 70", at)
 	}
 	var kills int
