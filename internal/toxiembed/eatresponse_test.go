@@ -56,10 +56,7 @@ func TestEatResponseEatsEachResponseWithItsProbability(t *testing.T) {
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			srv, requests, conns := backend(t)
-			p, err := s.CreateProxy("eat"+string(rune('a'+i)), strings.TrimPrefix(srv.URL, "http://"))
-			if err != nil {
-				t.Fatal(err)
-			}
+			p := mustProxy(t, s, "eat"+string(rune('a'+i)), srv)
 			if _, err := p.AddToxic("eat", EatResponseType, "downstream", 1, toxiclient.Attributes{"probability": tc.p}); err != nil {
 				t.Fatal(err)
 			}
@@ -82,10 +79,7 @@ func TestEatResponseEatsEachResponseWithItsProbability(t *testing.T) {
 func TestEatResponseRemovedLeavesConnectionsOpen(t *testing.T) {
 	s := start(t)
 	srv, _, conns := backend(t)
-	p, err := s.CreateProxy("eatremove", strings.TrimPrefix(srv.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := mustProxy(t, s, "eatremove", srv)
 	url := "http://" + p.Listen + "/charge"
 	if _, err := p.AddToxic("eat", EatResponseType, "downstream", 1, toxiclient.Attributes{"probability": 0}); err != nil {
 		t.Fatal(err)

@@ -46,6 +46,16 @@ func backend(t *testing.T) (srv *httptest.Server, handled, conns *atomic.Int64) 
 	return srv, handled, conns
 }
 
+// mustProxy creates proxy name on s in front of srv.
+func mustProxy(t *testing.T, s *Server, name string, srv *httptest.Server) *toxiclient.Proxy {
+	t.Helper()
+	p, err := s.CreateProxy(name, strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func post(url string, timeout time.Duration) (string, error) {
 	c := &http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := c.Post(url, "text/plain", strings.NewReader("x"))
@@ -71,10 +81,7 @@ func TestDownstreamToxicEatsTheResponseAfterTheServerHandledIt(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv, handled, _ := backend(t)
 			name := "charge" + string(rune('a'+i))
-			p, err := s.CreateProxy(name, strings.TrimPrefix(srv.URL, "http://"))
-			if err != nil {
-				t.Fatal(err)
-			}
+			p := mustProxy(t, s, name, srv)
 			url := "http://" + p.Listen + "/charge"
 			if body, err := post(url, 2*time.Second); err != nil || body != "charged" {
 				t.Fatalf("through a clean proxy: %q, %v", body, err)
@@ -102,10 +109,7 @@ func TestDownstreamToxicEatsTheResponseAfterTheServerHandledIt(t *testing.T) {
 func TestDisableCutsConnectionsAndEnableRestoresThem(t *testing.T) {
 	s := start(t)
 	srv, _, _ := backend(t)
-	p, err := s.CreateProxy("nats", strings.TrimPrefix(srv.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := mustProxy(t, s, "nats", srv)
 	listen := p.Listen
 	url := "http://" + listen + "/"
 	// A keep-alive connection open through the proxy before the cut.
@@ -144,10 +148,7 @@ func TestDisableCutsConnectionsAndEnableRestoresThem(t *testing.T) {
 func TestShutdownClosesProxiesAndIsIdempotent(t *testing.T) {
 	s := start(t)
 	srv, _, _ := backend(t)
-	p, err := s.CreateProxy("charge", strings.TrimPrefix(srv.URL, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := mustProxy(t, s, "charge", srv)
 	s.Shutdown()
 	s.Shutdown()
 	if _, err := post("http://"+p.Listen+"/", 500*time.Millisecond); err == nil {
