@@ -226,7 +226,7 @@ func TestOpenModelFlags(t *testing.T) {
 		{"--ops wins over duration", []string{"--profile", "race", "--rate", "500", "--duration", "4s", "--ops", "300"}, nil, 300, load.Rate{From: 500, To: 500}, 0, nil},
 		{"PAYTEST_OPS wins over duration", []string{"--profile", "race", "--rate", "500", "--duration", "4s"}, map[string]string{"PAYTEST_OPS": "250"}, 250, load.Rate{From: 500, To: 500}, 0, nil},
 		{"rate from the environment", []string{"--profile", "race", "--max-inflight", "64"}, map[string]string{"PAYTEST_RATE": "50:60"}, 500, load.Rate{From: 50, To: 60}, 64, nil},
-		{"the default profile's open model", []string{"--profile", "default"}, nil, 1000, load.Rate{From: 500, To: 500}, 256, nil},
+		{"the default profile's open model", []string{"--profile", "default"}, nil, 1000, load.Rate{From: 2000, To: 2000}, 256, nil},
 		{"--rate '' asks for the closed pool over the profile's open model", []string{"--profile", "default", "--rate", ""}, nil, 1000, load.Rate{}, 0, nil},
 		{"thresholds repeat", []string{"--profile", "race", "--threshold", "op_p99 < 800ms", "--threshold", "confirmed_rate>990"}, nil, 500, load.Rate{}, 0, []string{"op_p99 < 800ms", "confirmed_rate > 990"}},
 	}
