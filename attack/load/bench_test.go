@@ -358,8 +358,9 @@ func BenchmarkOpenModelVsVegeta(b *testing.B) {
 	url := trivialProcess(b)
 	for range b.N {
 		dir := b.TempDir()
-		// 15k/s is past what this 2-core machine sustains with the
-		// endpoint in the same process: the figure shows where.
+		// 15k/s is about what a 2-core machine sustains with the endpoint
+		// in a process beside the sender's: the figure shows which side
+		// falls behind first.
 		for _, rate := range []float64{1000, 5000, 15000} {
 			ours, op50, op99, dropped, send50 := openFigures(b, url, dir, rate, benchDuration)
 			veg, vp50, vp99 := vegetaConstant(b, url, dir, rate, benchDuration)
