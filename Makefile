@@ -74,6 +74,7 @@ FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeCharge -fuzztime $(FUZZTIME) ./target/charge
 	$(GO) test -run '^$$' -fuzz FuzzDecodeAttempts -fuzztime $(FUZZTIME) ./internal/rundir
+	$(GO) test -run '^$$' -fuzz FuzzLookupAgreesWithDecoding -fuzztime $(FUZZTIME) ./attack/client
 
 clean:
 	rm -rf bin runs

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // Defaults of the Options that read a 2xx answer.
@@ -47,23 +48,26 @@ func parsePointer(p string) (jsonPointer, error) {
 // a JSON body, or "" when the body is not JSON, the pointer leads nowhere,
 // or the value is neither a string nor a number. A number keeps its exact
 // text, so a 20-digit id is not rounded through a float.
+//
+// It runs on every 2xx answer: the body is validated once, and an object's
+// member is found by scanning it in place, as decoding it into a map (the
+// last of duplicate names wins) would find it, without building the map.
 func (p jsonPointer) lookup(body []byte) string {
 	raw := bytes.TrimSpace(body)
+	if !json.Valid(raw) {
+		return ""
+	}
 	for _, tok := range p {
 		if len(raw) == 0 {
 			return ""
 		}
 		switch raw[0] {
 		case '{':
-			var m map[string]json.RawMessage
-			if json.Unmarshal(raw, &m) != nil {
-				return ""
-			}
-			v, ok := m[tok]
+			v, ok := member(raw, tok)
 			if !ok {
 				return ""
 			}
-			raw = bytes.TrimSpace(v)
+			raw = v
 		case '[':
 			i, ok := arrayIndex(tok)
 			if !ok {
@@ -79,6 +83,99 @@ func (p jsonPointer) lookup(body []byte) string {
 		}
 	}
 	return scalarText(raw)
+}
+
+// member returns the value of obj's last member named name. obj is a valid
+// JSON object (json.Valid), so the scan needs no syntax checks; its bounds
+// checks only keep a malformed input from panicking.
+func member(obj []byte, name string) (value []byte, found bool) {
+	i := skipSpace(obj, 1)
+	for i < len(obj) && obj[i] == '"' {
+		keyEnd := valueEnd(obj, i)
+		key := obj[i:keyEnd]
+		i = skipSpace(obj, keyEnd)
+		i = skipSpace(obj, i+1) // past the ':'
+		end := valueEnd(obj, i)
+		if end > len(obj) || i > end {
+			return nil, false
+		}
+		if nameIs(key, name) {
+			value, found = obj[i:end], true
+		}
+		i = skipSpace(obj, end)
+		if i < len(obj) && obj[i] == ',' {
+			i = skipSpace(obj, i+1)
+		}
+	}
+	return value, found
+}
+
+// nameIs reports whether the quoted member name key decodes to name. A name
+// without escapes and in valid UTF-8 is its own text; any other is decoded.
+func nameIs(key []byte, name string) bool {
+	if len(key) < 2 {
+		return false
+	}
+	inner := key[1 : len(key)-1]
+	if bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
+		return string(inner) == name
+	}
+	var s string
+	return json.Unmarshal(key, &s) == nil && s == name
+}
+
+// valueEnd is the index just past the JSON value that starts at b[i].
+func valueEnd(b []byte, i int) int {
+	if i >= len(b) {
+		return len(b)
+	}
+	switch b[i] {
+	case '"':
+		for j := i + 1; j < len(b); j++ {
+			switch b[j] {
+			case '\\':
+				j++
+			case '"':
+				return j + 1
+			}
+		}
+		return len(b)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				j = valueEnd(b, j) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return len(b)
+	}
+	j := i // a number, true, false or null: up to a delimiter
+	for j < len(b) && !isDelim(b[j]) {
+		j++
+	}
+	return j
+}
+
+func isDelim(c byte) bool {
+	switch c {
+	case ',', '}', ']', ' ', '\t', '\r', '\n':
+		return true
+	}
+	return false
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	return i
 }
 
 // arrayIndex parses an RFC 6901 array index: "0" or digits without a
@@ -101,18 +198,19 @@ func scalarText(raw []byte) string {
 		return ""
 	}
 	switch c := raw[0]; {
-	case c == '"':
+	case c == '"' && len(raw) >= 2:
+		// Valid JSON: a string without escapes in valid UTF-8 is its text.
+		if inner := raw[1 : len(raw)-1]; bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
+			return string(inner)
+		}
 		var s string
 		if json.Unmarshal(raw, &s) != nil {
 			return ""
 		}
 		return s
 	case c == '-' || (c >= '0' && c <= '9'):
-		var n json.Number
-		if json.Unmarshal(raw, &n) != nil {
-			return ""
-		}
-		return n.String()
+		// A valid JSON number's text is the number (json.Number's too).
+		return string(raw)
 	}
 	return ""
 }
