@@ -291,6 +291,10 @@ func (s *Service) claimAndExecute(ctx context.Context, merchant, key string, req
 		err = cerr
 	}
 	switch {
+	case err != nil && s.lostCommit(ctx, ch.ID, err):
+		// Even the claim's answer may be what was lost: the charge tells.
+		s.committed(ctx, ch)
+		return true, answer{status: 200, contentType: "application/json", body: body}, nil
 	case err != nil:
 		err = dbError(err, "claim and charge")
 		if claimed {
@@ -361,6 +365,10 @@ func (s *Service) execute(ctx context.Context, id int64, token lockToken, mercha
 		return answer{}, err
 	}
 	tag, err := s.pool.Exec(ctx, s.txByID, args...)
+	if err != nil && s.lostCommit(ctx, ch.ID, err) {
+		s.committed(ctx, ch)
+		return answer{status: 200, contentType: "application/json", body: body}, nil
+	}
 	if err != nil {
 		err = dbError(err, "charge transaction")
 		s.giveBack(ctx, id, token, err)
@@ -400,6 +408,32 @@ func (s *Service) committed(ctx context.Context, ch Charge) {
 	if _, err := s.js.Publish(pctx, s.cfg.Subject, payload); err != nil {
 		s.log.Error("dual-write: publish failed after commit: the event is lost", "charge_id", ch.ID, "event_id", ev.EventID, "err", err)
 	}
+}
+
+// lostCommit reports whether the charge transaction that failed with err
+// committed all the same: the connection died after the COMMIT and before
+// its answer. Only a failure without an answer from the server leaves that
+// open (an error the server sent means the statement rolled back), and the
+// charge row, whose id is this request's own, settles it. Without this the
+// charge would be made and never counted in charges_created_total, which
+// is the side effect's evidence; if the database cannot be asked either,
+// the request fails as before and the count stays short.
+func (s *Service) lostCommit(ctx context.Context, chargeID string, err error) bool {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) || pgconn.SafeToRetry(err) {
+		return false
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	var found bool
+	if qerr := s.pool.QueryRow(cctx, `SELECT EXISTS (SELECT 1 FROM charges WHERE id = $1)`, chargeID).Scan(&found); qerr != nil {
+		s.log.Warn("a charge transaction's answer was lost and the database cannot say whether it committed", "charge_id", chargeID, "err", err, "check", qerr)
+		return false
+	}
+	if found {
+		s.log.Info("a charge transaction committed and its answer was lost; answering it", "charge_id", chargeID, "err", err)
+	}
+	return found
 }
 
 // chargeUnkeyed is the no-idempotency mode: a new charge every time.
