@@ -3,9 +3,7 @@ package charge
 import (
 	"bytes"
 	"encoding/json"
-	"io"
 	"net/url"
-	"strings"
 	"testing"
 	"time"
 
@@ -81,8 +79,8 @@ func TestChargeWhoseCommitAnswerWasLost(t *testing.T) {
 			if keys, charges, events := rows(t, h.pool); keys != 1 || charges != 1 || events != 1 {
 				t.Fatalf("keys=%d charges=%d events=%d, want one of each", keys, charges, events)
 			}
-			if got := scrapeLine(t, h, "paytest_charges_created_total"); got != "1" {
-				t.Fatalf("paytest_charges_created_total %s, want 1: the committed charge was not counted", got)
+			if got, err := testinfra.Scrape(h.url+"/metrics", "paytest_charges_created_total"); err != nil || got != 1 {
+				t.Fatalf("paytest_charges_created_total %v (%v), want 1: the committed charge was not counted", got, err)
 			}
 		})
 	}
@@ -97,26 +95,4 @@ func chargeIDOf(t *testing.T, r reply) string {
 		t.Fatalf("answer %s has no charge id (%v)", r, err)
 	}
 	return v.ID
-}
-
-// scrapeLine is the value of the unlabelled series name on the service's
-// metrics page.
-func scrapeLine(t *testing.T, h *harness, name string) string {
-	t.Helper()
-	resp, err := h.client.Get(h.url + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+" "); ok {
-			return v
-		}
-	}
-	t.Fatalf("no %s on the metrics page", name)
-	return ""
 }
