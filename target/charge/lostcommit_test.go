@@ -2,7 +2,6 @@ package charge
 
 import (
 	"bytes"
-	"encoding/json"
 	"net/url"
 	"testing"
 	"time"
@@ -73,7 +72,7 @@ func TestChargeWhoseCommitAnswerWasLost(t *testing.T) {
 				t.Fatalf("first attempt: %s, want the charge it committed, answered 200", first)
 			}
 			again := h.post(t, DefaultAPIKey, "lost-commit", demoBody)
-			if again.status != 200 || !again.replayed() || chargeIDOf(t, again) != chargeIDOf(t, first) {
+			if again.status != 200 || !again.replayed() || string(again.body) != string(first.body) {
 				t.Fatalf("retry: %s, want the first charge replayed (%s)", again, first)
 			}
 			if keys, charges, events := rows(t, h.pool); keys != 1 || charges != 1 || events != 1 {
@@ -84,15 +83,4 @@ func TestChargeWhoseCommitAnswerWasLost(t *testing.T) {
 			}
 		})
 	}
-}
-
-func chargeIDOf(t *testing.T, r reply) string {
-	t.Helper()
-	var v struct {
-		ID string `json:"id"`
-	}
-	if err := json.Unmarshal(r.body, &v); err != nil || v.ID == "" {
-		t.Fatalf("answer %s has no charge id (%v)", r, err)
-	}
-	return v.ID
 }

@@ -292,9 +292,7 @@ func (s *Service) claimAndExecute(ctx context.Context, merchant, key string, req
 	}
 	switch {
 	case err != nil && s.lostCommit(ctx, ch.ID, err):
-		// Even the claim's answer may be what was lost: the charge tells.
-		s.committed(ctx, ch)
-		return true, answer{status: 200, contentType: "application/json", body: body}, nil
+		// Committed, the answer lost (even the claim's): a charge like any.
 	case err != nil:
 		err = dbError(err, "claim and charge")
 		if claimed {
@@ -365,16 +363,14 @@ func (s *Service) execute(ctx context.Context, id int64, token lockToken, mercha
 		return answer{}, err
 	}
 	tag, err := s.pool.Exec(ctx, s.txByID, args...)
-	if err != nil && s.lostCommit(ctx, ch.ID, err) {
-		s.committed(ctx, ch)
-		return answer{status: 200, contentType: "application/json", body: body}, nil
-	}
-	if err != nil {
+	switch {
+	case err != nil && s.lostCommit(ctx, ch.ID, err):
+		// Committed, the answer lost: a charge like any.
+	case err != nil:
 		err = dbError(err, "charge transaction")
 		s.giveBack(ctx, id, token, err)
 		return answer{}, err
-	}
-	if tag.RowsAffected() != 1 {
+	case tag.RowsAffected() != 1:
 		// Our lease ran out and another request holds the key now.
 		return answer{}, inFlight(key)
 	}
