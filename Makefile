@@ -69,11 +69,13 @@ GORELEASER ?= $(GO) run github.com/goreleaser/goreleaser/v2@v2.17.0
 goreleaser-check:
 	$(GORELEASER) check
 
-## fuzz: run each decoder's fuzz target for a while (FUZZTIME, default 30s).
+## fuzz: run each decoder's and encoder's fuzz target for a while (FUZZTIME, default 30s).
 FUZZTIME ?= 30s
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeCharge -fuzztime $(FUZZTIME) ./target/charge
 	$(GO) test -run '^$$' -fuzz FuzzDecodeAttempts -fuzztime $(FUZZTIME) ./internal/rundir
+	$(GO) test -run '^$$' -fuzz '^FuzzFastDecode$$' -fuzztime $(FUZZTIME) ./internal/rundir
+	$(GO) test -run '^$$' -fuzz '^FuzzAppendLine$$' -fuzztime $(FUZZTIME) ./internal/rundir
 	$(GO) test -run '^$$' -fuzz FuzzLookupAgreesWithDecoding -fuzztime $(FUZZTIME) ./attack/client
 
 clean:

@@ -28,8 +28,10 @@ type Writer[T any] struct {
 	f   *os.File
 	bw  *bufio.Writer
 	enc *json.Encoder
-	n   int
-	err error
+	// line is the buffer a lineEncoder record appends its line to.
+	line []byte
+	n    int
+	err  error
 	// flush is the pending flush of records written since the last one;
 	// nil when there are none.
 	flush *time.Timer
@@ -55,12 +57,24 @@ func (w *Writer[T]) Write(rec T) error {
 	if w.f == nil {
 		return errors.New("rundir: write after close")
 	}
-	w.err = w.enc.Encode(rec)
+	w.err = w.encode(&rec)
 	w.n++
 	if w.flush == nil && w.err == nil {
 		w.flush = time.AfterFunc(flushEvery, w.flushPending)
 	}
 	return w.err
+}
+
+// encode writes rec's line, through its own lineEncoder when it has one.
+func (w *Writer[T]) encode(rec *T) error {
+	if le, ok := any(rec).(lineEncoder); ok {
+		if line, ok := le.appendLine(w.line[:0]); ok {
+			w.line = line
+			_, err := w.bw.Write(line)
+			return err
+		}
+	}
+	return w.enc.Encode(rec)
 }
 
 // flushPending is the timed flush Write schedules.
