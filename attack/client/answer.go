@@ -2,8 +2,11 @@ package client
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"hash"
 	"net/http"
 	"strconv"
 	"strings"
@@ -271,16 +274,40 @@ func validToken(s string) bool {
 	return true
 }
 
-// capBuffer keeps the first max bytes written to it and discards the rest,
-// so a long body is still read to its end.
-type capBuffer struct {
-	buf *bytes.Buffer
-	max int64
+// cappedBody keeps the first max bytes of a body in buf and, when it
+// digests, hashes all of it: the kept bytes once the body is whole (one
+// call, nothing allocated), or, for a body longer than max, every byte as
+// it streams past from the moment it outgrows the cap.
+type cappedBody struct {
+	buf    *bytes.Buffer
+	max    int64
+	digest bool
+	long   hash.Hash // the digest of a body past max; nil until then
 }
 
-func (w capBuffer) Write(p []byte) (int, error) {
-	if room := w.max - int64(w.buf.Len()); room > 0 {
+func (w *cappedBody) write(p []byte) {
+	room := w.max - int64(w.buf.Len())
+	if w.digest && w.long == nil && int64(len(p)) > room {
+		w.long = sha256.New()
+		w.long.Write(w.buf.Bytes())
+	}
+	if w.long != nil {
+		w.long.Write(p)
+	}
+	if room > 0 {
 		w.buf.Write(p[:min(int64(len(p)), room)])
 	}
-	return len(p), nil
+}
+
+// sum is the hex SHA-256 of everything written.
+func (w *cappedBody) sum() string {
+	var sum [sha256.Size]byte
+	if w.long != nil {
+		w.long.Sum(sum[:0])
+	} else {
+		sum = sha256.Sum256(w.buf.Bytes())
+	}
+	var hx [2 * sha256.Size]byte
+	hex.Encode(hx[:], sum[:])
+	return string(hx[:])
 }

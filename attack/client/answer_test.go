@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -248,5 +249,28 @@ func TestNewChecksTheAnswerOptions(t *testing.T) {
 	declared[0] = 500
 	if o := c.Options(); o.IDField != "/data/id" || o.ReplayHeader != "X-Replayed" || !slices.Equal(o.ReuseStatuses, []int{400}) {
 		t.Fatalf("options kept: %+v", o)
+	}
+}
+
+// TestCappedBodyKeepsThePrefixAndDigestsAll: whatever the body's length
+// beside the cap and however it arrives in pieces, the kept bytes are its
+// first max and the digest is of all of it.
+func TestCappedBodyKeepsThePrefixAndDigestsAll(t *testing.T) {
+	body := strings.Repeat("0123456789abcdef", 40) // 640 bytes
+	for _, size := range []int{0, 1, 99, 100, 101, 640} {
+		for _, chunk := range []int{1, 7, 100, 1000} {
+			t.Run(fmt.Sprintf("%d bytes in %d-byte pieces", size, chunk), func(t *testing.T) {
+				w := cappedBody{buf: new(bytes.Buffer), max: 100, digest: true}
+				for p := body[:size]; len(p) > 0; p = p[min(chunk, len(p)):] {
+					w.write([]byte(p[:min(chunk, len(p))]))
+				}
+				if want := body[:min(size, 100)]; w.buf.String() != want {
+					t.Errorf("kept %q, want %q", w.buf.String(), want)
+				}
+				if got, want := w.sum(), sha(body[:size]); got != want {
+					t.Errorf("digest %s, want %s", got, want)
+				}
+			})
+		}
 	}
 }

@@ -9,8 +9,6 @@ package client
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -590,25 +588,25 @@ func newHTTPRequest(ctx context.Context, req Request) (*http.Request, error) {
 // cut off (short of its Content-Length, a chunked body without its last
 // chunk, a reset or a timeout).
 func (c *Client) readBody(r io.Reader, digest bool) (body []byte, sum string, err error) {
-	if !digest {
-		r = io.LimitReader(r, c.o.MaxBody)
-	}
 	buf := bufPool.Get().(*bytes.Buffer)
 	buf.Reset()
 	defer bufPool.Put(buf)
-	var w io.Writer = capBuffer{buf: buf, max: c.o.MaxBody}
-	h := sha256.New()
-	if digest {
-		w = io.MultiWriter(w, h)
-	}
+	w := cappedBody{buf: buf, max: c.o.MaxBody, digest: digest}
 	cb := copyBufPool.Get().(*[]byte)
-	_, err = io.CopyBuffer(w, r, *cb)
-	copyBufPool.Put(cb)
-	if err != nil {
-		return nil, "", err
+	defer copyBufPool.Put(cb)
+	// Without a digest the body is read no further than the cap.
+	for digest || int64(buf.Len()) < c.o.MaxBody {
+		n, rerr := r.Read(*cb)
+		w.write((*cb)[:n])
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return nil, "", rerr
+		}
 	}
 	if digest {
-		sum = hex.EncodeToString(h.Sum(nil))
+		sum = w.sum()
 	}
 	return bytes.Clone(buf.Bytes()), sum, nil
 }
