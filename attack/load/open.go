@@ -129,7 +129,7 @@ type openRun struct {
 	dropped  atomic.Int64
 	maxLag   atomic.Int64          // nanoseconds an arrival was dispatched after it was due
 	done     map[int]chan struct{} // by position: closed when the op is done; only for ops a reuse waits on
-	wg       sync.WaitGroup
+	workers  *workers
 	// droppedCharges are the ids of the charges dropped at the cap (only
 	// the pacer's goroutine appends).
 	droppedCharges []int
@@ -143,7 +143,7 @@ type openRun struct {
 func runOpen(ctx context.Context, r *runner) *openRun {
 	// Built whole before the first arrival and only read after: the
 	// goroutines share it without a lock.
-	o := &openRun{runner: r, done: map[int]chan struct{}{}}
+	o := &openRun{runner: r, done: map[int]chan struct{}{}, workers: newWorkers()}
 	for i := range r.p.Len() {
 		if r.p.Kind(i) == rundir.KindReuse {
 			if orig := indexOf(r.p, r.p.ReuseOf(i)); o.done[orig] == nil {
@@ -163,7 +163,7 @@ func runOpen(ctx context.Context, r *runner) *openRun {
 	for i := range r.p.Len() {
 		due := o.start.Add(r.cfg.Pacer.Due(i))
 		if err := clock.waitUntil(ctx, due); err != nil {
-			o.wg.Wait()
+			o.workers.Wait()
 			return o
 		}
 		if lag := time.Since(due); lag > time.Duration(o.maxLag.Load()) {
@@ -174,7 +174,7 @@ func runOpen(ctx context.Context, r *runner) *openRun {
 	if r.cfg.OnLastArrival != nil && len(o.droppedCharges) > 0 && ctx.Err() == nil {
 		r.cfg.OnLastArrival(o.droppedCharges)
 	}
-	o.wg.Wait()
+	o.workers.Wait()
 	return o
 }
 
@@ -200,16 +200,16 @@ func (o *openRun) arrive(ctx context.Context, idx int, due time.Time) {
 	}
 	switch {
 	case p.Kind(idx) == rundir.KindReuse:
-		o.wg.Go(func() { o.sendReuse(ctx, idx, due) })
+		o.workers.Go(func() { o.sendReuse(ctx, idx, due) })
 	case p.Race(idx):
-		o.wg.Go(func() { o.raceAt(ctx, idx, due) })
+		o.workers.Go(func() { o.raceAt(ctx, idx, due) })
 	default:
 		for s := range p.Senders(idx) {
 			at := due
 			if s > 0 {
 				at = due.Add(dupDelay(p.Seed, p.ID(idx), s, o.cfg.DuplicateDelay))
 			}
-			o.wg.Go(func() { o.finish(idx, o.sendAt(ctx, idx, s, at)) })
+			o.workers.Go(func() { o.finish(idx, o.sendAt(ctx, idx, s, at)) })
 		}
 	}
 }

@@ -1,0 +1,43 @@
+package load
+
+import (
+	"sync/atomic"
+	"testing"
+)
+
+// TestWorkersNeverWait: Go returns while every worker is busy (it starts
+// another), and Wait returns only once every func has.
+func TestWorkersNeverWait(t *testing.T) {
+	w := newWorkers()
+	release := make(chan struct{})
+	var done atomic.Int64
+	const n = 100
+	for range n {
+		w.Go(func() { <-release; done.Add(1) })
+	}
+	if got := w.started.Load(); got != n {
+		t.Fatalf("%d workers for %d blocked funcs, want one each", got, n)
+	}
+	close(release)
+	w.Wait()
+	if got := done.Load(); got != n {
+		t.Fatalf("Wait returned with %d of %d funcs done", got, n)
+	}
+}
+
+// TestWorkersAreReused: funcs given one after another, each done before
+// the next, run on a few workers, not one goroutine each.
+func TestWorkersAreReused(t *testing.T) {
+	w := newWorkers()
+	const n = 1000
+	for range n {
+		ch := make(chan struct{})
+		w.Go(func() { close(ch) })
+		<-ch
+	}
+	w.Wait()
+	if got := w.started.Load(); got > n/10 {
+		t.Fatalf("%d workers started for %d funcs run one at a time", got, n)
+	}
+	t.Logf("%d workers for %d funcs", w.started.Load(), n)
+}
