@@ -23,18 +23,40 @@ const yieldFrom = 300 * time.Microsecond
 // the kernel's own lateness in waking a sleeper on this kind of machine.
 const maxSpin = 50 * time.Microsecond
 
+// denseGap is the longest gap between arrivals that preciseClock leaves to
+// a Go timer. A thread's sleep and wake-up costs a share of CPU time of its
+// own, large on a virtual machine, and at one nap per arrival it would be
+// a large share of the sender's work. Arrivals this close together keep
+// the runtime busy enough that it checks its timers many times between
+// two of them, and a Go timer wakes the pacer on time without a nap.
+const denseGap = 100 * time.Microsecond
+
 // preciseClock sleeps in clock_nanosleep, which wakes within tens of
 // microseconds of the due time, and spins the last of them, where a Go
 // timer wakes up to a millisecond late (the runtime's poller sleeps in
 // whole milliseconds; between arrivals under a millisecond apart, as at
 // 5,000/s, it fires them in bursts). The open model counts latency from
 // the due time, so the clock's lateness would be reported as the target's.
-type preciseClock struct{}
+// Arrivals at most denseGap apart wait on the Go timer.
+type preciseClock struct {
+	last  time.Time // the previous due time
+	timer *timerClock
+}
 
 // newPacerClock returns the precise clock.
-func newPacerClock() pacerClock { return preciseClock{} }
+func newPacerClock() pacerClock { return &preciseClock{timer: newTimerClock()} }
 
-func (preciseClock) waitUntil(ctx context.Context, t time.Time) error {
+// dense says whether t follows the previous due time by at most denseGap.
+func (c *preciseClock) dense(t time.Time) bool {
+	gap := t.Sub(c.last)
+	c.last = t
+	return gap <= denseGap
+}
+
+func (c *preciseClock) waitUntil(ctx context.Context, t time.Time) error {
+	if c.dense(t) {
+		return c.timer.waitUntil(ctx, t)
+	}
 	wait := time.Until(t)
 	if wait >= yieldFrom {
 		runtime.Gosched()
@@ -62,4 +84,4 @@ func (preciseClock) waitUntil(ctx context.Context, t time.Time) error {
 	return nil
 }
 
-func (preciseClock) close() {}
+func (c *preciseClock) close() { c.timer.close() }

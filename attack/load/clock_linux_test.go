@@ -41,3 +41,26 @@ func TestPreciseClockWakesOnTime(t *testing.T) {
 		}
 	}
 }
+
+// Arrivals at most denseGap apart wait on the Go timer (no nap per
+// arrival); sparser ones, and the first, on the precise sleep.
+func TestPreciseClockLeavesDenseArrivalsToTheTimer(t *testing.T) {
+	c := &preciseClock{timer: newTimerClock()}
+	defer c.close()
+	start := time.Now()
+	for _, tc := range []struct {
+		after time.Duration // since start
+		dense bool
+	}{
+		{0, false}, // the first arrival
+		{200 * time.Microsecond, false},
+		{200*time.Microsecond + denseGap, true},
+		{200*time.Microsecond + denseGap + 40*time.Microsecond, true},
+		{200*time.Microsecond + denseGap + 40*time.Microsecond, true}, // due together
+		{time.Millisecond, false},
+	} {
+		if got := c.dense(start.Add(tc.after)); got != tc.dense {
+			t.Errorf("arrival at +%v: dense %v, want %v", tc.after, got, tc.dense)
+		}
+	}
+}
