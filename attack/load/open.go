@@ -143,7 +143,7 @@ type openRun struct {
 func runOpen(ctx context.Context, r *runner) *openRun {
 	// Built whole before the first arrival and only read after: the
 	// goroutines share it without a lock.
-	o := &openRun{runner: r, done: map[int]chan struct{}{}, workers: newWorkers()}
+	o := &openRun{runner: r, done: map[int]chan struct{}{}, workers: newWorkers(ctx)}
 	for i := range r.p.Len() {
 		if r.p.Kind(i) == rundir.KindReuse {
 			if orig := indexOf(r.p, r.p.ReuseOf(i)); o.done[orig] == nil {
@@ -169,7 +169,7 @@ func runOpen(ctx context.Context, r *runner) *openRun {
 		if lag := time.Since(due); lag > time.Duration(o.maxLag.Load()) {
 			o.maxLag.Store(int64(lag))
 		}
-		o.arrive(ctx, i, due)
+		o.arrive(i, due)
 	}
 	if r.cfg.OnLastArrival != nil && len(o.droppedCharges) > 0 && ctx.Err() == nil {
 		r.cfg.OnLastArrival(o.droppedCharges)
@@ -179,7 +179,7 @@ func runOpen(ctx context.Context, r *runner) *openRun {
 }
 
 // arrive starts op idx, due at due, or drops it at the in-flight cap.
-func (o *openRun) arrive(ctx context.Context, idx int, due time.Time) {
+func (o *openRun) arrive(idx int, due time.Time) {
 	p := o.p
 	o.state[idx].remaining.Store(int32(p.Senders(idx)))
 	if o.inflight.Add(1) > int64(o.cfg.MaxInflight) {
@@ -200,16 +200,16 @@ func (o *openRun) arrive(ctx context.Context, idx int, due time.Time) {
 	}
 	switch {
 	case p.Kind(idx) == rundir.KindReuse:
-		o.workers.Go(func() { o.sendReuse(ctx, idx, due) })
+		o.workers.Go(func(ctx context.Context) { o.sendReuse(ctx, idx, due) })
 	case p.Race(idx):
-		o.workers.Go(func() { o.raceAt(ctx, idx, due) })
+		o.workers.Go(func(ctx context.Context) { o.raceAt(ctx, idx, due) })
 	default:
 		for s := range p.Senders(idx) {
 			at := due
 			if s > 0 {
 				at = due.Add(dupDelay(p.Seed, p.ID(idx), s, o.cfg.DuplicateDelay))
 			}
-			o.workers.Go(func() { o.finish(idx, o.sendAt(ctx, idx, s, at)) })
+			o.workers.Go(func(ctx context.Context) { o.finish(idx, o.sendAt(ctx, idx, s, at)) })
 		}
 	}
 }
