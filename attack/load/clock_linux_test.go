@@ -64,3 +64,39 @@ func TestPreciseClockLeavesDenseArrivalsToTheTimer(t *testing.T) {
 		}
 	}
 }
+
+// The clock learns how late the kernel wakes its naps and spins a little
+// more than that, within a quarter of the wait; a nap cut short by a
+// signal and a freak late one do not throw it off.
+func TestPreciseClockLearnsItsOversleep(t *testing.T) {
+	c := &preciseClock{oversleep: firstOversleep}
+	want := time.Now()
+	for range 100 {
+		c.woke(want, want.Add(10*time.Microsecond))
+	}
+	if c.oversleep < 9*time.Microsecond || c.oversleep > 11*time.Microsecond {
+		t.Fatalf("oversleep %v after naps 10us late, want about 10us", c.oversleep)
+	}
+	before := c.oversleep
+	c.woke(want, want.Add(-time.Millisecond)) // cut short
+	if c.oversleep != before {
+		t.Fatalf("a nap cut short moved the oversleep from %v to %v", before, c.oversleep)
+	}
+	c.woke(want, want.Add(time.Second))
+	if c.oversleep > before+maxSpin/8 {
+		t.Fatalf("one nap a second late moved the oversleep from %v to %v", before, c.oversleep)
+	}
+	c.oversleep = 10 * time.Microsecond
+	for _, tc := range []struct{ wait, spin time.Duration }{
+		{time.Millisecond, 14500 * time.Nanosecond}, // 10us + a quarter + 2us
+		{40 * time.Microsecond, 10 * time.Microsecond},
+	} {
+		if got := c.spinFor(tc.wait); got != tc.spin {
+			t.Errorf("spin before a %v wait: %v, want %v", tc.wait, got, tc.spin)
+		}
+	}
+	c.oversleep = maxSpin
+	if got := c.spinFor(time.Second); got != maxSpin {
+		t.Errorf("spin with a slow kernel: %v, want the %v bound", got, maxSpin)
+	}
+}
