@@ -302,7 +302,8 @@ func (c *Client) answerOptions() error {
 }
 
 // NewHTTPClient returns the default HTTP client: keep-alive with
-// maxIdlePerHost idle connections per host, no compression, no redirects.
+// maxIdlePerHost idle connections per host, at most maxDialing connections
+// being opened at once, no compression, no redirects.
 func NewHTTPClient(maxIdlePerHost int) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConns = 0
@@ -310,6 +311,7 @@ func NewHTTPClient(maxIdlePerHost int) *http.Client {
 	t.DisableCompression = true
 	t.ForceAttemptHTTP2 = false
 	t.IdleConnTimeout = 90 * time.Second
+	t.DialContext = limitDials(t.DialContext, maxDialing)
 	return &http.Client{
 		Transport:     t,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
