@@ -60,6 +60,13 @@ func TestTrivialChild(t *testing.T) {
 // scheduler and its garbage collector) with it. The child ends with tb.
 func trivialProcess(tb testing.TB) string {
 	tb.Helper()
+	url, _ := trivialChild(tb)
+	return url
+}
+
+// trivialChild is trivialProcess, with the child's process.
+func trivialChild(tb testing.TB) (string, *os.Process) {
+	tb.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestTrivialChild$", "-test.timeout=0")
 	cmd.Env = append(os.Environ(), trivialEnv+"=1")
 	stdin, err := cmd.StdinPipe()
@@ -81,11 +88,11 @@ func trivialProcess(tb testing.TB) string {
 	for sc.Scan() {
 		if url, ok := strings.CutPrefix(sc.Text(), "url="); ok {
 			go func() { _, _ = io.Copy(io.Discard, stdout) }()
-			return url
+			return url, cmd.Process
 		}
 	}
 	tb.Fatalf("the trivial endpoint's process printed no URL (%v)", sc.Err())
-	return ""
+	return "", nil
 }
 
 // engineRate runs plans through the engine for d with the history streamed
@@ -135,13 +142,14 @@ type vegetaReport struct {
 // vegetaRate attacks url with vegeta at an unlimited rate for d and returns
 // its reported throughput, or skips when vegeta cannot be fetched.
 func vegetaRate(b *testing.B, url, dir string, d time.Duration) float64 {
-	rep := vegeta(b, url, dir, d, "-rate", "0", "-max-workers", strconv.Itoa(benchConcurrency))
+	rep := vegeta(b, url, dir, d, nil, "-rate", "0", "-max-workers", strconv.Itoa(benchConcurrency))
 	return rep.Throughput
 }
 
 // vegeta runs vegeta attack with args for d against url and reads its
-// report, or skips the benchmark when vegeta cannot be fetched.
-func vegeta(b *testing.B, url, dir string, d time.Duration, args ...string) vegetaReport {
+// report, or skips the benchmark when vegeta cannot be fetched. atStart,
+// if not nil, is called as the attack starts.
+func vegeta(b *testing.B, url, dir string, d time.Duration, atStart func(), args ...string) vegetaReport {
 	body := filepath.Join(dir, "body.json")
 	os.WriteFile(body, []byte(`{"amount":1299,"currency":"EUR","customer":"cus_1","sku":"sku-1","quantity":1}`), 0o644)
 	targets := filepath.Join(dir, "targets.txt")
@@ -165,6 +173,9 @@ func vegeta(b *testing.B, url, dir string, d time.Duration, args ...string) vege
 		b.Skipf("vegeta cannot be fetched or built, no comparison: %v", err)
 	}
 	results := filepath.Join(dir, "results.bin")
+	if atStart != nil {
+		atStart()
+	}
 	if _, err := run(d+time.Minute, append(append([]string{"attack"}, args...), "-duration", d.String(), "-targets", targets, "-output", results)...); err != nil {
 		b.Fatal(err)
 	}
@@ -342,7 +353,7 @@ func firstSends(tb testing.TB, path string, each func(rundir.Attempt)) float64 {
 // vegetaConstant attacks url with vegeta's constant pacer at rate for d and
 // returns its achieved rate and latency percentiles.
 func vegetaConstant(b *testing.B, url, dir string, rate float64, d time.Duration) (achieved float64, p50, p99 time.Duration) {
-	rep := vegeta(b, url, dir, d, "-rate", fmt.Sprintf("%.0f/s", rate))
+	rep := vegeta(b, url, dir, d, nil, "-rate", fmt.Sprintf("%.0f/s", rate))
 	return rep.Rate, time.Duration(rep.Latencies.P50), time.Duration(rep.Latencies.P99)
 }
 
