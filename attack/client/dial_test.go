@@ -35,6 +35,11 @@ func TestLimitDials(t *testing.T) {
 	for now.Load() < n && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond) // polling for the first n to be in their dial
 	}
+	if got := now.Load(); got != n {
+		close(release)
+		wg.Wait()
+		t.Fatalf("%d dials in progress after 5 s of 50 started, want the limit of %d", got, n)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := dial(ctx, "tcp", "x:1"); !errors.Is(err, context.Canceled) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestWorkersNeverWait: Go returns while every worker is busy (it starts
@@ -55,6 +56,10 @@ func TestWorkersContextEndsWithTheRun(t *testing.T) {
 		t.Fatalf("a worker's context ended before the run's: %v", ctx.Err())
 	}
 	cancel()
-	<-ctx.Done() // the test's timeout is the failure
+	select {
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("a worker's context still open 5 s after the run's ended")
+	}
 	w.Wait()
 }
